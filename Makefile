@@ -1,0 +1,26 @@
+# Two set-up commands a new user runs (see README):
+#   make demo   sets everything up, then runs the main job on the embedded digits data
+#   make test   sets everything up, then runs the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test clean
+
+$(BIN)/snnergy: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $(BIN)/snnergy
+
+setup: $(BIN)/snnergy
+
+demo: setup
+	$(BIN)/snnergy compare --out runs/demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

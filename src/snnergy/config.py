@@ -1,0 +1,285 @@
+"""Typed configuration: one frozen dataclass per stage, nested in :class:`ExperimentConfig`.
+
+A config is read from a TOML file (:func:`load_config`) or built in code, then overridden by
+dotted paths (``train.lr=3e-4``, :func:`apply_overrides`). An unknown key or a value of the wrong
+type is a :class:`~snnergy.errors.ConfigError` that names the key. Each run saves its resolved
+config (:func:`config_to_dict`) beside its results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+from snnergy.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset and how to batch it.
+
+    Attributes:
+        dataset: Name in :data:`snnergy.data.DATASETS`.
+        data_dir: Folder with the dataset's files (IDX, CIFAR batches); ``None`` searches
+            ``$SNNERGY_DATA/<dataset>`` and the Debian package location.
+        batch_size: Samples per batch, training and evaluation.
+        calibration_size: Training samples drawn for conversion's data-based normalization.
+        train_limit: Use at most this many training samples (``None``: all), for quick runs.
+        test_limit: Evaluate on at most this many test samples (``None``: all).
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    batch_size: int = 64
+    calibration_size: int = 512
+    train_limit: int | None = None
+    test_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which architecture; it is sized from the dataset's input shape and class count.
+
+    Attributes:
+        name: Name in :data:`snnergy.models.MODELS`.
+        width: Multiplier on the number of channels/units (1.0 is the documented default size).
+    """
+
+    name: str = "lenet"
+    width: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training: task loss + ``strength`` x activity penalty.
+
+    Attributes:
+        epochs: Passes over the training split.
+        lr: Initial learning rate.
+        optimizer: ``"adam"`` or ``"sgd"`` (with ``momentum``).
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay (coupled, as in ``torch.optim``).
+        schedule: ``"cosine"`` (annealed to 0 over the run) or ``"constant"``.
+        regularizer: Name in :data:`snnergy.regularizers.REGULARIZERS`.
+        strength: The regularizer's weight lambda.
+        layer_weights: Optional weight per activation layer (in forward order) for the penalty.
+    """
+
+    epochs: int = 10
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    regularizer: str = "none"
+    strength: float = 0.0
+    layer_weights: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """DNN-to-SNN conversion (Rueckauer et al. 2017).
+
+    Attributes:
+        percentile: Percentile of each layer's non-zero activations used as its scale
+            (100 is the maximum, Diehl et al. 2015).
+        channelwise: One scale per output channel instead of per layer.
+        reset: ``"subtract"`` (reset by subtraction) or ``"zero"``.
+    """
+
+    percentile: float = 99.9
+    channelwise: bool = False
+    reset: str = "subtract"
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    """SNN simulation.
+
+    Attributes:
+        timesteps: The T values to report, increasing; the simulation runs to the largest.
+        input: ``"analog"`` (constant current) or ``"poisson"`` (Bernoulli spikes).
+        max_samples: Simulate at most this many test samples (``None``: all).
+    """
+
+    timesteps: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
+    input: str = "analog"
+    max_samples: int | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One configuration end to end: data, model, training, conversion, simulation.
+
+    Attributes:
+        seed: Seeds data splits, initialization and Poisson input.
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        profiles: Energy profiles to report (``None``: every registered profile).
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    convert: ConvertConfig = field(default_factory=ConvertConfig)
+    simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    seed: int = 0
+    device: str = "auto"
+    profiles: tuple[str, ...] | None = None
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """The JSON/TOML-ready form of a config (tuples become lists).
+
+    Example:
+        >>> config_to_dict(ConvertConfig())
+        {'percentile': 99.9, 'channelwise': False, 'reset': 'subtract'}
+    """
+    return dataclasses.asdict(config, dict_factory=lambda items: {k: _plain(v) for k, v in items})
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def config_from_dict(cls: type[C], data: Mapping[str, Any], where: str = "") -> C:
+    """Builds ``cls`` from a nested mapping; unknown keys and wrong types are errors.
+
+    Args:
+        cls: A config dataclass, e.g. :class:`ExperimentConfig`.
+        data: Nested mapping as read from TOML or JSON.
+        where: Prefix for error messages (the dotted path of ``data``).
+
+    Example:
+        >>> config_from_dict(TrainConfig, {"lr": 0.01, "epochs": 2}).lr
+        0.01
+        >>> config_from_dict(TrainConfig, {"lr_rate": 0.01})
+        Traceback (most recent call last):
+        ...
+        snnergy.errors.ConfigError: unknown config key 'lr_rate'; allowed: epochs, lr, optimizer, momentum, weight_decay, schedule, regularizer, strength, layer_weights
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config section '{where or cls.__name__}' must be a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in known:
+            raise ConfigError(f"unknown config key '{path}'; allowed: {', '.join(known)}")
+        kwargs[key] = _coerce(hints[key], value, path)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, path: str) -> Any:
+    """Checks ``value`` against the type ``hint`` (converting ints to floats, lists to tuples)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if is_dataclass(hint):
+        return config_from_dict(hint, value, path)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, path)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"bad value for '{path}': {value!r}")
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{path}' expects a list, got {value!r}")
+        return tuple(_coerce(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"config key '{path}' expects a finite number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{path}' expects an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{path}' expects true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{path}' expects a string, got {value!r}")
+        return value
+    raise ConfigError(f"config key '{path}' has an unsupported type {hint!r}")  # pragma: no cover
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Reads an :class:`ExperimentConfig` from a TOML file.
+
+    Raises:
+        ConfigError: The file is missing, is not valid TOML, or holds an unknown key or a
+            value of the wrong type (the message names the file and the key).
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not a valid TOML file: {err}") from None
+    try:
+        return config_from_dict(ExperimentConfig, data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def apply_overrides(config: C, overrides: Mapping[str, Any]) -> C:
+    """Returns a copy of ``config`` with fields replaced by dotted path.
+
+    String values (from the command line) are parsed as TOML values when they parse, so
+    ``"3e-4"`` becomes a float, ``"[1, 2]"`` a list, and a bare word stays a string.
+
+    Example:
+        >>> cfg = apply_overrides(ExperimentConfig(), {"train.lr": "3e-4", "data.dataset": "mnist"})
+        >>> cfg.train.lr, cfg.data.dataset
+        (0.0003, 'mnist')
+    """
+    data = config_to_dict(config)
+    for dotted, value in overrides.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for i, part in enumerate(parents):
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"unknown config section '{'.'.join(parents[: i + 1])}'")
+            node = node[part]
+        if leaf not in node:
+            raise ConfigError(f"unknown config key '{dotted}'; allowed: {', '.join(node)}")
+        node[leaf] = parse_value(value) if isinstance(value, str) else value
+    return config_from_dict(type(config), data)
+
+
+def parse_value(text: str) -> Any:
+    """Parses a command-line value as a TOML value, falling back to the plain string.
+
+    Example:
+        >>> parse_value("1e-3"), parse_value("[1, 2]"), parse_value("hoyer"), parse_value("true")
+        (0.001, [1, 2], 'hoyer', True)
+    """
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def with_changes(config: C, **changes: Any) -> C:
+    """``dataclasses.replace`` under a verb name, for readability at call sites."""
+    return replace(config, **changes)

@@ -42,6 +42,25 @@ class LayerGeometry:
     groups: int = 1
 
 
+@dataclass(frozen=True)
+class PoolGeometry:
+    """An average pooling between spiking neurons and the next weighted layer.
+
+    Args:
+        in_shape: Per-sample input shape ``(C, H, W)``.
+        kernel_size, stride, padding: ``(h, w)`` pairs, as ``nn.AvgPool2d``.
+
+    Example:
+        >>> PoolGeometry((6, 8, 8), (2, 2), (2, 2)).padding
+        (0, 0)
+    """
+
+    in_shape: tuple[int, int, int]
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int] = (0, 0)
+
+
 @dataclass
 class ActivityRecord:
     """Activation maps of one forward pass, by qualified module name; layout ``(B, ...)``.

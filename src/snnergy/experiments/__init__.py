@@ -1,0 +1,37 @@
+"""Experiments: one configuration end to end, comparisons over regularizers, and result files.
+
+This is the Python API behind the command line: ``train`` -> ``measure`` (DNN record) ->
+``convert`` -> ``simulate`` (SNN record), and ``compare`` over regularizers and strengths.
+"""
+
+from snnergy.energy import describe_profiles
+from snnergy.experiments.compare import DEFAULT_REGULARIZERS, DEFAULT_STRENGTHS, compare, default_grid, run_configuration
+from snnergy.experiments.measure import measure
+from snnergy.experiments.pipeline import TrainedModel, measure_trained, result_record, train
+from snnergy.experiments.snn import simulate, stage_shapes
+from snnergy.experiments.steps import convert, convert_checkpoint, load_converted, load_run, simulate_converted
+from snnergy.experiments.store import read_results, write_config, write_results
+
+__all__ = [
+    "DEFAULT_REGULARIZERS",
+    "DEFAULT_STRENGTHS",
+    "TrainedModel",
+    "compare",
+    "convert",
+    "convert_checkpoint",
+    "default_grid",
+    "describe_profiles",
+    "load_converted",
+    "load_run",
+    "measure",
+    "measure_trained",
+    "read_results",
+    "result_record",
+    "run_configuration",
+    "simulate",
+    "simulate_converted",
+    "stage_shapes",
+    "train",
+    "write_config",
+    "write_results",
+]

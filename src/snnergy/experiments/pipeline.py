@@ -1,0 +1,120 @@
+"""One configuration end to end, as library functions: train, then measure the DNN.
+
+These are the Python API behind ``snnergy train`` (and the first steps of ``snnergy compare``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from snnergy.config import ExperimentConfig, config_to_dict
+from snnergy.data import DatasetSplits, load_dataset
+from snnergy.models import build_model
+from snnergy.records import DNNRecord
+from snnergy.training import EpochLog, fit, resolve_device, save_checkpoint, seed_everything
+
+from snnergy.experiments.measure import measure
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+@dataclass
+class TrainedModel:
+    """A trained DNN with what produced it."""
+
+    model: nn.Module
+    config: ExperimentConfig
+    splits: DatasetSplits
+    history: list[EpochLog]
+    device: torch.device
+
+
+def train(
+    config: ExperimentConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    progress: bool = False,
+) -> TrainedModel:
+    """Loads the data, builds the model and trains it with the configured regularizer.
+
+    Args:
+        config: The experiment (``None``: defaults, i.e. LeNet on digits, no regularizer).
+        out: If given, the checkpoint of every finished epoch is written to ``out/checkpoint``
+            (atomically: a crash or a NaN keeps the last good one).
+        progress: Show progress bars.
+
+    Example:
+        >>> from snnergy.config import ExperimentConfig, DataConfig, ModelConfig, TrainConfig
+        >>> cfg = ExperimentConfig(data=DataConfig(dataset="synthetic-blobs"),
+        ...                        model=ModelConfig(name="tiny-mlp"), train=TrainConfig(epochs=1), device="cpu")
+        >>> trained = train(cfg)
+        >>> len(trained.history)
+        1
+    """
+    config = config or ExperimentConfig()
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    splits = load_dataset(config.data, seed=config.seed)
+    model = build_model(config.model, splits.input_shape, splits.num_classes)
+    history: list[EpochLog] = []
+
+    def checkpoint(m: nn.Module, log: EpochLog) -> None:
+        history.append(log)
+        if out is not None:
+            save_checkpoint(
+                Path(out) / CHECKPOINT_DIR,
+                m,
+                config,
+                input_shape=splits.input_shape,
+                num_classes=splits.num_classes,
+                history=history,
+            )
+
+    fit(
+        model,
+        splits,
+        config.train,
+        batch_size=config.data.batch_size,
+        seed=config.seed,
+        device=device,
+        progress=progress,
+        on_epoch=checkpoint,
+    )
+    return TrainedModel(model, config, splits, history, device)
+
+
+def measure_trained(trained: TrainedModel) -> DNNRecord:
+    """Measures a trained model on its test split with the configured energy profiles."""
+    return measure(
+        trained.model,
+        (trained.splits.test_x, trained.splits.test_y),
+        profiles=trained.config.profiles,
+        device=trained.device,
+    )
+
+
+def result_record(config: ExperimentConfig, dnn: DNNRecord | None = None, snn: Any = None) -> dict[str, Any]:
+    """One record of ``results.json`` (DESIGN.md schema): config, dnn and snn parts."""
+    record: dict[str, Any] = {"config": flat_config(config)}
+    if dnn is not None:
+        record["dnn"] = dnn.to_dict()
+    if snn is not None:
+        record["snn"] = snn.to_dict()
+    return record
+
+
+def flat_config(config: ExperimentConfig) -> dict[str, Any]:
+    """The headline keys of DESIGN.md's ``config`` part first, then the full resolved config."""
+    return {
+        "dataset": config.data.dataset,
+        "model": config.model.name,
+        "regularizer": config.train.regularizer,
+        "strength": config.train.strength,
+        "seed": config.seed,
+        "resolved": config_to_dict(config),
+    }

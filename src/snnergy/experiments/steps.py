@@ -1,0 +1,100 @@
+"""The CLI's file-to-file steps: a trained run folder -> a converted SNN folder -> SNN results."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from snnergy.checkpoints import read_json
+from snnergy.config import ConvertConfig, ExperimentConfig, config_from_dict
+from snnergy.conversion import convert as convert_model
+from snnergy.data import calibration_set, load_dataset
+from snnergy.errors import CheckpointError, ConfigError
+from snnergy.records import SNNRecord
+from snnergy.simulation import SpikingNetwork, load_snn, save_snn
+from snnergy.training import Checkpoint, load_checkpoint, resolve_device
+
+from snnergy.experiments.pipeline import CHECKPOINT_DIR, result_record
+from snnergy.experiments.snn import simulate
+from snnergy.experiments.store import CONFIG_JSON, RESULTS_JSON, write_config, write_results
+
+
+def convert(
+    model,
+    calibration,
+    config: ConvertConfig | None = None,
+    *,
+    percentile: float | None = None,
+    channelwise: bool | None = None,
+    reset: str | None = None,
+) -> SpikingNetwork:
+    """Converts a trained DNN to a rate-coded SNN (a copy; the DNN is untouched).
+
+    Args:
+        model: An ``nn.Sequential`` of Conv2d/Linear, BatchNorm, ReLU, AvgPool2d, Flatten, Dropout.
+        calibration: Inputs ``(N, C, H, W)`` or a DataLoader, for data-based normalization.
+        config: Conversion settings; the keyword arguments override its fields.
+        percentile: Percentile of non-zero activations used as each layer's scale (100 = max).
+        channelwise: One scale per output channel.
+        reset: ``"subtract"`` or ``"zero"``.
+    """
+    config = config or ConvertConfig()
+    changes = {k: v for k, v in {"percentile": percentile, "channelwise": channelwise, "reset": reset}.items() if v is not None}
+    return convert_model(model, calibration, replace(config, **changes))
+
+
+def load_run(folder: str | Path) -> Checkpoint:
+    """Loads the checkpoint of a ``snnergy train`` folder (the folder or its ``checkpoint/``)."""
+    folder = Path(folder)
+    if (folder / CHECKPOINT_DIR).is_dir():
+        folder = folder / CHECKPOINT_DIR
+    return load_checkpoint(folder)
+
+
+def convert_checkpoint(checkpoint: Checkpoint, config: ExperimentConfig, out: str | Path) -> SpikingNetwork:
+    """Converts a loaded checkpoint with calibration data from its dataset's training split and
+    writes the SNN (``snn.safetensors``, ``snn.json``) and the resolved config into ``out``."""
+    splits = load_dataset(config.data, seed=config.seed)
+    if tuple(splits.input_shape) != tuple(checkpoint.input_shape):
+        raise ConfigError(
+            f"dataset '{config.data.dataset}' has inputs {splits.input_shape}, "
+            f"the checkpoint's model expects {tuple(checkpoint.input_shape)}"
+        )
+    calibration = calibration_set(splits, config.data.calibration_size, seed=config.seed)
+    snn = convert_model(checkpoint.model, calibration, config.convert)
+    save_snn(snn, Path(out))
+    write_config(out, config)
+    return snn
+
+
+def load_converted(folder: str | Path) -> tuple[SpikingNetwork, ExperimentConfig]:
+    """Loads an SNN folder written by :func:`convert_checkpoint` with its config."""
+    folder = Path(folder)
+    snn = load_snn(folder)
+    try:
+        config = config_from_dict(ExperimentConfig, read_json(folder / CONFIG_JSON))
+    except ConfigError as err:
+        raise CheckpointError(f"{folder / CONFIG_JSON}: {err}") from None
+    return snn, config
+
+
+def simulate_converted(snn: SpikingNetwork, config: ExperimentConfig, out: str | Path, progress: bool = False) -> SNNRecord:
+    """Simulates on the test split of the config's dataset and writes ``results.json``/``.csv``."""
+    splits = load_dataset(config.data, seed=config.seed)
+    record = simulate(
+        snn,
+        (splits.test_x, splits.test_y),
+        timesteps=config.simulate.timesteps,
+        input=config.simulate.input,
+        max_samples=config.simulate.max_samples,
+        profiles=config.profiles,
+        seed=config.seed,
+        device=resolve_device(config.device),
+        progress=progress,
+    )
+    write_config(out, config)
+    write_results(out, [result_record(config, snn=record)])
+    return record
+
+
+__all__ = ["RESULTS_JSON", "convert", "convert_checkpoint", "load_converted", "load_run", "simulate_converted"]

@@ -1,0 +1,389 @@
+"""Model registry: architectures built only from layers the DNN-to-SNN converter supports.
+
+Every model is a *flat* :class:`torch.nn.Sequential` with meaningful child names (``conv1``,
+``relu1``, ``pool1``, ..., ``fc3``) and this structure, which conversion and counting rely on:
+
+- only the layers in :data:`SUPPORTED_LAYERS` (exact types);
+- each weighted layer (Conv2d/Linear) except the last is followed, optionally after one
+  BatchNorm of the matching kind (folded into it at conversion), by a ReLU;
+- AvgPool2d, Flatten and Dropout sit between a ReLU (or the input) and the next weighted layer;
+- the last layer is a Linear producing logits, with nothing after it (its accumulated potential
+  is the SNN's readout).
+
+:func:`check_supported` enforces this on any model, with an error naming the offending child
+and what to use instead (max pooling has no exact spiking equivalent, so use AvgPool2d, as
+SNN Toolbox and SpikingJelly recommend; see REFERENCE.md section 2).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections import OrderedDict
+from typing import Callable
+
+import torch
+from torch import nn
+
+from snnergy.config import ModelConfig
+from snnergy.errors import ConfigError, ConversionError
+from snnergy.registry import Registry
+
+SUPPORTED_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.Conv2d,
+    nn.Linear,
+    nn.ReLU,
+    nn.AvgPool2d,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.Flatten,
+    nn.Dropout,
+)
+"""The layer types a model may hold (exact types: a subclass may change ``forward``)."""
+
+_WEIGHTED = (nn.Conv2d, nn.Linear)
+_PASSTHROUGH = (nn.AvgPool2d, nn.Flatten, nn.Dropout)
+_BN_FOR = {nn.Conv2d: nn.BatchNorm2d, nn.Linear: nn.BatchNorm1d}
+
+ModelBuilder = Callable[[tuple[int, int, int], int, float], nn.Sequential]
+"""``(input_shape (C, H, W), num_classes, width) -> model``."""
+
+MODELS: Registry[ModelBuilder] = Registry("model")
+
+
+# --------------------------------------------------------------------------- structure check
+
+
+def _advice(child: nn.Module) -> str:
+    """What to use instead of an unsupported layer."""
+    kind = type(child)
+    if "MaxPool" in kind.__name__ or isinstance(child, (nn.LPPool1d, nn.LPPool2d)):
+        return "use AvgPool2d (max pooling has no exact spiking equivalent)"
+    if kind.__module__ == "torch.nn.modules.activation" and kind is not nn.MultiheadAttention:
+        return "use ReLU (the converter maps only ReLU to integrate-and-fire neurons)"
+    if "AdaptiveAvgPool" in kind.__name__:
+        return "use AvgPool2d with a fixed kernel size"
+    if isinstance(child, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+        return "flatten nested containers into one nn.Sequential"
+    names = ", ".join(t.__name__ for t in SUPPORTED_LAYERS)
+    return f"supported layers: {names}"
+
+
+def check_supported(model: nn.Module) -> None:
+    """Checks that ``model`` is a flat Sequential of supported layers in a convertible order.
+
+    Args:
+        model: The DNN to check.
+
+    Raises:
+        ConversionError: Naming the offending child (by name and type) and what to use instead.
+
+    Example:
+        >>> check_supported(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)))
+        >>> bad = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2))
+        >>> check_supported(bad)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        snnergy.errors.ConversionError: layer '1' (MaxPool2d) is not supported: use AvgPool2d ...
+    """
+    if not isinstance(model, nn.Sequential):
+        raise ConversionError(
+            f"the converter needs a flat nn.Sequential, got {type(model).__name__}; "
+            "rebuild the model as nn.Sequential(OrderedDict(...))"
+        )
+    children = list(model.named_children())
+    for name, child in children:
+        if type(child) not in SUPPORTED_LAYERS:
+            raise ConversionError(
+                f"layer '{name}' ({type(child).__name__}) is not supported: {_advice(child)}"
+            )
+        if isinstance(child, nn.Conv2d) and child.padding_mode != "zeros":
+            raise ConversionError(
+                f"layer '{name}' (Conv2d) uses padding_mode='{child.padding_mode}': "
+                "use padding_mode='zeros'"
+            )
+    weighted = [i for i, (_, child) in enumerate(children) if isinstance(child, _WEIGHTED)]
+    if not weighted:
+        raise ConversionError("the model has no Conv2d or Linear layer")
+    last = weighted[-1]
+    last_name, last_child = children[last]
+    if not isinstance(last_child, nn.Linear):
+        raise ConversionError(
+            f"the last weighted layer '{last_name}' is a {type(last_child).__name__}: "
+            "end the model with a Linear producing the logits"
+        )
+    if last != len(children) - 1:
+        name, child = children[last + 1]
+        raise ConversionError(
+            f"layer '{name}' ({type(child).__name__}) follows the output layer '{last_name}': "
+            "the last layer must be a Linear producing logits, with no activation after it"
+        )
+    _check_order(children)
+
+
+def _check_order(children: list[tuple[str, nn.Module]]) -> None:
+    """Walks the children as a small state machine (see the module docstring)."""
+    # state: "input" (before any weighted layer or after a ReLU), "weighted" (just after a
+    # weighted layer), "bn" (after the BatchNorm that follows a weighted layer)
+    state, previous, previous_child = "input", None, None
+    for name, child in children:
+        kind = type(child).__name__
+        if isinstance(child, _WEIGHTED):
+            if state != "input":
+                raise ConversionError(
+                    f"layer '{name}' ({kind}) follows '{previous}' without a ReLU between them: "
+                    "put a ReLU after every weighted layer except the last"
+                )
+            state = "weighted"
+        elif isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if state != "weighted" or _BN_FOR.get(type(previous_child)) is not type(child):
+                raise ConversionError(
+                    f"layer '{name}' ({kind}) must directly follow a "
+                    f"{'Conv2d' if isinstance(child, nn.BatchNorm2d) else 'Linear'} layer "
+                    "so that it can be folded into its weights"
+                )
+            state = "bn"
+        elif isinstance(child, nn.ReLU):
+            if state not in ("weighted", "bn"):
+                raise ConversionError(
+                    f"layer '{name}' (ReLU) does not follow a weighted layer (or its BatchNorm): "
+                    "each ReLU must come right after a Conv2d/Linear, optionally via a BatchNorm"
+                )
+            state = "input"
+        elif isinstance(child, _PASSTHROUGH):
+            if state != "input":
+                raise ConversionError(
+                    f"layer '{name}' ({kind}) sits between weighted layer '{previous}' and its "
+                    "ReLU: place pooling, flatten and dropout after the ReLU"
+                )
+        previous, previous_child = name, child
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def _scaled(units: int, width: float) -> int:
+    """``units * width`` rounded, at least 1."""
+    return max(1, round(units * width))
+
+
+def _flat_size(layers: list[tuple[str, nn.Module]], input_shape: tuple[int, int, int]) -> int:
+    """Features per sample after ``layers``, by a dummy forward (in eval mode: no BN update)."""
+    features = nn.Sequential(OrderedDict(layers))
+    features.eval()
+    try:
+        with torch.no_grad():
+            out = features(torch.zeros(1, *input_shape))
+    except RuntimeError as err:
+        raise ConfigError(f"input shape {input_shape} is too small for this model: {err}") from None
+    finally:
+        features.train()
+    return int(out[0].numel())
+
+
+@MODELS.register("mlp")
+def mlp(input_shape: tuple[int, int, int], num_classes: int, width: float = 1.0) -> nn.Sequential:
+    """Multilayer perceptron: flatten - fc(256) - relu - fc(128) - relu - fc(classes).
+
+    Args:
+        input_shape: Per-sample input shape ``(C, H, W)``.
+        num_classes: Number of logits.
+        width: Multiplier on the hidden units (rounded, at least 1).
+
+    Example:
+        >>> mlp((1, 8, 8), 10).fc1
+        Linear(in_features=64, out_features=256, bias=True)
+    """
+    h1, h2 = _scaled(256, width), _scaled(128, width)
+    return nn.Sequential(
+        OrderedDict(
+            [
+                ("flatten", nn.Flatten()),
+                ("fc1", nn.Linear(math.prod(input_shape), h1)),
+                ("relu1", nn.ReLU()),
+                ("fc2", nn.Linear(h1, h2)),
+                ("relu2", nn.ReLU()),
+                ("fc3", nn.Linear(h2, num_classes)),
+            ]
+        )
+    )
+
+
+@MODELS.register("lenet")
+def lenet(input_shape: tuple[int, int, int], num_classes: int, width: float = 1.0) -> nn.Sequential:
+    """LeNet-5 with ReLU and average pooling, sized from the input.
+
+    Inputs of at least 16x16 use 5x5 kernels (LeCun et al. 1998): the first convolution pads by
+    2 when the input is smaller than 32x32 (MNIST's 28x28 then sees LeNet-5's 32x32 field and
+    gives 16x5x5 features), while 32x32 inputs (CIFAR-10) run unpadded, also giving 16x5x5.
+    Smaller inputs (the 8x8 digits) use 3x3 kernels padded by 1. The flatten size comes from a
+    dummy forward pass.
+
+    Args:
+        input_shape: Per-sample input shape ``(C, H, W)``.
+        num_classes: Number of logits.
+        width: Multiplier on channels (6, 16) and hidden units (120, 84), rounded, at least 1.
+
+    Example:
+        >>> lenet((1, 28, 28), 10).fc1
+        Linear(in_features=400, out_features=120, bias=True)
+        >>> lenet((1, 8, 8), 10).fc1
+        Linear(in_features=64, out_features=120, bias=True)
+    """
+    channels, height, wide = input_shape
+    c1, c2 = _scaled(6, width), _scaled(16, width)
+    f1, f2 = _scaled(120, width), _scaled(84, width)
+    if min(height, wide) >= 16:
+        kernel, pad1, pad2 = 5, (2 if min(height, wide) < 32 else 0), 0
+    else:
+        kernel, pad1, pad2 = 3, 1, 1
+    features: list[tuple[str, nn.Module]] = [
+        ("conv1", nn.Conv2d(channels, c1, kernel, padding=pad1)),
+        ("relu1", nn.ReLU()),
+        ("pool1", nn.AvgPool2d(2)),
+        ("conv2", nn.Conv2d(c1, c2, kernel, padding=pad2)),
+        ("relu2", nn.ReLU()),
+        ("pool2", nn.AvgPool2d(2)),
+        ("flatten", nn.Flatten()),
+    ]
+    flat = _flat_size(features, input_shape)
+    classifier: list[tuple[str, nn.Module]] = [
+        ("fc1", nn.Linear(flat, f1)),
+        ("relu3", nn.ReLU()),
+        ("fc2", nn.Linear(f1, f2)),
+        ("relu4", nn.ReLU()),
+        ("fc3", nn.Linear(f2, num_classes)),
+    ]
+    return nn.Sequential(OrderedDict(features + classifier))
+
+
+@MODELS.register("vgg")
+def vgg(input_shape: tuple[int, int, int], num_classes: int, width: float = 1.0) -> nn.Sequential:
+    """Small VGG (Simonyan & Zisserman 2015) with batch norm and average pooling.
+
+    Blocks of [conv3x3 pad 1 - BN - ReLU] x 2 then AvgPool2d(2), with 32, 64, 128 channels;
+    as many blocks as keep the spatial size at least 2 after pooling, at most 3 (8x8: 2 blocks,
+    28x28 and 32x32: 3). Then flatten - fc(128) - BN1d - ReLU - Dropout(0.2) - fc(classes).
+    Layer names: ``conv{block}_{i}``, ``bn{block}_{i}``, ``relu{block}_{i}``, ``pool{block}``,
+    ``flatten``, ``fc1``, ``bn_fc1``, ``relu_fc1``, ``dropout``, ``fc2``.
+
+    Args:
+        input_shape: Per-sample input shape ``(C, H, W)``, at least 4x4.
+        num_classes: Number of logits.
+        width: Multiplier on channels and hidden units (rounded, at least 1).
+
+    Raises:
+        ConfigError: The input is smaller than 4x4 (no block would fit).
+
+    Example:
+        >>> model = vgg((1, 8, 8), 10)
+        >>> model.pool2
+        AvgPool2d(kernel_size=2, stride=2, padding=0)
+        >>> model.fc1  # 64 channels x 2 x 2
+        Linear(in_features=256, out_features=128, bias=True)
+    """
+    channels, height, wide = input_shape
+    size, blocks = min(height, wide), 0
+    while blocks < 3 and size // 2 >= 2:
+        size, blocks = size // 2, blocks + 1
+    if blocks == 0:
+        raise ConfigError(f"vgg needs inputs of at least 4x4, got {input_shape}")
+    layers: list[tuple[str, nn.Module]] = []
+    c_in = channels
+    for block, c in enumerate((32, 64, 128)[:blocks], start=1):
+        c_out = _scaled(c, width)
+        for i in (1, 2):
+            layers += [
+                (f"conv{block}_{i}", nn.Conv2d(c_in, c_out, 3, padding=1)),
+                (f"bn{block}_{i}", nn.BatchNorm2d(c_out)),
+                (f"relu{block}_{i}", nn.ReLU()),
+            ]
+            c_in = c_out
+        layers.append((f"pool{block}", nn.AvgPool2d(2)))
+    layers.append(("flatten", nn.Flatten()))
+    flat, hidden = _flat_size(layers, input_shape), _scaled(128, width)
+    layers += [
+        ("fc1", nn.Linear(flat, hidden)),
+        ("bn_fc1", nn.BatchNorm1d(hidden)),
+        ("relu_fc1", nn.ReLU()),
+        ("dropout", nn.Dropout(0.2)),
+        ("fc2", nn.Linear(hidden, num_classes)),
+    ]
+    return nn.Sequential(OrderedDict(layers))
+
+
+@MODELS.register("tiny-mlp")
+def tiny_mlp(
+    input_shape: tuple[int, int, int], num_classes: int, width: float = 1.0
+) -> nn.Sequential:
+    """The smallest model, for tests: flatten - fc(16) - relu - fc(classes).
+
+    Example:
+        >>> tiny_mlp((1, 2, 2), 3)
+        Sequential(
+          (flatten): Flatten(start_dim=1, end_dim=-1)
+          (fc1): Linear(in_features=4, out_features=16, bias=True)
+          (relu1): ReLU()
+          (fc2): Linear(in_features=16, out_features=3, bias=True)
+        )
+    """
+    hidden = _scaled(16, width)
+    return nn.Sequential(
+        OrderedDict(
+            [
+                ("flatten", nn.Flatten()),
+                ("fc1", nn.Linear(math.prod(input_shape), hidden)),
+                ("relu1", nn.ReLU()),
+                ("fc2", nn.Linear(hidden, num_classes)),
+            ]
+        )
+    )
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def build_model(
+    config: ModelConfig, input_shape: tuple[int, int, int], num_classes: int
+) -> nn.Sequential:
+    """Builds the registered model ``config.name`` for this input and class count, checked.
+
+    Args:
+        config: Model name and width multiplier.
+        input_shape: Per-sample input shape ``(C, H, W)``.
+        num_classes: Number of logits (at least 1).
+
+    Returns:
+        A freshly initialized flat ``nn.Sequential`` in training mode that passes
+        :func:`check_supported`.
+
+    Raises:
+        ConfigError: Unknown model name (listing the known ones), a width that is not a positive
+            finite number, a malformed input shape or class count, or an input too small.
+
+    Example:
+        >>> model = build_model(ModelConfig("lenet"), (1, 8, 8), 10)
+        >>> model(torch.zeros(2, 1, 8, 8)).shape
+        torch.Size([2, 10])
+    """
+    builder = MODELS.get(config.name)
+    width = config.width
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not math.isfinite(width):
+        raise ConfigError(f"model.width must be a positive finite number, got {width!r}")
+    if width <= 0:
+        raise ConfigError(f"model.width must be a positive finite number, got {width!r}")
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(_is_int(s) and s > 0 for s in shape):
+        raise ConfigError(
+            f"input_shape must be three positive integers (C, H, W), got {input_shape!r}"
+        )
+    if not _is_int(num_classes) or num_classes < 1:
+        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+    shape = tuple(int(s) for s in shape)
+    model = builder(shape, int(num_classes), float(width))  # type: ignore[arg-type]
+    check_supported(model)
+    return model

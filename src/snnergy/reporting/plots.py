@@ -1,0 +1,115 @@
+"""PNG plots of results: accuracy against energy, accuracy against timesteps, per-layer activity.
+
+matplotlib is imported lazily with the non-interactive Agg backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from snnergy.reporting.report import layer_rows, ok_records
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _label(record: Mapping[str, Any]) -> str:
+    cfg = record["config"]
+    return cfg["regularizer"] if cfg["regularizer"] == "none" else f"{cfg['regularizer']} {cfg['strength']:g}"
+
+
+def _colors(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    plt = _pyplot()
+    names = sorted({r["config"]["regularizer"] for r in records})
+    cmap = plt.get_cmap("tab10")
+    return {name: cmap(i % 10) for i, name in enumerate(names)}
+
+
+def plot_accuracy_energy(records: Sequence[Mapping[str, Any]], path: Path, profile: str) -> Path:
+    """Two panels: DNN accuracy vs DNN energy; SNN accuracy vs SNN energy over T (one curve per config)."""
+    plt = _pyplot()
+    colors = _colors(records)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for r in records:
+        color = colors[r["config"]["regularizer"]]
+        left.scatter(r["dnn"]["energy_j"][profile], r["dnn"]["accuracy"], color=color)
+        left.annotate(_label(r), (r["dnn"]["energy_j"][profile], r["dnn"]["accuracy"]), fontsize=7)
+        snn = r.get("snn")
+        if snn and profile in snn["energy_j"]:
+            right.plot(snn["energy_j"][profile], snn["accuracy"], "o-", color=color, ms=3, label=_label(r))
+    left.set(xscale="log", xlabel=f"DNN energy per sample (J, {profile})", ylabel="accuracy", title="DNN (zero-skipping)")
+    right.set(xscale="log", xlabel=f"SNN energy per sample (J, {profile})", ylabel="accuracy", title="SNN (points: increasing T)")
+    right.legend(fontsize=7)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_accuracy_timesteps(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """SNN accuracy against T, one line per configuration, with its DNN accuracy dashed."""
+    plt = _pyplot()
+    colors = _colors(records)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for r in records:
+        snn = r.get("snn")
+        if not snn:
+            continue
+        color = colors[r["config"]["regularizer"]]
+        ax.plot(snn["timesteps"], snn["accuracy"], "o-", ms=3, color=color, label=_label(r))
+        ax.axhline(r["dnn"]["accuracy"], color=color, ls="--", lw=0.7)
+    ax.set(xscale="log", xlabel="timesteps T", ylabel="SNN accuracy", title="Accuracy vs timesteps (dashed: DNN)")
+    ax.set_xscale("log", base=2)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_layers(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Per-layer DNN sparsity and SNN spike rate, grouped bars per configuration."""
+    plt = _pyplot()
+    rows = layer_rows(records)
+    layers = list(dict.fromkeys(row["layer"] for row in rows))
+    configs = list(dict.fromkeys(row["configuration"] for row in rows))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.5, 1.2 * len(layers) * max(1, len(configs)) / 3), 6))
+    width = 0.8 / max(len(configs), 1)
+    for j, cfg in enumerate(configs):
+        by_layer = {row["layer"]: row for row in rows if row["configuration"] == cfg}
+        xs = [i + j * width for i in range(len(layers))]
+        top.bar(xs, [by_layer.get(lay, {}).get("sparsity") or 0 for lay in layers], width, label=cfg)
+        bottom.bar(xs, [by_layer.get(lay, {}).get("spike_rate") or 0 for lay in layers], width, label=cfg)
+    for ax, what in ((top, "DNN sparsity"), (bottom, "SNN spike rate (spikes/neuron/step)")):
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(layers))], layers)
+        ax.set_ylabel(what)
+        ax.grid(alpha=0.3, axis="y")
+    top.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_plots(folder: Path, records: Sequence[Mapping[str, Any]], profile: str) -> list[Path]:
+    """Writes every plot for the finished ``records`` into ``folder``; returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    finished = ok_records(records)
+    paths = [
+        plot_accuracy_energy(finished, folder / "accuracy_energy.png", profile),
+        plot_layers(finished, folder / "layers.png"),
+    ]
+    if any(r.get("snn") for r in finished):
+        paths.insert(1, plot_accuracy_timesteps(finished, folder / "accuracy_timesteps.png"))
+    return paths

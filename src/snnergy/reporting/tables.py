@@ -1,0 +1,128 @@
+"""Tables of results: flat rows, Markdown and CSV.
+
+It sees only the JSON form of results (``results.json``: a list of records with ``config``,
+``dnn`` and optionally ``snn`` parts, DESIGN.md's schema), never the stages' classes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from snnergy.checkpoints import atomic_write
+
+DEFAULT_PROFILE = "cmos45-fp32"
+
+
+def dnn_row(record: Mapping[str, Any], profile: str = DEFAULT_PROFILE) -> dict[str, Any]:
+    """The headline DNN numbers of one record as a flat row.
+
+    Example:
+        >>> rec = {"config": {"dataset": "digits", "model": "lenet", "regularizer": "l1", "strength": 0.1, "seed": 0},
+        ...        "dnn": {"accuracy": 0.9, "sparsity": {"a": 0.5, "b": 0.7}, "macs_dense": 100.0,
+        ...                "macs_effective": 40.0, "energy_j": {"cmos45-fp32": 1.84e-10}}}
+        >>> row = dnn_row(rec)
+        >>> row["sparsity"], row["effective_ratio"]
+        (0.6, 0.4)
+    """
+    cfg, dnn = record["config"], record.get("dnn", {})
+    sparsity = dnn.get("sparsity", {})
+    dense = dnn.get("macs_dense", 0.0)
+    return {
+        "dataset": cfg["dataset"],
+        "model": cfg["model"],
+        "regularizer": cfg["regularizer"],
+        "strength": cfg["strength"],
+        "seed": cfg["seed"],
+        "dnn_accuracy": dnn.get("accuracy", math.nan),
+        "sparsity": sum(sparsity.values()) / len(sparsity) if sparsity else math.nan,
+        "macs_dense": dense,
+        "macs_effective": dnn.get("macs_effective", math.nan),
+        "effective_ratio": dnn.get("macs_effective", math.nan) / dense if dense else math.nan,
+        "dnn_energy_j": dnn.get("energy_j", {}).get(profile, math.nan),
+    }
+
+
+def result_rows(records: Iterable[Mapping[str, Any]], profile: str = DEFAULT_PROFILE) -> list[dict[str, Any]]:
+    """Long-format rows: one per (configuration, reported T), or one per configuration without SNN.
+
+    Each row repeats the DNN numbers and adds the SNN's accuracy, SynOps, input MACs, neuron
+    updates and energy on ``profile`` at that T.
+    """
+    rows = []
+    for record in records:
+        base = dnn_row(record, profile)
+        snn = record.get("snn")
+        if not snn:
+            rows.append(base)
+            continue
+        energies = snn.get("energy_j", {}).get(profile, [])
+        for i, t in enumerate(snn["timesteps"]):
+            snn_energy = energies[i] if i < len(energies) else math.nan
+            rows.append(
+                {
+                    **base,
+                    "timesteps": t,
+                    "snn_accuracy": snn["accuracy"][i],
+                    "synops": snn["synops"][i],
+                    "input_macs": snn["input_macs"][i],
+                    "neuron_updates": snn["neuron_updates"][i],
+                    "snn_energy_j": snn_energy,
+                    "snn_dnn_energy_ratio": snn_energy / base["dnn_energy_j"] if base["dnn_energy_j"] else math.nan,
+                }
+            )
+    return rows
+
+
+def format_value(value: Any) -> str:
+    """Short human form: 3 significant digits for floats, percent for accuracies is left to callers.
+
+    Example:
+        >>> format_value(0.123456), format_value(1234567.0), format_value(3), format_value(None)
+        ('0.123', '1.23e+06', '3', '')
+    """
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], headers: Sequence[str] | None = None) -> str:
+    """A Markdown table of ``columns`` of ``rows``.
+
+    Example:
+        >>> print(markdown_table([{"a": 1, "b": 0.5}], ["a", "b"]))
+        | a | b |
+        | --- | --- |
+        | 1 | 0.5 |
+    """
+    headers = list(headers or columns)
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
+    for row in rows:
+        lines.append("| " + " | ".join(format_value(row.get(c)) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """CSV text with the union of the rows' keys as header, in first-seen order."""
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Writes ``rows`` as CSV, atomically."""
+    text = csv_text(rows)
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

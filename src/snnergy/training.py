@@ -1,0 +1,291 @@
+"""Training: task loss + strength x activity penalty, evaluation, and DNN checkpoints.
+
+The loss of a batch is ``cross_entropy + strength * activity_penalty(maps)``, where the maps are
+the post-ReLU activations recorded by :class:`~snnergy.activity.ActivityRecorder` during the same
+forward pass (the regularizer convention is documented in :mod:`snnergy.regularizers`).
+A non-finite loss stops training with a :class:`~snnergy.errors.TrainingError`; the checkpoint of
+the last finished epoch, written atomically, stays untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from snnergy.activity import ActivityRecorder
+from snnergy.checkpoints import load_state_into, load_tensors, read_json, save_tensors, write_json
+from snnergy.config import ExperimentConfig, TrainConfig, config_from_dict, config_to_dict
+from snnergy.data import DatasetSplits, make_loader
+from snnergy.errors import CheckpointError, ConfigError, TrainingError
+from snnergy.models import build_model
+from snnergy.regularizers import REGULARIZERS, activity_penalty
+
+CHECKPOINT_FORMAT = "snnergy-dnn"
+CHECKPOINT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "checkpoint.json"
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    """One line of the training log.
+
+    Attributes:
+        epoch: 1-based epoch number.
+        task_loss: Mean cross-entropy over the epoch's batches.
+        penalty: Mean activity penalty (before multiplying by the strength).
+        train_accuracy: Accuracy on the training batches, in training mode.
+        test_accuracy: Accuracy on the test split after the epoch, in eval mode.
+        sparsity: Fraction of exact zeros over all recorded activation maps of the epoch.
+        lr: Learning rate used in the epoch.
+        seconds: Wall time of the epoch.
+    """
+
+    epoch: int
+    task_loss: float
+    penalty: float
+    train_accuracy: float
+    test_accuracy: float
+    sparsity: float
+    lr: float
+    seconds: float
+
+
+def resolve_device(name: str) -> torch.device:
+    """Maps ``"auto" | "cpu" | "cuda"`` to a device; asking for CUDA without one is an error.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device '{name}' was asked for, but no CUDA device is available")
+        return torch.device(name)
+    raise ConfigError(f"unknown device '{name}'; use auto, cpu or cuda")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seeds Python, NumPy and torch; returns a torch generator seeded with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    raise ConfigError(f"unknown optimizer '{cfg.optimizer}'; use adam or sgd")
+
+
+def _lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "cosine":
+        return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * step / max(total_steps, 1)))
+    raise ConfigError(f"unknown schedule '{cfg.schedule}'; use cosine or constant")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str = "cpu") -> float:
+    """Top-1 accuracy of ``model`` over ``loader`` in eval mode (the mode is restored after).
+
+    Returns:
+        Accuracy in [0, 1]; 0 for an empty loader.
+    """
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    for x, y in loader:
+        logits = model(x.to(device))
+        correct += int((logits.argmax(dim=1).cpu() == y).sum())
+        total += len(y)
+    model.train(was_training)
+    return correct / total if total else 0.0
+
+
+def fit(
+    model: nn.Module,
+    splits: DatasetSplits,
+    cfg: TrainConfig,
+    *,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    on_epoch: Callable[[nn.Module, EpochLog], None] | None = None,
+) -> list[EpochLog]:
+    """Trains ``model`` in place on ``splits.train``; returns the per-epoch log.
+
+    Args:
+        model: A network whose activation modules the recorder sees (``nn.ReLU``).
+        splits: Train and test tensors (the test split is evaluated after each epoch).
+        cfg: Optimizer, schedule, regularizer and strength.
+        batch_size: Training batch size.
+        seed: Seeds the shuffling order.
+        device: Where to train.
+        progress: Show a progress bar over batches.
+        on_epoch: Called after each finished epoch (e.g. to write a checkpoint).
+
+    Raises:
+        TrainingError: The loss became NaN or inf (the message names the epoch and batch).
+        ConfigError: Unknown optimizer, schedule or regularizer.
+    """
+    REGULARIZERS.get(cfg.regularizer)  # fail before training on a typo
+    if cfg.epochs < 0 or cfg.lr <= 0 or cfg.strength < 0:
+        raise ConfigError("train.epochs must be >= 0, train.lr > 0 and train.strength >= 0")
+    device = torch.device(device)
+    model.to(device)
+    optimizer = _optimizer(model, cfg)
+    loader = make_loader(splits.train_x, splits.train_y, batch_size, shuffle=True, seed=seed)
+    test_loader = make_loader(splits.test_x, splits.test_y, max(batch_size, 256))
+    regularize = cfg.regularizer != "none" and cfg.strength > 0
+    total_steps, step = cfg.epochs * len(loader), 0
+    history: list[EpochLog] = []
+    with ActivityRecorder(model, activations=True, detach=False) as recorder:
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            start = time.perf_counter()
+            sums = {"task": 0.0, "penalty": 0.0, "correct": 0, "seen": 0, "zeros": 0, "elements": 0}
+            lr = _lr_at(cfg, step, total_steps)
+            bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
+            for batch, (x, y) in enumerate(bar, start=1):
+                for group in optimizer.param_groups:
+                    group["lr"] = _lr_at(cfg, step, total_steps)
+                x, y = x.to(device), y.to(device)
+                logits = model(x)
+                record = recorder.record()
+                task = F.cross_entropy(logits, y)
+                penalty = (
+                    activity_penalty(record, cfg.regularizer, cfg.layer_weights)
+                    if regularize
+                    else torch.zeros((), device=device)
+                )
+                loss = task + cfg.strength * penalty
+                if not bool(torch.isfinite(loss)):
+                    raise TrainingError(
+                        f"training diverged: loss is {float(loss)} at epoch {epoch}, batch {batch} "
+                        f"(task loss {float(task):.4g}, penalty {float(penalty):.4g}); "
+                        "lower train.lr or train.strength. The last finished epoch's checkpoint is kept."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                n = len(y)
+                sums["task"] += float(task) * n
+                sums["penalty"] += float(penalty) * n
+                sums["correct"] += int((logits.argmax(1) == y).sum())
+                sums["seen"] += n
+                for act in record.activations.values():
+                    sums["zeros"] += int((act == 0).sum())
+                    sums["elements"] += act.numel()
+                bar.set_postfix(loss=f"{float(loss):.3f}")
+            seen = max(sums["seen"], 1)
+            log = EpochLog(
+                epoch=epoch,
+                task_loss=sums["task"] / seen,
+                penalty=sums["penalty"] / seen,
+                train_accuracy=sums["correct"] / seen,
+                test_accuracy=evaluate(model, test_loader, device),
+                sparsity=sums["zeros"] / max(sums["elements"], 1),
+                lr=lr,
+                seconds=time.perf_counter() - start,
+            )
+            history.append(log)
+            if on_epoch is not None:
+                on_epoch(model, log)
+    model.eval()
+    return history
+
+
+def save_checkpoint(
+    folder: str | Path,
+    model: nn.Module,
+    config: ExperimentConfig,
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    history: list[EpochLog] | None = None,
+) -> None:
+    """Writes ``folder/model.safetensors`` and ``folder/checkpoint.json``, each atomically.
+
+    The JSON holds the resolved config and what is needed to rebuild the model from the
+    registry (name, width, input shape, class count); nothing is pickled.
+    """
+    folder = Path(folder)
+    save_tensors(folder / WEIGHTS_FILE, model.state_dict())
+    write_json(
+        folder / META_FILE,
+        {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "model": {
+                "name": config.model.name,
+                "width": config.model.width,
+                "input_shape": list(input_shape),
+                "num_classes": num_classes,
+            },
+            "config": config_to_dict(config),
+            "history": [asdict(h) for h in history or []],
+        },
+    )
+
+
+@dataclass
+class Checkpoint:
+    """A loaded DNN checkpoint."""
+
+    model: nn.Module
+    config: ExperimentConfig
+    input_shape: tuple[int, ...]
+    num_classes: int
+    history: list[dict[str, Any]]
+
+
+def load_checkpoint(folder: str | Path) -> Checkpoint:
+    """Rebuilds the model from ``folder/checkpoint.json`` and loads its safetensors weights.
+
+    Raises:
+        CheckpointError: Missing or malformed files, or weights that do not fit the model.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: checkpoint folder not found (expected {META_FILE} and {WEIGHTS_FILE})")
+    meta = read_json(folder / META_FILE)
+    where = str(folder / META_FILE)
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{where}: not a snnergy DNN checkpoint (format '{CHECKPOINT_FORMAT}' expected)")
+    try:
+        spec = meta["model"]
+        input_shape = tuple(int(v) for v in spec["input_shape"])
+        num_classes = int(spec["num_classes"])
+        config = config_from_dict(ExperimentConfig, meta["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{where}: missing or malformed entry ({err})") from None
+    except ConfigError as err:
+        raise CheckpointError(f"{where}: {err}") from None
+    model = build_model(config.model, input_shape, num_classes)  # type: ignore[arg-type]
+    load_state_into(model, load_tensors(folder / WEIGHTS_FILE), str(folder / WEIGHTS_FILE))
+    model.eval()
+    return Checkpoint(model, config, input_shape, num_classes, list(meta.get("history", [])))

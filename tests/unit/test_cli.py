@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from snnergy.cli import main
+
+
+def test_train_writes_checkpoint_and_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code = main(
+        ["train", "--dataset", "synthetic-blobs", "--model", "tiny-mlp", "--epochs", "1",
+         "--regularizer", "l1", "--strength", "0.1", "--device", "cpu", "--quiet",
+         "--train.lr", "0.01", "--out", str(out)]
+    )
+    assert code == 0
+    records = json.loads((out / "results.json").read_text())
+    assert len(records) == 1
+    record = records[0]
+    assert record["config"]["regularizer"] == "l1" and record["config"]["strength"] == 0.1
+    assert record["config"]["resolved"]["train"]["lr"] == 0.01
+    dnn = record["dnn"]
+    for key in ("accuracy", "sparsity", "macs_nominal", "macs_dense", "macs_effective", "energy_j"):
+        assert key in dnn
+    assert dnn["macs_effective"] <= dnn["macs_dense"] <= dnn["macs_nominal"]
+    assert "cmos45-fp32" in dnn["energy_j"]
+    assert (out / "checkpoint" / "model.safetensors").is_file()
+    assert (out / "results.csv").read_text().startswith("dataset,")
+    assert json.loads((out / "config.json").read_text())["train"]["regularizer"] == "l1"
+    printed = capsys.readouterr().out
+    assert "test_accuracy" in printed and "macs_effective" in printed
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["train", "--regularizer", "l3"], "unknown regularizer 'l3'"),
+        (["train", "--train.lrr", "1"], "unknown config key 'train.lrr'"),
+        (["train", "--bogus"], "unrecognized argument '--bogus'"),
+        (["train", "--config", "/nonexistent.toml"], "config file not found"),
+        (["train", "--dataset", "mnist", "--data-dir", "/nonexistent"], "train-images-idx3-ubyte"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SNNERGY_DATA", str(tmp_path))
+    assert main([*argv, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("snnergy: error:") and message in err
+    assert "Traceback" not in err
+
+
+def test_profiles_lists_every_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    from snnergy.energy import ENERGY_PROFILES
+
+    assert main(["profiles"]) == 0
+    printed = capsys.readouterr().out
+    for name in ENERGY_PROFILES.names():
+        assert name in printed
+
+
+def test_python_dash_m_help() -> None:
+    done = subprocess.run([sys.executable, "-m", "snnergy", "train", "--help"], capture_output=True, text=True, check=True)
+    assert "examples:" in done.stdout and "--regularizer" in done.stdout

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from snnergy.config import (
+    ExperimentConfig,
+    TrainConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
+from snnergy.errors import ConfigError
+from snnergy.registry import Registry
+
+
+def test_round_trip_through_dict() -> None:
+    cfg = apply_overrides(ExperimentConfig(), {"train.layer_weights": "[1, 0.5]", "simulate.timesteps": "[4, 8]"})
+    again = config_from_dict(ExperimentConfig, config_to_dict(cfg))
+    assert again == cfg
+    assert again.train.layer_weights == (1.0, 0.5)
+    assert again.simulate.timesteps == (4, 8)
+
+
+def test_load_toml(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('seed = 3\n[train]\nregularizer = "hoyer"\nstrength = 1\n[data]\ndataset = "mnist"\n')
+    cfg = load_config(path)
+    assert (cfg.seed, cfg.train.regularizer, cfg.train.strength, cfg.data.dataset) == (3, "hoyer", 1.0, "mnist")
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("[train]\nlr_rate = 1\n", "unknown config key 'train.lr_rate'"),
+        ("[train]\nepochs = 'ten'\n", "config key 'train.epochs' expects an integer"),
+        ("[trian]\nepochs = 1\n", "unknown config key 'trian'"),
+        ("[train\n", "not a valid TOML file"),
+        ("[train]\nepochs = 1.5\n", "expects an integer"),
+        ("[train]\nstrength = nan\n", "expects a finite number"),
+    ],
+)
+def test_bad_config_files_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_override_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown config key 'train.lrr'"):
+        apply_overrides(ExperimentConfig(), {"train.lrr": "1"})
+    with pytest.raises(ConfigError, match="unknown config section 'tran'"):
+        apply_overrides(ExperimentConfig(), {"tran.lr": "1"})
+    with pytest.raises(ConfigError, match="expects a finite number"):
+        apply_overrides(ExperimentConfig(), {"train.lr": "fast"})
+
+
+def test_optional_fields_accept_none_and_values() -> None:
+    assert config_from_dict(TrainConfig, {"layer_weights": None}).layer_weights is None
+    cfg = apply_overrides(ExperimentConfig(), {"data.train_limit": "100", "profiles": '["loihi"]'})
+    assert cfg.data.train_limit == 100 and cfg.profiles == ("loihi",)
+
+
+def test_registry_rejects_duplicates_and_lists_names() -> None:
+    reg: Registry[int] = Registry("thing")
+    reg.add("a", 1)
+    with pytest.raises(ConfigError, match="already registered"):
+        reg.add("a", 2)
+    with pytest.raises(ConfigError, match="unknown thing 'b'; known: a"):
+        reg.get("b")
+    assert "a" in reg and len(reg) == 1 and list(reg) == ["a"]

@@ -1,0 +1,119 @@
+"""Tests of snnergy.energy: profiles, the estimate, and the profile listing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from snnergy.energy import (
+    ENERGY_PROFILES,
+    EnergyProfile,
+    describe_profiles,
+    energy_by_profile,
+    estimate_energy,
+)
+from snnergy.errors import ConfigError
+from snnergy.records import OpCounts
+
+counts_values = st.floats(0.0, 1e12, allow_nan=False, allow_infinity=False)
+op_counts = st.builds(
+    OpCounts, macs=counts_values, synops=counts_values, neuron_updates=counts_values
+)
+
+
+@pytest.mark.parametrize("name", ENERGY_PROFILES.names())
+def test_every_profile_zero_for_zero_counts_and_cited(name):
+    profile = ENERGY_PROFILES.get(name)
+    assert estimate_energy(OpCounts(), name) == 0.0
+    assert profile.name == name and profile.source.strip()
+    assert isinstance(profile.spiking, bool)
+
+
+def test_registration_order_and_default_first():
+    assert ENERGY_PROFILES.names() == [
+        "cmos45-fp32", "cmos45-fp16", "cmos45-int8", "loihi", "spinnaker", "spinnaker2",
+        "cpu-i7-4960x", "gpu-titan-black", "arm-cortex-a",
+    ]
+
+
+def test_hand_values():
+    # 1e6 MACs x 4.6 pJ (fp32 mult 3.7 + add 0.9) = 4.6e-6 J
+    assert estimate_energy(OpCounts(macs=1e6), "cmos45-fp32") == pytest.approx(4.6e-6, rel=1e-12)
+    # 1e6 synops x 0.9 pJ (fp32 add) = 0.9e-6 J
+    assert estimate_energy(OpCounts(synops=1e6), "cmos45-fp32") == pytest.approx(0.9e-6, rel=1e-12)
+    # loihi: 1e6 synops x 27.1 pJ + 1e3 updates x 81 pJ = 27.1e-6 + 81e-9 J
+    loihi = estimate_energy(OpCounts(synops=1e6, neuron_updates=1e3), "loihi")
+    assert loihi == pytest.approx(27.1e-6 + 81e-9, rel=1e-12)
+    # int8: MAC 0.2 + 0.1 = 0.3 pJ, AC 0.1 pJ: 10 MACs + 10 ACs = 4 pJ
+    assert estimate_energy(OpCounts(macs=10, synops=10), "cmos45-int8") == pytest.approx(4e-12)
+    # spinnaker: one synop 13.3 nJ, one update 26 nJ
+    one_each = OpCounts(synops=1, neuron_updates=1)
+    assert estimate_energy(one_each, "spinnaker") == pytest.approx(39.3e-9)  # 13.3 + 26 nJ
+    assert estimate_energy(one_each, "spinnaker2") == pytest.approx(2.64e-9)  # 0.45 + 2.19 nJ
+
+
+def test_profile_object_accepted():
+    toy = EnergyProfile("toy", 2.0, 1.0, 0.5, spiking=False, source="test")
+    # 3 x 2 + 4 x 1 + 2 x 0.5 = 11 pJ
+    assert estimate_energy(OpCounts(3, 4, 2), toy) == pytest.approx(11e-12)
+
+
+def test_chips_without_mac_unit_charge_a_mac_as_a_synop():
+    for name in ("loihi", "spinnaker", "spinnaker2"):
+        profile = ENERGY_PROFILES.get(name)
+        assert profile.spiking and profile.e_mac_pj == profile.e_ac_pj and profile.notes
+
+
+@pytest.mark.parametrize(
+    "name, nj", [("cpu-i7-4960x", 8.6), ("gpu-titan-black", 0.3), ("arm-cortex-a", 0.9)]
+)
+def test_conventional_profiles_one_energy_per_op(name, nj):
+    profile = ENERGY_PROFILES.get(name)
+    assert not profile.spiking
+    assert profile.e_mac_pj == profile.e_ac_pj == profile.e_neuron_pj == pytest.approx(nj * 1e3)
+
+
+@settings(max_examples=50, deadline=None)
+@given(a=op_counts, b=op_counts, scale=st.floats(0.0, 1e3))
+def test_energy_is_linear_in_counts(a, b, scale):
+    for name in ENERGY_PROFILES.names():
+        total = estimate_energy(a + b, name)
+        parts = estimate_energy(a, name) + estimate_energy(b, name)
+        assert total == pytest.approx(parts, rel=1e-9, abs=1e-30)
+        scaled = OpCounts(a.macs * scale, a.synops * scale, a.neuron_updates * scale)
+        expected = scale * estimate_energy(a, name)
+        assert estimate_energy(scaled, name) == pytest.approx(expected, rel=1e-9, abs=1e-30)
+
+
+def test_unknown_profile_lists_names():
+    with pytest.raises(ConfigError, match="unknown energy profile 'tpu'.*cmos45-fp32.*loihi"):
+        estimate_energy(OpCounts(macs=1), "tpu")
+    with pytest.raises(ConfigError, match="'tpu'"):
+        energy_by_profile(OpCounts(macs=1), ["loihi", "tpu"])
+
+
+def test_bad_counts_and_profiles_refused():
+    with pytest.raises(ConfigError, match="synops=-1"):
+        estimate_energy(OpCounts(synops=-1.0), "loihi")
+    with pytest.raises(ConfigError, match="macs=nan"):
+        estimate_energy(OpCounts(macs=math.nan), "loihi")
+    with pytest.raises(ConfigError, match="e_ac_pj"):
+        EnergyProfile("neg", 1.0, -1.0, 0.0, False, "test")
+    with pytest.raises(ConfigError, match="source"):
+        EnergyProfile("nosource", 1.0, 1.0, 0.0, False, " ")
+
+
+def test_energy_by_profile_and_describe():
+    counts = OpCounts(macs=100, synops=1000, neuron_updates=10)
+    by_profile = energy_by_profile(counts)
+    assert list(by_profile) == ENERGY_PROFILES.names()
+    assert by_profile["cmos45-fp32"] == pytest.approx((100 * 4.6 + 1000 * 0.9) * 1e-12)
+    assert list(energy_by_profile(counts, ["loihi"])) == ["loihi"]
+    rows = describe_profiles()
+    assert [r["name"] for r in rows] == ENERGY_PROFILES.names()
+    keys = {"name", "spiking", "e_mac_pj", "e_ac_pj", "e_neuron_pj", "source", "notes"}
+    assert set(rows[0]) == keys
+    assert rows[0]["e_mac_pj"] == 4.6 and rows[0]["e_ac_pj"] == 0.9

@@ -1,0 +1,202 @@
+"""Tests for snnergy.models: registry, shapes, the converter's structure rules."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+from snnergy.config import ModelConfig
+from snnergy.errors import ConfigError, ConversionError
+from snnergy.models import MODELS, SUPPORTED_LAYERS, build_model, check_supported, lenet, vgg
+
+SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
+
+
+def _params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_builds_runs_and_follows_the_rules(name: str, shape: tuple[int, int, int]) -> None:
+    model = build_model(ModelConfig(name), shape, num_classes=7)
+    assert isinstance(model, nn.Sequential)
+    out = model(torch.rand(3, *shape))
+    assert out.shape == (3, 7)
+    children = list(model.named_children())
+    # flat, only supported layers (exact types), meaningful names
+    assert all(type(child) in SUPPORTED_LAYERS for _, child in children)
+    assert all(len(list(child.children())) == 0 for _, child in children)
+    assert all(not child_name.isdigit() for child_name, _ in children)
+    # ReLUs not in place, biases on, logits from a final Linear
+    assert all(not c.inplace for _, c in children if isinstance(c, nn.ReLU))
+    assert all(c.bias is not None for _, c in children if isinstance(c, (nn.Conv2d, nn.Linear)))
+    assert isinstance(children[-1][1], nn.Linear)
+    check_supported(model)  # passes: no exception
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_width_scales_the_parameter_count(name: str) -> None:
+    counts = [_params(build_model(ModelConfig(name, w), (1, 8, 8), 10)) for w in (0.5, 1.0, 2.0)]
+    assert counts[0] < counts[1] < counts[2]
+
+
+def test_tiny_width_keeps_at_least_one_unit() -> None:
+    # 16 units x 0.001 rounds to 0 -> clamped to 1
+    model = build_model(ModelConfig("tiny-mlp", 0.001), (1, 2, 2), 3)
+    assert model.fc1.out_features == 1
+
+
+def test_lenet_sizes_follow_the_input() -> None:
+    # 28x28: conv5 pad 2 -> 28, pool -> 14, conv5 -> 10, pool -> 5: 16*5*5 = 400
+    m28 = lenet((1, 28, 28), 10)
+    assert (m28.conv1.kernel_size, m28.conv1.padding) == ((5, 5), (2, 2))
+    assert (m28.fc1.in_features, m28.fc1.out_features, m28.fc2.out_features) == (400, 120, 84)
+    # 8x8: conv3 pad 1 -> 8, pool -> 4, conv3 pad 1 -> 4, pool -> 2: 16*2*2 = 64
+    m8 = lenet((1, 8, 8), 10)
+    assert (m8.conv1.kernel_size, m8.conv2.padding, m8.fc1.in_features) == ((3, 3), (1, 1), 64)
+    # 32x32x3: conv5 -> 28, pool -> 14, conv5 -> 10, pool -> 5: 16*5*5 = 400
+    m32 = lenet((3, 32, 32), 10)
+    assert (m32.conv1.in_channels, m32.conv1.padding, m32.fc1.in_features) == (3, (0, 0), 400)
+    assert [n for n, _ in m28.named_children()] == [
+        "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten",
+        "fc1", "relu3", "fc2", "relu4", "fc3",
+    ]  # fmt: skip
+
+
+def test_lenet_width_scales_channels() -> None:
+    # 6 x 2 = 12, 16 x 2 = 32; 8x8 input -> 32 * 2 * 2 = 128 features
+    model = lenet((1, 8, 8), 10, width=2.0)
+    assert (model.conv1.out_channels, model.conv2.out_channels, model.fc1.in_features) == (12, 32, 128)
+
+
+@pytest.mark.parametrize(
+    ("shape", "blocks", "flat"),
+    [
+        ((1, 8, 8), 2, 64 * 2 * 2),  # 8 -> 4 -> 2 (a third pool would give 1)
+        ((1, 28, 28), 3, 128 * 3 * 3),  # 28 -> 14 -> 7 -> 3
+        ((3, 32, 32), 3, 128 * 4 * 4),  # 32 -> 16 -> 8 -> 4 (at most 3 blocks)
+    ],
+)
+def test_vgg_block_count(shape: tuple[int, int, int], blocks: int, flat: int) -> None:
+    model = vgg(shape, 10)
+    pools = [c for c in model if isinstance(c, nn.AvgPool2d)]
+    convs = [c for c in model if isinstance(c, nn.Conv2d)]
+    assert (len(pools), len(convs)) == (blocks, 2 * blocks)
+    assert model.fc1.in_features == flat
+    assert isinstance(model.bn_fc1, nn.BatchNorm1d) and model.dropout.p == 0.2
+
+
+def test_vgg_too_small_input_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="at least 4x4"):
+        build_model(ModelConfig("vgg"), (1, 3, 3), 10)
+
+
+def test_building_leaves_batchnorm_statistics_untouched() -> None:
+    # the dummy forward that sizes fc1 must not update running stats
+    model = build_model(ModelConfig("vgg"), (1, 8, 8), 10)
+    assert model.training
+    for bn in (m for m in model if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))):
+        assert int(bn.num_batches_tracked) == 0
+        assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
+
+
+def test_build_model_rejects_bad_arguments() -> None:
+    with pytest.raises(ConfigError, match="unknown model 'resnet'; known: mlp, lenet, vgg, tiny-mlp"):
+        build_model(ModelConfig("resnet"), (1, 8, 8), 10)
+    for width in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="model.width"):
+            build_model(ModelConfig("mlp", width), (1, 8, 8), 10)
+    with pytest.raises(ConfigError, match="input_shape"):
+        build_model(ModelConfig("mlp"), (8, 8), 10)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="num_classes"):
+        build_model(ModelConfig("mlp"), (1, 8, 8), 0)
+
+
+def _lenet_like(pool: nn.Module, act: nn.Module) -> nn.Sequential:
+    return nn.Sequential(
+        OrderedDict(
+            [
+                ("conv1", nn.Conv2d(1, 2, 3)),
+                ("act1", act),
+                ("pool1", pool),
+                ("flatten", nn.Flatten()),
+                ("fc1", nn.Linear(8, 3)),
+            ]
+        )
+    )
+
+
+def test_check_supported_refuses_max_pooling() -> None:
+    model = _lenet_like(nn.MaxPool2d(2), nn.ReLU())
+    with pytest.raises(ConversionError, match=r"'pool1' \(MaxPool2d\).*use AvgPool2d"):
+        check_supported(model)
+
+
+def test_check_supported_refuses_other_activations() -> None:
+    model = _lenet_like(nn.AvgPool2d(2), nn.Sigmoid())
+    with pytest.raises(ConversionError, match=r"'act1' \(Sigmoid\).*use ReLU"):
+        check_supported(model)
+
+
+def test_check_supported_lists_supported_layers_for_anything_else() -> None:
+    model = _lenet_like(nn.Identity(), nn.ReLU())
+    with pytest.raises(ConversionError, match=r"'pool1' \(Identity\).*supported layers: Conv2d, Linear"):
+        check_supported(model)
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        # two weighted layers without a ReLU between them
+        ([nn.Flatten(), nn.Linear(4, 3), nn.Linear(3, 2)], "without a ReLU"),
+        # an activation after the logits
+        ([nn.Flatten(), nn.Linear(4, 2), nn.ReLU()], "follows the output layer"),
+        # BatchNorm not right after a weighted layer
+        ([nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.BatchNorm1d(3), nn.Linear(3, 2)], "directly follow"),
+        # BatchNorm2d after a Linear
+        ([nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Linear(3, 2)], "directly follow"),
+        # pooling between a conv and its ReLU
+        ([nn.Conv2d(1, 1, 1), nn.AvgPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(1, 2)], "its ReLU"),
+        # a ReLU on the input
+        ([nn.ReLU(), nn.Flatten(), nn.Linear(4, 2)], "does not follow a weighted layer"),
+        # a conv as the output layer
+        ([nn.Conv2d(1, 2, 2)], "end the model with a Linear"),
+        # no weighted layer at all
+        ([nn.Flatten()], "no Conv2d or Linear"),
+        # reflect padding is not zero padding
+        ([nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect"), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2)],
+         "padding_mode"),
+        # a nested container
+        ([nn.Sequential(nn.Flatten(), nn.Linear(4, 2))], "flatten nested containers"),
+    ],
+)
+def test_check_supported_refuses_bad_structure(layers: list[nn.Module], message: str) -> None:
+    with pytest.raises(ConversionError, match=message):
+        check_supported(nn.Sequential(*layers))
+
+
+def test_check_supported_needs_a_sequential() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+    with pytest.raises(ConversionError, match="flat nn.Sequential, got Net"):
+        check_supported(Net())
+
+
+def test_check_supported_refuses_subclasses_of_supported_layers() -> None:
+    class MyReLU(nn.ReLU):
+        pass
+
+    with pytest.raises(ConversionError, match=r"'2' \(MyReLU\)"):
+        check_supported(nn.Sequential(nn.Flatten(), nn.Linear(4, 3), MyReLU(), nn.Linear(3, 2)))

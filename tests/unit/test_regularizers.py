@@ -1,0 +1,221 @@
+"""Tests for snnergy.regularizers: hand-derived values, invariances, safe gradients, the penalty."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from snnergy.activity import ActivityRecorder
+from snnergy.errors import ConfigError
+from snnergy.models import tiny_mlp
+from snnergy.records import ActivityRecord
+from snnergy.regularizers import REGULARIZERS, activity_penalty
+
+NAMES = REGULARIZERS.names()
+SPARSITY = ["hoyer", "hoyer-square"]
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def test_registry_names() -> None:
+    assert NAMES == ["none", "l1", "l2", "hoyer", "hoyer-square", "transformed-l1"]
+
+
+# a = [0, 3, 4], n = 3: sum|a| = 7, sum a^2 = 9 + 16 = 25
+HAND = {
+    "none": 0.0,
+    "l1": 7 / 3,  # mean|a| = 7/3
+    "l2": 25 / 3,  # mean a^2 = 25/3
+    "hoyer": (7 / 3) / math.sqrt(25 / 3),  # = (7/5)/sqrt(3) = 0.8083
+    "hoyer-square": 49 / 75,  # (7/3)^2 / (25/3) = 49/75
+    "transformed-l1": (0 + 2 * 3 / 4 + 2 * 4 / 5) / 3,  # (beta+1)|a|/(beta+|a|), beta = 1
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hand_derived_values(name: str) -> None:
+    a = torch.tensor([[0.0, 3.0, 4.0]], dtype=torch.float64)
+    got = REGULARIZERS.get(name)(a)
+    assert got.shape == (1,)
+    assert got.item() == pytest.approx(HAND[name], rel=1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_per_sample_over_conv_shaped_maps(name: str) -> None:
+    # the (B, C, H, W) map is flattened per sample: same value as the (B, n) map
+    a = torch.rand(3, 2, 4, 4)
+    got = REGULARIZERS.get(name)(a)
+    assert got.shape == (3,)
+    torch.testing.assert_close(got, REGULARIZERS.get(name)(a.reshape(3, -1)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_non_negative_on_non_negative_maps(name: str) -> None:
+    a = torch.relu(torch.randn(8, 5, 3))
+    assert bool((REGULARIZERS.get(name)(a) >= 0).all())
+
+
+def _assert_finite_gradient(value: torch.Tensor, a: torch.Tensor, name: str) -> None:
+    if name == "none":  # constant zeros: no graph, nothing to differentiate
+        assert not value.requires_grad
+        return
+    value.sum().backward()
+    assert a.grad is not None and bool(torch.isfinite(a.grad).all())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_zero_on_silence_with_finite_gradients(name: str) -> None:
+    a = torch.zeros(2, 6, requires_grad=True)
+    value = REGULARIZERS.get(name)(a)
+    assert torch.equal(value, torch.zeros(2))
+    _assert_finite_gradient(value, a, name)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_finite_gradients_on_maps_with_some_zeros(name: str) -> None:
+    # one silent sample, one sparse sample, one dense sample
+    a = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0], [1.0, 2.0, 0.5, 3.0]], requires_grad=True)
+    _assert_finite_gradient(REGULARIZERS.get(name)(a), a, name)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "none"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_activations_give_nan_not_a_masked_number(name: str, bad: float) -> None:
+    a = torch.tensor([[1.0, bad, 0.0], [1.0, 2.0, 0.0]])
+    value = REGULARIZERS.get(name)(a)
+    assert math.isnan(value[0].item())
+    assert math.isfinite(value[1].item())  # the other sample is untouched
+    assert math.isnan(activity_penalty(ActivityRecord({"relu": a}), name).item())
+
+
+def test_scale_free_ratios_do_not_underflow() -> None:
+    # 1e-30^2 underflows to 0 in float32; the ratios are computed on a / max|a| instead:
+    # one non-zero of n = 4 -> hoyer = 1/sqrt(4) = 0.5, hs = 1/4
+    a = torch.tensor([[1e-30, 0.0, 0.0, 0.0]])
+    assert REGULARIZERS.get("hoyer")(a).item() == pytest.approx(0.5)
+    assert REGULARIZERS.get("hoyer-square")(a).item() == pytest.approx(0.25)
+
+
+def test_sparsity_gradient_pushes_small_activations_down() -> None:
+    # Hoyer-type penalties reward concentration: the gradient on the smaller active unit is
+    # positive (descent lowers it) and on the largest negative (descent raises it)
+    a = torch.tensor([[4.0, 1.0]], requires_grad=True)
+    REGULARIZERS.get("hoyer-square")(a).sum().backward()
+    assert a.grad is not None and a.grad[0, 1] > 0 > a.grad[0, 0]
+
+
+maps = st.lists(st.floats(0.0, 100.0, allow_nan=False), min_size=1, max_size=12).filter(
+    lambda xs: max(xs) > 1e-3
+)
+scales = st.floats(1e-3, 1e3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=maps, c=scales)
+def test_hoyer_and_hs_are_scale_invariant(values: list[float], c: float) -> None:
+    a = torch.tensor([values], dtype=torch.float64)
+    for name in SPARSITY:
+        f = REGULARIZERS.get(name)
+        assert f(c * a).item() == pytest.approx(f(a).item(), rel=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=maps, c=scales)
+def test_l1_scales_linearly_and_l2_quadratically(values: list[float], c: float) -> None:
+    a = torch.tensor([values], dtype=torch.float64)
+    assert REGULARIZERS.get("l1")(c * a).item() == pytest.approx(c * REGULARIZERS.get("l1")(a).item(), rel=1e-9)
+    assert REGULARIZERS.get("l2")(c * a).item() == pytest.approx(c**2 * REGULARIZERS.get("l2")(a).item(), rel=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=maps)
+def test_hoyer_and_hs_bounds(values: list[float]) -> None:
+    # 1/sqrt(n) <= hoyer <= 1 and 1/n <= hs <= 1 for a non-silent sample
+    n = len(values)
+    a = torch.tensor([values], dtype=torch.float64)
+    h, hs = REGULARIZERS.get("hoyer")(a).item(), REGULARIZERS.get("hoyer-square")(a).item()
+    assert 1 / math.sqrt(n) - 1e-12 <= h <= 1 + 1e-12
+    assert 1 / n - 1e-12 <= hs <= 1 + 1e-12
+    assert hs == pytest.approx(h**2, rel=1e-9)  # hs = hoyer^2 by definition
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 50), index=st.integers(0, 49), value=st.floats(1e-3, 1e3), level=st.floats(1e-3, 1e3))
+def test_bounds_are_reached(n: int, index: int, value: float, level: float) -> None:
+    f_h, f_hs = REGULARIZERS.get("hoyer"), REGULARIZERS.get("hoyer-square")
+    one = torch.zeros(1, n, dtype=torch.float64)
+    one[0, index % n] = value
+    # exactly one non-zero: hoyer = (v/n) / sqrt(v^2/n) = 1/sqrt(n); hs = 1/n
+    assert f_h(one).item() == pytest.approx(1 / math.sqrt(n), rel=1e-9)
+    assert f_hs(one).item() == pytest.approx(1 / n, rel=1e-9)
+    # all equal and non-zero: mean|a| = c, mean a^2 = c^2 -> both 1
+    flat = torch.full((1, n), level, dtype=torch.float64)
+    assert f_h(flat).item() == pytest.approx(1.0, rel=1e-9)
+    assert f_hs(flat).item() == pytest.approx(1.0, rel=1e-9)
+
+
+# ----------------------------------------------------------------------------- activity_penalty
+
+
+def _record() -> ActivityRecord:
+    return ActivityRecord(
+        {
+            "relu1": torch.tensor([[0.0, 3.0, 4.0], [3.0, 3.0, 3.0]]),  # l1: 7/3 and 3 -> mean 8/3
+            "relu2": torch.tensor([[2.0], [0.0]]),  # l1: 2 and 0 -> mean 1
+        }
+    )
+
+
+def test_penalty_averages_over_the_batch_and_sums_layers() -> None:
+    # 8/3 + 1 = 11/3
+    assert activity_penalty(_record(), "l1").item() == pytest.approx(11 / 3)
+    # weights 0.5 and 3: 0.5 * 8/3 + 3 * 1 = 13/3
+    assert activity_penalty(_record(), "l1", layer_weights=[0.5, 3.0]).item() == pytest.approx(13 / 3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_duplicating_the_batch_leaves_the_penalty_unchanged(name: str) -> None:
+    rec = _record()
+    doubled = ActivityRecord({k: torch.cat([v, v]) for k, v in rec.activations.items()})
+    assert activity_penalty(doubled, name).item() == pytest.approx(activity_penalty(rec, name).item())
+
+
+def test_penalty_is_a_scalar_and_zero_without_maps() -> None:
+    assert activity_penalty(_record(), "hoyer").shape == ()
+    assert activity_penalty(ActivityRecord(), "l1").item() == 0.0
+    assert activity_penalty(_record(), "none").item() == 0.0
+
+
+def test_wrong_weight_count_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"layer_weights has 3 entries but the model has 2 activation layers \(relu1, relu2\)"):
+        activity_penalty(_record(), "l1", layer_weights=[1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("weight", [-1.0, math.nan, math.inf])
+def test_bad_weight_is_a_config_error(weight: float) -> None:
+    with pytest.raises(ConfigError, match=r"layer_weights\[1\]"):
+        activity_penalty(_record(), "l1", layer_weights=[1.0, weight])
+
+
+def test_unknown_name_is_a_config_error_listing_known_names() -> None:
+    with pytest.raises(ConfigError, match="unknown regularizer 'l0'; known: none, l1, l2, hoyer, hoyer-square, transformed-l1"):
+        activity_penalty(_record(), "l0")
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "none"])
+def test_gradients_flow_from_the_penalty_to_the_parameters(name: str) -> None:
+    model = tiny_mlp((1, 4, 4), 3)
+    with ActivityRecorder(model) as recorder:
+        model(torch.rand(5, 1, 4, 4))
+        penalty = activity_penalty(recorder.record(), name)
+    penalty.backward()
+    grad = model.fc1.weight.grad
+    assert grad is not None and bool(torch.isfinite(grad).all()) and grad.abs().sum() > 0
+    assert model.fc2.weight.grad is None  # fc2 comes after the only ReLU: not in the penalty

@@ -193,14 +193,14 @@ def fit(
                 optimizer.step()
                 step += 1
                 n = len(y)
-                sums["task"] += float(task) * n
-                sums["penalty"] += float(penalty) * n
+                sums["task"] += float(task.detach()) * n
+                sums["penalty"] += float(penalty.detach()) * n
                 sums["correct"] += int((logits.argmax(1) == y).sum())
                 sums["seen"] += n
                 for act in record.activations.values():
                     sums["zeros"] += int((act == 0).sum())
                     sums["elements"] += act.numel()
-                bar.set_postfix(loss=f"{float(loss):.3f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
             seen = max(sums["seen"], 1)
             log = EpochLog(
                 epoch=epoch,

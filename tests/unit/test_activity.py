@@ -33,10 +33,10 @@ def test_records_post_relu_maps_by_name_in_forward_order(model: nn.Sequential, x
     with ActivityRecorder(model) as recorder:
         out = model(x)
         rec = recorder.record()
-    # lenet 8x8: conv3 pad1 keeps 8x8 (6 ch), pool -> 4x4, conv3 pad1 keeps 4x4 (16 ch)
+    # lenet 8x8: conv3 pad1 keeps 8x8 (16 ch), pool -> 4x4, conv3 pad1 keeps 4x4 (32 ch)
     assert {k: tuple(v.shape) for k, v in rec.activations.items()} == {
-        "relu1": (4, 6, 8, 8),
-        "relu2": (4, 16, 4, 4),
+        "relu1": (4, 16, 8, 8),
+        "relu2": (4, 32, 4, 4),
         "relu3": (4, 120),
         "relu4": (4, 84),
     }
@@ -54,10 +54,10 @@ def test_records_weighted_layer_inputs(model: nn.Sequential, x: torch.Tensor) ->
     assert rec.activations == {}
     assert list(rec.layer_inputs) == ["conv1", "conv2", "fc1", "fc2", "fc3"]
     assert torch.equal(rec.layer_inputs["conv1"], x)
-    # what fc1 sees is the pooled, flattened relu2 map: 16 x 2 x 2 = 64 features
+    # what fc1 sees is the pooled, flattened relu2 map: 32 x 2 x 2 = 128 features
     relu2 = model.relu2(model.conv2(model.pool1(model.relu1(model.conv1(x)))))
     torch.testing.assert_close(rec.layer_inputs["fc1"], model.pool2(relu2).flatten(1))
-    assert rec.layer_inputs["fc1"].shape == (4, 64)
+    assert rec.layer_inputs["fc1"].shape == (4, 128)
 
 
 def test_qualified_names_of_nested_modules() -> None:

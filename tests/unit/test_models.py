@@ -60,9 +60,9 @@ def test_lenet_sizes_follow_the_input() -> None:
     m28 = lenet((1, 28, 28), 10)
     assert (m28.conv1.kernel_size, m28.conv1.padding) == ((5, 5), (2, 2))
     assert (m28.fc1.in_features, m28.fc1.out_features, m28.fc2.out_features) == (400, 120, 84)
-    # 8x8: conv3 pad 1 -> 8, pool -> 4, conv3 pad 1 -> 4, pool -> 2: 16*2*2 = 64
+    # 8x8: conv3 pad 1 -> 8, pool -> 4, conv3 pad 1 -> 4, pool -> 2: 32 channels * 2 * 2 = 128
     m8 = lenet((1, 8, 8), 10)
-    assert (m8.conv1.kernel_size, m8.conv2.padding, m8.fc1.in_features) == ((3, 3), (1, 1), 64)
+    assert (m8.conv1.kernel_size, m8.conv2.padding, m8.fc1.in_features) == ((3, 3), (1, 1), 128)
     # 32x32x3: conv5 -> 28, pool -> 14, conv5 -> 10, pool -> 5: 16*5*5 = 400
     m32 = lenet((3, 32, 32), 10)
     assert (m32.conv1.in_channels, m32.conv1.padding, m32.fc1.in_features) == (3, (0, 0), 400)
@@ -73,9 +73,12 @@ def test_lenet_sizes_follow_the_input() -> None:
 
 
 def test_lenet_width_scales_channels() -> None:
-    # 6 x 2 = 12, 16 x 2 = 32; 8x8 input -> 32 * 2 * 2 = 128 features
-    model = lenet((1, 8, 8), 10, width=2.0)
-    assert (model.conv1.out_channels, model.conv2.out_channels, model.fc1.in_features) == (12, 32, 128)
+    # 28x28: 6 x 2 = 12, 16 x 2 = 32 channels -> 32 * 5 * 5 = 800 features
+    model = lenet((1, 28, 28), 10, width=2.0)
+    assert (model.conv1.out_channels, model.conv2.out_channels, model.fc1.in_features) == (12, 32, 800)
+    # 8x8: 16 x 0.5 = 8, 32 x 0.5 = 16 channels -> 16 * 2 * 2 = 64 features
+    small = lenet((1, 8, 8), 10, width=0.5)
+    assert (small.conv1.out_channels, small.conv2.out_channels, small.fc1.in_features) == (8, 16, 64)
 
 
 @pytest.mark.parametrize(

@@ -280,7 +280,8 @@ def test_missing_fashion_mnist_lists_every_folder(tmp_path: Path, monkeypatch: p
     given.mkdir()
     write(given / "train-images-idx3-ubyte", idx_bytes(np.zeros((1, 2, 2), np.uint8)))
     monkeypatch.setenv("SNNERGY_DATA", str(env))
-    monkeypatch.setattr(data, "FASHION_MNIST_APT_DIR", tmp_path / "apt")
+    # the loader reads the constant from the submodule that defines it, so patch it there
+    monkeypatch.setattr(data.datasets, "FASHION_MNIST_APT_DIR", tmp_path / "apt")
     with pytest.raises(DataError) as err:
         DATASETS.get("fashion-mnist")(given, 0)
     message = str(err.value)

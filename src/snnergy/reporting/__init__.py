@@ -4,7 +4,7 @@ It reads only the JSON form of results (``results.json``: a list of records with
 ``dnn`` and optionally ``snn`` parts, DESIGN.md's schema), never the stages' classes.
 """
 
-from snnergy.reporting.report import summary_rows, write_report, report_markdown
+from snnergy.reporting.report import format_summary, report_markdown, summary_rows, verdict, write_report
 from snnergy.reporting.tables import (
     DEFAULT_PROFILE,
     csv_text,
@@ -19,11 +19,13 @@ __all__ = [
     "DEFAULT_PROFILE",
     "csv_text",
     "dnn_row",
+    "format_summary",
     "format_value",
     "markdown_table",
     "report_markdown",
     "result_rows",
     "summary_rows",
+    "verdict",
     "write_csv",
     "write_report",
 ]

@@ -1,0 +1,32 @@
+"""Operation counting: fan-out, nominal/dense/effective MACs, SynOps and sparsity.
+
+One fan-out implementation serves both networks (DESIGN.md, "Definitions"):
+
+- the *fan-out* of an input element of a Conv2d/Linear layer is the number of MACs it takes part
+  in, exact at borders, strides, padding, dilation and groups (:func:`fanout_map`);
+- *dense* MACs sum the fan-out over all inputs (NeuroBench "Dense": every input non-zero, zero
+  padding not counted); *nominal* MACs are the ptflops/thop count, padding included;
+- *effective* MACs (zero-skipping DNN hardware) sum the fan-out over the non-zero inputs of a
+  layer's actual input (:func:`effective_macs`);
+- *SynOps* (SNN) sum, over all spikes, the spiking neuron's fan-out into the next weighted layer,
+  through any average pooling in between (:func:`neuron_fanout`, :func:`weighted_events`).
+
+Everything is per sample with layout ``(B, ...)``; sums are float64 so that they are exact
+integers for realistic sizes (below 2**53).
+"""
+
+from snnergy.counting.geometry import geometry_of, layer_geometries, pool_geometry
+from snnergy.counting.ops import (
+    dense_macs,
+    effective_macs,
+    fanout_map,
+    neuron_fanout,
+    nominal_macs,
+    sparsity_counts,
+    weighted_events,
+)
+
+__all__ = [
+    "dense_macs", "effective_macs", "fanout_map", "geometry_of", "layer_geometries",
+    "neuron_fanout", "nominal_macs", "pool_geometry", "sparsity_counts", "weighted_events",
+]

@@ -1,0 +1,52 @@
+"""Spiking simulation: integrate-and-fire neurons, input encoders, the simulator and its readout.
+
+A converted network (:class:`SpikingNetwork`) is a chain of :class:`SpikingStage` s: linear,
+weightless ops (average pooling, flatten), one Conv2d/Linear layer, then integrate-and-fire
+neurons (Rueckauer et al. 2017, Front. Neurosci. 11:682), except the last stage whose
+potential, accumulated over time, is the readout. Tensors are time first: a spike train is
+``(T, B, *neuron_shape)``; a batch of static inputs is ``(B, *input_shape)``.
+
+The simulator runs a feed-forward net layer by layer: each stage computes the currents of all
+``T`` steps (one Conv/Linear call on the ``(T*B, ...)`` train, chunked in time to bound memory:
+``"batched"``) or one call per step (``"looped"``), then scans its neurons over time. It keeps
+only one layer's train at a time and the spike counts at the reported ``T`` values.
+:func:`simulate_reference` is the plain step-by-step loop kept for tests.
+"""
+
+from snnergy.simulation.network import SPEC_FORMAT, SPEC_VERSION, SpikingNetwork, SpikingStage, load_snn, save_snn
+from snnergy.simulation.neurons import RESETS, IFNeuron, encode_poisson, if_step
+from snnergy.simulation.simulator import (
+    INPUTS,
+    MAX_ELEMENTS,
+    MODES,
+    BatchTrace,
+    SimulationResult,
+    Simulator,
+    check_timesteps,
+    run_simulation,
+    simulate_batch,
+    simulate_reference,
+)
+
+__all__ = [
+    "INPUTS",
+    "MAX_ELEMENTS",
+    "MODES",
+    "RESETS",
+    "SPEC_FORMAT",
+    "SPEC_VERSION",
+    "BatchTrace",
+    "IFNeuron",
+    "SimulationResult",
+    "Simulator",
+    "SpikingNetwork",
+    "SpikingStage",
+    "check_timesteps",
+    "encode_poisson",
+    "if_step",
+    "load_snn",
+    "run_simulation",
+    "save_snn",
+    "simulate_batch",
+    "simulate_reference",
+]

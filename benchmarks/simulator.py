@@ -55,7 +55,7 @@ from torch import Tensor, nn
 
 from snnergy.config import ConvertConfig, DataConfig, ModelConfig, TrainConfig
 from snnergy.conversion import convert, fold_batchnorm
-from snnergy.data import calibration_set, load_dataset
+from snnergy.data import DatasetSplits, calibration_set, load_dataset
 from snnergy.experiments import simulate as simulate_pipeline
 from snnergy.models import build_model
 from snnergy.records import SNNRecord
@@ -89,6 +89,7 @@ class Settings:
     device: str
     seed: int
     smoke: bool
+    tag: str
 
 
 @dataclass(frozen=True)
@@ -223,12 +224,11 @@ def measure(methods: list[Method], repeats: int, device: torch.device) -> dict[s
 # ---------------------------------------------------------------------------- setup
 
 
-def prepare(name: str, settings: Settings) -> tuple[SpikingNetwork, nn.Sequential, Tensor, Tensor, str]:
+def prepare(name: str, splits: DatasetSplits,
+            settings: Settings) -> tuple[SpikingNetwork, nn.Sequential, Tensor, Tensor, str]:
     """Trains ``name`` for one epoch, converts it; returns SNN, folded DNN, test batch, a summary."""
     device = torch.device(settings.device)
     start = time.perf_counter()
-    splits = load_dataset(DataConfig(dataset=settings.dataset, train_limit=settings.train_limit),
-                          seed=settings.seed)
     torch.manual_seed(settings.seed)
     model = build_model(ModelConfig(name=name), splits.input_shape, splits.num_classes)
     log = fit(model, splits, TrainConfig(epochs=1, lr=settings.lr), batch_size=64, seed=settings.seed,
@@ -239,7 +239,8 @@ def prepare(name: str, settings: Settings) -> tuple[SpikingNetwork, nn.Sequentia
     x = splits.test_x[: settings.batch].to(device)
     y = splits.test_y[: settings.batch].to(device)
     summary = (f"{name}: {len(splits.train_x)} training samples, 1 epoch, "
-               f"DNN test accuracy {log[-1].test_accuracy:.3f} (train + convert {time.perf_counter() - start:.0f} s)")
+               f"DNN test accuracy {log[-1].test_accuracy:.3f} "
+               f"(train + convert {time.perf_counter() - start:.0f} s)")
     return snn, dnn, x, y, summary
 
 
@@ -247,7 +248,8 @@ def activity(record: SNNRecord) -> str:
     """One line on the simulated batch: SNN accuracy and mean spike rate at the largest T."""
     rates = record.spike_rate
     mean = sum(rates.values()) / max(len(rates), 1)
-    return (f"T={record.timesteps[-1]}: SNN accuracy {record.accuracy[-1]:.3f} on {record.samples} test samples, "
+    return (f"T={record.timesteps[-1]}: SNN accuracy {record.accuracy[-1]:.3f} "
+            f"on {record.samples} test samples, "
             f"spike rate per neuron-step {mean:.4f} (mean over {len(rates)} layers)")
 
 
@@ -256,8 +258,10 @@ def bench(settings: Settings) -> tuple[list[Row], list[str]]:
     device = torch.device(settings.device)
     rows: list[Row] = []
     notes: list[str] = []
+    splits = load_dataset(DataConfig(dataset=settings.dataset, train_limit=settings.train_limit),
+                          seed=settings.seed)
     for name in settings.models:
-        snn, dnn, x, y, summary = prepare(name, settings)
+        snn, dnn, x, y, summary = prepare(name, splits, settings)
         notes.append(summary)
         print(summary, flush=True)
         for steps in settings.timesteps:
@@ -324,11 +328,11 @@ def hardware(device: torch.device) -> str:
 
 
 def result_path(settings: Settings) -> str:
-    """CSV file name: hardware, threads when not all cores, torch version, ``_smoke`` for smoke runs."""
+    """CSV file name: hardware, threads when not all cores, torch version, ``_smoke``, the tag."""
     device = torch.device(settings.device)
     threads = "" if device.type == "cuda" or settings.threads == os.cpu_count() else f"_{settings.threads}t"
-    smoke = "_smoke" if settings.smoke else ""
-    return f"simulator_{hardware(device)}{threads}_torch-{slug(torch.__version__)}{smoke}.csv"
+    suffix = ("_smoke" if settings.smoke else "") + (f"_{settings.tag}" if settings.tag else "")
+    return f"simulator_{hardware(device)}{threads}_torch-{slug(torch.__version__)}{suffix}.csv"
 
 
 def write_csv(records: list[dict[str, object]], path: Path) -> None:
@@ -363,23 +367,28 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path]:
     p.add_argument("--train-limit", type=int, default=10000, help="training samples for the 1 epoch")
     p.add_argument("--calibration", type=int, default=512, help="calibration samples for conversion")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: all cores; 1 with --smoke)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="benchmarks/results", help="folder of the result CSV")
+    p.add_argument("--tag", default="", help="suffix for the CSV name (e.g. a reduced setting)")
     a = p.parse_args(argv)
     if a.smoke:
         a.dataset, a.timesteps, a.batch, a.repeats, a.train_limit = "digits", "8,16", 64, 1, 500
+        a.threads = a.threads or 1
+    a.threads = a.threads or os.cpu_count() or 1
     timesteps = _ints(a.timesteps)
     models = tuple(m.strip() for m in a.models.split(",") if m.strip())
     if not models or not timesteps or min(timesteps) < 1 or a.batch < 1 or a.repeats < 1:
         p.error("need at least one model, T >= 1, --batch >= 1 and --repeats >= 1")
     ref_batch = min(a.batch, a.reference_batch or a.batch)
     ref_repeats = a.reference_repeats or a.repeats
-    if ref_batch < 1 or ref_repeats < 1 or a.threads is None or a.threads < 1:
+    if ref_batch < 1 or ref_repeats < 1 or a.threads < 1:
         p.error("--reference-batch, --reference-repeats and --threads must be >= 1")
     settings = Settings(a.dataset, models, timesteps, a.batch, a.repeats, ref_batch, ref_repeats,
-                        a.train_limit, a.calibration, a.lr, a.threads, a.device, a.seed, a.smoke)
+                        a.train_limit, a.calibration, a.lr, a.threads, a.device, a.seed, a.smoke,
+                        slug(a.tag) if a.tag else "")
     return settings, Path(a.out)
 
 
@@ -390,6 +399,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = torch.device(settings.device)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     start = time.perf_counter()
+    if load is not None and device.type == "cpu" and load[0] + settings.threads > (os.cpu_count() or 1) + 0.5:
+        print(f"Warning: load average {load[0]:.1f} on {os.cpu_count()} cores: other processes compete with "
+              f"the {settings.threads} torch thread(s): timings are slowed and noisy, multi-threaded ones "
+              "can be distorted many times over (threads wait for each other); compare ratios, "
+              "or use fewer --threads.", flush=True)
     print(f"snnergy simulator benchmark: {hardware(device)}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, {settings}", flush=True)
     rows, notes = bench(settings)

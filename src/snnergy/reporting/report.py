@@ -23,6 +23,7 @@ SUMMARY_COLUMNS = [
     ("snn_energy_j", "SNN energy (J)"),
     ("snn_dnn_energy_ratio", "SNN/DNN energy"),
     ("t_within", "T to DNN-1pp"),
+    ("note", "note"),
 ]
 
 
@@ -57,6 +58,8 @@ def summary_rows(
     rows = []
     for record in ok_records(records):
         row = dnn_row(record, profile)
+        silent = collapsed_layers(record)
+        row["note"] = f"collapsed: {', '.join(silent)} silent" if silent else ""
         snn = record.get("snn")
         if snn:
             energy = snn["energy_j"].get(profile, [math.nan] * len(snn["timesteps"]))
@@ -70,6 +73,12 @@ def summary_rows(
             )
         rows.append(row)
     return rows
+
+
+def collapsed_layers(record: Mapping[str, Any]) -> list[str]:
+    """Layers whose activations are all zero on the test data: a collapsed network, whose
+    "savings" are those of a network that no longer computes anything."""
+    return [name for name, sparsity in record["dnn"].get("sparsity", {}).items() if sparsity >= 1.0]
 
 
 def reference_accuracy(records: Sequence[Mapping[str, Any]]) -> tuple[float, str]:

@@ -414,9 +414,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(markdown(records))
     print()
     if settings.reference_batch < settings.batch or settings.reference_repeats < settings.repeats:
+        smaller = settings.reference_batch < settings.batch
         print(f"Note: the reference was measured on batch {settings.reference_batch} with "
-              f"{min(settings.reference_repeats, settings.repeats)} repeat(s); its sample-steps/s are "
-              "those of that batch (a smaller batch is less efficient per sample, which favours snnergy).")
+              f"{min(settings.reference_repeats, settings.repeats)} repeat(s)"
+              + ("; its sample-steps/s are those of that batch (a smaller batch is less efficient "
+                 "per sample, which favours snnergy)." if smaller else "."))
     print("x floor = throughput / max(dense_looped, dense_big_batch); "
           "x reference = throughput / reference.")
     for note in notes:

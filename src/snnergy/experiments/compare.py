@@ -26,15 +26,21 @@ from snnergy.experiments.store import write_config, write_results
 DEFAULT_REGULARIZERS = ("none", "l1", "hoyer", "hoyer-square")
 
 # Strengths per regularizer (per-element normalized penalties, see snnergy.regularizers), chosen
-# on digits/LeNet so that the three give visibly different sparsity: from a mild setting that
-# keeps DNN accuracy to one that trades a few points for much sparser activity.
+# on digits/LeNet (30 epochs, Adam 1e-2) so that the three give visibly different sparsity: from
+# a mild setting that keeps DNN accuracy to one that trades a few points for sparser activity.
+# Measured there (DNN accuracy / mean sparsity; unregularized 97.3 % / 0.63):
+#   l1            0.03: 97.8 % / 0.69   0.1: 98.2 % / 0.77   0.15: 94.4 % / 0.85   (0.2 collapses)
+#   hoyer         0.003: 97.3 % / 0.64  0.01: 96.4 % / 0.70  0.03: 83.3 % / 0.89   (0.1 collapses)
+#   hoyer-square  0.003: 97.3 % / 0.66  0.01: 96.9 % / 0.70  0.03: 90.4 % / 0.84   (0.1 collapses)
+# l2 and transformed-l1 are not in the default comparison; their grids are untuned starting points
+# (transformed-l1 behaves like l1 for small activations).
 DEFAULT_STRENGTHS: dict[str, tuple[float, ...]] = {
     "none": (0.0,),
-    "l1": (0.1, 0.3, 1.0),
-    "l2": (0.03, 0.1, 0.3),
-    "hoyer": (0.1, 0.3, 1.0),
-    "hoyer-square": (0.1, 0.3, 1.0),
-    "transformed-l1": (0.1, 0.3, 1.0),
+    "l1": (0.03, 0.1, 0.15),
+    "l2": (0.01, 0.03, 0.1),
+    "hoyer": (0.003, 0.01, 0.03),
+    "hoyer-square": (0.003, 0.01, 0.03),
+    "transformed-l1": (0.03, 0.1, 0.15),
 }
 
 
@@ -43,7 +49,7 @@ def default_grid(regularizers: Sequence[str]) -> list[tuple[str, float]]:
 
     Example:
         >>> default_grid(["none", "l1"])
-        [('none', 0.0), ('l1', 0.1), ('l1', 0.3), ('l1', 1.0)]
+        [('none', 0.0), ('l1', 0.03), ('l1', 0.1), ('l1', 0.15)]
     """
     grid = []
     for name in regularizers:

@@ -75,6 +75,36 @@ def if_step(current: Tensor, v: Tensor, neuron: IFNeuron) -> tuple[Tensor, Tenso
     return spikes, v
 
 
+def if_step_(current: Tensor, v: Tensor, neuron: IFNeuron, spikes: Tensor) -> Tensor:
+    """In-place :func:`if_step`: updates ``v`` and writes the spikes into ``spikes``.
+
+    The same arithmetic as :func:`if_step` (so the same spikes, bit for bit), without allocating
+    new tensors each step: the fast simulator's hot loop.
+
+    Args:
+        current: Input current of this step.
+        v: Membrane potentials, updated in place.
+        neuron: Threshold and reset rule.
+        spikes: Output buffer (dtype of ``v``), overwritten with 0.0 / 1.0.
+
+    Returns:
+        ``spikes``.
+
+    Example:
+        >>> v, s = torch.tensor([0.75]), torch.empty(1)
+        >>> if_step_(torch.tensor([0.5]), v, IFNeuron(), s).item(), v.item()
+        (1.0, 0.25)
+    """
+    v.add_(current)
+    fired = torch.ge(v, neuron.threshold)
+    spikes.copy_(fired)
+    if neuron.reset == "subtract":
+        v.sub_(spikes, alpha=neuron.threshold)
+    else:
+        v.masked_fill_(fired, 0.0)
+    return spikes
+
+
 def encode_poisson(x: Tensor, timesteps: int, generator: torch.Generator | None = None) -> Tensor:
     """Bernoulli ("Poisson") spike trains: each step spikes with probability ``clamp(x, 0, 1)``.
 

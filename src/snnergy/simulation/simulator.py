@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from snnergy.config import SimulateConfig
 from snnergy.errors import ConfigError, DataError
 from snnergy.simulation.network import SpikingNetwork, SpikingStage
-from snnergy.simulation.neurons import IFNeuron, encode_poisson, if_step
+from snnergy.simulation.neurons import IFNeuron, encode_poisson, if_step, if_step_
 
 INPUTS = ("analog", "poisson")
 MODES = ("auto", "batched", "looped")
@@ -99,7 +99,7 @@ class Simulator:
             if stage.spiking:
                 train = _scan(chunks, self.snn.neuron, steps)
                 counts[stage.neuron_name] = _cumulative(train, index)
-                final[stage.neuron_name] = train.sum(0, dtype=torch.float64)
+                final[stage.neuron_name] = train.sum(0).to(torch.float64)  # exact: T < 2**24
             else:
                 potentials = _integrate(chunks, self.timesteps)
         return BatchTrace(potentials, counts, input_counts, final)
@@ -324,7 +324,7 @@ def _scan(chunks: Iterable[Tensor], neuron: IFNeuron, steps: int) -> Tensor:
             out = currents.new_empty((steps, *currents.shape[1:]))
             v = torch.zeros_like(currents[0])
         for current in currents:
-            out[t], v = if_step(current, v, neuron)
+            if_step_(current, v, neuron, out[t])
             t += 1
     assert out is not None
     return out
@@ -344,8 +344,12 @@ def _integrate(chunks: Iterable[Tensor], reported: list[int]) -> Tensor:
 
 
 def _cumulative(train: Tensor, index: Tensor) -> Tensor:
-    """Spikes of a ``(T, B, ...)`` train summed over the batch and steps 1..T_k: ``(K, ...)``."""
-    return train.sum(1, dtype=torch.float64).cumsum(0).index_select(0, index)
+    """Spikes of a ``(T, B, ...)`` train summed over the batch and steps 1..T_k: ``(K, ...)``.
+
+    The batch sum runs in the train's dtype, which is exact for 0/1 spikes while ``B < 2**24``
+    (float32) and about 10x faster than summing into float64; time is then cumulated in float64.
+    """
+    return train.sum(1).to(torch.float64).cumsum(0).index_select(0, index)
 
 
 def _timed(fn: Callable[[], object], device: torch.device, repeats: int = 2) -> float:

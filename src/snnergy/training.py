@@ -184,8 +184,8 @@ def fit(
                 loss = task + cfg.strength * penalty
                 if not bool(torch.isfinite(loss)):
                     raise TrainingError(
-                        f"training diverged: loss is {float(loss)} at epoch {epoch}, batch {batch} "
-                        f"(task loss {float(task):.4g}, penalty {float(penalty):.4g}); "
+                        f"training diverged: loss is {float(loss.detach())} at epoch {epoch}, batch {batch} "
+                        f"(task loss {float(task.detach()):.4g}, penalty {float(penalty.detach()):.4g}); "
                         "lower train.lr or train.strength. The last finished epoch's checkpoint is kept."
                     )
                 optimizer.zero_grad(set_to_none=True)

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from snnergy.simulation import IFNeuron, if_step
+from snnergy.simulation.neurons import if_step_
 
 currents = st.lists(st.floats(-3.0, 3.0, allow_nan=False), min_size=1, max_size=60)
 thresholds = st.floats(0.1, 5.0)
@@ -55,3 +56,17 @@ def test_non_negative_input_below_threshold_keeps_potential_in_range(inputs: lis
     count, v, _ = run(inputs, IFNeuron())
     assert 0.0 <= v < 1.0
     assert 0 <= math.fsum(inputs) - count < 1.0 + 1e-9
+
+
+@settings(max_examples=100, deadline=None)
+@given(currents, thresholds, st.sampled_from(["subtract", "zero"]))
+def test_in_place_step_is_bitwise_the_pure_step(inputs: list[float], threshold: float, reset: str) -> None:
+    neuron = IFNeuron(threshold, reset)
+    current = torch.tensor(inputs, dtype=torch.float32)
+    v_pure, v_fast, out = torch.zeros(len(inputs)), torch.zeros(len(inputs)), torch.empty(len(inputs))
+    for shift in range(4):  # a few steps with rotated currents
+        step = current.roll(shift)
+        s_pure, v_pure = if_step(step, v_pure, neuron)
+        if_step_(step, v_fast, neuron, out)
+        assert torch.equal(s_pure, out)
+        assert torch.equal(v_pure, v_fast)

@@ -59,6 +59,7 @@ EPILOG = {
           snnergy compare --dataset fashion-mnist --model lenet \\
                           --regularizers none,l1,hoyer,hoyer-square --epochs 5 --out runs/fm
           snnergy compare --regularizers none,l1 --strengths 0.1,1 --timesteps 8,32,128 --input poisson
+          snnergy compare --regularizers none,l1@0.1,hoyer-square@0.01,hoyer-square@0.03
 
         writes OUT/results.json, OUT/results.csv, OUT/report.md, OUT/plots/*.png, OUT/config.json
         and one checkpoint per configuration in OUT/runs/<regularizer>-<strength>/checkpoint""",
@@ -154,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(compare, TRAIN_OPTIONS)
     _add_config_options(compare, SNN_OPTIONS)
     _add_config_options(compare, COMMON_OPTIONS)
-    compare.add_argument("--regularizers", type=_names, default=None, help="comma-separated (default none,l1,hoyer,hoyer-square)")
+    compare.add_argument("--regularizers", type=_names, default=None, help="comma-separated names, or name@strength (default none,l1,hoyer,hoyer-square)")
     compare.add_argument("--strengths", type=_floats, default=None, help="comma-separated strengths for every regularizer but none (default: each one's grid)")
     compare.add_argument("--profile", default="cmos45-fp32", help="energy profile of the report and plots")
     compare.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder (default runs/compare)")
@@ -267,16 +268,41 @@ def _run_profiles(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def compare_grid(entries: Sequence[str], strengths: Sequence[float] | None) -> list[tuple[str, float]]:
+    """(regularizer, strength) pairs from ``--regularizers`` and ``--strengths``.
+
+    An entry ``name@s`` is that one strength; a plain ``name`` takes ``--strengths`` when given,
+    else its default grid; ``none`` always runs once at strength 0.
+
+    Example:
+        >>> compare_grid(["none", "l1@0.1", "hoyer"], [0.01, 0.02])
+        [('none', 0.0), ('l1', 0.1), ('hoyer', 0.01), ('hoyer', 0.02)]
+    """
+    from snnergy.experiments import default_grid
+
+    grid: list[tuple[str, float]] = []
+    for entry in entries:
+        name, at, value = entry.partition("@")
+        if at:
+            try:
+                grid.append((name, float(value)))
+            except ValueError:
+                raise ConfigError(f"bad strength in '{entry}': expected name@number, e.g. l1@0.1") from None
+        elif name == "none":
+            grid.append(("none", 0.0))
+        elif strengths is not None:
+            grid += [(name, s) for s in strengths]
+        else:
+            grid += default_grid([name])
+    return grid
+
+
 def _run_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from snnergy import experiments
     from snnergy.reporting import format_summary
 
     config = resolve_config(args, extra)
-    names = args.regularizers or list(experiments.DEFAULT_REGULARIZERS)
-    if args.strengths is None:
-        grid = experiments.default_grid(names)
-    else:
-        grid = [(n, 0.0) if n == "none" else (n, s) for n in names for s in ([0.0] if n == "none" else args.strengths)]
+    grid = compare_grid(args.regularizers or list(experiments.DEFAULT_REGULARIZERS), args.strengths)
     start = time.perf_counter()
 
     def report(record: dict[str, Any]) -> None:
@@ -294,7 +320,9 @@ def _run_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
                 file=sys.stderr,
             )
 
-    records = experiments.compare(config, grid=grid, out=args.out, profile=args.profile, on_result=report)
+    records = experiments.compare(
+        config, grid=grid, out=args.out, profile=args.profile, progress=not args.quiet, on_result=report
+    )
     print(format_summary(records, args.profile))
     print(f"\n{len(records)} configurations in {time.perf_counter() - start:.1f} s; wrote {args.out}/ (report.md, plots/)")
     return 0 if all("error" not in r for r in records) else 1

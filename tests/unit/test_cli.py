@@ -68,3 +68,13 @@ def test_profiles_lists_every_profile(capsys: pytest.CaptureFixture[str]) -> Non
 def test_python_dash_m_help() -> None:
     done = subprocess.run([sys.executable, "-m", "snnergy", "train", "--help"], capture_output=True, text=True, check=True)
     assert "examples:" in done.stdout and "--regularizer" in done.stdout
+
+
+def test_compare_checks_names_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", "--profile", "tpu", "--out", str(tmp_path)]) == 2
+    assert "unknown energy profile 'tpu'" in capsys.readouterr().err
+    assert main(["compare", "--regularizers", "none,l3", "--out", str(tmp_path)]) == 2
+    assert "unknown regularizer 'l3'" in capsys.readouterr().err
+    assert main(["compare", "--regularizers", "l1@much", "--out", str(tmp_path)]) == 2
+    assert "expected name@number" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()

@@ -15,6 +15,7 @@ from typing import Any
 from snnergy.config import ExperimentConfig
 from snnergy.conversion import convert as convert_model
 from snnergy.data import calibration_set
+from snnergy.energy import ENERGY_PROFILES
 from snnergy.errors import ConfigError, SnnergyError
 from snnergy.regularizers import REGULARIZERS
 from snnergy.reporting import DEFAULT_PROFILE, write_report
@@ -75,6 +76,7 @@ def run_configuration(config: ExperimentConfig, out: Path | None, progress: bool
         profiles=config.profiles,
         seed=config.seed,
         device=trained.device,
+        progress=progress,
     )
     result = result_record(config, dnn, record)
     if snn.silent_layers:
@@ -112,6 +114,9 @@ def compare(
     grid = list(grid) if grid is not None else default_grid(DEFAULT_REGULARIZERS)
     for name, _ in grid:
         REGULARIZERS.get(name)
+    ENERGY_PROFILES.get(profile)
+    if base.profiles is not None and profile not in base.profiles:
+        raise ConfigError(f"report profile '{profile}' is not among the configured profiles {list(base.profiles)}")
     records: list[dict[str, Any]] = []
     if out is not None:
         write_config(out, base)

@@ -78,3 +78,22 @@ def test_compare_checks_names_before_training(tmp_path: Path, capsys: pytest.Cap
     assert main(["compare", "--regularizers", "l1@much", "--out", str(tmp_path)]) == 2
     assert "expected name@number" in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()
+
+
+def test_truncated_dataset_file_exits_2_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import struct
+
+    import numpy as np
+
+    def idx(array: np.ndarray, magic: int) -> bytes:
+        return struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape) + array.tobytes()
+
+    images, labels = np.zeros((4, 5, 5), np.uint8), np.arange(4, dtype=np.uint8)
+    for split in ("train", "t10k"):
+        (tmp_path / f"{split}-images-idx3-ubyte").write_bytes(idx(images, 0x803))
+        (tmp_path / f"{split}-labels-idx1-ubyte").write_bytes(idx(labels, 0x801))
+    bad = tmp_path / "train-images-idx3-ubyte"
+    bad.write_bytes(bad.read_bytes()[:-7])  # 4*5*5 = 100 data bytes expected, 93 left
+    assert main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--quiet", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "truncated" in err and "Traceback" not in err

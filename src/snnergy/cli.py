@@ -77,6 +77,28 @@ EPILOG = {
           snnergy simulate runs/hs-snn --timesteps 16,32,64 --input poisson --max-samples 1000
 
         writes OUT/results.json and OUT/results.csv (OUT defaults to the SNN folder)""",
+    "sweep": """\
+        examples:
+          snnergy sweep sweeps/digits_small.toml --workers 2 --out runs/digits   # resumes if runs/digits exists
+          snnergy sweep sweeps/fashion_mnist.toml --dry-run                     # validate, list, run nothing
+          snnergy sweep sweeps/fashion_mnist.toml --ray auto --out runs/fm      # Ray tasks (pip install 'snnergy[ray]')
+          snnergy sweep sweeps/fashion_mnist.toml --out runs/fm --retry-failed   # rerun the failed ones too
+
+        SWEEP is a TOML file: [base] (a config, same tables as --config files), [grid] (dotted keys to
+        lists; the product is taken) and [strengths] (regularizer -> strengths). Each finished
+        configuration is committed to OUT/sweep.sqlite at once (a killed sweep resumes; finished ones
+        are skipped). Writes OUT/results.json, OUT/results.csv, OUT/report.md, OUT/plots/*.png,
+        OUT/summary.csv, OUT/layers.csv, OUT/sweep.json and OUT/runs/<id>/checkpoint""",
+    "report": """\
+        examples:
+          snnergy report runs/fm                                   # report.md + plots from runs/fm/sweep.sqlite
+          snnergy report runs/fm --profile loihi --target-drop 0.02
+          snnergy report runs/fm --target-accuracy 0.88
+
+        Reads OUT/sweep.sqlite (or OUT/results.json where there is no store) and writes OUT/report.md,
+        OUT/plots/*.png, OUT/summary.csv and OUT/layers.csv: mean ± std over seeds, Pareto fronts of
+        accuracy vs SNN energy and vs DNN effective MACs per regularizer, the smallest T reaching the
+        target, and which regularizer reaches it for the least energy""",
     "profiles": """\
         examples:
           snnergy profiles          # every energy profile with its per-operation energies and source""",
@@ -179,6 +201,24 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--profile", default="cmos45-fp32", help="energy profile of the printed table")
     simulate.add_argument("--out", type=Path, default=None, help="output folder (default: the SNN folder)")
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sweep = command("sweep", "run a grid of configurations from a sweep file; resumes; report at the end")
+    sweep.add_argument("sweep", type=Path, help="sweep file (TOML)")
+    sweep.add_argument("--out", type=Path, default=None, help="run folder (default runs/<sweep file name>)")
+    sweep.add_argument("--workers", type=int, default=1, help="configurations run at once, each in its own process (default 1: in this process); with --ray, the CPUs of a local Ray instance")
+    sweep.add_argument("--ray", metavar="auto|local|ADDRESS", default=None, help="run as Ray tasks: join the running cluster or start a local one (auto), always start one (local), or a cluster address")
+    sweep.add_argument("--retry-failed", action="store_true", help="run configurations stored as failed again")
+    sweep.add_argument("--no-checkpoints", action="store_true", help="do not keep each configuration's checkpoint")
+    sweep.add_argument("--dry-run", action="store_true", help="validate the sweep and list its configurations; run nothing")
+    sweep.add_argument("--profile", default="cmos45-fp32", help="energy profile of the report")
+    sweep.add_argument("--target-drop", type=float, default=0.01, help="report target: unregularized DNN accuracy minus this (default 0.01)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress output")
+
+    report = command("report", "write report.md and plots of a sweep (or compare) folder from its stored results")
+    report.add_argument("out", type=Path, help="folder written by snnergy sweep")
+    report.add_argument("--profile", default="cmos45-fp32", help="energy profile of every energy column")
+    report.add_argument("--target-drop", type=float, default=0.01, help="target: unregularized DNN accuracy minus this (default 0.01)")
+    report.add_argument("--target-accuracy", type=float, default=None, help="an absolute target accuracy instead")
 
     command("profiles", "list the energy profiles with their sources")
     return parser
@@ -361,12 +401,78 @@ def _run_simulate(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def _run_sweep(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from snnergy.experiments.sweep import config_hash, load_sweep, run_sweep
+    from snnergy.experiments.sweep_store import STORE_FILE, SweepStore
+    from snnergy.reporting import markdown_table
+
+    if extra:
+        raise ConfigError(f"unrecognized arguments: {' '.join(extra)}; sweep settings go in the sweep file")
+    sweep = load_sweep(args.sweep)
+    out = args.out or Path("runs") / args.sweep.stem
+    if args.dry_run:
+        store = out / STORE_FILE
+        statuses: dict[str, str] = {}
+        if store.is_file():
+            with SweepStore(store, readonly=True) as opened:
+                statuses = opened.statuses()
+        rows = [
+            {"id": config_hash(c)[:12], "dataset": c.data.dataset, "model": c.model.name, "regularizer": c.train.regularizer,
+             "strength": c.train.strength, "seed": c.seed, "stored": statuses.get(config_hash(c), "")}
+            for c in sweep.configs
+        ]
+        print(markdown_table(rows, ["id", "dataset", "model", "regularizer", "strength", "seed", "stored"]))
+        print(f"\n{len(rows)} configurations in {args.sweep}; {sum(bool(r['stored']) for r in rows)} already stored in {out}/")
+        return 0
+    start = time.perf_counter()
+
+    def say(outcome: Any) -> None:
+        if not args.quiet and outcome.status == "failed":
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"[{time.perf_counter() - start:6.1f}s] FAILED {outcome.id[:12]}: {outcome.error.splitlines()[0]}", file=sys.stderr)
+
+    summary = run_sweep(
+        sweep, out, workers=args.workers, ray=args.ray, retry_failed=args.retry_failed,
+        checkpoints=not args.no_checkpoints, profile=args.profile, drop=args.target_drop,
+        progress=not args.quiet, on_outcome=say,
+    )
+    print(
+        f"{summary.total} configurations: {summary.finished} finished and {summary.failed} failed now, "
+        f"{summary.skipped} already stored; {time.perf_counter() - start:.1f} s; wrote {out}/"
+        + (" (report.md, plots/)" if summary.report else "")
+    )
+    return 0 if summary.failed == 0 else 1
+
+
+def _run_report(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from snnergy.experiments import read_results
+    from snnergy.experiments.sweep_store import STORE_FILE, SweepStore
+    from snnergy.reporting.report import write_sweep_report
+
+    if extra:
+        raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
+    if (args.out / STORE_FILE).is_file():
+        with SweepStore(args.out / STORE_FILE, readonly=True) as store:
+            records = store.records(include_failed=True)
+    elif (args.out / "results.json").is_file():
+        records = read_results(args.out)
+    else:
+        raise ConfigError(f"{args.out}: neither {STORE_FILE} nor results.json here; run `snnergy sweep` first")
+    path = write_sweep_report(args.out, records, args.profile, args.target_drop, args.target_accuracy)
+    finished = sum("error" not in r for r in records)
+    print(f"{finished} finished and {len(records) - finished} failed runs; wrote {path} and {args.out}/plots/")
+    return 0
+
+
 COMMANDS = {
     "train": _run_train,
     "compare": _run_compare,
     "convert": _run_convert,
     "simulate": _run_simulate,
     "profiles": _run_profiles,
+    "sweep": _run_sweep,
+    "report": _run_report,
 }
 
 

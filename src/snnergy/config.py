@@ -77,7 +77,16 @@ class TrainConfig:
         schedule: ``"cosine"`` (annealed to 0 over the run) or ``"constant"``.
         regularizer: Name in :data:`snnergy.regularizers.REGULARIZERS`.
         strength: The regularizer's weight lambda.
-        layer_weights: Optional weight per activation layer (in forward order) for the penalty.
+        layer_weights: Optional weight per activation layer (in forward order) for the penalty
+            (per-layer regularizers only).
+        budget: Energy-aware regularizers (``synops``, ``macs``) only: penalize per sample just
+            what exceeds this value, in the penalty's unit: SynOps of ``penalty_timesteps`` steps
+            (per timestep by default), effective MACs, or joules per sample with
+            ``penalty_profile``. ``None`` (default): penalize the whole value.
+        penalty_profile: Energy-aware regularizers only: an energy profile name; the penalty
+            becomes the estimated energy per sample in joules on it (``None``: operation counts).
+        penalty_timesteps: ``synops`` only: the value counts a T-step inference (SynOps, or energy
+            with ``penalty_profile``); 1 (default) gives SynOps per timestep.
     """
 
     epochs: int = 30
@@ -89,6 +98,9 @@ class TrainConfig:
     regularizer: str = "none"
     strength: float = 0.0
     layer_weights: tuple[float, ...] | None = None
+    budget: float | None = None
+    penalty_profile: str | None = None
+    penalty_timesteps: int = 1
 
 
 @dataclass(frozen=True)
@@ -170,7 +182,7 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any], where: str = "") -> 
         >>> config_from_dict(TrainConfig, {"lr_rate": 0.01})
         Traceback (most recent call last):
         ...
-        snnergy.errors.ConfigError: unknown config key 'lr_rate'; allowed: epochs, lr, optimizer, momentum, weight_decay, schedule, regularizer, strength, layer_weights
+        snnergy.errors.ConfigError: unknown config key 'lr_rate'; allowed: epochs, lr, optimizer, momentum, weight_decay, schedule, regularizer, strength, layer_weights, budget, penalty_profile, penalty_timesteps
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"config section '{where or cls.__name__}' must be a table, got {data!r}")

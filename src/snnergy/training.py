@@ -1,8 +1,10 @@
 """Training: task loss + strength x activity penalty, evaluation, and DNN checkpoints.
 
-The loss of a batch is ``cross_entropy + strength * activity_penalty(maps)``, where the maps are
-the post-ReLU activations recorded by :class:`~snnergy.activity.ActivityRecorder` during the same
-forward pass (the regularizer convention is documented in :mod:`snnergy.regularizers`).
+The loss of a batch is ``cross_entropy + strength * penalty(record)``, where the record holds the
+post-ReLU activations (and, for ``macs``, the weighted layers' inputs) recorded by
+:class:`~snnergy.activity.ActivityRecorder` during the same forward pass, and ``penalty`` is the
+regularizer bound to the model once before training (:func:`snnergy.regularizers.bind_penalty`;
+the conventions and formulas are documented in :mod:`snnergy.regularizers`).
 A non-finite loss stops training with a :class:`~snnergy.errors.TrainingError`; the checkpoint of
 the last finished epoch, written atomically, stays untouched.
 """
@@ -25,11 +27,11 @@ from tqdm.auto import tqdm
 
 from snnergy.activity import ActivityRecorder
 from snnergy.checkpoints import load_state_into, load_tensors, read_json, save_tensors, write_json
-from snnergy.config import ExperimentConfig, TrainConfig, config_from_dict, config_to_dict
+from snnergy.config import ConvertConfig, ExperimentConfig, TrainConfig, config_from_dict, config_to_dict
 from snnergy.data import DatasetSplits, make_loader
 from snnergy.errors import CheckpointError, ConfigError, TrainingError
 from snnergy.models import build_model
-from snnergy.regularizers import REGULARIZERS, activity_penalty
+from snnergy.regularizers import REGULARIZERS, PenaltyOptions, bind_penalty
 
 CHECKPOINT_FORMAT = "snnergy-dnn"
 CHECKPOINT_VERSION = 1
@@ -134,6 +136,7 @@ def fit(
     device: torch.device | str = "cpu",
     progress: bool = False,
     on_epoch: Callable[[nn.Module, EpochLog], None] | None = None,
+    convert_config: ConvertConfig | None = None,
 ) -> list[EpochLog]:
     """Trains ``model`` in place on ``splits.train``; returns the per-epoch log.
 
@@ -146,12 +149,17 @@ def fit(
         device: Where to train.
         progress: Show a progress bar over batches.
         on_epoch: Called after each finished epoch (e.g. to write a checkpoint).
+        convert_config: The conversion that will follow (``None``: defaults): the ``synops``
+            penalty divides each layer by a running estimate of ``percentile`` (per channel with
+            ``channelwise``), as the converter will.
 
     Raises:
         TrainingError: The loss became NaN or inf (the message names the epoch and batch).
-        ConfigError: Unknown optimizer, schedule or regularizer.
+        ConfigError: Unknown optimizer, schedule or regularizer, or penalty options that do not
+            apply to the regularizer (e.g. a budget for ``l1``).
     """
     REGULARIZERS.get(cfg.regularizer)  # fail before training on a typo
+    options = PenaltyOptions.from_configs(cfg, convert_config)
     if cfg.epochs < 0 or cfg.lr <= 0 or cfg.strength < 0:
         raise ConfigError("train.epochs must be >= 0, train.lr > 0 and train.strength >= 0")
     device = torch.device(device)
@@ -160,9 +168,12 @@ def fit(
     loader = make_loader(splits.train_x, splits.train_y, batch_size, shuffle=True, seed=seed)
     test_loader = make_loader(splits.test_x, splits.test_y, max(batch_size, 256))
     regularize = cfg.regularizer != "none" and cfg.strength > 0
+    # bound once: model-aware penalties read the model's structure here
+    penalty_of = bind_penalty(cfg.regularizer, model, splits.input_shape, options) if regularize else None
+    inputs = penalty_of is not None and penalty_of.needs_layer_inputs
     total_steps, step = cfg.epochs * len(loader), 0
     history: list[EpochLog] = []
-    with ActivityRecorder(model, activations=True, detach=False) as recorder:
+    with ActivityRecorder(model, activations=True, layer_inputs=inputs, detach=False) as recorder:
         for epoch in range(1, cfg.epochs + 1):
             model.train()
             start = time.perf_counter()
@@ -176,11 +187,7 @@ def fit(
                 logits = model(x)
                 record = recorder.record()
                 task = F.cross_entropy(logits, y)
-                penalty = (
-                    activity_penalty(record, cfg.regularizer, cfg.layer_weights)
-                    if regularize
-                    else torch.zeros((), device=device)
-                )
+                penalty = penalty_of(record) if penalty_of is not None else torch.zeros((), device=device)
                 loss = task + cfg.strength * penalty
                 if not bool(torch.isfinite(loss)):
                     raise TrainingError(

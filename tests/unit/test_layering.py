@@ -22,7 +22,10 @@ ALLOWED = {
     "simulation": UTILITIES,
     "activity": UTILITIES,
     "counting": UTILITIES,
-    "regularizers": UTILITIES,
+    # the energy-aware penalties use counting's exact fan-outs (the code SynOps and effective MACs
+    # are counted with) and energy's profiles; both import only records, registry and errors, so
+    # data still flows one way
+    "regularizers": UTILITIES | {"counting", "energy"},
     "energy": UTILITIES,
     "training": UTILITIES | {"data", "models", "activity", "regularizers"},
     "conversion": UTILITIES | {"models", "simulation"},

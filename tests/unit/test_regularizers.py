@@ -13,9 +13,10 @@ from snnergy.activity import ActivityRecorder
 from snnergy.errors import ConfigError
 from snnergy.models import tiny_mlp
 from snnergy.records import ActivityRecord
-from snnergy.regularizers import REGULARIZERS, activity_penalty
+from snnergy.regularizers import REGULARIZERS, PenaltyOptions, activity_penalty, bind_penalty, is_model_aware
 
 NAMES = REGULARIZERS.names()
+LAYER_NAMES = [n for n in NAMES if not is_model_aware(REGULARIZERS.get(n))]  # per-layer functions
 SPARSITY = ["hoyer", "hoyer-square"]
 
 
@@ -25,7 +26,8 @@ def _seed() -> None:
 
 
 def test_registry_names() -> None:
-    assert NAMES == ["none", "l1", "l2", "hoyer", "hoyer-square", "transformed-l1"]
+    assert NAMES == ["none", "l1", "l2", "hoyer", "hoyer-square", "transformed-l1", "synops", "macs"]
+    assert LAYER_NAMES == NAMES[:6]
 
 
 # a = [0, 3, 4], n = 3: sum|a| = 7, sum a^2 = 9 + 16 = 25
@@ -39,7 +41,7 @@ HAND = {
 }
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LAYER_NAMES)
 def test_hand_derived_values(name: str) -> None:
     a = torch.tensor([[0.0, 3.0, 4.0]], dtype=torch.float64)
     got = REGULARIZERS.get(name)(a)
@@ -47,7 +49,7 @@ def test_hand_derived_values(name: str) -> None:
     assert got.item() == pytest.approx(HAND[name], rel=1e-12)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LAYER_NAMES)
 def test_per_sample_over_conv_shaped_maps(name: str) -> None:
     # the (B, C, H, W) map is flattened per sample: same value as the (B, n) map
     a = torch.rand(3, 2, 4, 4)
@@ -56,7 +58,7 @@ def test_per_sample_over_conv_shaped_maps(name: str) -> None:
     torch.testing.assert_close(got, REGULARIZERS.get(name)(a.reshape(3, -1)))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LAYER_NAMES)
 def test_non_negative_on_non_negative_maps(name: str) -> None:
     a = torch.relu(torch.randn(8, 5, 3))
     assert bool((REGULARIZERS.get(name)(a) >= 0).all())
@@ -70,7 +72,7 @@ def _assert_finite_gradient(value: torch.Tensor, a: torch.Tensor, name: str) -> 
     assert a.grad is not None and bool(torch.isfinite(a.grad).all())
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LAYER_NAMES)
 def test_zero_on_silence_with_finite_gradients(name: str) -> None:
     a = torch.zeros(2, 6, requires_grad=True)
     value = REGULARIZERS.get(name)(a)
@@ -78,14 +80,14 @@ def test_zero_on_silence_with_finite_gradients(name: str) -> None:
     _assert_finite_gradient(value, a, name)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LAYER_NAMES)
 def test_finite_gradients_on_maps_with_some_zeros(name: str) -> None:
     # one silent sample, one sparse sample, one dense sample
     a = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0], [1.0, 2.0, 0.5, 3.0]], requires_grad=True)
     _assert_finite_gradient(REGULARIZERS.get(name)(a), a, name)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "none"])
+@pytest.mark.parametrize("name", [n for n in LAYER_NAMES if n != "none"])
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_non_finite_activations_give_nan_not_a_masked_number(name: str, bad: float) -> None:
     a = torch.tensor([[1.0, bad, 0.0], [1.0, 2.0, 0.0]])
@@ -180,7 +182,7 @@ def test_penalty_averages_over_the_batch_and_sums_layers() -> None:
     assert activity_penalty(_record(), "l1", layer_weights=[0.5, 3.0]).item() == pytest.approx(13 / 3)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LAYER_NAMES)
 def test_duplicating_the_batch_leaves_the_penalty_unchanged(name: str) -> None:
     rec = _record()
     doubled = ActivityRecord({k: torch.cat([v, v]) for k, v in rec.activations.items()})
@@ -209,7 +211,62 @@ def test_unknown_name_is_a_config_error_listing_known_names() -> None:
         activity_penalty(_record(), "l0")
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "none"])
+# ----------------------------------------------------------------------------- every entry, bound
+
+
+def _bound_record(model: torch.nn.Module, x: torch.Tensor) -> ActivityRecord:
+    with ActivityRecorder(model, layer_inputs=True) as recorder:
+        model(x)
+        return recorder.record()
+
+
+def _leaves(record: ActivityRecord) -> ActivityRecord:
+    """The record's maps as leaf tensors, so that their gradients can be read."""
+    return ActivityRecord(
+        {k: v.detach().clone().requires_grad_(True) for k, v in record.activations.items()},
+        {k: v.detach().clone().requires_grad_(True) for k, v in record.layer_inputs.items()},
+    )
+
+
+def _leaf_grads(record: ActivityRecord) -> list[torch.Tensor]:
+    return [t.grad for t in (*record.activations.values(), *record.layer_inputs.values()) if t.grad is not None]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_entry_binds_and_is_non_negative_with_finite_gradients(name: str) -> None:
+    # every regularizer, per-layer or model-aware, as the training loop uses it
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.AvgPool2d(2), torch.nn.Flatten(),
+        torch.nn.Linear(8, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3),
+    )
+    penalty = bind_penalty(name, model, (1, 4, 4))
+    record = _leaves(_bound_record(model, torch.rand(4, 1, 4, 4)))
+    value = penalty(record)
+    assert value.shape == () and value.item() >= 0 and math.isfinite(value.item())
+    if name != "none":
+        value.backward()
+        grads = _leaf_grads(record)
+        assert grads and all(bool(torch.isfinite(g).all()) for g in grads)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_entry_is_zero_on_silence_with_finite_gradients(name: str) -> None:
+    # silence: every activation (and every layer input, the data included) is 0 -> 0 SynOps, 0 MACs
+    model = tiny_mlp((1, 4, 4), 3)
+    penalty = bind_penalty(name, model, (1, 4, 4), PenaltyOptions())
+    real = _bound_record(model, torch.rand(3, 1, 4, 4))
+    silent = ActivityRecord(
+        {k: torch.zeros_like(v, requires_grad=True) for k, v in real.activations.items()},
+        {k: torch.zeros_like(v, requires_grad=True) for k, v in real.layer_inputs.items()},
+    )
+    value = penalty(silent)
+    assert value.item() == 0.0
+    if value.requires_grad:
+        value.backward()
+        assert all(bool(torch.isfinite(g).all()) for g in _leaf_grads(silent))
+
+
+@pytest.mark.parametrize("name", [n for n in LAYER_NAMES if n != "none"])
 def test_gradients_flow_from_the_penalty_to_the_parameters(name: str) -> None:
     model = tiny_mlp((1, 4, 4), 3)
     with ActivityRecorder(model) as recorder:

@@ -11,23 +11,33 @@ from snnergy.experiments.pipeline import TrainedModel, measure_trained, result_r
 from snnergy.experiments.snn import simulate, stage_shapes
 from snnergy.experiments.steps import convert, convert_checkpoint, load_converted, load_run, simulate_converted
 from snnergy.experiments.store import read_results, write_config, write_results
+from snnergy.experiments.sweep import Sweep, SweepSummary, config_hash, load_sweep, parse_sweep, run_sweep
+from snnergy.experiments.sweep_store import Outcome, SweepStore
 
 __all__ = [
     "DEFAULT_REGULARIZERS",
     "DEFAULT_STRENGTHS",
+    "Outcome",
+    "Sweep",
+    "SweepStore",
+    "SweepSummary",
     "TrainedModel",
     "compare",
+    "config_hash",
     "convert",
     "convert_checkpoint",
     "default_grid",
     "describe_profiles",
     "load_converted",
     "load_run",
+    "load_sweep",
     "measure",
     "measure_trained",
+    "parse_sweep",
     "read_results",
     "result_record",
     "run_configuration",
+    "run_sweep",
     "simulate",
     "simulate_converted",
     "stage_shapes",

@@ -84,6 +84,7 @@ def train(
         device=device,
         progress=progress,
         on_epoch=checkpoint,
+        convert_config=config.convert,
     )
     return TrainedModel(model, config, splits, history, device)
 

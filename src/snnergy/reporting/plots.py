@@ -80,8 +80,12 @@ def plot_accuracy_timesteps(records: Sequence[Mapping[str, Any]], path: Path) ->
 
 def plot_layers(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """Per-layer DNN sparsity and SNN spike rate, grouped bars per configuration."""
+    return plot_layer_rows(layer_rows(records), path)
+
+
+def plot_layer_rows(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Grouped bars of per-layer ``sparsity`` and ``spike_rate`` rows, one group per ``configuration``."""
     plt = _pyplot()
-    rows = layer_rows(records)
     layers = list(dict.fromkeys(row["layer"] for row in rows))
     configs = list(dict.fromkeys(row["configuration"] for row in rows))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.5, 1.2 * len(layers) * max(1, len(configs)) / 3), 6))
@@ -112,4 +116,81 @@ def write_plots(folder: Path, records: Sequence[Mapping[str, Any]], profile: str
     ]
     if any(r.get("snn") for r in finished):
         paths.insert(1, plot_accuracy_timesteps(finished, folder / "accuracy_timesteps.png"))
+    return paths
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
+
+
+def plot_pareto(groups: Sequence[Any], path: Path, profile: str, target: float | None = None) -> Path:
+    """Two panels per regularizer colour: accuracy vs SNN energy over every (configuration, T)
+    point, and DNN accuracy vs effective MACs; each regularizer's Pareto front drawn as a line."""
+    from snnergy.reporting import pareto
+
+    plt = _pyplot()
+    names = list(dict.fromkeys(g.regularizer for g in groups))
+    cmap = plt.get_cmap("tab10")
+    colors = {name: cmap(i % 10) for i, name in enumerate(names)}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for reg, front in pareto.snn_fronts(groups, profile).items():
+        points = [p for g in groups if g.regularizer == reg for p in pareto.snn_points(g, profile)]
+        left.scatter([p.energy_j for p in points], [p.accuracy for p in points], color=colors[reg], s=8, alpha=0.3)
+        left.plot([p.energy_j for p in front], [p.accuracy for p in front], "o-", color=colors[reg], ms=4, label=reg)
+    for reg, front in pareto.dnn_fronts(groups, profile).items():
+        stats = [pareto.dnn_stats(g, profile) for g in groups if g.regularizer == reg]
+        right.scatter([s["macs_effective"][0] for s in stats], [s["accuracy"][0] for s in stats], color=colors[reg], s=8, alpha=0.3)
+        fstats = [pareto.dnn_stats(g, profile) for g in front]
+        right.plot([s["macs_effective"][0] for s in fstats], [s["accuracy"][0] for s in fstats], "o-", color=colors[reg], ms=4, label=reg)
+    left.set(xscale="log", xlabel=f"SNN energy per sample (J, {profile})", ylabel="accuracy (seed mean)", title="SNN: (configuration, T) points")
+    right.set(xscale="log", xlabel="DNN effective MACs per sample", ylabel="accuracy (seed mean)", title="DNN (zero-skipping)")
+    for ax in (left, right):
+        if target is not None:
+            ax.axhline(target, color="grey", ls=":", lw=0.8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_front_timesteps(groups: Sequence[Any], path: Path, profile: str, target: float | None = None) -> Path:
+    """SNN accuracy vs T (mean ± std over seeds) for the configurations on an SNN Pareto front."""
+    from snnergy.reporting import pareto
+
+    plt = _pyplot()
+    members = list(dict.fromkeys(p.group for front in pareto.snn_fronts(groups, profile).values() for p in front))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for g in members:
+        points = pareto.snn_points(g, profile)
+        ts = [p.timesteps for p in points]
+        acc = [p.accuracy for p in points]
+        std = [p.accuracy_std for p in points]
+        (line,) = ax.plot(ts, acc, "o-", ms=3, label=g.label)
+        ax.fill_between(ts, [a - s for a, s in zip(acc, std)], [a + s for a, s in zip(acc, std)], color=line.get_color(), alpha=0.15)
+    if target is not None:
+        ax.axhline(target, color="grey", ls=":", lw=0.8, label="target")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="timesteps T", ylabel="SNN accuracy (mean ± std)", title="Accuracy vs T of the fronts' members")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_sweep_plots(folder: Path, groups: Sequence[Any], profile: str, target: float | None, name: str) -> list[Path]:
+    """The sweep report's plots of one (dataset, model) section; returns their paths."""
+    from snnergy.reporting import pareto
+
+    folder.mkdir(parents=True, exist_ok=True)
+    slug = _slug(name)
+    paths = [plot_pareto(groups, folder / f"pareto_{slug}.png", profile, target)]
+    if any(r.get("snn") for g in groups for r in g.records):
+        paths.append(plot_front_timesteps(groups, folder / f"timesteps_{slug}.png", profile, target))
+    members = list(dict.fromkeys(p.group for front in pareto.snn_fronts(groups, profile).values() for p in front)) or list(groups)
+    rows = [row for g in members for row in pareto.layer_stats(g)]
+    paths.append(plot_layer_rows(rows, folder / f"layers_{slug}.png"))
     return paths

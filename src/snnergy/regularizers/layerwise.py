@@ -1,7 +1,9 @@
-"""Activity regularizers: penalties on post-ReLU activation maps that favour sparse activity.
+"""Per-layer activity regularizers: penalties on post-ReLU maps that favour sparse activity.
 
-A regularizer maps one layer's activation map ``a`` of shape ``(B, ...)`` to a per-sample
-penalty of shape ``(B,)``; the training loss is ``task_loss + strength * activity_penalty``.
+A per-layer regularizer maps one layer's activation map ``a`` of shape ``(B, ...)`` to a
+per-sample penalty of shape ``(B,)``; the training loss is ``task_loss + strength *
+activity_penalty``. (The model-aware entries of the same registry, ``synops`` and ``macs``, are
+in :mod:`snnergy.regularizers.energy_aware`.)
 
 Normalization convention (one for all regularizers). With ``n`` the number of elements of one
 sample's map:
@@ -63,6 +65,8 @@ Regularizer = Callable[[Tensor], Tensor]
 """``(B, ...)`` activation map -> ``(B,)`` per-sample penalty."""
 
 REGULARIZERS: Registry[Regularizer] = Registry("regularizer")
+"""Every regularizer by name: per-layer functions, and model-aware entries (:func:`is_model_aware`)
+that must be bound to a model first (:func:`snnergy.regularizers.bind_penalty`)."""
 
 TL1_BETA = 1.0
 """Transformed-L1 ``beta``, fixed to 1 as in the DeepHoyer code (reg 4)."""
@@ -184,6 +188,16 @@ def transformed_l1(a: Tensor) -> Tensor:
     return _nan_where_nonfinite(value, flat)
 
 
+def is_model_aware(entry: object) -> bool:
+    """Whether a registry entry needs the model's structure (it has a ``bind`` method).
+
+    Example:
+        >>> is_model_aware(l1), is_model_aware(REGULARIZERS.get("none"))
+        (False, False)
+    """
+    return callable(getattr(entry, "bind", None))
+
+
 def activity_penalty(
     record: ActivityRecord, name: str, layer_weights: Sequence[float] | None = None
 ) -> Tensor:
@@ -200,7 +214,8 @@ def activity_penalty(
         maps carry a graph.
 
     Raises:
-        ConfigError: Unknown regularizer (listing the known names), or ``layer_weights`` of the
+        ConfigError: Unknown regularizer (listing the known names), a model-aware one (bind it
+            with :func:`snnergy.regularizers.bind_penalty` instead), or ``layer_weights`` of the
             wrong length (naming both counts) or with a negative or non-finite entry.
 
     Example:
@@ -212,6 +227,12 @@ def activity_penalty(
         tensor(1.)
     """
     regularizer = REGULARIZERS.get(name)
+    if is_model_aware(regularizer):
+        raise ConfigError(
+            f"regularizer '{name}' depends on the model's structure (fan-out, normalization "
+            "scales): bind it once with bind_penalty(name, model, input_shape, options) and call "
+            "the bound penalty on each record"
+        )
     maps = list(record.activations.values())
     weights = [1.0] * len(maps) if layer_weights is None else list(layer_weights)
     if len(weights) != len(maps):

@@ -1,0 +1,321 @@
+"""Energy-aware regularizers: the converted SNN's SynOps (``synops``) and the DNN's effective
+MACs on zero-skipping hardware (``macs``), estimated differentiably during training.
+
+Generic sparsity penalties (L1, Hoyer...) ignore that a spike in a layer with a large fan-out
+costs more synaptic operations than one with a small fan-out, and that conversion divides each
+layer by its normalization scale. These penalties are the counted quantity itself.
+
+``synops``. After conversion, neuron ``i`` of activation layer ``l`` fires at the rate
+``r_i = min(a_i / lambda_l, 1)`` spikes per step (the rate approximation: the IF neuron with
+threshold 1 and reset by subtraction, whose rate is its normalized input, at most one spike per
+step), where ``lambda_l`` is the converter's scale (the p-th percentile of the layer's non-zero
+activations, :func:`snnergy.conversion.activation_scales`). Each spike costs its exact fan-out
+``f_i`` into the next weighted layer, through average pooling (:func:`snnergy.counting.neuron_fanout`,
+the code that counts the SNN's SynOps). Per sample::
+
+    S = sum_l sum_i min(a_i / lambda_l, 1) * f_i        (expected SynOps per timestep)
+
+``lambda_l`` estimates the converter's scale while the weights change: its *value* is a running
+estimate (exponential moving average of each batch's percentile, momentum 0.1, stable from batch
+to batch) and its *gradient* is that of the batch's percentile (:func:`scale_with_gradient`).
+The converter divides by the percentile, so scaling a layer's activations by ``c`` changes no
+rate: the value and its gradient are invariant, and a layer cannot lower its penalty by shrinking
+its activations and growing the next layer's weights. With a constant (detached) scale the
+gradient would instead push every activation down, the scale would follow, and so on until units
+die: on digits/LeNet such a penalty silenced every layer at twice a strength that still gained
+accuracy, while the gradient through the scale degrades gradually with the strength (measured,
+see ``DEFAULT_STRENGTHS`` in :mod:`snnergy.experiments.compare`; ``scale_gradient=False`` gives
+the detached variant). The readout layer does not spike. The value is
+``T * S`` (SynOps of a T-step inference, ``T = penalty_timesteps``, 1 by default), or with an
+energy profile the energy per sample in joules, as :func:`snnergy.energy.estimate_energy` prices
+the SNN with analog input::
+
+    E = 1e-12 * (T * S * E_ac + M_in * E_mac + T * N * E_neuron)
+
+with ``M_in`` the first layer's effective MACs on the (static) input and ``N`` the neurons
+(spiking and readout) updated every step; both are constant in the weights, so they shift the
+value (they matter for the budget) but not the gradient.
+
+``macs``. Per sample, over every weighted layer ``j`` and element ``k`` of its actual input::
+
+    M = sum_j sum_k f_jk * s(x_jk / mu_j),   s(r) = |r| / (|r| + eps),   eps = 0.1
+
+with ``f_jk`` the exact fan-out (:func:`snnergy.counting.fanout_map`) and ``mu_j`` the p-th
+percentile of the layer's non-zero input magnitudes (running value, batch gradient, as above).
+``s`` is a smooth
+non-zero indicator: ``s(0) = 0`` and ``s -> 1`` away from 0, so ``M`` tends to the effective MACs
+(:func:`snnergy.counting.effective_macs`) as ``eps -> 0``; but the exact count has no gradient,
+so ``eps`` trades exactness for a usable one. With ``eps = 0.1`` an input at a tenth of its
+layer's scale counts one half, one at the scale counts 0.91, and the slope at 0 is ``1/eps``:
+the pull is strongest on the small inputs that are cheapest to zero (the transformed-L1 shape of
+DeepHoyer, made relative to each layer's scale so that rescaling a layer cannot fake sparsity).
+The first layer's input is the data: it is counted exactly (constant, no gradient), so ``M`` is in
+true effective MACs. With a profile the value is ``1e-12 * M * E_mac`` joules per sample.
+
+Budget mode (both): the penalty is the batch mean of ``max(0, value - budget)``, per sample, so
+only samples over the budget are pushed down ("the most accurate network under this budget").
+Otherwise it is the batch mean of the value. The strength then reads as task loss per SynOp (per
+MAC, per joule).
+
+The estimates are pure functions in :mod:`snnergy.regularizers.estimates`; this module binds
+them to a model (:class:`SynOpsPenalty`, :class:`MacsPenalty`) and registers the entries.
+
+References:
+    Rueckauer et al. 2017, Front. Neurosci. 11:682 (rates and data-based normalization);
+    Sorbaro, Liu, Bortone, Sheik 2020, Front. Neurosci. 14:662 (a synops loss on the ANN:
+    activity x fan-out); Yang, Wen, Li 2020, DeepHoyer (transformed L1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from snnergy.counting import effective_macs, fanout_map, layer_geometries, neuron_fanout
+from snnergy.energy import ENERGY_PROFILES, EnergyProfile
+from snnergy.errors import ConfigError, SnnergyError
+from snnergy.records import ActivityRecord, LayerGeometry
+from snnergy.regularizers.bound import PenaltyOptions
+from snnergy.regularizers.estimates import (
+    MACS_EPS,
+    SCALE_MOMENTUM,
+    budget_excess,
+    expected_synops,
+    nonzero_percentile,
+    scale_with_gradient,
+    smooth_macs,
+    update_scale,
+)
+from snnergy.regularizers.layerwise import REGULARIZERS
+from snnergy.regularizers.structure import ModelStructure, trace_structure
+
+JOULES_PER_PICOJOULE = 1e-12
+
+# ----------------------------------------------------------------------------- bound penalties
+
+
+def _profile(options: PenaltyOptions) -> EnergyProfile | None:
+    return None if options.profile is None else ENERGY_PROFILES.get(options.profile)
+
+
+def _placed(cache: dict[tuple[str, torch.device, torch.dtype], Tensor], fanouts: dict[str, Tensor],
+            name: str, like: Tensor) -> Tensor:
+    """``fanouts[name]`` on ``like``'s device and dtype, copied there once."""
+    key = (name, like.device, like.dtype)
+    if key not in cache:
+        cache[key] = fanouts[name].to(device=like.device, dtype=like.dtype)
+    return cache[key]
+
+
+def _map(maps: dict[str, Tensor], name: str, kind: str) -> Tensor:
+    try:
+        return maps[name]
+    except KeyError:
+        raise SnnergyError(
+            f"the record holds no {kind} for layer '{name}' (it has {', '.join(maps) or 'none'}); "
+            "record the model this penalty was bound to"
+            + (" with ActivityRecorder(model, layer_inputs=True)" if kind == "input" else "")
+        ) from None
+
+
+class SynOpsPenalty:
+    """``synops`` bound to one model (module docstring): holds fan-outs and running scales.
+
+    Calling it on a record updates the running scales with that batch, then returns the batch
+    penalty (a scalar). :meth:`values` gives the per-sample values without touching the scales.
+    """
+
+    def __init__(self, structure: ModelStructure, options: PenaltyOptions, momentum: float,
+                 scale_gradient: bool = True) -> None:
+        self.scale_gradient = scale_gradient
+        if not structure.spiking:
+            raise ConfigError("the model has no activation layer feeding a weighted layer: no spikes to count")
+        self.structure, self.options, self.momentum = structure, options, momentum
+        self.profile = _profile(options)
+        self._fanouts = {s.name: neuron_fanout(s.next_layer, s.pools, s.neuron_shape) for s in structure.spiking}
+        self._scales: dict[str, Tensor] = {}
+        self._placed: dict[tuple[str, torch.device, torch.dtype], Tensor] = {}
+        self.neurons = structure.readout_neurons + sum(math.prod(s.neuron_shape) for s in structure.spiking)
+
+    @property
+    def needs_layer_inputs(self) -> bool:
+        """With a profile, the first layer's input (for its MACs) must be recorded."""
+        return self.profile is not None
+
+    @property
+    def scales(self) -> dict[str, Tensor]:
+        """The running scale of each activation layer (NaN: not seen yet), float64 copies."""
+        return {name: s.clone() for name, s in self._scales.items()}
+
+    def observe(self, record: ActivityRecord) -> None:
+        """Updates each layer's running scale with this batch's percentile."""
+        for layer in self.structure.spiking:
+            a = _map(record.activations, layer.name, "activation map").detach()
+            observed = nonzero_percentile(a, self.options.percentile, self.options.channelwise)
+            self._scales[layer.name] = update_scale(self._scales.get(layer.name), observed, self.momentum)
+
+    def values(self, record: ActivityRecord) -> Tensor:
+        """Per-sample value: SynOps of ``timesteps`` steps, or joules on the profile. ``(B,)``.
+
+        Uses the running scales as they are (call :meth:`observe` first to include this batch).
+        """
+        layers = self.structure.spiking
+        maps = [_map(record.activations, s.name, "activation map") for s in layers]
+        scales = [self._scales.get(s.name, torch.tensor(math.nan, dtype=torch.float64)) for s in layers]
+        if self.scale_gradient:
+            pct, cw = self.options.percentile, self.options.channelwise
+            scales = [scale_with_gradient(lam, nonzero_percentile(a, pct, cw)) for lam, a in zip(scales, maps)]
+        fanouts = [_placed(self._placed, self._fanouts, s.name, a) for s, a in zip(layers, maps)]
+        synops = self.options.timesteps * expected_synops(maps, fanouts, scales)
+        if self.profile is None:
+            return synops
+        first = self.structure.weighted[0]
+        input_macs = effective_macs(first, _map(record.layer_inputs, first.name, "input").detach())
+        p, steps = self.profile, self.options.timesteps
+        constant = input_macs.to(synops) * p.e_mac_pj + steps * self.neurons * p.e_neuron_pj
+        return JOULES_PER_PICOJOULE * (synops * p.e_ac_pj + constant)
+
+    def __call__(self, record: ActivityRecord) -> Tensor:
+        self.observe(record)
+        return budget_excess(self.values(record), self.options.budget)
+
+
+class MacsPenalty:
+    """``macs`` bound to one model (module docstring): fan-out maps and running input scales."""
+
+    needs_layer_inputs = True
+
+    def __init__(self, layers: Sequence[LayerGeometry], options: PenaltyOptions, eps: float, momentum: float,
+                 scale_gradient: bool = True) -> None:
+        self.scale_gradient = scale_gradient
+        names = [g.name for g in layers]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"a weighted layer runs twice in one forward pass ({names}); use separate modules")
+        self.layers, self.options, self.eps, self.momentum = tuple(layers), options, eps, momentum
+        self.profile = _profile(options)
+        self._fanouts = {g.name: fanout_map(g) for g in layers}
+        self._scales: dict[str, Tensor] = {}
+        self._placed: dict[tuple[str, torch.device, torch.dtype], Tensor] = {}
+
+    @property
+    def scales(self) -> dict[str, Tensor]:
+        """The running input scale of each weighted layer but the first (NaN: not seen yet)."""
+        return {name: s.clone() for name, s in self._scales.items()}
+
+    def observe(self, record: ActivityRecord) -> None:
+        """Updates each layer's running input scale with this batch's percentile."""
+        for geom in self.layers[1:]:
+            x = _map(record.layer_inputs, geom.name, "input").detach()
+            observed = nonzero_percentile(x, self.options.percentile)
+            self._scales[geom.name] = update_scale(self._scales.get(geom.name), observed, self.momentum)
+
+    def values(self, record: ActivityRecord) -> Tensor:
+        """Per-sample value: smooth effective MACs, or joules on the profile. ``(B,)``."""
+        first, rest = self.layers[0], self.layers[1:]
+        x0 = _map(record.layer_inputs, first.name, "input")
+        macs = effective_macs(first, x0.detach()).to(x0.dtype)  # the data: exact, no gradient
+        if rest:
+            inputs = [_map(record.layer_inputs, g.name, "input") for g in rest]
+            scales = [self._scales.get(g.name, torch.tensor(math.nan, dtype=torch.float64)) for g in rest]
+            if self.scale_gradient:
+                pct = self.options.percentile
+                scales = [scale_with_gradient(mu, nonzero_percentile(x, pct)) for mu, x in zip(scales, inputs)]
+            fanouts = [_placed(self._placed, self._fanouts, g.name, x) for g, x in zip(rest, inputs)]
+            macs = macs + smooth_macs(inputs, fanouts, scales, self.eps)
+        if self.profile is None:
+            return macs
+        return JOULES_PER_PICOJOULE * self.profile.e_mac_pj * macs
+
+    def __call__(self, record: ActivityRecord) -> Tensor:
+        self.observe(record)
+        return budget_excess(self.values(record), self.options.budget)
+
+
+# ----------------------------------------------------------------------------- registry entries
+
+
+def _refuse_per_layer(name: str) -> ConfigError:
+    return ConfigError(
+        f"regularizer '{name}' depends on the model's structure and is not a per-layer function; "
+        "bind it with snnergy.regularizers.bind_penalty(name, model, input_shape, options)"
+    )
+
+
+def _check_momentum(momentum: float) -> None:
+    if not 0 < momentum <= 1:
+        raise ConfigError(f"running-scale momentum must be in (0, 1], got {momentum}")
+
+
+@dataclass(frozen=True)
+class SynOpsRegularizer:
+    """Registry entry ``synops``: the converted SNN's expected SynOps (or energy), per sample.
+
+    Attributes:
+        momentum: Weight of each batch's percentile in the running scales.
+        scale_gradient: Differentiate through the scales (:func:`scale_with_gradient`); with
+            ``False`` they are constants (the gradient then pushes every activation down, and
+            the scales follow: see the module docstring).
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4))
+        >>> penalty = SynOpsRegularizer().bind(net, (2,), PenaltyOptions(percentile=100))
+        >>> rec = ActivityRecord({"1": torch.tensor([[0.0, 1.0, 2.0]])})  # lambda = max = 2
+        >>> penalty(rec)  # rates 0, 1/2, 1: 1.5 spikes per step x fan-out 4 (Linear(3, 4))
+        tensor(6.)
+    """
+
+    momentum: float = SCALE_MOMENTUM
+    scale_gradient: bool = True
+
+    def __post_init__(self) -> None:
+        _check_momentum(self.momentum)
+
+    def __call__(self, a: Tensor) -> Tensor:
+        raise _refuse_per_layer("synops")
+
+    def bind(self, model: nn.Module, input_shape: tuple[int, ...], options: PenaltyOptions = PenaltyOptions()) -> SynOpsPenalty:
+        """The bound penalty for ``model`` (its structure is traced once, here)."""
+        return SynOpsPenalty(trace_structure(model, input_shape), options, self.momentum, self.scale_gradient)
+
+
+@dataclass(frozen=True)
+class MacsRegularizer:
+    """Registry entry ``macs``: smooth effective MACs of the DNN (or their energy), per sample.
+
+    Attributes:
+        eps: Sharpness of the smooth non-zero indicator (exact as ``eps -> 0``).
+        momentum: Weight of each batch's percentile in the running input scales.
+        scale_gradient: Differentiate through the scales (:func:`scale_with_gradient`).
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4))
+        >>> rec = ActivityRecord({}, {"0": torch.tensor([[1.0, 0.0]]), "2": torch.tensor([[0.0, 5.0, 5.0]])})
+        >>> round(MacsRegularizer(eps=1e-6).bind(net, (2,))(rec).item(), 3)  # 1 x 3 + 2 x 4
+        11.0
+    """
+
+    eps: float = MACS_EPS
+    momentum: float = SCALE_MOMENTUM
+    scale_gradient: bool = True
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.eps) and self.eps > 0):
+            raise ConfigError(f"macs eps must be a finite number > 0, got {self.eps}")
+        _check_momentum(self.momentum)
+
+    def __call__(self, a: Tensor) -> Tensor:
+        raise _refuse_per_layer("macs")
+
+    def bind(self, model: nn.Module, input_shape: tuple[int, ...], options: PenaltyOptions = PenaltyOptions()) -> MacsPenalty:
+        """The bound penalty for ``model`` (its weighted layers are read once, here)."""
+        if options.timesteps != 1:
+            raise ConfigError("train.penalty_timesteps applies to synops; macs counts one DNN inference")
+        return MacsPenalty(layer_geometries(model, input_shape), options, self.eps, self.momentum, self.scale_gradient)
+
+
+REGULARIZERS.add("synops", SynOpsRegularizer())  # type: ignore[arg-type]
+REGULARIZERS.add("macs", MacsRegularizer())  # type: ignore[arg-type]

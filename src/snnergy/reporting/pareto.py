@@ -1,0 +1,330 @@
+"""Sweep statistics: configurations averaged over seeds, Pareto fronts, smallest T to a target,
+and the iso-accuracy summary ("which regularizer reaches the target for the least energy?").
+
+It reads result records only (DESIGN.md's schema). A *configuration* (:class:`Group`) is every
+record whose resolved config is the same but for ``seed`` and ``device``; its numbers are means
+over those seeds. An SNN point is a (configuration, T) pair, since energy grows with T while
+accuracy converges. Fronts maximize accuracy and minimize cost (energy, or effective MACs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from snnergy.reporting.report import ok_records, reference_accuracy
+
+IGNORED_KEYS = ("seed", "device")  # not part of a configuration's identity
+HEADLINE_KEYS = ("data.dataset", "model.name", "train.regularizer", "train.strength", "dataset", "model", "regularizer", "strength")
+
+
+def pareto_front(costs: Sequence[float], accuracies: Sequence[float]) -> list[int]:
+    """Indices of the non-dominated points, by increasing cost: maximize accuracy, minimize cost.
+
+    A point is dominated when another has cost <= and accuracy >= with one of them strict;
+    exact duplicates of a front point are kept; points with a NaN are never on the front.
+
+    Example:
+        >>> # (cost, accuracy): 0 (1, .5)  1 (2, .9)  2 (3, .8) dominated by 1  3 (2, .7) dominated by 1
+        >>> # 4 (4, .95)  5 (1, .4) dominated by 0
+        >>> pareto_front([1, 2, 3, 2, 4, 1], [.5, .9, .8, .7, .95, .4])
+        [0, 1, 4]
+    """
+    if len(costs) != len(accuracies):
+        raise ValueError(f"{len(costs)} costs but {len(accuracies)} accuracies")
+    valid = [i for i in range(len(costs)) if math.isfinite(costs[i]) and math.isfinite(accuracies[i])]
+    valid.sort(key=lambda i: (costs[i], -accuracies[i]))
+    front: list[int] = []
+    best, last = -math.inf, None
+    for i in valid:
+        point = (costs[i], accuracies[i])
+        if accuracies[i] > best:
+            front.append(i)
+            best, last = accuracies[i], point
+        elif point == last:
+            front.append(i)
+    return front
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1) of the finite values; std 0 for one value.
+
+    Example:
+        >>> mean_std([0.9, 0.92]), mean_std([0.5]), mean_std([])
+        ((0.91, 0.014142135623730963), (0.5, 0.0), (nan, nan))
+    """
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return math.nan, math.nan
+    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def identity(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record's config as dotted keys, without seed and device: what makes a configuration."""
+    cfg = record["config"]
+    flat = _flatten(cfg["resolved"]) if isinstance(cfg.get("resolved"), Mapping) else _flatten(cfg)
+    return {k: v for k, v in flat.items() if k not in IGNORED_KEYS}
+
+
+@dataclass(frozen=True)
+class Group:
+    """One configuration with its runs over seeds.
+
+    Attributes:
+        key: Canonical JSON of :func:`identity`.
+        label: Short name: regularizer and strength, plus any other setting that varies.
+        dataset: Dataset name.
+        model: Model name.
+        regularizer: Regularizer name.
+        strength: Regularizer strength.
+        records: Its finished records, one per seed.
+    """
+
+    key: str
+    label: str
+    dataset: str
+    model: str
+    regularizer: str
+    strength: float
+    records: tuple[Mapping[str, Any], ...] = field(compare=False)
+
+    @property
+    def seeds(self) -> list[Any]:
+        """The seeds of its runs."""
+        return [r["config"].get("seed") for r in self.records]
+
+
+def group_records(records: Sequence[Mapping[str, Any]]) -> list[Group]:
+    """Groups finished records into configurations (same config but for seed), in first-seen order.
+
+    Example:
+        >>> recs = [{"config": {"dataset": "d", "model": "m", "regularizer": r, "strength": s, "seed": seed},
+        ...          "dnn": {"accuracy": 0.9}} for r, s in (("none", 0.0), ("l1", 0.1)) for seed in (0, 1)]
+        >>> [(g.label, g.seeds) for g in group_records(recs)]
+        [('none', [0, 1]), ('l1 0.1', [0, 1])]
+    """
+    finished = ok_records(records)
+    identities = [identity(r) for r in finished]
+    varying = sorted(
+        key for key in {k for ident in identities for k in ident}
+        if key not in HEADLINE_KEYS and len({json.dumps(i.get(key), sort_keys=True) for i in identities}) > 1
+    )
+    order: dict[str, list[Mapping[str, Any]]] = {}
+    for record, ident in zip(finished, identities):
+        order.setdefault(json.dumps(ident, sort_keys=True, default=str), []).append(record)
+    groups = []
+    for key, members in order.items():
+        cfg, ident = members[0]["config"], identity(members[0])
+        name = cfg["regularizer"] if cfg["regularizer"] == "none" else f"{cfg['regularizer']} {cfg['strength']:g}"
+        extras = [f"{k}={_short(ident.get(k))}" for k in varying]
+        label = ", ".join([name, *extras])
+        groups.append(Group(key, label, cfg["dataset"], cfg["model"], cfg["regularizer"], cfg["strength"], tuple(members)))
+    return groups
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ",".join(_short(v) for v in value) + "]"
+    return str(value)
+
+
+def sections(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, list[Group]]]:
+    """Finished records split by (dataset, model), each as its configurations.
+
+    Example:
+        >>> recs = [{"config": {"dataset": "d", "model": m, "regularizer": "none", "strength": 0.0, "seed": 0},
+        ...          "dnn": {"accuracy": 0.9}} for m in ("lenet", "vgg")]
+        >>> [(d, m, len(g)) for d, m, g in sections(recs)]
+        [('d', 'lenet', 1), ('d', 'vgg', 1)]
+    """
+    parts: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for record in ok_records(records):
+        parts.setdefault((record["config"]["dataset"], record["config"]["model"]), []).append(record)
+    return [(dataset, model, group_records(recs)) for (dataset, model), recs in parts.items()]
+
+
+def dnn_stats(group: Group, profile: str) -> dict[str, tuple[float, float]]:
+    """(mean, std) over seeds of DNN accuracy, mean sparsity, effective MACs and energy."""
+    dnns = [r["dnn"] for r in group.records]
+    return {
+        "accuracy": mean_std([d.get("accuracy") for d in dnns]),
+        "sparsity": mean_std([statistics.fmean(d["sparsity"].values()) if d.get("sparsity") else None for d in dnns]),
+        "macs_effective": mean_std([d.get("macs_effective") for d in dnns]),
+        "energy_j": mean_std([d.get("energy_j", {}).get(profile) for d in dnns]),
+    }
+
+
+@dataclass(frozen=True)
+class SNNPoint:
+    """A (configuration, T) pair with its seed-mean accuracy and energy.
+
+    Attributes:
+        group: The configuration.
+        timesteps: T.
+        accuracy: Mean accuracy over seeds at T.
+        accuracy_std: Its standard deviation.
+        energy_j: Mean energy per sample at T on the profile.
+        energy_std: Its standard deviation.
+        synops: Mean SynOps per sample at T.
+    """
+
+    group: Group
+    timesteps: int
+    accuracy: float
+    accuracy_std: float
+    energy_j: float
+    energy_std: float
+    synops: float
+
+
+def snn_points(group: Group, profile: str) -> list[SNNPoint]:
+    """The configuration's SNN points, one per T reported by all of its seeds."""
+    snns = [r["snn"] for r in group.records if r.get("snn")]
+    if not snns:
+        return []
+    common = [t for t in snns[0]["timesteps"] if all(t in s["timesteps"] for s in snns)]
+    points = []
+    for t in common:
+        at = [s["timesteps"].index(t) for s in snns]
+        acc = mean_std([s["accuracy"][i] for s, i in zip(snns, at)])
+        energy = mean_std([(s.get("energy_j", {}).get(profile) or [None] * (i + 1))[i] for s, i in zip(snns, at)])
+        synops = mean_std([s["synops"][i] for s, i in zip(snns, at)])
+        points.append(SNNPoint(group, t, acc[0], acc[1], energy[0], energy[1], synops[0]))
+    return points
+
+
+def snn_fronts(groups: Sequence[Group], profile: str) -> dict[str, list[SNNPoint]]:
+    """Per regularizer, the Pareto front of SNN points (accuracy vs energy), by increasing energy."""
+    fronts = {}
+    for regularizer in dict.fromkeys(g.regularizer for g in groups):
+        points = [p for g in groups if g.regularizer == regularizer for p in snn_points(g, profile)]
+        if points:
+            fronts[regularizer] = [points[i] for i in pareto_front([p.energy_j for p in points], [p.accuracy for p in points])]
+    return fronts
+
+
+def dnn_fronts(groups: Sequence[Group], profile: str) -> dict[str, list[Group]]:
+    """Per regularizer, the Pareto front of configurations: DNN accuracy vs effective MACs."""
+    fronts = {}
+    for regularizer in dict.fromkeys(g.regularizer for g in groups):
+        members = [g for g in groups if g.regularizer == regularizer]
+        stats = [dnn_stats(g, profile) for g in members]
+        front = pareto_front([s["macs_effective"][0] for s in stats], [s["accuracy"][0] for s in stats])
+        fronts[regularizer] = [members[i] for i in front]
+    return fronts
+
+
+def target_accuracy(groups: Sequence[Group], drop: float = 0.01, target: float | None = None) -> tuple[float, str]:
+    """The target and how it was set: ``target`` if given, else the unregularized DNN's mean
+    accuracy (the best DNN's without one) minus ``drop``."""
+    if target is not None:
+        return target, f"accuracy >= {target:.4f} (given)"
+    reference, what = reference_accuracy([r for g in groups for r in g.records])
+    return reference - drop, f"accuracy >= {reference - drop:.4f} ({what} {reference:.4f} minus {drop * 100:.3g} pp)"
+
+
+def smallest_t(group: Group, target: float, profile: str) -> SNNPoint | None:
+    """The first T at which the configuration's seed-mean SNN accuracy reaches ``target``."""
+    return next((p for p in snn_points(group, profile) if p.accuracy >= target), None)
+
+
+def configuration_rows(groups: Sequence[Group], profile: str, target: float) -> list[dict[str, Any]]:
+    """One row per configuration: DNN and largest-T SNN numbers as mean and std over seeds, and
+    the smallest T reaching ``target`` with its accuracy and energy."""
+    rows = []
+    for g in groups:
+        dnn = dnn_stats(g, profile)
+        points = snn_points(g, profile)
+        row: dict[str, Any] = {
+            "configuration": g.label, "dataset": g.dataset, "model": g.model, "regularizer": g.regularizer,
+            "strength": g.strength, "seeds": len(g.records),
+        }
+        for name, (mean, std) in dnn.items():
+            row[f"dnn_{name}"], row[f"dnn_{name}_std"] = mean, std
+        if points:
+            last, hit = points[-1], smallest_t(g, target, profile)
+            row.update(
+                timesteps=last.timesteps, snn_accuracy=last.accuracy, snn_accuracy_std=last.accuracy_std,
+                snn_energy_j=last.energy_j, snn_energy_j_std=last.energy_std,
+                t_target=hit.timesteps if hit else None, t_target_accuracy=hit.accuracy if hit else None,
+                t_target_energy_j=hit.energy_j if hit else None, t_target_synops=hit.synops if hit else None,
+            )
+        rows.append(row)
+    return rows
+
+
+def iso_accuracy(groups: Sequence[Group], target: float, profile: str) -> list[dict[str, Any]]:
+    """Per regularizer: the lowest-energy DNN configuration and the lowest-energy SNN
+    (configuration, T) whose seed-mean accuracy reaches ``target`` (``None`` where none does)."""
+    rows = []
+    for regularizer in dict.fromkeys(g.regularizer for g in groups):
+        members = [g for g in groups if g.regularizer == regularizer]
+        dnn_ok = [(g, dnn_stats(g, profile)) for g in members]
+        dnn_ok = [(g, s) for g, s in dnn_ok if s["accuracy"][0] >= target and math.isfinite(s["energy_j"][0])]
+        snn_ok = [p for g in members for p in snn_points(g, profile) if p.accuracy >= target and math.isfinite(p.energy_j)]
+        row: dict[str, Any] = {"regularizer": regularizer}
+        if dnn_ok:
+            g, s = min(dnn_ok, key=lambda item: item[1]["energy_j"][0])
+            row.update(dnn_configuration=g.label, dnn_accuracy=s["accuracy"][0], dnn_energy_j=s["energy_j"][0],
+                       dnn_macs_effective=s["macs_effective"][0])
+        if snn_ok:
+            p = min(snn_ok, key=lambda q: q.energy_j)
+            row.update(snn_configuration=p.group.label, snn_timesteps=p.timesteps, snn_accuracy=p.accuracy,
+                       snn_energy_j=p.energy_j, snn_synops=p.synops)
+        rows.append(row)
+    return rows
+
+
+def iso_accuracy_lines(rows: Sequence[Mapping[str, Any]], profile: str) -> list[str]:
+    """The verdict over :func:`iso_accuracy` rows: lowest SNN and DNN energy, and which regularizer."""
+    lines = []
+    dnn = [r for r in rows if "dnn_energy_j" in r]
+    snn = [r for r in rows if "snn_energy_j" in r]
+    if snn:
+        best = min(snn, key=lambda r: r["snn_energy_j"])
+        lines.append(
+            f"- Lowest SNN energy: **{best['snn_configuration']} at T = {best['snn_timesteps']}** "
+            f"(regularizer **{best['regularizer']}**), {best['snn_energy_j']:.3g} J/sample on `{profile}`, "
+            f"accuracy {best['snn_accuracy']:.4f}, {best['snn_synops']:.3g} SynOps."
+        )
+    else:
+        lines.append("- No SNN reaches the target at the simulated timesteps.")
+    if dnn:
+        best = min(dnn, key=lambda r: r["dnn_energy_j"])
+        lines.append(
+            f"- Lowest DNN energy: **{best['dnn_configuration']}** (regularizer **{best['regularizer']}**), "
+            f"{best['dnn_energy_j']:.3g} J/sample, accuracy {best['dnn_accuracy']:.4f}, "
+            f"{best['dnn_macs_effective']:.3g} effective MACs."
+        )
+    else:
+        lines.append("- No DNN reaches the target.")
+    return lines
+
+
+def layer_stats(group: Group) -> list[dict[str, Any]]:
+    """Per layer of a configuration: DNN sparsity and SNN spike rate, mean and std over seeds."""
+    layers = list(dict.fromkeys(name for r in group.records for name in r["dnn"].get("sparsity", {})))
+    rows = []
+    for layer in layers:
+        sparsity = mean_std([r["dnn"]["sparsity"].get(layer) for r in group.records])
+        rate = mean_std([(r.get("snn") or {}).get("spike_rate", {}).get(layer) for r in group.records])
+        rows.append({"configuration": group.label, "layer": layer, "sparsity": sparsity[0], "sparsity_std": sparsity[1],
+                     "spike_rate": rate[0], "spike_rate_std": rate[1]})
+    return rows

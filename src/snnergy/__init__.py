@@ -20,10 +20,11 @@ from snnergy.data import DATASETS, load_dataset
 from snnergy.energy import ENERGY_PROFILES, EnergyProfile, estimate_energy
 from snnergy.errors import SnnergyError
 from snnergy.experiments import compare, convert, measure, simulate, train
+from snnergy.experiments.sweep import run_sweep as sweep
 from snnergy.models import MODELS, build_model
 from snnergy.records import ActivityRecord, DNNRecord, OpCounts, SNNRecord
 from snnergy.simulation import SpikingNetwork, load_snn, save_snn
-from snnergy.regularizers import REGULARIZERS, activity_penalty
+from snnergy.regularizers import REGULARIZERS, PenaltyOptions, activity_penalty, bind_penalty
 
 __all__ = [
     "DATASETS",
@@ -38,6 +39,7 @@ __all__ = [
     "ExperimentConfig",
     "ModelConfig",
     "OpCounts",
+    "PenaltyOptions",
     "SNNRecord",
     "SimulateConfig",
     "SnnergyError",
@@ -46,6 +48,7 @@ __all__ = [
     "__version__",
     "activity_penalty",
     "apply_overrides",
+    "bind_penalty",
     "build_model",
     "compare",
     "convert",
@@ -56,5 +59,6 @@ __all__ = [
     "measure",
     "save_snn",
     "simulate",
+    "sweep",
     "train",
 ]

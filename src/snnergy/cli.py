@@ -26,7 +26,7 @@ TRAIN_OPTIONS: dict[str, tuple[str, type, str]] = {
     "batch-size": ("data.batch_size", int, "batch size"),
     "model": ("model.name", str, "model name (mlp, lenet, vgg, ...)"),
     "width": ("model.width", float, "channel/unit multiplier of the model"),
-    "regularizer": ("train.regularizer", str, "activity regularizer (none, l1, l2, hoyer, hoyer-square, transformed-l1)"),
+    "regularizer": ("train.regularizer", str, "activity regularizer (none, l1, l2, hoyer, hoyer-square, transformed-l1, synops, macs)"),
     "strength": ("train.strength", float, "regularizer strength lambda"),
     "epochs": ("train.epochs", int, "training epochs"),
     "lr": ("train.lr", float, "learning rate"),

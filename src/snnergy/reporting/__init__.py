@@ -4,7 +4,16 @@ It reads only the JSON form of results (``results.json``: a list of records with
 ``dnn`` and optionally ``snn`` parts, DESIGN.md's schema), never the stages' classes.
 """
 
-from snnergy.reporting.report import format_summary, report_markdown, summary_rows, verdict, write_report
+from snnergy.reporting.pareto import iso_accuracy, pareto_front, snn_fronts
+from snnergy.reporting.report import (
+    format_summary,
+    report_markdown,
+    summary_rows,
+    sweep_report_markdown,
+    verdict,
+    write_report,
+    write_sweep_report,
+)
 from snnergy.reporting.tables import (
     DEFAULT_PROFILE,
     csv_text,
@@ -21,11 +30,16 @@ __all__ = [
     "dnn_row",
     "format_summary",
     "format_value",
+    "iso_accuracy",
     "markdown_table",
+    "pareto_front",
     "report_markdown",
     "result_rows",
+    "snn_fronts",
     "summary_rows",
+    "sweep_report_markdown",
     "verdict",
     "write_csv",
     "write_report",
+    "write_sweep_report",
 ]

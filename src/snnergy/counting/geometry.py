@@ -229,9 +229,24 @@ def layer_geometries(model: nn.Module, input_shape: tuple[int, ...]) -> list[Lay
                 unsupported.append(f"'{name}' ({type(mod).__name__})")
 
             handles.append(module.register_forward_hook(refuse))
+    dummy_forward(model, input_shape, handles)
+    if unsupported:
+        raise SnnergyError(
+            f"cannot count the operations of layer(s) {', '.join(unsupported)}; "
+            "counting supports Conv2d and Linear"
+        )
+    return [geometry_of(*call) for call in calls]
+
+
+def dummy_forward(model: nn.Module, input_shape: tuple[int, ...], handles: list) -> None:
+    """Runs ``model`` once on zeros of shape ``(1, *input_shape)`` in eval mode without gradients,
+    then removes ``handles`` (the caller's temporary hooks) and restores every module's mode.
+
+    The dtype and device follow the model's first floating-point parameter or buffer. A failure
+    of the model's forward on that shape is a :class:`ConfigError` naming the shape.
+    """
     modes = {module: module.training for module in model.modules()}
-    tensors = (*model.parameters(), *model.buffers())
-    first = next((t for t in tensors if t.is_floating_point()), None)
+    first = next((t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()), None)
     dummy = torch.zeros(
         (1, *input_shape),
         dtype=first.dtype if first is not None else torch.float32,
@@ -253,9 +268,3 @@ def layer_geometries(model: nn.Module, input_shape: tuple[int, ...]) -> list[Lay
             handle.remove()
         for module, training in modes.items():
             module.training = training
-    if unsupported:
-        raise SnnergyError(
-            f"cannot count the operations of layer(s) {', '.join(unsupported)}; "
-            "counting supports Conv2d and Linear"
-        )
-    return [geometry_of(*call) for call in calls]

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from snnergy.counting import layer_geometries, pool_geometry
+from snnergy.counting.geometry import dummy_forward
 from snnergy.errors import ConfigError, SnnergyError
 from snnergy.records import LayerGeometry, PoolGeometry
 
@@ -149,26 +150,5 @@ def _leaf_calls(
                 calls.append((name, mod, tuple(first.shape[1:]), tuple(out.shape[1:])))
 
             handles.append(module.register_forward_hook(hook))
-    modes = {module: module.training for module in model.modules()}
-    first_tensor = next((t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()), None)
-    dummy = torch.zeros(
-        (1, *input_shape),
-        dtype=first_tensor.dtype if first_tensor is not None else torch.float32,
-        device=first_tensor.device if first_tensor is not None else "cpu",
-    )
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(dummy)
-    except SnnergyError:
-        raise
-    except Exception as exc:  # the user's forward failing on this shape is a config mismatch
-        raise ConfigError(
-            f"a forward pass of {type(model).__name__} on input shape {(1, *input_shape)} failed: {exc}"
-        ) from exc
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, training in modes.items():
-            module.training = training
+    dummy_forward(model, input_shape, handles)
     return calls

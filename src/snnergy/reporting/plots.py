@@ -21,6 +21,14 @@ def _pyplot():
     return plt
 
 
+def _save(fig: Any, path: Path) -> Path:
+    """Lays out, writes (PNG, 120 dpi) and closes ``fig``; returns ``path``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+    return path
+
+
 def _label(record: Mapping[str, Any]) -> str:
     cfg = record["config"]
     return cfg["regularizer"] if cfg["regularizer"] == "none" else f"{cfg['regularizer']} {cfg['strength']:g}"
@@ -50,10 +58,7 @@ def plot_accuracy_energy(records: Sequence[Mapping[str, Any]], path: Path, profi
     right.legend(fontsize=7)
     for ax in (left, right):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_accuracy_timesteps(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
@@ -72,10 +77,7 @@ def plot_accuracy_timesteps(records: Sequence[Mapping[str, Any]], path: Path) ->
     ax.set_xscale("log", base=2)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_layers(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
@@ -100,10 +102,7 @@ def plot_layer_rows(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
         ax.set_ylabel(what)
         ax.grid(alpha=0.3, axis="y")
     top.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_plots(folder: Path, records: Sequence[Mapping[str, Any]], profile: str) -> list[Path]:
@@ -149,10 +148,7 @@ def plot_pareto(groups: Sequence[Any], path: Path, profile: str, target: float |
             ax.axhline(target, color="grey", ls=":", lw=0.8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_front_timesteps(groups: Sequence[Any], path: Path, profile: str, target: float | None = None) -> Path:
@@ -175,10 +171,7 @@ def plot_front_timesteps(groups: Sequence[Any], path: Path, profile: str, target
     ax.set(xlabel="timesteps T", ylabel="SNN accuracy (mean ± std)", title="Accuracy vs T of the fronts' members")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_sweep_plots(folder: Path, groups: Sequence[Any], profile: str, target: float | None, name: str) -> list[Path]:

@@ -21,6 +21,7 @@ from snnergy.energy import ENERGY_PROFILES, EnergyProfile, estimate_energy
 from snnergy.errors import SnnergyError
 from snnergy.experiments import compare, convert, measure, simulate, train
 from snnergy.experiments.sweep import run_sweep as sweep
+from snnergy.interop import export_nir, import_nir
 from snnergy.models import MODELS, build_model
 from snnergy.records import ActivityRecord, DNNRecord, OpCounts, SNNRecord
 from snnergy.simulation import SpikingNetwork, load_snn, save_snn
@@ -53,6 +54,8 @@ __all__ = [
     "compare",
     "convert",
     "estimate_energy",
+    "export_nir",
+    "import_nir",
     "load_config",
     "load_dataset",
     "load_snn",

@@ -2,8 +2,10 @@
 
 A config is read from a TOML file (:func:`load_config`) or built in code, then overridden by
 dotted paths (``train.lr=3e-4``, :func:`apply_overrides`). An unknown key or a value of the wrong
-type is a :class:`~snnergy.errors.ConfigError` that names the key. Each run saves its resolved
-config (:func:`config_to_dict`) beside its results.
+type is a :class:`~snnergy.errors.ConfigError` that names the key, and so is a value out of its range
+or set of choices (checked when each dataclass is built, e.g. ``data.batch_size = 0`` or
+``convert.reset = "half"``), so a bad config fails before any training starts. Each run saves its
+resolved config (:func:`config_to_dict`) beside its results.
 """
 
 from __future__ import annotations
@@ -25,6 +27,39 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 C = TypeVar("C")
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("cosine", "constant")
+RESETS = ("subtract", "zero")
+INPUTS = ("analog", "poisson")
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit seed
+
+
+def _require(ok: bool, key: str, expect: str, value: Any) -> None:
+    """Raises ``ConfigError("<key> must be <expect>, got <value>")`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"{key} must be {expect}, got {value!r}")
+
+
+def _one_of(value: Any, allowed: tuple[str, ...], key: str, what: str) -> None:
+    """Raises ``ConfigError("<key>: unknown <what> 'x'; allowed: ...")`` unless ``value`` is allowed."""
+    if value not in allowed:
+        raise ConfigError(f"{key}: unknown {what} {value!r}; allowed: {', '.join(allowed)}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_int(value: Any, allow_none: bool = False) -> bool:
+    return (allow_none and value is None) or (_is_int(value) and value >= 1)
+
+
+def _number(value: Any, low: float = -math.inf, high: float = math.inf, *, low_open: bool = False) -> bool:
+    """A finite real number in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return (value > low if low_open else value >= low) and value <= high
 
 
 @dataclass(frozen=True)
@@ -48,6 +83,14 @@ class DataConfig:
     train_limit: int | None = None
     test_limit: int | None = None
 
+    def __post_init__(self) -> None:
+        _require(_positive_int(self.batch_size), "data.batch_size", "an integer >= 1", self.batch_size)
+        _require(_positive_int(self.calibration_size), "data.calibration_size", "an integer >= 1",
+                 self.calibration_size)
+        for key in ("train_limit", "test_limit"):
+            value = getattr(self, key)
+            _require(_positive_int(value, allow_none=True), f"data.{key}", "at least 1 or None", value)
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -60,6 +103,10 @@ class ModelConfig:
 
     name: str = "lenet"
     width: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(_number(self.width, 0.0, low_open=True), "model.width", "a positive finite number",
+                 self.width)
 
 
 @dataclass(frozen=True)
@@ -102,6 +149,21 @@ class TrainConfig:
     penalty_profile: str | None = None
     penalty_timesteps: int = 1
 
+    def __post_init__(self) -> None:
+        _require(_is_int(self.epochs) and self.epochs >= 0, "train.epochs", "an integer >= 0", self.epochs)
+        _require(_number(self.lr, 0.0, low_open=True), "train.lr", "a finite number > 0", self.lr)
+        for key in ("momentum", "weight_decay", "strength"):
+            _require(_number(getattr(self, key), 0.0), f"train.{key}", "a finite number >= 0", getattr(self, key))
+        _one_of(self.optimizer, OPTIMIZERS, "train.optimizer", "optimizer")
+        _one_of(self.schedule, SCHEDULES, "train.schedule", "schedule")
+        if self.layer_weights is not None:
+            _require(all(_number(w, 0.0) for w in self.layer_weights), "train.layer_weights",
+                     "finite numbers >= 0", self.layer_weights)
+        if self.budget is not None:
+            _require(_number(self.budget, 0.0), "train.budget", "a finite number >= 0 or None", self.budget)
+        _require(_positive_int(self.penalty_timesteps), "train.penalty_timesteps", "an integer >= 1",
+                 self.penalty_timesteps)
+
 
 @dataclass(frozen=True)
 class ConvertConfig:
@@ -118,6 +180,11 @@ class ConvertConfig:
     channelwise: bool = False
     reset: str = "subtract"
 
+    def __post_init__(self) -> None:
+        _require(_number(self.percentile, 0.0, 100.0, low_open=True), "convert.percentile", "in (0, 100]",
+                 self.percentile)
+        _one_of(self.reset, RESETS, "convert.reset", "reset")
+
 
 @dataclass(frozen=True)
 class SimulateConfig:
@@ -127,11 +194,22 @@ class SimulateConfig:
         timesteps: The T values to report, increasing; the simulation runs to the largest.
         input: ``"analog"`` (constant current) or ``"poisson"`` (Bernoulli spikes).
         max_samples: Simulate at most this many test samples (``None``: all).
+        max_memory: Bytes the simulation may use; batches are split to fit, and a T too large for
+            one sample is refused before allocating (``None``: a quarter of the RAM).
     """
 
     timesteps: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
     input: str = "analog"
     max_samples: int | None = None
+    max_memory: int | None = None
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.timesteps, (tuple, list)) and len(self.timesteps) > 0
+                 and all(_positive_int(t) for t in self.timesteps),
+                 "simulate.timesteps", "a non-empty list of integers >= 1", self.timesteps)
+        _one_of(self.input, INPUTS, "simulate.input", "simulation input")
+        _require(_positive_int(self.max_samples, allow_none=True), "simulate.max_samples",
+                 "at least 1 or None", self.max_samples)
 
 
 @dataclass(frozen=True)
@@ -152,6 +230,10 @@ class ExperimentConfig:
     seed: int = 0
     device: str = "auto"
     profiles: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _require(_is_int(self.seed) and 0 <= self.seed <= MAX_SEED, "seed", f"an integer in [0, {MAX_SEED}]",
+                 self.seed)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -244,16 +326,42 @@ def load_config(path: str | Path) -> ExperimentConfig:
             value of the wrong type (the message names the file and the key).
     """
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not a valid TOML file: {err}") from None
+    data = read_toml(path, "config file")
     try:
         return config_from_dict(ExperimentConfig, data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+MAX_TOML_BYTES = 1 << 20  # configs and sweep files are a few KB; refuse anything absurd unread
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """Reads a TOML file (config or sweep): a missing, unreadable, oversized (> 1 MiB), non-UTF-8,
+    malformed or absurdly nested file is one :class:`ConfigError` naming the file.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "x.toml"
+        >>> _ = path.write_text("seed = 3")
+        >>> read_toml(path, "config file")
+        {'seed': 3}
+    """
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise ConfigError(f"{path}: {what} is not a regular file")
+        if size > MAX_TOML_BYTES:
+            raise ConfigError(f"{path}: {what} of {size} bytes, more than the {MAX_TOML_BYTES} a TOML file may have")
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the {what}: {err.strerror or err}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not a valid TOML file: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not a valid TOML file: nested too deeply") from None
 
 
 def apply_overrides(config: C, overrides: Mapping[str, Any]) -> C:
@@ -297,3 +405,27 @@ def parse_value(text: str) -> Any:
 def with_changes(config: C, **changes: Any) -> C:
     """``dataclasses.replace`` under a verb name, for readability at call sites."""
     return replace(config, **changes)
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from ``"512MiB"``, ``"2GB"``, ``"1.5GiB"``, ``"4096"`` (bytes) or an int.
+
+    Example:
+        >>> parse_size("512MiB"), parse_size("2GB"), parse_size(1024)
+        (536870912, 2000000000, 1024)
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        raw = str(text).strip()
+        units = {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40, "KB": 10**3, "MB": 10**6, "GB": 10**9,
+                 "TB": 10**12, "B": 1}
+        unit = next((u for u in units if raw.upper().endswith(u)), "")
+        number = raw[: len(raw) - len(unit)].strip()
+        try:
+            value = int(float(number) * units.get(unit, 1))
+        except (ValueError, OverflowError):
+            raise ConfigError(f"{text!r} is not a size (e.g. 512MiB, 2GB or bytes)") from None
+    if value <= 0:
+        raise ConfigError(f"a size must be positive, got {text!r}")
+    return value

@@ -35,3 +35,7 @@ class TrainingError(SnnergyError):
 
 class CheckpointError(SnnergyError):
     """A checkpoint folder is missing, incomplete or does not match its config."""
+
+
+class ResultsError(SnnergyError):
+    """A results file (``results.json``) or the sweep store holds something that is not a result record."""

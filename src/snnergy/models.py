@@ -1,7 +1,9 @@
 """Model registry: architectures built only from layers the DNN-to-SNN converter supports.
 
-Every model is a *flat* :class:`torch.nn.Sequential` with meaningful child names (``conv1``,
-``relu1``, ``pool1``, ..., ``fc3``) and this structure, which conversion and counting rely on:
+Every model but the residual ``resnet`` / ``resnet20`` (:class:`ResNet`, converted through the
+torch.fx graph path with its shortcuts) is a *flat* :class:`torch.nn.Sequential` with meaningful
+child names (``conv1``, ``relu1``, ``pool1``, ..., ``fc3``) and this structure, which conversion
+and counting rely on:
 
 - only the layers in :data:`SUPPORTED_LAYERS` (exact types);
 - each weighted layer (Conv2d/Linear) except the last is followed, optionally after one
@@ -45,7 +47,7 @@ _WEIGHTED = (nn.Conv2d, nn.Linear)
 _PASSTHROUGH = (nn.AvgPool2d, nn.Flatten, nn.Dropout)
 _BN_FOR = {nn.Conv2d: nn.BatchNorm2d, nn.Linear: nn.BatchNorm1d}
 
-ModelBuilder = Callable[[tuple[int, int, int], int, float], nn.Sequential]
+ModelBuilder = Callable[[tuple[int, int, int], int, float], nn.Module]
 """``(input_shape (C, H, W), num_classes, width) -> model``."""
 
 MODELS: Registry[ModelBuilder] = Registry("model")
@@ -315,6 +317,116 @@ def vgg(input_shape: tuple[int, int, int], num_classes: int, width: float = 1.0)
     return nn.Sequential(OrderedDict(layers))
 
 
+class BasicBlock(nn.Module):
+    """Residual basic block (He et al. 2016): conv3x3-BN-ReLU-conv3x3-BN, plus shortcut, then ReLU.
+
+    The shortcut is the identity when shape is kept, else a strided 1x1 convolution with BN
+    (the projection, option B of the paper). Each ReLU is its own module, so activity recording
+    and the converted SNN name them (``relu1``, ``relu2``).
+
+    Args:
+        c_in, c_out: Input and output channels.
+        stride: Stride of the first convolution (and of the projection).
+
+    Example:
+        >>> block = BasicBlock(4, 8, 2)
+        >>> block(torch.zeros(1, 4, 8, 8)).shape, block.shortcut is not None
+        (torch.Size([1, 8, 4, 4]), True)
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut: nn.Sequential | None = None
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                OrderedDict([("conv", nn.Conv2d(c_in, c_out, 1, stride=stride)), ("bn", nn.BatchNorm2d(c_out))])
+            )
+        self.relu2 = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        return self.relu2(out + (x if self.shortcut is None else self.shortcut(x)))
+
+
+class ResNet(nn.Module):
+    """CIFAR-style ResNet (He et al. 2016, section 4.2) with average pooling, for conversion.
+
+    A conv3x3-BN-ReLU stem with ``channels[0]`` channels, three stages of ``blocks`` basic blocks
+    with ``channels`` (16, 32, 64 in the paper) channels, the second and third starting with
+    stride 2, then global *average* pooling (a fixed ``nn.AvgPool2d`` over the final map, not max
+    pooling), flatten and a Linear: ``6 * blocks + 2`` weighted layers on the main path (ResNet-8
+    for ``blocks=1``, ResNet-20 for 3). Names: ``stem``, ``stem_bn``, ``stem_relu``,
+    ``stage{s}.{b}.{conv1,bn1,relu1,conv2,bn2,shortcut.conv,shortcut.bn,relu2}``, ``pool``,
+    ``flatten``, ``fc``.
+
+    Args:
+        input_shape: Per-sample input shape ``(C, H, W)``, at least 4x4.
+        num_classes: Number of logits.
+        channels: Channels of the three stages.
+        blocks: Basic blocks per stage.
+
+    Example:
+        >>> net = ResNet((1, 8, 8), 10, (4, 8, 16), 1)
+        >>> net(torch.zeros(2, 1, 8, 8)).shape, net.pool.kernel_size
+        (torch.Size([2, 10]), (2, 2))
+    """
+
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int,
+                 channels: tuple[int, int, int] = (16, 32, 64), blocks: int = 1) -> None:
+        super().__init__()
+        c, height, width = input_shape
+        if min(height, width) < 4:
+            raise ConfigError(f"resnet needs inputs of at least 4x4, got {input_shape}")
+        self.stem = nn.Conv2d(c, channels[0], 3, padding=1)
+        self.stem_bn = nn.BatchNorm2d(channels[0])
+        self.stem_relu = nn.ReLU()
+        c_in = channels[0]
+        for s, c_out in enumerate(channels, start=1):
+            layers = []
+            for b in range(blocks):
+                layers.append(BasicBlock(c_in, c_out, 2 if s > 1 and b == 0 else 1))
+                c_in = c_out
+            self.add_module(f"stage{s}", nn.Sequential(*layers))
+        size = [height, width]
+        for _ in range(2):  # two stride-2 convolutions (3x3, padding 1)
+            size = [(n - 1) // 2 + 1 for n in size]
+        self.pool = nn.AvgPool2d(tuple(size))
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem_relu(self.stem_bn(self.stem(x)))
+        x = self.stage3(self.stage2(self.stage1(x)))
+        return self.fc(self.flatten(self.pool(x)))
+
+
+@MODELS.register("resnet")
+def resnet(input_shape: tuple[int, int, int], num_classes: int, width: float = 1.0) -> ResNet:
+    """ResNet-8 (one basic block per stage; 16, 32, 64 channels times ``width``), see :class:`ResNet`.
+
+    Example:
+        >>> resnet((1, 28, 28), 10).pool  # 28 -> 14 -> 7
+        AvgPool2d(kernel_size=(7, 7), stride=(7, 7), padding=0)
+    """
+    return ResNet(input_shape, num_classes, tuple(_scaled(c, width) for c in (16, 32, 64)), 1)
+
+
+@MODELS.register("resnet20")
+def resnet20(input_shape: tuple[int, int, int], num_classes: int, width: float = 1.0) -> ResNet:
+    """ResNet-20 (three basic blocks per stage; 16, 32, 64 channels times ``width``).
+
+    Example:
+        >>> sum(isinstance(m, nn.Conv2d) for m in resnet20((3, 32, 32), 10).modules())  # 19 + 2 projections
+        21
+    """
+    return ResNet(input_shape, num_classes, tuple(_scaled(c, width) for c in (16, 32, 64)), 3)
+
+
 @MODELS.register("tiny-mlp")
 def tiny_mlp(
     input_shape: tuple[int, int, int], num_classes: int, width: float = 1.0
@@ -352,7 +464,7 @@ def _is_int(value: object) -> bool:
 
 def build_model(
     config: ModelConfig, input_shape: tuple[int, int, int], num_classes: int
-) -> nn.Sequential:
+) -> nn.Module:
     """Builds the registered model ``config.name`` for this input and class count, checked.
 
     Args:
@@ -361,8 +473,8 @@ def build_model(
         num_classes: Number of logits (at least 1).
 
     Returns:
-        A freshly initialized flat ``nn.Sequential`` in training mode that passes
-        :func:`check_supported`.
+        A freshly initialized model in training mode: a flat ``nn.Sequential`` that passes
+        :func:`check_supported`, or a graph model (``resnet``) of supported layers only.
 
     Raises:
         ConfigError: Unknown model name (listing the known ones), a width that is not a positive
@@ -388,5 +500,17 @@ def build_model(
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     shape = tuple(int(s) for s in shape)
     model = builder(shape, int(num_classes), float(width))  # type: ignore[arg-type]
-    check_supported(model)
+    if isinstance(model, nn.Sequential):
+        check_supported(model)
+    else:  # a graph model (resnet): its structure is checked by the converter's graph walk
+        _check_leaf_types(model)
     return model
+
+
+def _check_leaf_types(model: nn.Module) -> None:
+    """Every leaf module of a graph model is a supported layer (exact type)."""
+    for name, module in model.named_modules():
+        if not list(module.children()) and type(module) not in SUPPORTED_LAYERS:
+            raise ConversionError(
+                f"layer '{name}' ({type(module).__name__}) is not supported: {_advice(module)}"
+            )

@@ -130,6 +130,13 @@ class DNNRecord:
         energy_j: ``macs_effective * E_mac`` in joules per sample, by energy profile.
         layers: Per-layer counts, by weighted layer name.
         samples: Number of evaluated samples.
+        collapsed: Derived, not passed: the activation layers whose every activation is zero on the
+            evaluated samples (sparsity exactly 1). A network with such a layer has *collapsed*: its
+            output no longer depends on its input, and its "savings" are not a trade-off to report.
+
+    Example:
+        >>> DNNRecord(0.1, {"relu1": 0.4, "relu2": 1.0}, 10.0, 10.0, 2.0, {}).collapsed
+        ['relu2']
     """
 
     accuracy: float
@@ -140,6 +147,10 @@ class DNNRecord:
     energy_j: dict[str, float]
     layers: dict[str, LayerCounts] = field(default_factory=dict)
     samples: int = 0
+    collapsed: list[str] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.collapsed = [name for name, value in self.sparsity.items() if value >= 1.0]
 
     @property
     def mean_sparsity(self) -> float:
@@ -171,6 +182,8 @@ class SNNRecord:
             its SNN rate at the largest T: a conversion-quality diagnostic.
         input: ``"analog"`` or ``"poisson"``.
         samples: Number of simulated samples.
+        silent_layers: Spiking layers with no non-zero activation on the conversion's calibration
+            data (normalized with scale 1 instead of dividing by zero): a collapsed network.
     """
 
     timesteps: list[int]
@@ -184,6 +197,7 @@ class SNNRecord:
     correlation: dict[str, float] = field(default_factory=dict)
     input: str = "analog"
     samples: int = 0
+    silent_layers: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, keys as in DESIGN.md's results schema."""

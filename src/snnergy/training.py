@@ -26,12 +26,13 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from snnergy.activity import ActivityRecorder
-from snnergy.checkpoints import load_state_into, load_tensors, read_json, save_tensors, write_json
+from snnergy.checkpoints import check_state, load_state_into, load_tensors, read_json, save_tensors, write_json
 from snnergy.config import ConvertConfig, ExperimentConfig, TrainConfig, config_from_dict, config_to_dict
 from snnergy.data import DatasetSplits, make_loader
 from snnergy.errors import CheckpointError, ConfigError, TrainingError
 from snnergy.models import build_model
 from snnergy.regularizers import REGULARIZERS, PenaltyOptions, bind_penalty
+from snnergy.train_state import TrainState
 
 CHECKPOINT_FORMAT = "snnergy-dnn"
 CHECKPOINT_VERSION = 1
@@ -137,6 +138,8 @@ def fit(
     progress: bool = False,
     on_epoch: Callable[[nn.Module, EpochLog], None] | None = None,
     convert_config: ConvertConfig | None = None,
+    resume: TrainState | None = None,
+    on_state: Callable[[TrainState], None] | None = None,
 ) -> list[EpochLog]:
     """Trains ``model`` in place on ``splits.train``; returns the per-epoch log.
 
@@ -152,6 +155,10 @@ def fit(
         convert_config: The conversion that will follow (``None``: defaults): the ``synops``
             penalty divides each layer by a running estimate of ``percentile`` (per channel with
             ``channelwise``), as the converter will.
+        resume: Continue a run from this state (:mod:`snnergy.train_state`): weights, optimizer,
+            random states, penalty estimates and the log of the finished epochs; the returned
+            log includes those epochs. A state with every epoch finished trains nothing.
+        on_state: Called after each finished epoch with the state to resume from (e.g. to save it).
 
     Raises:
         TrainingError: The loss became NaN or inf (the message names the epoch and batch).
@@ -173,8 +180,10 @@ def fit(
     inputs = penalty_of is not None and penalty_of.needs_layer_inputs
     total_steps, step = cfg.epochs * len(loader), 0
     history: list[EpochLog] = []
+    if resume is not None:
+        step, history = _restore(resume, model, optimizer, loader, penalty_of)
     with ActivityRecorder(model, activations=True, layer_inputs=inputs, detach=False) as recorder:
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(len(history) + 1, cfg.epochs + 1):
             model.train()
             start = time.perf_counter()
             sums = {"task": 0.0, "penalty": 0.0, "correct": 0, "seen": 0, "zeros": 0, "elements": 0}
@@ -209,12 +218,14 @@ def fit(
                     sums["elements"] += act.numel()
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
             seen = max(sums["seen"], 1)
+            test_accuracy = evaluate(model, test_loader, device)
+            recorder.record()  # drop what evaluation recorded: the next batch's record is its own
             log = EpochLog(
                 epoch=epoch,
                 task_loss=sums["task"] / seen,
                 penalty=sums["penalty"] / seen,
                 train_accuracy=sums["correct"] / seen,
-                test_accuracy=evaluate(model, test_loader, device),
+                test_accuracy=test_accuracy,
                 sparsity=sums["zeros"] / max(sums["elements"], 1),
                 lr=lr,
                 seconds=time.perf_counter() - start,
@@ -222,8 +233,41 @@ def fit(
             history.append(log)
             if on_epoch is not None:
                 on_epoch(model, log)
+            if on_state is not None:
+                on_state(_snapshot(epoch, step, model, optimizer, loader, penalty_of, history))
     model.eval()
     return history
+
+
+def _snapshot(epoch: int, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
+              penalty: Any, history: list[EpochLog]) -> TrainState:
+    scales = penalty.state_dict() if hasattr(penalty, "state_dict") else {}
+    return TrainState(
+        epoch=epoch, step=step, model={k: v.detach().clone() for k, v in model.state_dict().items()},
+        optimizer=optimizer.state_dict(), loader_rng=loader.generator.get_state(), torch_rng=torch.get_rng_state(),
+        penalty=scales, history=[asdict(h) for h in history],
+    )
+
+
+def _restore(state: TrainState, model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
+             penalty: Any) -> tuple[int, list[EpochLog]]:
+    """Loads ``state`` into the run's objects; returns the optimizer step and the epoch log."""
+    where = f"training state after epoch {state.epoch}"
+    load_state_into(model, state.model, where)
+    try:
+        optimizer.load_state_dict(state.optimizer)
+        loader.generator.set_state(state.loader_rng)
+        torch.set_rng_state(state.torch_rng)
+        history = [EpochLog(**h) for h in state.history]
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise CheckpointError(f"{where}: does not fit this run ({err})") from None
+    if len(history) != state.epoch:
+        raise CheckpointError(f"{where}: holds {len(history)} epoch logs")
+    if state.penalty:
+        if not hasattr(penalty, "load_state_dict"):
+            raise CheckpointError(f"{where}: holds penalty estimates but this run's penalty keeps none")
+        penalty.load_state_dict(state.penalty)
+    return state.step, history
 
 
 def save_checkpoint(
@@ -283,16 +327,31 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     where = str(folder / META_FILE)
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{where}: not a snnergy DNN checkpoint (format '{CHECKPOINT_FORMAT}' expected)")
+    if meta.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{where}: checkpoint version {meta.get('version')!r}, this snnergy reads {CHECKPOINT_VERSION}")
     try:
         spec = meta["model"]
-        input_shape = tuple(int(v) for v in spec["input_shape"])
-        num_classes = int(spec["num_classes"])
+        input_shape, num_classes = tuple(spec["input_shape"]), spec["num_classes"]
+        if len(input_shape) not in (1, 3) or not all(type(v) is int and v > 0 for v in (*input_shape, num_classes)):
+            raise ValueError(f"input_shape must be 1 or 3 positive integers and num_classes a positive integer, "
+                             f"got {spec['input_shape']!r} and {spec['num_classes']!r}")
+        history = meta.get("history", [])
+        if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+            raise ValueError("'history' must be a list of objects")
         config = config_from_dict(ExperimentConfig, meta["config"])
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{where}: missing or malformed entry ({err})") from None
     except ConfigError as err:
         raise CheckpointError(f"{where}: {err}") from None
+    weights = folder / WEIGHTS_FILE
+    try:
+        with torch.device("meta"):  # size the model without allocating it
+            probe = build_model(config.model, input_shape, num_classes)  # type: ignore[arg-type]
+    except ConfigError as err:
+        raise CheckpointError(f"{where}: {err}") from None
+    tensors = load_tensors(weights)
+    check_state(probe, tensors, f"{where} vs {weights}")  # before allocating the model the JSON describes
     model = build_model(config.model, input_shape, num_classes)  # type: ignore[arg-type]
-    load_state_into(model, load_tensors(folder / WEIGHTS_FILE), str(folder / WEIGHTS_FILE))
+    load_state_into(model, tensors, str(weights))
     model.eval()
-    return Checkpoint(model, config, input_shape, num_classes, list(meta.get("history", [])))
+    return Checkpoint(model, config, input_shape, num_classes, history)

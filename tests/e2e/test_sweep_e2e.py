@@ -91,9 +91,11 @@ def test_killed_sweep_resumes_without_losing_or_repeating_rows(tmp_path: Path) -
 
 @pytest.fixture(scope="module")
 def pooled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """none and l1 0.1, each at width 1 and at the impossible width -1 (2 fail), on 2 processes."""
+    """none and l1 0.1, each at lr 0.01 and at lr 1e30 (2 fail: Adam's first step sends the weights
+    to ~1e30 and the loss to inf or NaN), on 2 processes. (A config that is invalid on its face, e.g.
+    width -1, is refused when the sweep file is read, before anything runs.)"""
     folder = tmp_path_factory.mktemp("pool")
-    path = sweep_file(folder, '"model.width" = [1.0, -1.0]')
+    path = sweep_file(folder, '"train.lr" = [0.01, 1e30]')
     summary = run_sweep(path, folder / "out", workers=2)
     assert (summary.total, summary.finished, summary.failed, summary.skipped) == (4, 2, 2, 0)
     return path, folder / "out"
@@ -105,12 +107,12 @@ def test_failing_configuration_is_recorded_and_the_rest_finish(pooled: tuple[Pat
         failed = store.outcomes("failed")
         finished = store.outcomes("finished")
     assert len(failed) == 2 and len(finished) == 2
-    assert all(o.config["model"]["width"] == -1.0 and "model.width must be a positive" in o.error for o in failed)
-    assert all(o.config["model"]["width"] == 1.0 and o.record["snn"]["timesteps"] == [4] for o in finished)
+    assert all(o.config["train"]["lr"] == 1e30 and o.error.startswith("TrainingError: training diverged") for o in failed)
+    assert all(o.config["train"]["lr"] == 0.01 and o.record["snn"]["timesteps"] == [4] for o in finished)
     records = json.loads((out / "results.json").read_text())
     assert len(records) == 2 and all("error" not in r for r in records)
     report = (out / "report.md").read_text()
-    assert "## Failed configurations" in report and report.count("model.width must be a positive") == 2
+    assert "## Failed configurations" in report and report.count("training diverged") == 2
 
 
 def test_rerun_skips_finished_and_retries_failed_on_request(pooled: tuple[Path, Path]) -> None:
@@ -118,7 +120,7 @@ def test_rerun_skips_finished_and_retries_failed_on_request(pooled: tuple[Path, 
     again = run_sweep(path, out, report=False)
     assert (again.skipped, again.finished, again.failed) == (4, 0, 0)
     retried = run_sweep(path, out, retry_failed=True, report=False)
-    assert (retried.skipped, retried.failed) == (2, 2)  # width -1 fails again; the finished ones are kept
+    assert (retried.skipped, retried.failed) == (2, 2)  # lr 1e30 fails again; the finished ones are kept
     with SweepStore(out / "sweep.sqlite", readonly=True) as store:
         assert sorted(o.attempts for o in store.outcomes()) == [1, 1, 2, 2]
 

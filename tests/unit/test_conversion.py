@@ -91,9 +91,6 @@ class Skip(nn.Sequential):
          fc=nn.Linear(2, 2)), r"'pool' \(MaxPool2d\).*nn\.AvgPool2d"),
     (seq(fc1=nn.Linear(4, 4), act=nn.Sigmoid(), fc2=nn.Linear(4, 2)), r"'act' \(Sigmoid\).*nn\.ReLU"),
     (seq(fc1=nn.Linear(4, 4), act=nn.LeakyReLU(), fc2=nn.Linear(4, 2)), r"'act'.*nn\.ReLU"),
-    (seq(fc1=nn.Linear(4, 4), sq=Square(), fc2=nn.Linear(4, 2)), r"'sq' \(Square\).*nn\.Sequential"),
-    (Net(), r"Net is not an nn\.Sequential.*give an nn\.Sequential"),
-    (Skip(nn.Linear(4, 4)), r"Skip is not an nn\.Sequential"),
     (seq(fc=nn.Linear(4, 2), soft=nn.Softmax(dim=1)), r"'soft'.*logits"),
     (seq(relu=nn.ReLU(), fc=nn.Linear(4, 2)), r"'relu' \(ReLU\) must follow"),
     (seq(fc1=nn.Linear(4, 4), relu=nn.ReLU(), bn=nn.BatchNorm1d(4), fc2=nn.Linear(4, 2)),
@@ -119,6 +116,24 @@ def test_unsupported_layers_and_structures_are_refused(model: nn.Module, match: 
         check_convertible(model)
     with pytest.raises(ConversionError, match=match):
         convert(model, torch.rand(4, 1, 4, 4))
+
+
+@pytest.mark.parametrize("model,match,graph_match", [
+    (seq(fc1=nn.Linear(4, 4), sq=Square(), fc2=nn.Linear(4, 2)), r"'sq' \(Square\).*nn\.Sequential",
+     r"op 'mul' \(operator\.mul\) in module 'sq' \(Square\)"),
+    (Net(), r"Net is not an nn\.Sequential.*give an nn\.Sequential", None),
+    (Skip(nn.Linear(4, 4)), r"Skip is not an nn\.Sequential", None),
+])
+def test_check_convertible_needs_a_plain_sequential(model: nn.Module, match: str, graph_match: str | None) -> None:
+    # check_convertible is the Sequential check; convert traces everything else with torch.fx
+    # (tests/unit/test_fx_conversion.py), which converts Net and Skip and names Square's product.
+    with pytest.raises(ConversionError, match=match):
+        check_convertible(model)
+    if graph_match is None:
+        assert isinstance(convert(model, torch.rand(4, 4)), SpikingNetwork)
+    else:
+        with pytest.raises(ConversionError, match=graph_match):
+            convert(model, torch.rand(4, 4))
 
 
 # ---------------------------------------------------------------------------- fold_batchnorm

@@ -280,3 +280,15 @@ def test_compare_runs_synops_next_to_none() -> None:
     assert all("error" not in r for r in records)
     # the synops penalty lowers the converted net's SynOps at the largest T
     assert records[1]["snn"]["synops"][-1] < records[0]["snn"]["synops"][-1]
+
+
+def test_synops_refuses_a_residual_model_it_would_undercount() -> None:
+    from snnergy.config import ModelConfig
+    from snnergy.errors import ConfigError
+    from snnergy.models import build_model
+    from snnergy.regularizers import bind_penalty
+
+    resnet = build_model(ModelConfig(name="resnet"), (1, 8, 8), 10)
+    with pytest.raises(ConfigError, match="'synops' estimates fan-out along a chain of modules"):
+        bind_penalty("synops", resnet, (1, 8, 8))
+    bind_penalty("macs", resnet, (1, 8, 8))  # counts each weighted layer's own input: fine on any graph

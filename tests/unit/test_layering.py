@@ -27,9 +27,12 @@ ALLOWED = {
     # data still flows one way
     "regularizers": UTILITIES | {"counting", "energy"},
     "energy": UTILITIES,
-    "training": UTILITIES | {"data", "models", "activity", "regularizers"},
+    "train_state": UTILITIES,
+    "training": UTILITIES | {"data", "models", "activity", "regularizers", "train_state"},
     "conversion": UTILITIES | {"models", "simulation"},
     "reporting": UTILITIES,
+    # user model files in, NIR out: reads and writes the converted network's classes
+    "interop": UTILITIES | {"simulation"},
     "cli": UTILITIES | {"experiments", "reporting"},
 }
 

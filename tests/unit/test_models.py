@@ -28,9 +28,13 @@ def _seed() -> None:
 @pytest.mark.parametrize("name", MODELS.names())
 def test_every_model_builds_runs_and_follows_the_rules(name: str, shape: tuple[int, int, int]) -> None:
     model = build_model(ModelConfig(name), shape, num_classes=7)
-    assert isinstance(model, nn.Sequential)
     out = model(torch.rand(3, *shape))
     assert out.shape == (3, 7)
+    if not isinstance(model, nn.Sequential):  # a graph model (resnet): supported leaves only
+        leaves = [m for m in model.modules() if not list(m.children())]
+        assert all(type(m) in SUPPORTED_LAYERS for m in leaves)
+        assert all(not m.inplace for m in leaves if isinstance(m, nn.ReLU))
+        return
     children = list(model.named_children())
     # flat, only supported layers (exact types), meaningful names
     assert all(type(child) in SUPPORTED_LAYERS for _, child in children)
@@ -113,8 +117,8 @@ def test_building_leaves_batchnorm_statistics_untouched() -> None:
 
 
 def test_build_model_rejects_bad_arguments() -> None:
-    with pytest.raises(ConfigError, match="unknown model 'resnet'; known: mlp, lenet, vgg, tiny-mlp"):
-        build_model(ModelConfig("resnet"), (1, 8, 8), 10)
+    with pytest.raises(ConfigError, match="unknown model 'densenet'; known: mlp, lenet, vgg, resnet, resnet20, tiny-mlp"):
+        build_model(ModelConfig("densenet"), (1, 8, 8), 10)
     for width in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ConfigError, match="model.width"):
             build_model(ModelConfig("mlp", width), (1, 8, 8), 10)
@@ -203,3 +207,23 @@ def test_check_supported_refuses_subclasses_of_supported_layers() -> None:
 
     with pytest.raises(ConversionError, match=r"'2' \(MyReLU\)"):
         check_supported(nn.Sequential(nn.Flatten(), nn.Linear(4, 3), MyReLU(), nn.Linear(3, 2)))
+
+
+@pytest.mark.parametrize("shape,pool,blocks", [((1, 8, 8), (2, 2), 1), ((1, 28, 28), (7, 7), 1), ((3, 32, 32), (8, 8), 3)])
+def test_resnet_sizes_and_shortcuts(shape: tuple[int, int, int], pool: tuple[int, int], blocks: int) -> None:
+    # stages at strides 1, 2, 2 (3x3, padding 1): 8 -> 8 -> 4 -> 2; 28 -> 14 -> 7; 32 -> 16 -> 8
+    model = build_model(ModelConfig("resnet" if blocks == 1 else "resnet20"), shape, 10)
+    assert model.pool.kernel_size == pool
+    blocks_of = [list(getattr(model, f"stage{s}")) for s in (1, 2, 3)]
+    assert [len(b) for b in blocks_of] == [blocks] * 3
+    # projection (1x1 conv + BN) only where the shape changes: the first block of stages 2 and 3
+    assert [[b.shortcut is not None for b in stage] for stage in blocks_of] == [
+        [False] * blocks, [True] + [False] * (blocks - 1), [True] + [False] * (blocks - 1)]
+    # ResNet-8: 6 x 1 + 2 = 8 weighted layers on the main path; ResNet-20: 6 x 3 + 2 = 20
+    convs = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and "shortcut" not in n]
+    assert len(convs) == 6 * blocks + 2
+
+
+def test_resnet_refuses_tiny_inputs() -> None:
+    with pytest.raises(ConfigError, match="at least 4x4"):
+        build_model(ModelConfig("resnet"), (1, 3, 3), 10)

@@ -88,7 +88,7 @@ def test_to_dict_keeps_the_grid() -> None:
         ("[grid]\nseed = 3", ["grid key 'seed' needs a non-empty list"]),
         ("[grid]\n\"train.regularizer\" = [\"l1\", \"hoyr\"]\n\"train.strength\" = [0.1]",
          ["grid key 'train.regularizer'", "unknown regularizer 'hoyr'", "known: none, l1"]),
-        ("[base.model]\nname = \"resnet\"", ["base.model.name", "unknown model 'resnet'", "lenet"]),
+        ("[base.model]\nname = \"alexnet\"", ["base.model.name", "unknown model 'alexnet'", "lenet"]),
         ("[base.data]\ndataset = \"imagenet\"", ["base.data.dataset", "unknown dataset 'imagenet'", "digits"]),
         ("[base]\nprofiles = [\"cmos45-fp32\", \"tpu\"]", ["base.profiles", "unknown energy profile 'tpu'", "loihi"]),
         ("[grid]\n\"train.regularizer\" = [\"l1\"]\n[strengths]\nhoyr = [0.1]",
@@ -117,10 +117,10 @@ def test_missing_sweep_file(tmp_path: Path) -> None:
 
 
 def test_cli_reports_a_bad_sweep_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write(tmp_path, "[base.model]\nname = \"resnet\"")
+    path = write(tmp_path, "[base.model]\nname = \"alexnet\"")
     assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("snnergy: error: ") and "unknown model 'resnet'" in err
+    assert err.count("\n") == 0 and err.startswith("snnergy: error: ") and "unknown model 'alexnet'" in err
     assert not (tmp_path / "out").exists()  # validated before anything was written
 
 

@@ -12,7 +12,9 @@ from snnergy.experiments.sweep_store import Outcome, SweepStore
 
 
 def outcome(id_: str, status: str = "finished", at: str = "2024-01-01T00:00:01", value: int = 1) -> Outcome:
-    record = {"config": {"seed": value}, "dnn": {"accuracy": 0.5}} if status == "finished" else {"config": {"seed": value}, "error": "boom"}
+    config = {"dataset": "digits", "model": "mlp", "regularizer": "none", "strength": 0.0, "seed": value}
+    dnn = {"accuracy": 0.5, "sparsity": {"relu1": 0.5}, "macs_dense": 10.0, "macs_effective": 5.0, "energy_j": {"p": 1e-9}}
+    record = {"config": config, "dnn": dnn} if status == "finished" else {"config": config, "error": "boom"}
     return Outcome(id_, status, {"seed": value}, record, None if status == "finished" else "ValueError: boom", "2024-01-01T00:00:00", at, 1.25)
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 from snnergy.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from snnergy.errors import CheckpointError, ConfigError, TrainingError
 from snnergy.experiments import train
+from snnergy.train_state import STATE_FILE, load_train_state
 from snnergy.training import load_checkpoint, resolve_device
 
 
@@ -55,14 +57,82 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     assert len(ckpt.history) == 2
 
 
-def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
+def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The task loss turns NaN once the first epoch has been evaluated: epoch 1 is checkpointed,
+    # epoch 2 diverges at its first batch.
+    import snnergy.training as training
+
+    evaluated = []
+    real_evaluate, real_loss = training.evaluate, training.F.cross_entropy
+    monkeypatch.setattr(training, "evaluate", lambda *a, **k: evaluated.append(1) or real_evaluate(*a, **k))
+    monkeypatch.setattr(training.F, "cross_entropy",
+                        lambda *a, **k: real_loss(*a, **k) * (math.nan if evaluated else 1.0))
+    with pytest.raises(TrainingError, match="training diverged: loss is nan at epoch 2, batch 1"):
+        train(blobs_config(epochs=3), out=tmp_path)
+    checkpoint = load_checkpoint(tmp_path / "checkpoint")  # the last good one, which loads
+    assert [h["epoch"] for h in checkpoint.history] == [1]
+    assert load_train_state(tmp_path / "checkpoint" / STATE_FILE).epoch == 1
+
+
+def test_diverging_run_keeps_the_earlier_checkpoint_of_its_folder(tmp_path: Path) -> None:
+    # A learning rate of 1e30 with plain SGD overflows the weights within a few steps.
+    config = blobs_config(epochs=3, lr=1e30, optimizer="sgd", schedule="constant")
+    with pytest.raises(TrainingError, match="training diverged: loss is (nan|inf)"):
+        train(config, out=tmp_path)
+    assert not (tmp_path / "checkpoint" / "model.safetensors").exists()  # no epoch finished, nothing written
+
+
+def test_a_folder_of_another_configuration_is_refused_and_kept(tmp_path: Path) -> None:
     train(blobs_config(epochs=1), out=tmp_path)
     weights = (tmp_path / "checkpoint" / "model.safetensors").read_bytes()
-    # A learning rate of 1e30 with plain SGD overflows the weights within a few steps.
-    with pytest.raises(TrainingError, match="training diverged: loss is (nan|inf)"):
-        train(blobs_config(epochs=3, lr=1e30, optimizer="sgd", schedule="constant"), out=tmp_path)
+    with pytest.raises(ConfigError, match=r"another configuration \(train.epochs: 1 stored, 3 now\)"):
+        train(blobs_config(epochs=3), out=tmp_path)
     assert (tmp_path / "checkpoint" / "model.safetensors").read_bytes() == weights
-    load_checkpoint(tmp_path / "checkpoint")  # still loads
+
+
+def test_a_training_batch_record_holds_only_that_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression: the activations recorded while evaluating at the end of an epoch were kept and
+    # joined to the first training batch of the next epoch, so its penalty saw the test samples.
+    import snnergy.training as training
+
+    seen = []
+    real = training.bind_penalty
+
+    def spy(*args, **kwargs):
+        penalty = real(*args, **kwargs)
+
+        def call(record):
+            seen.append({name: len(a) for name, a in record.activations.items()})
+            return penalty(record)
+
+        call.needs_layer_inputs = penalty.needs_layer_inputs
+        return call
+
+    monkeypatch.setattr(training, "bind_penalty", spy)
+    train(blobs_config(epochs=2, regularizer="l1", strength=0.1))
+    assert seen and all(n <= 32 for sizes in seen for n in sizes.values())  # batch_size 32
+
+
+def test_resumed_training_equals_an_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import snnergy.experiments.pipeline as pipeline
+
+    config = blobs_config(epochs=3, regularizer="synops", strength=1e-3)
+    plain = train(config, out=tmp_path / "plain").model.state_dict()
+    real = pipeline.save_train_state
+
+    def stop_after_first(path, state):
+        real(path, state)
+        if state.epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "save_train_state", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out=tmp_path / "cut")
+    monkeypatch.setattr(pipeline, "save_train_state", real)
+    resumed = train(config, out=tmp_path / "cut")
+    assert resumed.resumed_from == 1 and [h.epoch for h in resumed.history] == [1, 2, 3]
+    state = resumed.model.state_dict()
+    assert all(torch.equal(plain[k], state[k]) for k in plain)  # penalty scales, optimizer, RNG restored
 
 
 def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
@@ -105,3 +175,15 @@ def test_config_errors_before_training() -> None:
         train(blobs_config(optimizer="adamw"))
     with pytest.raises(ConfigError, match="unknown device"):
         resolve_device("tpu")
+
+
+def test_a_damaged_training_state_is_one_clear_error(tmp_path: Path) -> None:
+    train(blobs_config(epochs=1), out=tmp_path)
+    state = tmp_path / "checkpoint" / STATE_FILE
+    data = state.read_bytes()
+    state.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(CheckpointError, match=r"train_state.safetensors: not a valid safetensors file"):
+        train(blobs_config(epochs=1), out=tmp_path)
+    state.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")  # a valid, empty safetensors file
+    with pytest.raises(CheckpointError, match="not a snnergy training state"):
+        train(blobs_config(epochs=1), out=tmp_path)

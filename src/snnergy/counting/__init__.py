@@ -9,7 +9,9 @@ One fan-out implementation serves both networks (DESIGN.md, "Definitions"):
 - *effective* MACs (zero-skipping DNN hardware) sum the fan-out over the non-zero inputs of a
   layer's actual input (:func:`effective_macs`);
 - *SynOps* (SNN) sum, over all spikes, the spiking neuron's fan-out into the next weighted layer,
-  through any average pooling in between (:func:`neuron_fanout`, :func:`weighted_events`).
+  through any average pooling in between (:func:`neuron_fanout`, :func:`weighted_events`), plus
+  its fan-out into residual shortcuts: a shortcut's Conv2d/Linear like any weighted layer, an
+  identity shortcut one operation per element (:func:`identity_fanout`).
 
 Everything is per sample with layout ``(B, ...)``; sums are float64 so that they are exact
 integers for realistic sizes (below 2**53).
@@ -20,6 +22,7 @@ from snnergy.counting.ops import (
     dense_macs,
     effective_macs,
     fanout_map,
+    identity_fanout,
     neuron_fanout,
     nominal_macs,
     sparsity_counts,
@@ -27,6 +30,6 @@ from snnergy.counting.ops import (
 )
 
 __all__ = [
-    "dense_macs", "effective_macs", "fanout_map", "geometry_of", "layer_geometries",
+    "dense_macs", "effective_macs", "fanout_map", "geometry_of", "identity_fanout", "layer_geometries",
     "neuron_fanout", "nominal_macs", "pool_geometry", "sparsity_counts", "weighted_events",
 ]

@@ -4,7 +4,8 @@ The fan-out of an input element of a Conv2d/Linear layer is the number of MACs i
 (:func:`fanout_map`, exact at borders, strides, padding, dilation and groups); dense MACs sum it
 over all inputs, effective MACs over the non-zero inputs (:func:`effective_macs`), and SynOps over
 spikes weighted by each neuron's fan-out through average pooling (:func:`neuron_fanout`,
-:func:`weighted_events`). Counts are per sample, ``(B, ...)`` layout, summed in float64.
+:func:`weighted_events`; into an identity shortcut one operation per element,
+:func:`identity_fanout`). Counts are per sample, ``(B, ...)`` layout, summed in float64.
 """
 
 from __future__ import annotations
@@ -176,12 +177,10 @@ def effective_macs(geom: LayerGeometry, inputs: Tensor) -> Tensor:
     return weighted_events(_fanout_cached(geom), inputs != 0)
 
 
-@functools.lru_cache(maxsize=64)
-def _neuron_fanout_cached(
-    next_layer: LayerGeometry, pools: tuple[PoolGeometry, ...], neuron_shape: tuple[int, ...]
+def _through_pools(
+    fanout: Tensor, pools: tuple[PoolGeometry, ...], neuron_shape: tuple[int, ...], target: str
 ) -> Tensor:
-    fanout = _fanout_cached(next_layer)
-    target = f"layer '{next_layer.name}'"
+    """Carries a fan-out map back through average pools (the adjoint of sum-pooling)."""
     for pool in reversed(pools):
         out_shape = _pool_out_shape(pool)
         if fanout.numel() != math.prod(out_shape):
@@ -200,6 +199,13 @@ def _neuron_fanout_cached(
             f"({tuple(fanout.shape)}: {fanout.numel()} elements)"
         )
     return fanout.reshape(neuron_shape).contiguous()
+
+
+@functools.lru_cache(maxsize=64)
+def _neuron_fanout_cached(
+    next_layer: LayerGeometry, pools: tuple[PoolGeometry, ...], neuron_shape: tuple[int, ...]
+) -> Tensor:
+    return _through_pools(_fanout_cached(next_layer), pools, neuron_shape, f"layer '{next_layer.name}'")
 
 
 def neuron_fanout(
@@ -236,3 +242,31 @@ def sparsity_counts(activation: Tensor) -> tuple[int, int]:
         (3, 4)
     """
     return int((activation == 0).sum().item()), activation.numel()
+
+
+def identity_fanout(
+    branch_shape: tuple[int, ...], pools: Sequence[PoolGeometry], neuron_shape: tuple[int, ...]
+) -> Tensor:
+    """Fan-out of each spiking neuron into an identity shortcut, through average pools.
+
+    An identity branch (after conversion a per-channel scale, see
+    ``snnergy.simulation.ChannelScale``) adds each of its input elements to one element of the
+    residual sum: one synaptic operation per element and spike. Through average pooling a spike
+    reaches every pooled position whose window contains it, as in :func:`neuron_fanout`.
+
+    Args:
+        branch_shape: Per-sample shape of the branch's input after the pools (= its output).
+        pools: The average poolings between the neurons and the sum, in forward order.
+        neuron_shape: Per-sample shape of the spiking layer.
+
+    Returns:
+        float64 tensor of shape ``neuron_shape``.
+
+    Example:
+        >>> identity_fanout((1, 2, 2), [], (1, 2, 2)).flatten().tolist()
+        [1.0, 1.0, 1.0, 1.0]
+        >>> identity_fanout((1, 1, 1), [PoolGeometry((1, 2, 2), (2, 2), (2, 2))], (1, 2, 2)).sum().item()
+        4.0
+    """
+    ones = torch.ones(tuple(branch_shape), dtype=torch.float64)
+    return _through_pools(ones, tuple(pools), tuple(neuron_shape), "an identity shortcut")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import io
 import pickle
 import zlib
 from pathlib import Path
@@ -26,6 +27,9 @@ except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core.multiarray import _reconstruct
 
 MAX_IDX_ELEMENTS = 10**8
+# A CIFAR-10 batch is 10000 records of 3073 bytes (about 30 MB); a file 30 times larger is refused
+# before it is read.
+MAX_CIFAR_BATCH_BYTES = 1 << 30
 _IDX_TYPES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "short", 0x0C: "int",
               0x0D: "float", 0x0E: "double"}
 
@@ -126,10 +130,7 @@ def read_cifar_binary(path: Path) -> tuple[np.ndarray, np.ndarray]:
         ``(images, labels)``: uint8 ``(N, 3, 32, 32)`` and int64 ``(N,)`` with labels in ``[0, 10)``.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise DataError(f"{path}: cannot read: {err}") from None
+    raw = _read_bounded(path, MAX_CIFAR_BATCH_BYTES)
     record = 1 + 3 * 32 * 32
     if not raw or len(raw) % record:
         raise DataError(f"{path}: size {len(raw)} bytes is not a positive multiple of the "
@@ -140,6 +141,34 @@ def read_cifar_binary(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return rows[:, 1:].reshape(-1, 3, 32, 32).copy(), labels
 
 
+def _read_bounded(path: Path, limit: int) -> bytes:
+    """The bytes of ``path``; a missing, unreadable or over-``limit`` file is a :class:`DataError`."""
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise DataError(f"{path}: {size} bytes, more than the {limit} a CIFAR-10 batch may have")
+        return path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read: {err}") from None
+
+
+class _NdarrayToken:
+    """Stands for ``numpy.ndarray`` inside a pickle: only :func:`_safe_reconstruct` accepts it, so
+    a pickle cannot call ``ndarray(shape)`` itself (an uninitialized, arbitrarily large array)."""
+
+
+_NDARRAY = _NdarrayToken()
+
+
+def _safe_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """``_reconstruct`` as numpy's own pickles call it: an empty ``ndarray`` that the pickle's
+    ``BUILD`` then fills from its raw bytes (so the array is never larger than the file)."""
+    if subtype is not _NDARRAY or shape != (0,):
+        raise pickle.UnpicklingError("_reconstruct is allowed only for an empty numpy.ndarray, "
+                                     f"got {type(subtype).__name__} of shape {shape!r}")
+    return _reconstruct(np.ndarray, shape, dtype)
+
+
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     """``_codecs.encode`` as numpy's protocol-2 pickles use it (raw bytes as latin-1 text), only."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
@@ -148,9 +177,9 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
 
 
 _PICKLE_ALLOWED: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy.core.multiarray", "_reconstruct"): _safe_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _safe_reconstruct,
+    ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_encode,
 }
@@ -177,7 +206,10 @@ def read_cifar_python(path: Path) -> tuple[np.ndarray, np.ndarray]:
     The batch is a protocol-2 pickle (written by Python 2) of a dict with ``b'data'``, a uint8
     ``(N, 3072)`` array, and ``b'labels'``, N ints. It is unpickled with ``encoding="bytes"`` by an
     unpickler that resolves only numpy's array-rebuilding globals; any other global (``os.system``,
-    ``builtins.eval``...) is a :class:`DataError` raised before anything is called.
+    ``builtins.eval``...) is a :class:`DataError` raised before anything is called. The file is
+    read whole first (at most 1 GiB), so no length field in it can make the unpickler allocate more
+    than the file holds, and arrays are rebuilt only the way numpy pickles them (empty, then filled
+    from the file's bytes).
 
     Args:
         path: A ``data_batch_<i>`` or ``test_batch`` file (Krizhevsky 2009).
@@ -186,30 +218,39 @@ def read_cifar_python(path: Path) -> tuple[np.ndarray, np.ndarray]:
         ``(images, labels)``: uint8 ``(N, 3, 32, 32)`` and int64 ``(N,)`` with labels in ``[0, 10)``.
     """
     path = Path(path)
+    raw = _read_bounded(path, MAX_CIFAR_BATCH_BYTES)
     try:
-        with open(path, "rb") as file:
-            batch = _ArrayOnlyUnpickler(file, path).load()
+        batch = _ArrayOnlyUnpickler(io.BytesIO(raw), path).load()
     except DataError:
         raise
-    except OSError as err:
-        raise DataError(f"{path}: cannot read: {err}") from None
-    except Exception as err:  # any malformed pickle: UnpicklingError, EOFError, ValueError, ...
+    except Exception as err:  # any malformed pickle: UnpicklingError, EOFError, ValueError, MemoryError...
         raise DataError(f"{path}: not a readable CIFAR-10 Python batch: "
-                        f"{type(err).__name__}: {err}") from None
+                        f"{type(err).__name__}: {str(err)[:200]}") from None
+    try:
+        return _batch_arrays(batch, path)
+    except RecursionError:
+        raise DataError(f"{path}: not a CIFAR-10 Python batch: nested too deeply") from None
+
+
+def _batch_arrays(batch: Any, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Checks an unpickled CIFAR-10 batch and returns its ``(images, labels)``."""
     if not isinstance(batch, dict):
         raise DataError(f"{path}: expected a pickled dict, found {type(batch).__name__}")
     data = batch.get(b"data", batch.get("data"))
     labels = batch.get(b"labels", batch.get("labels"))
     if data is None or labels is None:
-        raise DataError(f"{path}: the dict lacks b'data' or b'labels' "
-                        f"(keys: {sorted(map(repr, batch))})")
+        keys = sorted(repr(k)[:40] for k in list(batch)[:20])
+        raise DataError(f"{path}: the dict lacks b'data' or b'labels' (keys: {keys})")
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.shape[1:] == (3072,)):
         found = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise DataError(f"{path}: b'data' must be a uint8 (N, 3072) array, found {found}")
     if not isinstance(labels, (list, np.ndarray)) or not all(
             isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels):
         raise DataError(f"{path}: b'labels' must be a list of ints")
-    label_array = np.asarray(labels, dtype=np.int64).reshape(-1)
+    try:
+        label_array = np.asarray(labels, dtype=np.int64).reshape(-1)
+    except (OverflowError, ValueError):
+        raise DataError(f"{path}: b'labels' hold values beyond 64-bit integers") from None
     if len(label_array) != len(data):
         raise DataError(f"{path}: {len(data)} images but {len(label_array)} labels")
     _check_labels(label_array, 10, path)

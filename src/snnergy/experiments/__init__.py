@@ -9,7 +9,15 @@ from snnergy.experiments.compare import DEFAULT_REGULARIZERS, DEFAULT_STRENGTHS,
 from snnergy.experiments.measure import measure
 from snnergy.experiments.pipeline import TrainedModel, measure_trained, result_record, train
 from snnergy.experiments.snn import simulate, stage_shapes
-from snnergy.experiments.steps import convert, convert_checkpoint, load_converted, load_run, simulate_converted
+from snnergy.experiments.steps import (
+    convert,
+    convert_checkpoint,
+    convert_model_file,
+    export_run_nir,
+    load_converted,
+    load_run,
+    simulate_converted,
+)
 from snnergy.experiments.store import read_results, write_config, write_results
 from snnergy.experiments.sweep import Sweep, SweepSummary, config_hash, load_sweep, parse_sweep, run_sweep
 from snnergy.experiments.sweep_store import Outcome, SweepStore
@@ -26,8 +34,10 @@ __all__ = [
     "config_hash",
     "convert",
     "convert_checkpoint",
+    "convert_model_file",
     "default_grid",
     "describe_profiles",
+    "export_run_nir",
     "load_converted",
     "load_run",
     "load_sweep",

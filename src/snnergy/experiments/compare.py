@@ -2,17 +2,19 @@
 simulate the SNN, and write results, report and plots.
 
 Each finished configuration is written to ``results.json``/``results.csv`` at once, so an
-interrupted comparison keeps every configuration it finished.
+interrupted comparison keeps every configuration it finished; the same command run again reuses
+them and resumes the interrupted configuration's training after its last finished epoch.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from snnergy.config import ExperimentConfig
+from snnergy.config import ExperimentConfig, config_to_dict
 from snnergy.conversion import convert as convert_model
 from snnergy.data import calibration_set
 from snnergy.energy import ENERGY_PROFILES
@@ -22,7 +24,7 @@ from snnergy.reporting import DEFAULT_PROFILE, write_report
 
 from snnergy.experiments.pipeline import measure_trained, result_record, train
 from snnergy.experiments.snn import simulate
-from snnergy.experiments.store import write_config, write_results
+from snnergy.experiments.store import RESULTS_JSON, read_results, write_config, write_results
 
 DEFAULT_REGULARIZERS = ("none", "l1", "hoyer", "hoyer-square")
 
@@ -82,15 +84,13 @@ def run_configuration(config: ExperimentConfig, out: Path | None, progress: bool
         timesteps=config.simulate.timesteps,
         input=config.simulate.input,
         max_samples=config.simulate.max_samples,
+        max_memory=config.simulate.max_memory,
         profiles=config.profiles,
         seed=config.seed,
         device=trained.device,
         progress=progress,
     )
-    result = result_record(config, dnn, record)
-    if snn.silent_layers:
-        result["snn"]["silent_layers"] = list(snn.silent_layers)
-    return result
+    return result_record(config, dnn, record)
 
 
 def compare(
@@ -127,15 +127,18 @@ def compare(
     if base.profiles is not None and profile not in base.profiles:
         raise ConfigError(f"report profile '{profile}' is not among the configured profiles {list(base.profiles)}")
     records: list[dict[str, Any]] = []
+    finished = finished_records(out) if out is not None else {}
     if out is not None:
         write_config(out, base)
     for name, strength in grid:
         config = replace(base, train=replace(base.train, regularizer=name, strength=float(strength)))
         run_out = Path(out) / "runs" / f"{name}-{strength:g}" if out is not None else None
-        try:
-            record = run_configuration(config, run_out, progress)
-        except SnnergyError as err:
-            record = {**result_record(config), "error": str(err)}
+        record = finished.get(_identity(config))
+        if record is None:
+            try:
+                record = run_configuration(config, run_out, progress)
+            except SnnergyError as err:
+                record = {**result_record(config), "error": str(err)}
         records.append(record)
         if out is not None:
             write_results(out, records)
@@ -144,3 +147,15 @@ def compare(
     if out is not None:
         write_report(out, records, profile)
     return records
+
+
+def finished_records(out: str | Path) -> dict[str, dict[str, Any]]:
+    """The finished (not failed) records of an earlier comparison in ``out``, by configuration:
+    a rerun of the same command reuses them instead of training again (it resumes)."""
+    if not (Path(out) / RESULTS_JSON).is_file():
+        return {}
+    return {json.dumps(r["config"]["resolved"], sort_keys=True): r for r in read_results(out) if "error" not in r}
+
+
+def _identity(config: ExperimentConfig) -> str:
+    return json.dumps(json.loads(json.dumps(config_to_dict(config))), sort_keys=True)

@@ -70,6 +70,7 @@ def measure(
             x = x.to(device)
             if geometries is None:
                 geometries = {g.name: g for g in layer_geometries(model, tuple(x.shape[1:]))}
+                recorder.record()  # drop the geometry probe's all-zero sample: only the data is counted
             logits = model(x)
             record = recorder.record()
             correct += int((logits.argmax(1).cpu() == y).sum())

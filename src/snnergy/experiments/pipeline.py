@@ -5,6 +5,7 @@ These are the Python API behind ``snnergy train`` (and the first steps of ``snne
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from torch import nn
 from snnergy.config import ExperimentConfig, config_to_dict
 from snnergy.data import DatasetSplits, load_dataset
 from snnergy.models import build_model
+from snnergy.errors import ConfigError
 from snnergy.records import DNNRecord
+from snnergy.train_state import STATE_FILE, TrainState, config_difference, load_train_state, save_train_state
 from snnergy.training import EpochLog, fit, resolve_device, save_checkpoint, seed_everything
 
 from snnergy.experiments.measure import measure
@@ -25,13 +28,15 @@ CHECKPOINT_DIR = "checkpoint"
 
 @dataclass
 class TrainedModel:
-    """A trained DNN with what produced it."""
+    """A trained DNN with what produced it (``resumed_from``: the finished epochs it resumed after,
+    0 for a fresh run)."""
 
     model: nn.Module
     config: ExperimentConfig
     splits: DatasetSplits
     history: list[EpochLog]
     device: torch.device
+    resumed_from: int = 0
 
 
 def train(
@@ -45,8 +50,13 @@ def train(
     Args:
         config: The experiment (``None``: defaults, i.e. LeNet on digits, no regularizer).
         out: If given, the checkpoint of every finished epoch is written to ``out/checkpoint``
-            (atomically: a crash or a NaN keeps the last good one).
+            (atomically: a crash or a NaN keeps the last good one) with the state to resume from
+            (:mod:`snnergy.train_state`); when ``out`` already holds such a state of the same
+            configuration, training resumes after its last finished epoch.
         progress: Show progress bars.
+
+    Raises:
+        ConfigError: ``out`` holds a training run of another configuration.
 
     Example:
         >>> from snnergy.config import ExperimentConfig, DataConfig, ModelConfig, TrainConfig
@@ -61,21 +71,21 @@ def train(
     device = resolve_device(config.device)
     splits = load_dataset(config.data, seed=config.seed)
     model = build_model(config.model, splits.input_shape, splits.num_classes)
-    history: list[EpochLog] = []
+    folder = Path(out) / CHECKPOINT_DIR if out is not None else None
+    resume = resumable_state(folder, config) if folder is not None else None
+    history = [EpochLog(**h) for h in resume.history] if resume is not None else []
 
     def checkpoint(m: nn.Module, log: EpochLog) -> None:
         history.append(log)
-        if out is not None:
-            save_checkpoint(
-                Path(out) / CHECKPOINT_DIR,
-                m,
-                config,
-                input_shape=splits.input_shape,
-                num_classes=splits.num_classes,
-                history=history,
-            )
+        if folder is not None:
+            save_checkpoint(folder, m, config, input_shape=splits.input_shape, num_classes=splits.num_classes,
+                            history=history)
 
-    fit(
+    def keep_state(state: TrainState) -> None:
+        state.config = training_identity(config)
+        save_train_state(folder / STATE_FILE, state)  # type: ignore[operator]
+
+    logs = fit(
         model,
         splits,
         config.train,
@@ -85,8 +95,38 @@ def train(
         progress=progress,
         on_epoch=checkpoint,
         convert_config=config.convert,
+        resume=resume,
+        on_state=keep_state if folder is not None else None,
     )
-    return TrainedModel(model, config, splits, history, device)
+    return TrainedModel(model, config, splits, logs, device, resume.epoch if resume is not None else 0)
+
+
+def training_identity(config: ExperimentConfig) -> dict[str, Any]:
+    """The parts of a configuration that decide its training (JSON-normalized): a run resumes
+    only from a state with the same identity."""
+    full = json.loads(json.dumps(config_to_dict(config)))
+    return {key: full[key] for key in ("data", "model", "train", "convert", "seed")}
+
+
+def resumable_state(folder: Path, config: ExperimentConfig) -> TrainState | None:
+    """The training state saved in ``folder`` for ``config``, or ``None`` when there is none.
+
+    Raises:
+        ConfigError: The state belongs to another configuration (the message names the first
+            differing key); nothing is overwritten.
+        CheckpointError: The state file is corrupt.
+    """
+    path = folder / STATE_FILE
+    if not path.is_file():
+        return None
+    state = load_train_state(path)
+    difference = config_difference(state.config, training_identity(config))
+    if difference is not None:
+        raise ConfigError(
+            f"{folder}: holds a training run of another configuration ({difference}); "
+            "choose another output folder, or delete it to start over"
+        )
+    return state
 
 
 def measure_trained(trained: TrainedModel) -> DNNRecord:

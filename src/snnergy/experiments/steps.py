@@ -10,6 +10,7 @@ from snnergy.config import ConvertConfig, ExperimentConfig, config_from_dict
 from snnergy.conversion import convert as convert_model
 from snnergy.data import calibration_set, load_dataset
 from snnergy.errors import CheckpointError, ConfigError
+from snnergy.interop import export_nir, load_model_file
 from snnergy.records import SNNRecord
 from snnergy.simulation import SpikingNetwork, load_snn, save_snn
 from snnergy.training import Checkpoint, load_checkpoint, resolve_device
@@ -67,6 +68,42 @@ def convert_checkpoint(checkpoint: Checkpoint, config: ExperimentConfig, out: st
     return snn
 
 
+def convert_model_file(spec: str, weights: str | Path, config: ExperimentConfig, out: str | Path) -> SpikingNetwork:
+    """Converts a user's model (``FILE.py:FACTORY`` and safetensors weights) and writes the SNN.
+
+    Calibration data come from the training split of ``config.data``'s dataset, as for
+    :func:`convert_checkpoint`; the factory gets ``input_shape=`` and ``num_classes=`` when it
+    takes such parameters. The written config names the model by ``spec``.
+
+    Raises:
+        ConfigError: A bad file or factory (see :func:`snnergy.interop.load_model_file`), or a
+            model whose outputs do not match the dataset's classes.
+        CheckpointError: Weights that do not match the model's ``state_dict``.
+    """
+    splits = load_dataset(config.data, seed=config.seed)
+    model = load_model_file(spec, weights, input_shape=splits.input_shape, num_classes=splits.num_classes)
+    calibration = calibration_set(splits, config.data.calibration_size, seed=config.seed)
+    snn = convert_model(model, calibration, config.convert)
+    outputs = snn.shapes()[snn.stages[-1].name][1]
+    if outputs != (splits.num_classes,):
+        raise ConfigError(f"{spec} gives outputs of shape {outputs}; dataset '{config.data.dataset}' "
+                          f"has {splits.num_classes} classes")
+    config = replace(config, model=replace(config.model, name=str(spec)))
+    save_snn(snn, Path(out))
+    write_config(out, config)
+    return snn
+
+
+def export_run_nir(folder: str | Path, out: str | Path) -> SpikingNetwork:
+    """Writes the SNN of a ``snnergy convert`` folder to the NIR file ``out``."""
+    folder = Path(folder)
+    if not (folder / "snn.json").is_file():
+        raise CheckpointError(f"{folder}: no converted network here (snn.json); run `snnergy convert` first")
+    snn = load_snn(folder)
+    export_nir(snn, out)
+    return snn
+
+
 def load_converted(folder: str | Path) -> tuple[SpikingNetwork, ExperimentConfig]:
     """Loads an SNN folder written by :func:`convert_checkpoint` with its config."""
     folder = Path(folder)
@@ -87,6 +124,7 @@ def simulate_converted(snn: SpikingNetwork, config: ExperimentConfig, out: str |
         timesteps=config.simulate.timesteps,
         input=config.simulate.input,
         max_samples=config.simulate.max_samples,
+        max_memory=config.simulate.max_memory,
         profiles=config.profiles,
         seed=config.seed,
         device=resolve_device(config.device),
@@ -97,4 +135,5 @@ def simulate_converted(snn: SpikingNetwork, config: ExperimentConfig, out: str |
     return record
 
 
-__all__ = ["RESULTS_JSON", "convert", "convert_checkpoint", "load_converted", "load_run", "simulate_converted"]
+__all__ = ["RESULTS_JSON", "convert", "convert_checkpoint", "convert_model_file", "export_run_nir", "load_converted",
+           "load_run", "simulate_converted"]

@@ -8,8 +8,8 @@ from typing import Any
 
 from snnergy.checkpoints import read_json, write_json
 from snnergy.config import ExperimentConfig, config_to_dict
-from snnergy.errors import SnnergyError
 from snnergy.reporting import result_rows, write_csv
+from snnergy.reporting.schema import check_records
 
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
@@ -29,9 +29,12 @@ def write_config(out: str | Path, config: ExperimentConfig) -> None:
 
 
 def read_results(out: str | Path) -> list[dict[str, Any]]:
-    """Reads ``results.json`` of a run folder; anything but a list of records is an error."""
+    """Reads ``results.json`` of a run folder, checked record by record.
+
+    Raises:
+        CheckpointError: The file is missing or is not JSON.
+        ResultsError: It is not a list of result records: a missing key, a value of the wrong type
+            or range, lists of different lengths, NaN or inf (see :mod:`snnergy.reporting.schema`).
+    """
     path = Path(out) / RESULTS_JSON
-    data = read_json(path)
-    if not isinstance(data, list) or not all(isinstance(r, dict) and "config" in r for r in data):
-        raise SnnergyError(f"{path}: expected a list of result records with a 'config' part")
-    return data
+    return check_records(read_json(path), str(path))

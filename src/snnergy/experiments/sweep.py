@@ -31,7 +31,6 @@ import itertools
 import json
 import math
 import os
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from snnergy.checkpoints import write_json
-from snnergy.config import ExperimentConfig, config_from_dict, config_to_dict
+from snnergy.config import ExperimentConfig, config_from_dict, config_to_dict, read_toml
 from snnergy.data import DATASETS
 from snnergy.energy import ENERGY_PROFILES
 from snnergy.errors import ConfigError, SnnergyError
@@ -52,11 +51,6 @@ from snnergy.reporting.tables import DEFAULT_PROFILE
 from snnergy.experiments.pipeline import result_record
 from snnergy.experiments.store import write_results
 from snnergy.experiments.sweep_store import STORE_FILE, Outcome, SweepStore
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 SWEEP_TABLES = ("description", "base", "grid", "strengths")
 # Config fields whose values must be registered names, and the registry that knows them.
@@ -113,13 +107,7 @@ def config_hash(config: ExperimentConfig) -> str:
 def load_sweep(path: str | Path) -> Sweep:
     """Reads and validates a sweep file; every error message starts with the file's path."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: sweep file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not a valid TOML file: {err}") from None
-    return parse_sweep(data, source=str(path))
+    return parse_sweep(read_toml(path, "sweep file"), source=str(path))
 
 
 def parse_sweep(data: Mapping[str, Any], source: str = "sweep") -> Sweep:
@@ -380,7 +368,15 @@ def _run_pool(jobs: Sequence[tuple[ExperimentConfig, str | None]], workers: int)
                         "rerun the same command to resume"
                     ) from None
     finally:
+        # on an interrupt (or the consumer closing early) a worker still running a configuration
+        # is stopped rather than waited for; its epoch checkpoints let the next run resume it
+        processes = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=10)
 
 
 def _ray_execute(config: ExperimentConfig, run_out: str | None) -> Outcome:

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from snnergy.errors import SnnergyError
+from snnergy.errors import ResultsError, SnnergyError
+from snnergy.reporting.schema import check_record
 
 STORE_FILE = "sweep.sqlite"
 SCHEMA_VERSION = "1"
 STATUSES = ("finished", "failed")
+RUN_COLUMNS = ("id", "status", "config", "record", "error", "started_at", "finished_at", "wall_s", "attempts")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -89,17 +91,19 @@ class SweepStore:
     Example:
         >>> import tempfile, pathlib
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "sweep.sqlite"
+        >>> failed = {"config": {"dataset": "digits", "model": "mlp", "regularizer": "l1", "strength": 9.0, "seed": 0},
+        ...           "error": "TrainingError: diverged"}
         >>> with SweepStore(path) as store:
-        ...     store.put(Outcome("a1", "finished", {"seed": 0}, {"config": {"seed": 0}}, None, "t0", "t1", 1.5))
-        ...     store.statuses(), store.records()
+        ...     store.put(Outcome("a1", "failed", failed["config"], failed, failed["error"], "t0", "t1", 1.5))
+        ...     store.statuses(), store.records(include_failed=True) == [failed]
         True
-        ({'a1': 'finished'}, [{'config': {'seed': 0}}])
+        ({'a1': 'failed'}, True)
     """
 
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
         if readonly and not self.path.is_file():
-            raise SnnergyError(f"{self.path}: no sweep store here; run `snnergy sweep` first")
+            raise ResultsError(f"{self.path}: no sweep store here; run `snnergy sweep` first")
         try:
             if readonly:
                 self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
@@ -112,12 +116,22 @@ class SweepStore:
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
             self._check()
         except sqlite3.DatabaseError as err:
-            raise SnnergyError(f"{self.path}: not a snnergy sweep store ({err})") from None
+            if hasattr(self, "_db"):
+                self._db.close()
+            raise ResultsError(f"{self.path}: not a snnergy sweep store ({err})") from None
+        except ResultsError:
+            self._db.close()
+            raise
 
     def _check(self) -> None:
+        """Checks the schema version and that table ``runs`` has every column this code reads."""
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is None or row[0] != SCHEMA_VERSION:
-            raise SnnergyError(f"{self.path}: sweep store schema {row and row[0]!r}, this snnergy reads {SCHEMA_VERSION!r}")
+            raise ResultsError(f"{self.path}: sweep store schema {row and row[0]!r}, this snnergy reads {SCHEMA_VERSION!r}")
+        columns = {info[1] for info in self._db.execute("PRAGMA table_info(runs)")}
+        missing = [c for c in RUN_COLUMNS if c not in columns]
+        if missing:
+            raise ResultsError(f"{self.path}: not a snnergy sweep store (table 'runs' lacks {', '.join(missing)})")
 
     def __enter__(self) -> SweepStore:
         return self
@@ -159,8 +173,12 @@ class SweepStore:
         self._db.execute("COMMIT")
 
     def statuses(self) -> dict[str, str]:
-        """``{id: status}`` of every stored configuration."""
-        return dict(self._db.execute("SELECT id, status FROM runs"))
+        """``{id: status}`` of every stored configuration; a row of another status is an error."""
+        statuses = dict(self._db.execute("SELECT id, status FROM runs"))
+        for id_, status in statuses.items():
+            if status not in STATUSES:
+                raise ResultsError(f"{self.path}: row {id_!r} has status {status!r}, expected one of {STATUSES}")
+        return statuses
 
     def outcomes(self, status: str | None = None) -> list[Outcome]:
         """Stored rows (of one status, or all), oldest first."""
@@ -175,12 +193,15 @@ class SweepStore:
     def _rows(self, rows: Any) -> Iterator[Outcome]:
         for id_, status, config, record, error, started, finished, wall_s, attempts in rows:
             try:
-                yield Outcome(
+                outcome = Outcome(
                     id_, status, json.loads(config), None if record is None else json.loads(record),
                     error, started, finished, wall_s, attempts,
                 )
-            except json.JSONDecodeError as err:
-                raise SnnergyError(f"{self.path}: row {id_} holds malformed JSON ({err})") from None
+            except (TypeError, ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
+                raise ResultsError(f"{self.path}: row {id_!r} holds malformed JSON ({err})") from None
+            if outcome.record is not None:
+                check_record(outcome.record, f"{self.path}: row {id_!r}")
+            yield outcome
 
     def records(self, include_failed: bool = False) -> list[dict[str, Any]]:
         """Result records of finished configurations (each once), oldest first; with

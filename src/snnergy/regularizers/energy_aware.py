@@ -151,14 +151,28 @@ class SynOpsPenalty:
         """The running scale of each activation layer (NaN: not seen yet), float64 copies."""
         return {name: s.clone() for name, s in self._scales.items()}
 
-    def observe(self, record: ActivityRecord) -> None:
-        """Updates each layer's running scale with this batch's percentile."""
-        for layer in self.structure.spiking:
-            a = _map(record.activations, layer.name, "activation map").detach()
-            observed = nonzero_percentile(a, self.options.percentile, self.options.channelwise)
-            self._scales[layer.name] = update_scale(self._scales.get(layer.name), observed, self.momentum)
+    def state_dict(self) -> dict[str, Tensor]:
+        """The running scales by layer name (to resume training; NaN: not seen yet)."""
+        return self.scales
 
-    def values(self, record: ActivityRecord) -> Tensor:
+    def load_state_dict(self, scales: dict[str, Tensor]) -> None:
+        """Restores running scales saved by :meth:`state_dict`."""
+        self._scales = {name: s.clone() for name, s in scales.items()}
+
+    def batch_scales(self, record: ActivityRecord) -> dict[str, Tensor]:
+        """Each activation layer's percentile on this batch (differentiable when the map is)."""
+        pct, cw = self.options.percentile, self.options.channelwise
+        maps = {s.name: _map(record.activations, s.name, "activation map") for s in self.structure.spiking}
+        return {name: nonzero_percentile(a if self.scale_gradient else a.detach(), pct, cw) for name, a in maps.items()}
+
+    def observe(self, record: ActivityRecord, batch: dict[str, Tensor] | None = None) -> None:
+        """Updates each layer's running scale with this batch's percentile (``batch``: as
+        :meth:`batch_scales` gives them, to compute them once per batch)."""
+        batch = batch if batch is not None else self.batch_scales(record)
+        for layer in self.structure.spiking:
+            self._scales[layer.name] = update_scale(self._scales.get(layer.name), batch[layer.name].detach(), self.momentum)
+
+    def values(self, record: ActivityRecord, batch: dict[str, Tensor] | None = None) -> Tensor:
         """Per-sample value: SynOps of ``timesteps`` steps, or joules on the profile. ``(B,)``.
 
         Uses the running scales as they are (call :meth:`observe` first to include this batch).
@@ -167,8 +181,8 @@ class SynOpsPenalty:
         maps = [_map(record.activations, s.name, "activation map") for s in layers]
         scales = [self._scales.get(s.name, torch.tensor(math.nan, dtype=torch.float64)) for s in layers]
         if self.scale_gradient:
-            pct, cw = self.options.percentile, self.options.channelwise
-            scales = [scale_with_gradient(lam, nonzero_percentile(a, pct, cw)) for lam, a in zip(scales, maps)]
+            batch = batch if batch is not None else self.batch_scales(record)
+            scales = [scale_with_gradient(lam, batch[s.name]) for lam, s in zip(scales, layers)]
         fanouts = [_placed(self._placed, self._fanouts, s.name, a) for s, a in zip(layers, maps)]
         synops = self.options.timesteps * expected_synops(maps, fanouts, scales)
         if self.profile is None:
@@ -180,8 +194,9 @@ class SynOpsPenalty:
         return JOULES_PER_PICOJOULE * (synops * p.e_ac_pj + constant)
 
     def __call__(self, record: ActivityRecord) -> Tensor:
-        self.observe(record)
-        return budget_excess(self.values(record), self.options.budget)
+        batch = self.batch_scales(record)  # once per batch: the percentile sorts every non-zero value
+        self.observe(record, batch)
+        return budget_excess(self.values(record, batch), self.options.budget)
 
 
 class MacsPenalty:
@@ -206,14 +221,28 @@ class MacsPenalty:
         """The running input scale of each weighted layer but the first (NaN: not seen yet)."""
         return {name: s.clone() for name, s in self._scales.items()}
 
-    def observe(self, record: ActivityRecord) -> None:
-        """Updates each layer's running input scale with this batch's percentile."""
-        for geom in self.layers[1:]:
-            x = _map(record.layer_inputs, geom.name, "input").detach()
-            observed = nonzero_percentile(x, self.options.percentile)
-            self._scales[geom.name] = update_scale(self._scales.get(geom.name), observed, self.momentum)
+    def state_dict(self) -> dict[str, Tensor]:
+        """The running scales by layer name (to resume training; NaN: not seen yet)."""
+        return self.scales
 
-    def values(self, record: ActivityRecord) -> Tensor:
+    def load_state_dict(self, scales: dict[str, Tensor]) -> None:
+        """Restores running scales saved by :meth:`state_dict`."""
+        self._scales = {name: s.clone() for name, s in scales.items()}
+
+    def batch_scales(self, record: ActivityRecord) -> dict[str, Tensor]:
+        """Each weighted layer's (but the first's) input percentile on this batch."""
+        inputs = {g.name: _map(record.layer_inputs, g.name, "input") for g in self.layers[1:]}
+        pct = self.options.percentile
+        return {name: nonzero_percentile(x if self.scale_gradient else x.detach(), pct) for name, x in inputs.items()}
+
+    def observe(self, record: ActivityRecord, batch: dict[str, Tensor] | None = None) -> None:
+        """Updates each layer's running input scale with this batch's percentile (``batch``: as
+        :meth:`batch_scales` gives them)."""
+        batch = batch if batch is not None else self.batch_scales(record)
+        for geom in self.layers[1:]:
+            self._scales[geom.name] = update_scale(self._scales.get(geom.name), batch[geom.name].detach(), self.momentum)
+
+    def values(self, record: ActivityRecord, batch: dict[str, Tensor] | None = None) -> Tensor:
         """Per-sample value: smooth effective MACs, or joules on the profile. ``(B,)``."""
         first, rest = self.layers[0], self.layers[1:]
         x0 = _map(record.layer_inputs, first.name, "input")
@@ -222,8 +251,8 @@ class MacsPenalty:
             inputs = [_map(record.layer_inputs, g.name, "input") for g in rest]
             scales = [self._scales.get(g.name, torch.tensor(math.nan, dtype=torch.float64)) for g in rest]
             if self.scale_gradient:
-                pct = self.options.percentile
-                scales = [scale_with_gradient(mu, nonzero_percentile(x, pct)) for mu, x in zip(scales, inputs)]
+                batch = batch if batch is not None else self.batch_scales(record)
+                scales = [scale_with_gradient(mu, batch[g.name]) for mu, g in zip(scales, rest)]
             fanouts = [_placed(self._placed, self._fanouts, g.name, x) for g, x in zip(rest, inputs)]
             macs = macs + smooth_macs(inputs, fanouts, scales, self.eps)
         if self.profile is None:
@@ -231,8 +260,9 @@ class MacsPenalty:
         return JOULES_PER_PICOJOULE * self.profile.e_mac_pj * macs
 
     def __call__(self, record: ActivityRecord) -> Tensor:
-        self.observe(record)
-        return budget_excess(self.values(record), self.options.budget)
+        batch = self.batch_scales(record)  # once per batch
+        self.observe(record, batch)
+        return budget_excess(self.values(record, batch), self.options.budget)
 
 
 # ----------------------------------------------------------------------------- registry entries
@@ -278,7 +308,19 @@ class SynOpsRegularizer:
         raise _refuse_per_layer("synops")
 
     def bind(self, model: nn.Module, input_shape: tuple[int, ...], options: PenaltyOptions = PenaltyOptions()) -> SynOpsPenalty:
-        """The bound penalty for ``model`` (its structure is traced once, here)."""
+        """The bound penalty for ``model`` (its structure is traced once, here).
+
+        Raises:
+            ConfigError: ``model`` is not a chain of modules (an ``nn.Sequential``): in a residual
+                or functional forward a spike also fans out into branches the module-call trace
+                does not see, so the estimate would undercount.
+        """
+        if not is_module_chain(model):
+            raise ConfigError(
+                f"'synops' estimates fan-out along a chain of modules (an nn.Sequential); "
+                f"{type(model).__name__} has a forward of its own (residual additions or functional "
+                "calls) whose spikes it would undercount: use l1, hoyer, hoyer-square or macs for it"
+            )
         return SynOpsPenalty(trace_structure(model, input_shape), options, self.momentum, self.scale_gradient)
 
 
@@ -319,3 +361,17 @@ class MacsRegularizer:
 
 REGULARIZERS.add("synops", SynOpsRegularizer())  # type: ignore[arg-type]
 REGULARIZERS.add("macs", MacsRegularizer())  # type: ignore[arg-type]
+
+
+def is_module_chain(model: nn.Module) -> bool:
+    """Whether ``model`` is an ``nn.Sequential`` whose children are leaf modules or such chains.
+
+    Example:
+        >>> is_module_chain(nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.ReLU())))
+        True
+        >>> is_module_chain(nn.Linear(2, 2))
+        False
+    """
+    if type(model) is not nn.Sequential:
+        return False
+    return all(next(c.children(), None) is None or is_module_chain(c) for c in model.children())

@@ -89,7 +89,7 @@ def update_scale(scale: Tensor | None, observed: Tensor, momentum: float = SCALE
         [3.0, 1.0]
     """
     observed = observed.detach()
-    scale = None if scale is None else scale.detach()
+    scale = None if scale is None else scale.detach().to(observed.device)
     if scale is None:
         return observed.clone()
     blended = (1.0 - momentum) * scale + momentum * observed

@@ -5,6 +5,7 @@ It reads only the JSON form of results (``results.json``: a list of records with
 """
 
 from snnergy.reporting.pareto import iso_accuracy, pareto_front, snn_fronts
+from snnergy.reporting.schema import check_record, check_records
 from snnergy.reporting.report import (
     format_summary,
     report_markdown,
@@ -16,6 +17,7 @@ from snnergy.reporting.report import (
 )
 from snnergy.reporting.tables import (
     DEFAULT_PROFILE,
+    collapsed_layers,
     csv_text,
     dnn_row,
     format_value,
@@ -26,6 +28,9 @@ from snnergy.reporting.tables import (
 
 __all__ = [
     "DEFAULT_PROFILE",
+    "check_record",
+    "check_records",
+    "collapsed_layers",
     "csv_text",
     "dnn_row",
     "format_summary",

@@ -5,6 +5,8 @@ It reads result records only (DESIGN.md's schema). A *configuration* (:class:`Gr
 record whose resolved config is the same but for ``seed`` and ``device``; its numbers are means
 over those seeds. An SNN point is a (configuration, T) pair, since energy grows with T while
 accuracy converges. Fronts maximize accuracy and minimize cost (energy, or effective MACs).
+A configuration with a collapsed run (a layer silent on every input) is listed with a note but
+is never on a front nor in the iso-accuracy verdict: its low energy is not a saving.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snnergy.reporting.report import ok_records, reference_accuracy
+from snnergy.reporting.tables import collapsed_layers
 
 IGNORED_KEYS = ("seed", "device")  # not part of a configuration's identity
 HEADLINE_KEYS = ("data.dataset", "model.name", "train.regularizer", "train.strength", "dataset", "model", "regularizer", "strength")
@@ -107,6 +110,16 @@ class Group:
     def seeds(self) -> list[Any]:
         """The seeds of its runs."""
         return [r["config"].get("seed") for r in self.records]
+
+    @property
+    def collapsed(self) -> list[str]:
+        """Silent layers of any of its runs (see :func:`~snnergy.reporting.tables.collapsed_layers`)."""
+        return list(dict.fromkeys(name for r in self.records for name in collapsed_layers(r)))
+
+
+def usable(groups: Sequence[Group]) -> list[Group]:
+    """The configurations that did not collapse: the candidates of fronts and verdicts."""
+    return [g for g in groups if not g.collapsed]
 
 
 def group_records(records: Sequence[Mapping[str, Any]]) -> list[Group]:
@@ -211,7 +224,9 @@ def snn_points(group: Group, profile: str) -> list[SNNPoint]:
 
 
 def snn_fronts(groups: Sequence[Group], profile: str) -> dict[str, list[SNNPoint]]:
-    """Per regularizer, the Pareto front of SNN points (accuracy vs energy), by increasing energy."""
+    """Per regularizer, the Pareto front of SNN points (accuracy vs energy), by increasing energy;
+    collapsed configurations are left out."""
+    groups = usable(groups)
     fronts = {}
     for regularizer in dict.fromkeys(g.regularizer for g in groups):
         points = [p for g in groups if g.regularizer == regularizer for p in snn_points(g, profile)]
@@ -221,7 +236,9 @@ def snn_fronts(groups: Sequence[Group], profile: str) -> dict[str, list[SNNPoint
 
 
 def dnn_fronts(groups: Sequence[Group], profile: str) -> dict[str, list[Group]]:
-    """Per regularizer, the Pareto front of configurations: DNN accuracy vs effective MACs."""
+    """Per regularizer, the Pareto front of configurations: DNN accuracy vs effective MACs;
+    collapsed configurations are left out."""
+    groups = usable(groups)
     fronts = {}
     for regularizer in dict.fromkeys(g.regularizer for g in groups):
         members = [g for g in groups if g.regularizer == regularizer]
@@ -255,6 +272,7 @@ def configuration_rows(groups: Sequence[Group], profile: str, target: float) -> 
         row: dict[str, Any] = {
             "configuration": g.label, "dataset": g.dataset, "model": g.model, "regularizer": g.regularizer,
             "strength": g.strength, "seeds": len(g.records),
+            "note": f"collapsed: {', '.join(g.collapsed)} silent" if g.collapsed else "",
         }
         for name, (mean, std) in dnn.items():
             row[f"dnn_{name}"], row[f"dnn_{name}_std"] = mean, std
@@ -272,10 +290,11 @@ def configuration_rows(groups: Sequence[Group], profile: str, target: float) -> 
 
 def iso_accuracy(groups: Sequence[Group], target: float, profile: str) -> list[dict[str, Any]]:
     """Per regularizer: the lowest-energy DNN configuration and the lowest-energy SNN
-    (configuration, T) whose seed-mean accuracy reaches ``target`` (``None`` where none does)."""
+    (configuration, T) whose seed-mean accuracy reaches ``target`` (``None`` where none does);
+    collapsed configurations are never chosen."""
     rows = []
     for regularizer in dict.fromkeys(g.regularizer for g in groups):
-        members = [g for g in groups if g.regularizer == regularizer]
+        members = [g for g in usable(groups) if g.regularizer == regularizer]
         dnn_ok = [(g, dnn_stats(g, profile)) for g in members]
         dnn_ok = [(g, s) for g, s in dnn_ok if s["accuracy"][0] >= target and math.isfinite(s["energy_j"][0])]
         snn_ok = [p for g in members for p in snn_points(g, profile) if p.accuracy >= target and math.isfinite(p.energy_j)]

@@ -9,7 +9,7 @@ from typing import Any
 
 from snnergy.checkpoints import atomic_write
 from snnergy.errors import ConfigError
-from snnergy.reporting.tables import DEFAULT_PROFILE, dnn_row, format_value, markdown_table
+from snnergy.reporting.tables import DEFAULT_PROFILE, collapsed_layers, dnn_row, energy_ratio, format_value, markdown_table
 
 SUMMARY_COLUMNS = [
     ("regularizer", "regularizer"),
@@ -33,6 +33,11 @@ def ok_records(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [r for r in records if "error" not in r and "dnn" in r]
 
 
+def usable_records(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Finished records whose network did not collapse: the candidates of every verdict."""
+    return [r for r in ok_records(records) if not collapsed_layers(r)]
+
+
 def _first_t_within(snn: Mapping[str, Any], target: float) -> int | None:
     for t, acc in zip(snn["timesteps"], snn["accuracy"]):
         if acc >= target:
@@ -44,7 +49,9 @@ def summary_rows(
     records: Sequence[Mapping[str, Any]], profile: str = DEFAULT_PROFILE, drop: float = 0.01
 ) -> list[dict[str, Any]]:
     """One row per finished configuration: DNN numbers, SNN numbers at the largest T, and the
-    smallest T at which the SNN is within ``drop`` of its own DNN.
+    smallest T at which the SNN is within ``drop`` of its own DNN. A collapsed network (see
+    :func:`~snnergy.reporting.tables.collapsed_layers`) gets a note, and neither an energy ratio
+    nor a T to its DNN's accuracy.
 
     Example:
         >>> rec = {"config": {"dataset": "d", "model": "m", "regularizer": "l1", "strength": 1.0, "seed": 0},
@@ -69,17 +76,11 @@ def summary_rows(
                 snn_accuracy=snn["accuracy"][-1],
                 synops=snn["synops"][-1],
                 snn_energy_j=energy[-1],
-                snn_dnn_energy_ratio=energy[-1] / row["dnn_energy_j"] if row["dnn_energy_j"] else math.nan,
-                t_within=_first_t_within(snn, row["dnn_accuracy"] - drop),
+                snn_dnn_energy_ratio=energy_ratio(energy[-1], row["dnn_energy_j"], bool(silent)),
+                t_within=None if silent else _first_t_within(snn, row["dnn_accuracy"] - drop),
             )
         rows.append(row)
     return rows
-
-
-def collapsed_layers(record: Mapping[str, Any]) -> list[str]:
-    """Layers whose activations are all zero on the test data: a collapsed network, whose
-    "savings" are those of a network that no longer computes anything."""
-    return [name for name, sparsity in record["dnn"].get("sparsity", {}).items() if sparsity >= 1.0]
 
 
 def reference_accuracy(records: Sequence[Mapping[str, Any]]) -> tuple[float, str]:
@@ -94,13 +95,14 @@ def reference_accuracy(records: Sequence[Mapping[str, Any]]) -> tuple[float, str
 
 def verdict(records: Sequence[Mapping[str, Any]], profile: str = DEFAULT_PROFILE, drop: float = 0.01) -> list[str]:
     """Lines answering: within ``drop`` of the reference accuracy, which configuration spends
-    the least energy as a DNN, and which (configuration, T) as an SNN?"""
+    the least energy as a DNN, and which (configuration, T) as an SNN? Collapsed networks are
+    never candidates; a last line names them."""
     reference, what = reference_accuracy(records)
     target = reference - drop
     lines = [f"Target: accuracy >= {target:.4f} ({what} {reference:.4f} minus {drop * 100:.3g} pp), profile `{profile}`."]
-    dnn_ok = [r for r in ok_records(records) if r["dnn"]["accuracy"] >= target]
+    dnn_ok = [r for r in usable_records(records) if r["dnn"]["accuracy"] >= target and profile in r["dnn"]["energy_j"]]
     if dnn_ok:
-        best = min(dnn_ok, key=lambda r: r["dnn"]["energy_j"].get(profile, math.inf))
+        best = min(dnn_ok, key=lambda r: r["dnn"]["energy_j"][profile])
         lines.append(
             f"- Lowest DNN energy: **{_name(best)}**, {best['dnn']['energy_j'][profile]:.3g} J/sample, "
             f"accuracy {best['dnn']['accuracy']:.4f}, {best['dnn']['macs_effective']:.3g} effective MACs."
@@ -109,7 +111,7 @@ def verdict(records: Sequence[Mapping[str, Any]], profile: str = DEFAULT_PROFILE
         lines.append("- No DNN reaches the target.")
     snn_points = [
         (r, i)
-        for r in ok_records(records)
+        for r in usable_records(records)
         if r.get("snn")
         for i, acc in enumerate(r["snn"]["accuracy"])
         if acc >= target and profile in r["snn"]["energy_j"]
@@ -124,7 +126,21 @@ def verdict(records: Sequence[Mapping[str, Any]], profile: str = DEFAULT_PROFILE
         )
     elif any(r.get("snn") for r in ok_records(records)):
         lines.append("- No SNN reaches the target at the simulated timesteps.")
+    collapsed = [r for r in ok_records(records) if collapsed_layers(r)]
+    if collapsed:
+        lines.append(collapsed_line([f"{_name(r)} ({', '.join(collapsed_layers(r))})" for r in collapsed]))
     return lines
+
+
+def collapsed_line(names: Sequence[str]) -> str:
+    """The report's sentence naming the collapsed configurations it left out.
+
+    Example:
+        >>> collapsed_line(["l1 (strength 9) (relu2)"])
+        '- Collapsed networks (a layer silent on every input; excluded from the verdict and the energy ratios): l1 (strength 9) (relu2).'
+    """
+    return ("- Collapsed networks (a layer silent on every input; excluded from the verdict and the energy ratios): "
+            + "; ".join(names) + ".")
 
 
 def _name(record: Mapping[str, Any]) -> str:
@@ -227,6 +243,7 @@ CONFIGURATION_COLUMNS = [
     ("t_target", "T to target"),
     ("t_target_accuracy", "acc at that T"),
     ("t_target_energy_j", "energy at that T (J)"),
+    ("note", "note"),
 ]
 
 
@@ -270,6 +287,8 @@ def _section_markdown(groups: Sequence[Any], profile: str, drop: float, target: 
         f"Target: {how}; seed means, profile `{profile}`.",
         "",
         *pareto.iso_accuracy_lines(iso, profile),
+        *([collapsed_line([f"{g.label} ({', '.join(g.collapsed)})" for g in groups if g.collapsed])]
+          if any(g.collapsed for g in groups) else []),
         "",
         markdown_table(
             iso,
@@ -402,6 +421,8 @@ def write_sweep_report(
 
 
 __all__ = [
+    "collapsed_layers",
+    "collapsed_line",
     "format_summary",
     "format_value",
     "report_markdown",

@@ -18,6 +18,39 @@ from snnergy.checkpoints import atomic_write
 DEFAULT_PROFILE = "cmos45-fp32"
 
 
+def collapsed_layers(record: Mapping[str, Any]) -> list[str]:
+    """The layers that make a record's network *collapsed*: silent (every activation zero) on the
+    DNN's test data (``dnn.collapsed``, or a sparsity of exactly 1 in records written before that
+    key) or on the conversion's calibration data (``snn.silent_layers``).
+
+    A collapsed network's output no longer depends on its input; its low energy is not a saving,
+    so reports note it and leave it out of ratios, fronts and "lowest energy" verdicts.
+
+    Example:
+        >>> collapsed_layers({"dnn": {"sparsity": {"relu1": 0.5, "relu2": 1.0}}, "snn": {"silent_layers": ["relu3"]}})
+        ['relu2', 'relu3']
+    """
+    dnn = record.get("dnn") or {}
+    names = list(dnn["collapsed"]) if "collapsed" in dnn else [
+        name for name, value in dnn.get("sparsity", {}).items() if value >= 1.0]
+    snn = record.get("snn") or {}
+    return names + [name for name in snn.get("silent_layers", []) if name not in names]
+
+
+def energy_ratio(snn_energy: Any, dnn_energy: Any, collapsed: bool = False) -> float:
+    """SNN energy over DNN energy; NaN (never inf) when the DNN's is zero or missing, or the network
+    collapsed.
+
+    Example:
+        >>> energy_ratio(1.0, 4.0), energy_ratio(1.0, 0.0), energy_ratio(1.0, 4.0, collapsed=True)
+        (0.25, nan, nan)
+    """
+    if collapsed or not dnn_energy or snn_energy is None:
+        return math.nan
+    ratio = snn_energy / dnn_energy
+    return ratio if math.isfinite(ratio) else math.nan
+
+
 def dnn_row(record: Mapping[str, Any], profile: str = DEFAULT_PROFILE) -> dict[str, Any]:
     """The headline DNN numbers of one record as a flat row.
 
@@ -44,6 +77,7 @@ def dnn_row(record: Mapping[str, Any], profile: str = DEFAULT_PROFILE) -> dict[s
         "macs_effective": dnn.get("macs_effective", math.nan),
         "effective_ratio": dnn.get("macs_effective", math.nan) / dense if dense else math.nan,
         "dnn_energy_j": dnn.get("energy_j", {}).get(profile, math.nan),
+        "collapsed": " ".join(collapsed_layers(record)),
     }
 
 
@@ -51,7 +85,8 @@ def result_rows(records: Iterable[Mapping[str, Any]], profile: str = DEFAULT_PRO
     """Long-format rows: one per (configuration, reported T), or one per configuration without SNN.
 
     Each row repeats the DNN numbers and adds the SNN's accuracy, SynOps, input MACs, neuron
-    updates and energy on ``profile`` at that T.
+    updates and energy on ``profile`` at that T. ``collapsed`` names the silent layers of a
+    collapsed network (space-separated; empty otherwise), whose energy ratio is left NaN.
     """
     rows = []
     for record in records:
@@ -72,7 +107,7 @@ def result_rows(records: Iterable[Mapping[str, Any]], profile: str = DEFAULT_PRO
                     "input_macs": snn["input_macs"][i],
                     "neuron_updates": snn["neuron_updates"][i],
                     "snn_energy_j": snn_energy,
-                    "snn_dnn_energy_ratio": snn_energy / base["dnn_energy_j"] if base["dnn_energy_j"] else math.nan,
+                    "snn_dnn_energy_ratio": energy_ratio(snn_energy, base["dnn_energy_j"], bool(base["collapsed"])),
                 }
             )
     return rows

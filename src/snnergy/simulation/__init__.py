@@ -3,7 +3,8 @@
 A converted network (:class:`SpikingNetwork`) is a chain of :class:`SpikingStage` s: linear,
 weightless ops (average pooling, flatten), one Conv2d/Linear layer, then integrate-and-fire
 neurons (Rueckauer et al. 2017, Front. Neurosci. 11:682), except the last stage whose
-potential, accumulated over time, is the readout. Tensors are time first: a spike train is
+potential, accumulated over time, is the readout. A stage may add the currents of residual
+:class:`Shortcut` s from earlier stages' spikes (or the input) to its own. Tensors are time first: a spike train is
 ``(T, B, *neuron_shape)``; a batch of static inputs is ``(B, *input_shape)``.
 
 The simulator runs a feed-forward net layer by layer: each stage computes the currents of all
@@ -13,30 +14,42 @@ only one layer's train at a time and the spike counts at the reported ``T`` valu
 :func:`simulate_reference` is the plain step-by-step loop kept for tests.
 """
 
-from snnergy.simulation.network import SPEC_FORMAT, SPEC_VERSION, SpikingNetwork, SpikingStage, load_snn, save_snn
+from snnergy.simulation.network import (
+    READABLE_VERSIONS,
+    SPEC_FORMAT,
+    SPEC_VERSION,
+    ChannelScale,
+    Shortcut,
+    SpikingNetwork,
+    SpikingStage,
+    load_snn,
+    save_snn,
+)
 from snnergy.simulation.neurons import RESETS, IFNeuron, encode_poisson, if_step
 from snnergy.simulation.simulator import (
     INPUTS,
     MAX_ELEMENTS,
     MODES,
     BatchTrace,
-    SimulationResult,
     Simulator,
     check_timesteps,
-    run_simulation,
     simulate_batch,
     simulate_reference,
 )
+from snnergy.simulation.runner import SimulationResult, run_simulation
 
 __all__ = [
     "INPUTS",
     "MAX_ELEMENTS",
     "MODES",
+    "READABLE_VERSIONS",
     "RESETS",
     "SPEC_FORMAT",
     "SPEC_VERSION",
     "BatchTrace",
+    "ChannelScale",
     "IFNeuron",
+    "Shortcut",
     "SimulationResult",
     "Simulator",
     "SpikingNetwork",

@@ -1,7 +1,11 @@
 """The converted spiking network: its stages, its JSON description and its files.
 
 A :class:`SpikingNetwork` is a chain of :class:`SpikingStage` s (weightless ops, one Conv2d/Linear
-layer, then integrate-and-fire neurons, except the last stage: the readout).
+layer, then integrate-and-fire neurons, except the last stage: the readout). A stage may also
+receive :class:`Shortcut` s (residual branches): the spikes of an earlier stage, or the network
+input, through weightless ops and one weighted op (a Conv2d/Linear or a per-channel
+:class:`ChannelScale`, the normalized identity); their currents add to the stage's own current
+before its neurons (or its readout).
 :meth:`SpikingNetwork.to_spec` and :meth:`SpikingNetwork.from_spec` describe it as JSON, checked
 key by key, and :func:`save_snn` / :func:`load_snn` write and read it as safetensors weights plus
 that spec, never unpickling.
@@ -10,6 +14,7 @@ that spec, never unpickling.
 from __future__ import annotations
 
 import math
+import reprlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -21,7 +26,71 @@ from snnergy.errors import CheckpointError, ConfigError
 from snnergy.simulation.neurons import RESETS, IFNeuron
 
 SPEC_FORMAT = "snnergy.snn"
-SPEC_VERSION = 1
+#: Version 2 adds ``stages[i].shortcuts``; version 1 files (no shortcuts) are still read.
+SPEC_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+#: Most elements one sample may hold at the input or at any layer (:func:`load_snn` refuses more):
+#: 4e8 bytes in float32, far above any network here (a 224 x 224 x 64 conv output is 3.2e6).
+MAX_SAMPLE_ELEMENTS = 10**8
+
+
+class ChannelScale(nn.Module):
+    """Multiplies each channel (dim 1) by its own weight: a normalized identity branch.
+
+    An identity shortcut of the DNN adds the source activation ``a`` to the sum; after
+    normalization the source spikes at rate ``a / lambda_src`` and the sum is divided by
+    ``lambda_out``, so the branch carries ``a * lambda_src / lambda_out``: one weight per channel
+    (or one for all, ``features=1``). Each input element feeds one output element.
+
+    Args:
+        features: Channels (size of dim 1), or 1 for one shared weight.
+
+    Example:
+        >>> scale = ChannelScale(2)
+        >>> with torch.no_grad():
+        ...     _ = scale.weight.copy_(torch.tensor([2.0, 0.5]))
+        >>> scale(torch.ones(1, 2, 1, 1)).flatten().tolist()
+        [2.0, 0.5]
+    """
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.features = int(features)
+        self.weight = nn.Parameter(torch.ones(self.features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x * weight`` broadcast over dim 1 of ``x`` ``(B, C, ...)``."""
+        return x * self.weight.view(1, -1, *[1] * (x.dim() - 2))
+
+    def extra_repr(self) -> str:
+        return f"features={self.features}"
+
+
+class Shortcut(nn.Module):
+    """A residual branch into a stage: an earlier layer's spikes through linear ops.
+
+    Args:
+        name: For reports: the DNN module of its weighted op (e.g. ``"layer2.0.shortcut.0"``) or
+            ``"identity:<source>"``.
+        source: Neuron name of an earlier stage whose spikes feed it, ``None`` for the input.
+        pre: Weightless ops before ``layer`` (AvgPool2d, Flatten).
+        layer: Conv2d, Linear (BN folded, normalized) or :class:`ChannelScale` (identity).
+    """
+
+    def __init__(self, name: str, source: str | None, pre: nn.Sequential,
+                 layer: nn.Conv2d | nn.Linear | ChannelScale) -> None:
+        super().__init__()
+        self.name = name
+        self.source = source
+        self.pre = pre
+        self.layer = layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The branch's current for the source's output ``x`` ``(B, ...)``."""
+        return self.layer(self.pre(x))
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, source={self.source!r}"
 
 
 class SpikingStage(nn.Module):
@@ -33,20 +102,29 @@ class SpikingStage(nn.Module):
         pre: Linear, weightless ops between the previous neurons and ``layer`` (AvgPool2d, Flatten).
         layer: The Conv2d or Linear layer (BN folded, weights normalized).
         spiking: Whether IF neurons follow (``False`` only for the last stage, the readout).
+        shortcuts: Residual branches whose currents add to ``layer``'s, in this order.
     """
 
     def __init__(self, name: str, neuron_name: str | None, pre: nn.Sequential,
-                 layer: nn.Conv2d | nn.Linear, spiking: bool) -> None:
+                 layer: nn.Conv2d | nn.Linear, spiking: bool, shortcuts: Sequence[Shortcut] = ()) -> None:
         super().__init__()
         self.name = name
         self.neuron_name = neuron_name
         self.pre = pre
         self.layer = layer
         self.spiking = spiking
+        self.shortcuts = nn.ModuleList(shortcuts)
 
     def forward(self, x: Tensor) -> Tensor:
-        """The stage's input current for input ``x`` ``(B, ...)``."""
+        """The current of the stage's own layer for input ``x`` ``(B, ...)`` (shortcuts excluded)."""
         return self.layer(self.pre(x))
+
+    def total_current(self, x: Tensor, outputs: dict[str | None, Tensor]) -> Tensor:
+        """Own current plus every shortcut's, each fed ``outputs[shortcut.source]``, in order."""
+        current = self(x)
+        for shortcut in self.shortcuts:
+            current = current + shortcut(outputs[shortcut.source])
+        return current
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, neuron_name={self.neuron_name!r}, spiking={self.spiking}"
@@ -78,6 +156,13 @@ class SpikingNetwork(nn.Module):
         names = [s.name for s in stages] + [s.neuron_name for s in stages if s.neuron_name]
         if len(set(names)) != len(names):
             raise ConfigError(f"stage and neuron names must be unique, got {names}")
+        earlier: set[str | None] = {None}
+        for stage in stages:
+            for shortcut in stage.shortcuts:
+                if shortcut.source not in earlier:
+                    raise ConfigError(f"stage '{stage.name}': shortcut '{shortcut.name}' reads "
+                                      f"'{shortcut.source}', which is not an earlier stage's neurons")
+            earlier.add(stage.neuron_name)
         self.stages = nn.ModuleList(stages)
         self.input_shape = tuple(int(s) for s in input_shape)
         self.neuron = neuron
@@ -90,25 +175,42 @@ class SpikingNetwork(nn.Module):
 
     def activations(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         """Rate-model activations ``(B, *shape)`` by neuron name (the DNN's / lambda) and logits."""
-        acts = {}
+        acts: dict[str, Tensor] = {}
+        outputs: dict[str | None, Tensor] = {None: x}  # what shortcuts read
         for stage in self.stages:
-            x = stage(x)
+            x = stage.total_current(x, outputs) if len(stage.shortcuts) else stage(x)
             if stage.spiking:
                 x = torch.relu(x)
                 acts[stage.neuron_name] = x
+                outputs[stage.neuron_name] = x
         return acts, x
+
+    def shortcut_sources(self) -> dict[str | None, int]:
+        """Index of the last stage whose shortcuts read each source (neuron name, ``None``: input)."""
+        last: dict[str | None, int] = {}
+        for i, stage in enumerate(self.stages):
+            for shortcut in stage.shortcuts:
+                last[shortcut.source] = i
+        return last
 
     def shapes(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
         """Per stage name: (the layer's per-sample input shape, its output shape)."""
         param = next(self.parameters())
         x = torch.zeros((1, *self.input_shape), dtype=param.dtype, device=param.device)
         out = {}
+        outputs: dict[str | None, Tensor] = {None: x}
         with torch.no_grad():
             for stage in self.stages:
                 x = stage.pre(x)
                 y = stage.layer(x)
                 out[stage.name] = (tuple(x.shape[1:]), tuple(y.shape[1:]))
+                for shortcut in stage.shortcuts:
+                    branch = shortcut(outputs[shortcut.source])
+                    if branch.shape != y.shape:
+                        raise ConfigError(f"stage '{stage.name}': shortcut '{shortcut.name}' gives "
+                                          f"{tuple(branch.shape[1:])}, the layer {tuple(y.shape[1:])}")
                 x = y
+                outputs[stage.neuron_name] = y
         return out
 
     def to_spec(self) -> dict[str, Any]:
@@ -118,7 +220,11 @@ class SpikingNetwork(nn.Module):
             "neuron": {"threshold": float(self.neuron.threshold), "reset": self.neuron.reset},
             "stages": [{"name": s.name, "neuron_name": s.neuron_name, "spiking": s.spiking,
                         "pre": [_module_spec(op, _OPS, "op") for op in s.pre],
-                        "layer": _module_spec(s.layer, _LAYERS, "kind")}
+                        "layer": _module_spec(s.layer, _LAYERS, "kind"),
+                        "shortcuts": [{"name": c.name, "source": c.source,
+                                       "pre": [_module_spec(op, _OPS, "op") for op in c.pre],
+                                       "layer": _module_spec(c.layer, _BRANCH_LAYERS, "kind")}
+                                      for c in s.shortcuts]}
                        for s in self.stages],
             "scales": {k: list(v) for k, v in self.scales.items()},
             "silent_layers": list(self.silent_layers),
@@ -134,13 +240,15 @@ class SpikingNetwork(nn.Module):
         if not isinstance(spec, dict):
             raise CheckpointError("snn spec must be a JSON object")
         _field(spec, "format", "", lambda v: v == SPEC_FORMAT, f"'{SPEC_FORMAT}'")
-        _field(spec, "version", "", lambda v: v == SPEC_VERSION, str(SPEC_VERSION))
+        version = _field(spec, "version", "", lambda v: _INT[0](v) and v in READABLE_VERSIONS,
+                         f"one of {list(READABLE_VERSIONS)}")
         shape = _field(spec, "input_shape", "", lambda v: _list_of(v, _POS[0]) and v, "positive ints")
         neuron = _field(spec, "neuron", "", _is_dict, "an object")
-        threshold = _field(neuron, "threshold", "neuron", lambda v: _NUM[0](v) and v > 0, "> 0")
+        threshold = _field(neuron, "threshold", "neuron", lambda v: _NUM[0](v) and _F32_TINY <= v <= _F32_MAX,
+                           f"a number in [{_F32_TINY:.3g}, {_F32_MAX:.3g}] (a normal float32)")
         reset = _field(neuron, "reset", "neuron", lambda v: v in RESETS, f"one of {RESETS}")
         raw = _field(spec, "stages", "", lambda v: isinstance(v, list) and v, "a non-empty list")
-        stages = [_stage_from_spec(s, f"stages[{i}]") for i, s in enumerate(raw)]
+        stages = [_stage_from_spec(s, f"stages[{i}]", version) for i, s in enumerate(raw)]
         scales = _field(spec, "scales", "", lambda v: _is_dict(v) and all(
             _list_of(x, _NUM[0]) for x in v.values()), "an object of number lists")
         silent = _field(spec, "silent_layers", "", lambda v: _list_of(v, _STR[0]), "a string list")
@@ -160,29 +268,63 @@ def save_snn(snn: SpikingNetwork, folder: str | Path) -> None:
 def load_snn(folder: str | Path) -> SpikingNetwork:
     """Reads a network saved by :func:`save_snn` (never unpickles).
 
+    The spec is first built on the ``meta`` device (no memory): a network whose weights need more
+    bytes than ``snn.safetensors`` holds, or whose input or layers exceed
+    :data:`MAX_SAMPLE_ELEMENTS` per sample, is refused before anything is allocated.
+
     Raises:
         CheckpointError: A file is missing, malformed, or the weights do not match the spec.
     """
     folder = Path(folder)
-    spec = read_json(folder / "snn.json")
+    spec_path, weights_path = folder / "snn.json", folder / "snn.safetensors"
+    spec = read_json(spec_path)
     try:
-        snn = SpikingNetwork.from_spec(spec)
+        with torch.device("meta"):
+            probe = SpikingNetwork.from_spec(spec)
     except CheckpointError as err:
-        raise CheckpointError(f"{folder / 'snn.json'}: {err}") from None
-    load_state_into(snn, load_tensors(folder / "snn.safetensors"), str(folder))
-    try:
-        snn.shapes()
-    except RuntimeError as err:
-        raise CheckpointError(f"{folder}: layers do not fit input shape {snn.input_shape}: {err}")
+        raise CheckpointError(f"{spec_path}: {err}") from None
+    widest = math.prod(probe.input_shape)
+    if widest <= MAX_SAMPLE_ELEMENTS:
+        shapes = _fitting_shapes(probe, spec_path)  # the spec alone decides the shapes
+        widest = max(math.prod(s) for pair in shapes.values() for s in pair)
+    if widest > MAX_SAMPLE_ELEMENTS:
+        raise CheckpointError(f"{spec_path}: describes {widest} elements per sample at one layer, "
+                              f"at most {MAX_SAMPLE_ELEMENTS} are allowed")
+    tensors = load_tensors(weights_path)
+    needed = sum(t.numel() * t.element_size() for t in probe.state_dict().values())
+    if needed > weights_path.stat().st_size:
+        raise CheckpointError(f"{spec_path}: describes {needed} bytes of weights, but {weights_path} "
+                              f"holds {weights_path.stat().st_size}")
+    snn = SpikingNetwork.from_spec(spec)
+    load_state_into(snn, tensors, str(folder))
+    _fitting_shapes(snn, folder)
     return snn
 
 
+def _fitting_shapes(snn: SpikingNetwork, where: Path) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """``snn.shapes()``, or a :class:`CheckpointError` naming ``where`` when the layers do not fit."""
+    try:
+        return snn.shapes()
+    except (RuntimeError, IndexError, ValueError, ConfigError) as err:
+        raise CheckpointError(f"{where}: layers do not fit input shape {snn.input_shape}: "
+                              f"{_first_line(err)}") from None
+
+
+def _first_line(err: Exception) -> str:
+    """The first line of an exception's message (torch appends C++ stack traces to some)."""
+    return (str(err).splitlines() or [type(err).__name__])[0]
+
+
 # A spec check is (predicate, what it expects); ops and layers are rebuilt from these tables.
+# Integers stay within int32 (sizes, kernels, dims); torch would overflow on larger ones.
+_MAX_INT = 2**31 - 1
+_F32_MAX = float(torch.finfo(torch.float32).max)
+_F32_TINY = float(torch.finfo(torch.float32).tiny)
 _BOOL = (lambda v: isinstance(v, bool), "true or false")
-_INT = (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")
-_POS = (lambda v: _INT[0](v) and v > 0, "a positive integer")
+_INT = (lambda v: isinstance(v, int) and not isinstance(v, bool) and abs(v) <= _MAX_INT, "an int32 integer")
+_POS = (lambda v: _INT[0](v) and v > 0, "a positive int32 integer")
 _PAIR = (lambda v: isinstance(v, list) and len(v) == 2 and all(_INT[0](i) and i >= 0 for i in v),
-         "a pair of non-negative integers")
+         "a pair of non-negative int32 integers")
 _PADDING = (lambda v: v in ("same", "valid") or _PAIR[0](v), "a pair of integers, 'same' or 'valid'")
 _STR = (lambda v: isinstance(v, str) and bool(v), "a non-empty string")
 _NUM = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), "a number")
@@ -197,6 +339,7 @@ _LAYERS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
                            "padding": _PADDING, "dilation": _PAIR, "groups": _POS, "bias": _BOOL}),
     "linear": (nn.Linear, {"in_features": _POS, "out_features": _POS, "bias": _BOOL}),
 }
+_BRANCH_LAYERS = {**_LAYERS, "scale": (ChannelScale, {"features": _POS})}
 
 
 def _module_spec(module: nn.Module, table: dict[str, Any], tag: str) -> dict[str, Any]:
@@ -222,19 +365,32 @@ def _module_from_spec(d: Any, where: str, table: dict[str, Any], tag: str) -> nn
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
     try:
         return cls(**kwargs)
-    except (ValueError, TypeError, RuntimeError) as err:
-        raise CheckpointError(f"snn spec: '{where}' is not a valid {kind}: {err}") from None
+    except (ValueError, TypeError, RuntimeError, OverflowError) as err:
+        raise CheckpointError(f"snn spec: '{where}' is not a valid {kind}: {_first_line(err)}") from None
 
 
-def _stage_from_spec(d: Any, where: str) -> SpikingStage:
+def _stage_from_spec(d: Any, where: str, version: int) -> SpikingStage:
     name = _field(d, "name", where, *_STR)
     neuron_name = _field(d, "neuron_name", where, lambda v: v is None or _STR[0](v), "a string or null")
     spiking = _field(d, "spiking", where, *_BOOL)
-    ops = _field(d, "pre", where, lambda v: isinstance(v, list), "a list")
-    pre = nn.Sequential(*[_module_from_spec(o, f"{where}.pre[{j}]", _OPS, "op") for j, o in enumerate(ops)])
+    pre = _pre_from_spec(d, where)
     layer = _field(d, "layer", where, _is_dict, "an object")
     layer = _module_from_spec(layer, f"{where}.layer", _LAYERS, "kind")
-    return SpikingStage(name, neuron_name, pre, layer, spiking)
+    shortcuts = []
+    if version >= 2:  # version 1 had no shortcuts
+        raw = _field(d, "shortcuts", where, lambda v: isinstance(v, list), "a list")
+        for j, c in enumerate(raw):
+            at = f"{where}.shortcuts[{j}]"
+            branch = _field(c, "layer", at, _is_dict, "an object")
+            shortcuts.append(Shortcut(_field(c, "name", at, *_STR),
+                                      _field(c, "source", at, lambda v: v is None or _STR[0](v), "a string or null"),
+                                      _pre_from_spec(c, at), _module_from_spec(branch, f"{at}.layer", _BRANCH_LAYERS, "kind")))
+    return SpikingStage(name, neuron_name, pre, layer, spiking, shortcuts)
+
+
+def _pre_from_spec(d: Any, where: str) -> nn.Sequential:
+    ops = _field(d, "pre", where, lambda v: isinstance(v, list), "a list")
+    return nn.Sequential(*[_module_from_spec(o, f"{where}.pre[{j}]", _OPS, "op") for j, o in enumerate(ops)])
 
 
 def _field(d: Any, key: str, where: str, check: Callable[[Any], Any], expect: str) -> Any:
@@ -243,8 +399,12 @@ def _field(d: Any, key: str, where: str, check: Callable[[Any], Any], expect: st
         raise CheckpointError(f"snn spec: '{where}' must be an object")
     if key not in d:
         raise CheckpointError(f"snn spec: missing key '{path}'")
-    if not check(d[key]):
-        raise CheckpointError(f"snn spec: key '{path}' must be {expect}, got {d[key]!r}")
+    try:
+        ok = check(d[key])
+    except (TypeError, OverflowError):  # `v in table` of a list or dict; math.isfinite(10**400)
+        ok = False
+    if not ok:
+        raise CheckpointError(f"snn spec: key '{path}' must be {expect}, got {reprlib.repr(d[key])}")
     return d[key]
 
 

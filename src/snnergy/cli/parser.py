@@ -1,6 +1,5 @@
-"""Command line: argument parsing only; every command calls the library.
+"""The ``snnergy`` argument parser: named options, examples, config resolution.
 
-Errors a user can cause print one line (``snnergy: error: ...``) and exit with code 2.
 Any config field can be overridden by dotted path after the named options, e.g.
 ``snnergy train --train.weight_decay 1e-4 --data.batch_size 128``.
 """
@@ -8,16 +7,14 @@ Any config field can be overridden by dotted path after the named options, e.g.
 from __future__ import annotations
 
 import argparse
-import sys
 import textwrap
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from snnergy._version import __version__
-from snnergy.config import ExperimentConfig, apply_overrides, load_config
-from snnergy.errors import ConfigError, SnnergyError
+from snnergy.config import ExperimentConfig, apply_overrides, load_config, parse_size
+from snnergy.errors import ConfigError
 
 # Named options and the config field each one sets (dotted path).
 TRAIN_OPTIONS: dict[str, tuple[str, type, str]] = {
@@ -33,10 +30,21 @@ TRAIN_OPTIONS: dict[str, tuple[str, type, str]] = {
     "optimizer": ("train.optimizer", str, "adam or sgd"),
     "weight-decay": ("train.weight_decay", float, "weight decay"),
 }
+
+
+def _byte_size(text: str) -> int:
+    """argparse type of ``--max-memory``: ``512MiB``, ``2GB``, ``1.5GiB`` or bytes."""
+    try:
+        return parse_size(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 SNN_OPTIONS: dict[str, tuple[str, Any, str]] = {
     "timesteps": ("simulate.timesteps", None, "largest T (reports 1, 2, 4, ..., T) or a comma-separated list of T"),
     "input": ("simulate.input", str, "analog (constant current) or poisson"),
     "max-samples": ("simulate.max_samples", int, "simulate at most this many test samples"),
+    "max-memory": ("simulate.max_memory", _byte_size, "memory the simulation may use, e.g. 2GiB (default: a quarter of the RAM)"),
     "percentile": ("convert.percentile", float, "normalization percentile (100 = max)"),
 }
 COMMON_OPTIONS: dict[str, tuple[str, type, str]] = {
@@ -67,10 +75,26 @@ EPILOG = {
         examples:
           snnergy convert runs/hs --percentile 99.9 --out runs/hs-snn
           snnergy convert runs/hs --percentile 100 --channelwise --reset zero --out runs/hs-max
+          snnergy convert --model-file my_net.py:build --weights my_net.safetensors \\
+                          --dataset fashion-mnist --out runs/mine
 
         RUN is a folder written by `snnergy train` (or its checkpoint/ subfolder); calibration data
-        is drawn from the training split of the checkpoint's dataset. Writes OUT/snn.safetensors,
-        OUT/snn.json and OUT/config.json""",
+        is drawn from the training split of the checkpoint's dataset. Instead of RUN, your own model:
+        --model-file runs FILE.py and calls FACTORY() (with input_shape=, num_classes= if it takes
+        them), --weights loads a safetensors file of its state_dict (nothing is unpickled) and
+        calibration data come from --dataset. Writes OUT/snn.safetensors, OUT/snn.json and
+        OUT/config.json""",
+    "export-nir": """\
+        examples:
+          snnergy export-nir runs/mine --out mine.nir
+          python -c "import nir; print(nir.read('mine.nir').nodes.keys())"
+
+        SNN is a folder written by `snnergy convert`. Writes a NIR graph (HDF5): Input, Conv2d /
+        Affine / Linear with the normalization folded in, AvgPool2d / SumPool2d, Flatten, IF neurons
+        (r = 1, v_threshold = 1, v_reset = 0, metadata snnergy_reset = subtract or zero: NIR's IF
+        resets to v_reset, so readers that ignore the metadata reset to zero) and Output (the last
+        layer's current each step; the prediction is the argmax of its sum). Needs the optional
+        package nir: pip install 'snnergy[nir]'""",
     "simulate": """\
         examples:
           snnergy simulate runs/hs-snn --timesteps 256              # reports T = 1, 2, 4, ..., 256
@@ -184,7 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--quiet", action="store_true", help="no progress output")
 
     convert = command("convert", "convert a trained DNN checkpoint to a spiking network")
-    convert.add_argument("run", type=Path, help="folder written by snnergy train")
+    convert.add_argument("run", type=Path, nargs="?", default=None, help="folder written by snnergy train (or use --model-file)")
+    convert.add_argument("--model-file", metavar="FILE.py:FACTORY", default=None, help="your own model: a Python file and the function in it that returns the nn.Module")
+    convert.add_argument("--weights", type=Path, default=None, help="safetensors weights of --model-file's model (its state_dict)")
+    convert.add_argument("--dataset", dest="data.dataset", default=None, help="calibration dataset of --model-file (default digits)")
     convert.add_argument("--percentile", dest="convert.percentile", type=float, default=None, help="normalization percentile of non-zero activations (100 = max; default 99.9)")
     convert.add_argument("--channelwise", dest="convert.channelwise", action="store_const", const=True, default=None, help="one scale per channel")
     convert.add_argument("--reset", dest="convert.reset", choices=["subtract", "zero"], default=None, help="neuron reset (default subtract)")
@@ -219,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--profile", default="cmos45-fp32", help="energy profile of every energy column")
     report.add_argument("--target-drop", type=float, default=0.01, help="target: unregularized DNN accuracy minus this (default 0.01)")
     report.add_argument("--target-accuracy", type=float, default=None, help="an absolute target accuracy instead")
+
+    export = command("export-nir", "write a converted SNN as a NIR graph (Neuromorphic Intermediate Representation)")
+    export.add_argument("snn", type=Path, help="folder written by snnergy convert")
+    export.add_argument("--out", type=Path, required=True, help="the .nir file to write")
 
     command("profiles", "list the energy profiles with their sources")
     return parser
@@ -260,235 +291,3 @@ def resolve_config(args: argparse.Namespace, extra: Sequence[str]) -> Experiment
 
 
 COMMON_OPTIONS_PATHS = {path for path, _, _ in COMMON_OPTIONS.values()}
-
-
-def _run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from snnergy import experiments
-    from snnergy.reporting import markdown_table
-
-    config = resolve_config(args, extra)
-    out = args.out
-    trained = experiments.train(config, out=out, progress=not args.quiet)
-    dnn = experiments.measure_trained(trained)
-    experiments.write_config(out, config)
-    experiments.write_results(out, [experiments.result_record(config, dnn)])
-    history = [vars(h) for h in trained.history]
-    print(
-        markdown_table(
-            history,
-            ["epoch", "task_loss", "penalty", "train_accuracy", "test_accuracy", "sparsity", "seconds"],
-        )
-    )
-    print()
-    rows = [
-        {"layer": name, "sparsity": dnn.sparsity.get(name)} for name in dnn.sparsity
-    ]
-    print(markdown_table(rows, ["layer", "sparsity"]))
-    print()
-    layer_rows = [{"layer": name, **vars(c)} for name, c in dnn.layers.items()]
-    layer_rows.append(
-        {"layer": "total", "macs_nominal": dnn.macs_nominal, "macs_dense": dnn.macs_dense, "macs_effective": dnn.macs_effective}
-    )
-    print(markdown_table(layer_rows, ["layer", "macs_nominal", "macs_dense", "macs_effective", "input_density"]))
-    print(
-        f"\naccuracy {dnn.accuracy:.4f} on {dnn.samples} test samples; "
-        f"effective/dense MACs {dnn.macs_effective / dnn.macs_dense:.3f}; wrote {out}/"
-    )
-    return 0
-
-
-def _run_profiles(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from snnergy.experiments import describe_profiles
-    from snnergy.reporting import markdown_table
-
-    if extra:
-        raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
-    rows = describe_profiles()
-    print(markdown_table(rows, ["name", "e_mac_pj", "e_ac_pj", "e_neuron_pj", "spiking", "source"]))
-    return 0
-
-
-def compare_grid(entries: Sequence[str], strengths: Sequence[float] | None) -> list[tuple[str, float]]:
-    """(regularizer, strength) pairs from ``--regularizers`` and ``--strengths``.
-
-    An entry ``name@s`` is that one strength; a plain ``name`` takes ``--strengths`` when given,
-    else its default grid; ``none`` always runs once at strength 0.
-
-    Example:
-        >>> compare_grid(["none", "l1@0.1", "hoyer"], [0.01, 0.02])
-        [('none', 0.0), ('l1', 0.1), ('hoyer', 0.01), ('hoyer', 0.02)]
-    """
-    from snnergy.experiments import default_grid
-
-    grid: list[tuple[str, float]] = []
-    for entry in entries:
-        name, at, value = entry.partition("@")
-        if at:
-            try:
-                grid.append((name, float(value)))
-            except ValueError:
-                raise ConfigError(f"bad strength in '{entry}': expected name@number, e.g. l1@0.1") from None
-        elif name == "none":
-            grid.append(("none", 0.0))
-        elif strengths is not None:
-            grid += [(name, s) for s in strengths]
-        else:
-            grid += default_grid([name])
-    return grid
-
-
-def _run_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from snnergy import experiments
-    from snnergy.reporting import format_summary
-
-    config = resolve_config(args, extra)
-    grid = compare_grid(args.regularizers or list(experiments.DEFAULT_REGULARIZERS), args.strengths)
-    start = time.perf_counter()
-
-    def report(record: dict[str, Any]) -> None:
-        if args.quiet:
-            return
-        cfg = record["config"]
-        what = f"{cfg['regularizer']} {cfg['strength']:g}"
-        if "error" in record:
-            print(f"[{time.perf_counter() - start:6.1f}s] {what}: FAILED: {record['error']}", file=sys.stderr)
-        else:
-            snn = record["snn"]
-            print(
-                f"[{time.perf_counter() - start:6.1f}s] {what}: DNN {record['dnn']['accuracy']:.4f}, "
-                f"SNN {snn['accuracy'][-1]:.4f} at T={snn['timesteps'][-1]}",
-                file=sys.stderr,
-            )
-
-    records = experiments.compare(
-        config, grid=grid, out=args.out, profile=args.profile, progress=not args.quiet, on_result=report
-    )
-    print(format_summary(records, args.profile))
-    print(f"\n{len(records)} configurations in {time.perf_counter() - start:.1f} s; wrote {args.out}/ (report.md, plots/)")
-    return 0 if all("error" not in r for r in records) else 1
-
-
-def _run_convert(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from snnergy import experiments
-
-    checkpoint = experiments.load_run(args.run)
-    overrides = {path: value for path, value in vars(args).items() if ("." in path or path in COMMON_OPTIONS_PATHS) and value is not None}
-    config = apply_overrides(apply_overrides(checkpoint.config, overrides), parse_overrides(extra))
-    snn = experiments.convert_checkpoint(checkpoint, config, args.out)
-    print(f"converted {len(snn.stages)} layers (percentile {config.convert.percentile}, reset {config.convert.reset}); wrote {args.out}/")
-    for name, scale in snn.scales.items():
-        print(f"  {name}: scale {scale[0]:.4g}" if len(scale) == 1 else f"  {name}: {len(scale)} channel scales, max {max(scale):.4g}")
-    if snn.silent_layers:
-        print(f"warning: silent on calibration data (collapsed): {', '.join(snn.silent_layers)}", file=sys.stderr)
-    return 0
-
-
-def _run_simulate(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from snnergy import experiments
-    from snnergy.reporting import markdown_table
-
-    snn, config = experiments.load_converted(args.snn)
-    overrides = {path: value for path, value in vars(args).items() if ("." in path or path in COMMON_OPTIONS_PATHS) and value is not None}
-    config = apply_overrides(apply_overrides(config, overrides), parse_overrides(extra))
-    out = args.out or args.snn
-    record = experiments.simulate_converted(snn, config, out, progress=not args.quiet)
-    rows = [
-        {"T": t, "accuracy": a, "synops": s, "input_macs": m, "energy_j": e}
-        for t, a, s, m, e in zip(record.timesteps, record.accuracy, record.synops, record.input_macs, record.energy_j[args.profile])
-    ]
-    print(markdown_table(rows, ["T", "accuracy", "synops", "input_macs", "energy_j"], ["T", "accuracy", "SynOps", "input MACs", f"energy (J, {args.profile})"]))
-    print(f"\n{record.samples} samples, {record.input} input; wrote {out}/results.json")
-    return 0
-
-
-def _run_sweep(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from snnergy.experiments.sweep import config_hash, load_sweep, run_sweep
-    from snnergy.experiments.sweep_store import STORE_FILE, SweepStore
-    from snnergy.reporting import markdown_table
-
-    if extra:
-        raise ConfigError(f"unrecognized arguments: {' '.join(extra)}; sweep settings go in the sweep file")
-    sweep = load_sweep(args.sweep)
-    out = args.out or Path("runs") / args.sweep.stem
-    if args.dry_run:
-        store = out / STORE_FILE
-        statuses: dict[str, str] = {}
-        if store.is_file():
-            with SweepStore(store, readonly=True) as opened:
-                statuses = opened.statuses()
-        rows = [
-            {"id": config_hash(c)[:12], "dataset": c.data.dataset, "model": c.model.name, "regularizer": c.train.regularizer,
-             "strength": c.train.strength, "seed": c.seed, "stored": statuses.get(config_hash(c), "")}
-            for c in sweep.configs
-        ]
-        print(markdown_table(rows, ["id", "dataset", "model", "regularizer", "strength", "seed", "stored"]))
-        print(f"\n{len(rows)} configurations in {args.sweep}; {sum(bool(r['stored']) for r in rows)} already stored in {out}/")
-        return 0
-    start = time.perf_counter()
-
-    def say(outcome: Any) -> None:
-        if not args.quiet and outcome.status == "failed":
-            from tqdm.auto import tqdm
-
-            tqdm.write(f"[{time.perf_counter() - start:6.1f}s] FAILED {outcome.id[:12]}: {outcome.error.splitlines()[0]}", file=sys.stderr)
-
-    summary = run_sweep(
-        sweep, out, workers=args.workers, ray=args.ray, retry_failed=args.retry_failed,
-        checkpoints=not args.no_checkpoints, profile=args.profile, drop=args.target_drop,
-        progress=not args.quiet, on_outcome=say,
-    )
-    print(
-        f"{summary.total} configurations: {summary.finished} finished and {summary.failed} failed now, "
-        f"{summary.skipped} already stored; {time.perf_counter() - start:.1f} s; wrote {out}/"
-        + (" (report.md, plots/)" if summary.report else "")
-    )
-    return 0 if summary.failed == 0 else 1
-
-
-def _run_report(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from snnergy.experiments import read_results
-    from snnergy.experiments.sweep_store import STORE_FILE, SweepStore
-    from snnergy.reporting.report import write_sweep_report
-
-    if extra:
-        raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
-    if (args.out / STORE_FILE).is_file():
-        with SweepStore(args.out / STORE_FILE, readonly=True) as store:
-            records = store.records(include_failed=True)
-    elif (args.out / "results.json").is_file():
-        records = read_results(args.out)
-    else:
-        raise ConfigError(f"{args.out}: neither {STORE_FILE} nor results.json here; run `snnergy sweep` first")
-    path = write_sweep_report(args.out, records, args.profile, args.target_drop, args.target_accuracy)
-    finished = sum("error" not in r for r in records)
-    print(f"{finished} finished and {len(records) - finished} failed runs; wrote {path} and {args.out}/plots/")
-    return 0
-
-
-COMMANDS = {
-    "train": _run_train,
-    "compare": _run_compare,
-    "convert": _run_convert,
-    "simulate": _run_simulate,
-    "profiles": _run_profiles,
-    "sweep": _run_sweep,
-    "report": _run_report,
-}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``snnergy`` and ``python -m snnergy``; returns the exit code."""
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    try:
-        return COMMANDS[args.command](args, extra)
-    except SnnergyError as err:
-        print(f"snnergy: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("snnergy: interrupted; finished results and checkpoints are kept", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

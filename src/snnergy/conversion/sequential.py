@@ -1,4 +1,4 @@
-"""DNN-to-SNN conversion: BN folding, data-based normalization, the spiking network (a copy).
+"""Conversion of an ``nn.Sequential``: BN folding, data-based normalization, the spiking chain.
 
 Rate-coded conversion after Rueckauer et al. 2017 (Front. Neurosci. 11:682), as in SNN Toolbox:
 
@@ -11,7 +11,7 @@ Rate-coded conversion after Rueckauer et al. 2017 (Front. Neurosci. 11:682), as 
    (SNN Toolbox ``absorb_bn_parameters``; SpikingJelly ``fuse_conv_bn_eval``).
 3. :func:`activation_scales` measures lambda_l, the p-th percentile of the non-zero activations
    of each ReLU on calibration data (SNN Toolbox; p = 100 is the maximum of Diehl et al. 2015).
-4. :func:`convert` rescales ``W_l <- W_l lambda_(l-1) / lambda_l`` and ``b_l <- b_l / lambda_l``
+4. :func:`convert_sequential` rescales ``W_l <- W_l lambda_(l-1) / lambda_l`` and ``b_l <- b_l / lambda_l``
    (lambda of the input is 1, the last layer keeps scale 1), so that every normalized activation
    is the DNN's divided by lambda_l and the logits are unchanged. Biases are *not* rescaled like
    weights (REFERENCE.md: a peer doing so lost 10 points on a LeNet). ReLUs become IF neurons
@@ -130,9 +130,9 @@ def activation_scales(model: nn.Sequential, calibration: Tensor | Iterable[Any],
     return _calibrate(check_convertible(net), calibration, percentile, channelwise, max_values)[0]
 
 
-def convert(model: nn.Module, calibration: Tensor | Iterable[Any],
-            config: ConvertConfig = ConvertConfig()) -> SpikingNetwork:
-    """Converts a ReLU network into a rate-coded spiking network (a new object).
+def convert_sequential(model: nn.Module, calibration: Tensor | Iterable[Any],
+                       config: ConvertConfig = ConvertConfig()) -> SpikingNetwork:
+    """Converts a Sequential ReLU network into a rate-coded spiking chain (a new object).
 
     Args:
         model: A convertible ``nn.Sequential`` (see :func:`check_convertible`); left untouched.
@@ -147,7 +147,7 @@ def convert(model: nn.Module, calibration: Tensor | Iterable[Any],
         >>> torch.manual_seed(0) and None
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
         >>> x = torch.rand(32, 2, 2)
-        >>> snn = convert(net, x)
+        >>> snn = convert_sequential(net, x)
         >>> [stage.name for stage in snn.stages], torch.allclose(snn(x), net(x), atol=1e-5)
         (['1', '3'], True)
     """

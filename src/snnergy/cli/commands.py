@@ -1,0 +1,264 @@
+"""One function per ``snnergy`` command: each resolves its config and calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from snnergy.config import apply_overrides
+from snnergy.errors import ConfigError
+
+from snnergy.cli.parser import COMMON_OPTIONS_PATHS, parse_overrides, resolve_config
+
+
+def _run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from snnergy import experiments
+    from snnergy.reporting import markdown_table
+
+    config = resolve_config(args, extra)
+    out = args.out
+    trained = experiments.train(config, out=out, progress=not args.quiet)
+    if trained.resumed_from:
+        print(f"resumed from {out}/checkpoint after epoch {trained.resumed_from} of {config.train.epochs}", file=sys.stderr)
+    dnn = experiments.measure_trained(trained)
+    experiments.write_config(out, config)
+    experiments.write_results(out, [experiments.result_record(config, dnn)])
+    history = [vars(h) for h in trained.history]
+    print(
+        markdown_table(
+            history,
+            ["epoch", "task_loss", "penalty", "train_accuracy", "test_accuracy", "sparsity", "seconds"],
+        )
+    )
+    print()
+    rows = [
+        {"layer": name, "sparsity": dnn.sparsity.get(name)} for name in dnn.sparsity
+    ]
+    print(markdown_table(rows, ["layer", "sparsity"]))
+    print()
+    layer_rows = [{"layer": name, **vars(c)} for name, c in dnn.layers.items()]
+    layer_rows.append(
+        {"layer": "total", "macs_nominal": dnn.macs_nominal, "macs_dense": dnn.macs_dense, "macs_effective": dnn.macs_effective}
+    )
+    print(markdown_table(layer_rows, ["layer", "macs_nominal", "macs_dense", "macs_effective", "input_density"]))
+    print(
+        f"\naccuracy {dnn.accuracy:.4f} on {dnn.samples} test samples; "
+        f"effective/dense MACs {dnn.macs_effective / dnn.macs_dense:.3f}; wrote {out}/"
+    )
+    return 0
+
+
+def _run_profiles(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from snnergy.experiments import describe_profiles
+    from snnergy.reporting import markdown_table
+
+    if extra:
+        raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
+    rows = describe_profiles()
+    print(markdown_table(rows, ["name", "e_mac_pj", "e_ac_pj", "e_neuron_pj", "spiking", "source"]))
+    return 0
+
+
+def compare_grid(entries: Sequence[str], strengths: Sequence[float] | None) -> list[tuple[str, float]]:
+    """(regularizer, strength) pairs from ``--regularizers`` and ``--strengths``.
+
+    An entry ``name@s`` is that one strength; a plain ``name`` takes ``--strengths`` when given,
+    else its default grid; ``none`` always runs once at strength 0.
+
+    Example:
+        >>> compare_grid(["none", "l1@0.1", "hoyer"], [0.01, 0.02])
+        [('none', 0.0), ('l1', 0.1), ('hoyer', 0.01), ('hoyer', 0.02)]
+    """
+    from snnergy.experiments import default_grid
+
+    grid: list[tuple[str, float]] = []
+    for entry in entries:
+        name, at, value = entry.partition("@")
+        if at:
+            try:
+                grid.append((name, float(value)))
+            except ValueError:
+                raise ConfigError(f"bad strength in '{entry}': expected name@number, e.g. l1@0.1") from None
+        elif name == "none":
+            grid.append(("none", 0.0))
+        elif strengths is not None:
+            grid += [(name, s) for s in strengths]
+        else:
+            grid += default_grid([name])
+    return grid
+
+
+def _run_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from snnergy import experiments
+    from snnergy.reporting import format_summary
+
+    config = resolve_config(args, extra)
+    grid = compare_grid(args.regularizers or list(experiments.DEFAULT_REGULARIZERS), args.strengths)
+    start = time.perf_counter()
+
+    def report(record: dict[str, Any]) -> None:
+        if args.quiet:
+            return
+        cfg = record["config"]
+        what = f"{cfg['regularizer']} {cfg['strength']:g}"
+        if "error" in record:
+            print(f"[{time.perf_counter() - start:6.1f}s] {what}: FAILED: {record['error']}", file=sys.stderr)
+        else:
+            snn = record["snn"]
+            print(
+                f"[{time.perf_counter() - start:6.1f}s] {what}: DNN {record['dnn']['accuracy']:.4f}, "
+                f"SNN {snn['accuracy'][-1]:.4f} at T={snn['timesteps'][-1]}",
+                file=sys.stderr,
+            )
+
+    records = experiments.compare(
+        config, grid=grid, out=args.out, profile=args.profile, progress=not args.quiet, on_result=report
+    )
+    print(format_summary(records, args.profile))
+    print(f"\n{len(records)} configurations in {time.perf_counter() - start:.1f} s; wrote {args.out}/ (report.md, plots/)")
+    return 0 if all("error" not in r for r in records) else 1
+
+
+def _run_convert(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from snnergy import experiments
+
+    if args.model_file is not None or args.run is None:
+        return _run_convert_model_file(args, extra)
+    if args.weights is not None:
+        raise ConfigError("--weights goes with --model-file; a RUN folder holds its own weights")
+    checkpoint = experiments.load_run(args.run)
+    overrides = {path: value for path, value in vars(args).items() if ("." in path or path in COMMON_OPTIONS_PATHS) and value is not None}
+    config = apply_overrides(apply_overrides(checkpoint.config, overrides), parse_overrides(extra))
+    snn = experiments.convert_checkpoint(checkpoint, config, args.out)
+    print(f"converted {len(snn.stages)} layers (percentile {config.convert.percentile}, reset {config.convert.reset}); wrote {args.out}/")
+    for name, scale in snn.scales.items():
+        print(f"  {name}: scale {scale[0]:.4g}" if len(scale) == 1 else f"  {name}: {len(scale)} channel scales, max {max(scale):.4g}")
+    if snn.silent_layers:
+        print(f"warning: silent on calibration data (collapsed): {', '.join(snn.silent_layers)}", file=sys.stderr)
+    return 0
+
+
+def _run_convert_model_file(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """``snnergy convert --model-file FILE.py:FACTORY --weights W.safetensors --dataset D``."""
+    from snnergy import experiments
+
+    if args.run is not None or args.model_file is None or args.weights is None:
+        raise ConfigError("give either RUN (a snnergy train folder) or --model-file FILE.py:FACTORY "
+                          "with --weights WEIGHTS.safetensors, e.g. snnergy convert --model-file "
+                          "my_net.py:build --weights my_net.safetensors --dataset fashion-mnist --out runs/mine")
+    config = resolve_config(args, extra)
+    snn = experiments.convert_model_file(args.model_file, args.weights, config, args.out)
+    print(f"converted {len(snn.stages)} layers of {args.model_file} (percentile {config.convert.percentile}, "
+          f"reset {config.convert.reset}, calibration on {config.data.dataset}); wrote {args.out}/")
+    if snn.silent_layers:
+        print(f"warning: silent on calibration data (collapsed): {', '.join(snn.silent_layers)}", file=sys.stderr)
+    return 0
+
+
+def _run_export_nir(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from snnergy import experiments
+
+    if extra:
+        raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
+    snn = experiments.export_run_nir(args.snn, args.out)
+    print(f"wrote {args.out}: {len(snn.stages)} weighted layers, IF neurons with reset "
+          f"'{snn.neuron.reset}' (NIR metadata snnergy_reset)")
+    return 0
+
+
+def _run_simulate(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from snnergy import experiments
+    from snnergy.reporting import markdown_table
+
+    snn, config = experiments.load_converted(args.snn)
+    overrides = {path: value for path, value in vars(args).items() if ("." in path or path in COMMON_OPTIONS_PATHS) and value is not None}
+    config = apply_overrides(apply_overrides(config, overrides), parse_overrides(extra))
+    out = args.out or args.snn
+    record = experiments.simulate_converted(snn, config, out, progress=not args.quiet)
+    rows = [
+        {"T": t, "accuracy": a, "synops": s, "input_macs": m, "energy_j": e}
+        for t, a, s, m, e in zip(record.timesteps, record.accuracy, record.synops, record.input_macs, record.energy_j[args.profile])
+    ]
+    print(markdown_table(rows, ["T", "accuracy", "synops", "input_macs", "energy_j"], ["T", "accuracy", "SynOps", "input MACs", f"energy (J, {args.profile})"]))
+    print(f"\n{record.samples} samples, {record.input} input; wrote {out}/results.json")
+    return 0
+
+
+def _run_sweep(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from snnergy.experiments.sweep import config_hash, load_sweep, run_sweep
+    from snnergy.experiments.sweep_store import STORE_FILE, SweepStore
+    from snnergy.reporting import markdown_table
+
+    if extra:
+        raise ConfigError(f"unrecognized arguments: {' '.join(extra)}; sweep settings go in the sweep file")
+    sweep = load_sweep(args.sweep)
+    out = args.out or Path("runs") / args.sweep.stem
+    if args.dry_run:
+        store = out / STORE_FILE
+        statuses: dict[str, str] = {}
+        if store.is_file():
+            with SweepStore(store, readonly=True) as opened:
+                statuses = opened.statuses()
+        rows = [
+            {"id": config_hash(c)[:12], "dataset": c.data.dataset, "model": c.model.name, "regularizer": c.train.regularizer,
+             "strength": c.train.strength, "seed": c.seed, "stored": statuses.get(config_hash(c), "")}
+            for c in sweep.configs
+        ]
+        print(markdown_table(rows, ["id", "dataset", "model", "regularizer", "strength", "seed", "stored"]))
+        print(f"\n{len(rows)} configurations in {args.sweep}; {sum(bool(r['stored']) for r in rows)} already stored in {out}/")
+        return 0
+    start = time.perf_counter()
+
+    def say(outcome: Any) -> None:
+        if not args.quiet and outcome.status == "failed":
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"[{time.perf_counter() - start:6.1f}s] FAILED {outcome.id[:12]}: {outcome.error.splitlines()[0]}", file=sys.stderr)
+
+    summary = run_sweep(
+        sweep, out, workers=args.workers, ray=args.ray, retry_failed=args.retry_failed,
+        checkpoints=not args.no_checkpoints, profile=args.profile, drop=args.target_drop,
+        progress=not args.quiet, on_outcome=say,
+    )
+    print(
+        f"{summary.total} configurations: {summary.finished} finished and {summary.failed} failed now, "
+        f"{summary.skipped} already stored; {time.perf_counter() - start:.1f} s; wrote {out}/"
+        + (" (report.md, plots/)" if summary.report else "")
+    )
+    return 0 if summary.failed == 0 else 1
+
+
+def _run_report(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from snnergy.experiments import read_results
+    from snnergy.experiments.sweep_store import STORE_FILE, SweepStore
+    from snnergy.reporting.report import write_sweep_report
+
+    if extra:
+        raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
+    if (args.out / STORE_FILE).is_file():
+        with SweepStore(args.out / STORE_FILE, readonly=True) as store:
+            records = store.records(include_failed=True)
+    elif (args.out / "results.json").is_file():
+        records = read_results(args.out)
+    else:
+        raise ConfigError(f"{args.out}: neither {STORE_FILE} nor results.json here; run `snnergy sweep` first")
+    path = write_sweep_report(args.out, records, args.profile, args.target_drop, args.target_accuracy)
+    finished = sum("error" not in r for r in records)
+    print(f"{finished} finished and {len(records) - finished} failed runs; wrote {path} and {args.out}/plots/")
+    return 0
+
+
+COMMANDS = {
+    "train": _run_train,
+    "compare": _run_compare,
+    "convert": _run_convert,
+    "simulate": _run_simulate,
+    "profiles": _run_profiles,
+    "export-nir": _run_export_nir,
+    "sweep": _run_sweep,
+    "report": _run_report,
+}

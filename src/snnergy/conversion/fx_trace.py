@@ -1,0 +1,109 @@
+"""Tracing a model with torch.fx, and naming a node or a failure by the user's source line.
+
+:func:`_trace` traces (a failure raises a :class:`~snnergy.errors.ConversionError` naming the
+user's line from the exception's traceback); :func:`_run` records every node's value on one
+sample (shapes, and concrete values for arguments such as ``x.size(3)``); :func:`_user_line`
+reads the innermost frame outside torch from a node's recorded stack trace.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import traceback
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import Tensor, nn
+
+from snnergy.errors import ConversionError, DataError
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+
+
+def _trace(model: nn.Module, stack_traces: bool = False) -> fx.GraphModule:
+    """Traces ``model``; a failure names the user's line.
+
+    Recording stack traces makes torch.fx import torch._dynamo (seconds), so the walk traces
+    without them and traces again with them only to name the line of a node in an error.
+    """
+    tracer = fx.Tracer()
+    tracer.record_stack_traces = stack_traces
+    try:
+        graph = tracer.trace(model)
+    except Exception as err:  # any tracing failure: data-dependent control flow, unsupported Python
+        frames = [f for f in _tb_frames(err) if not f[0].startswith(_TORCH_DIR)]
+        where = f" at {frames[-1][0]}:{frames[-1][1]} `{frames[-1][2]}`" if frames else ""
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConversionError(
+            f"model {type(model).__name__} cannot be traced by torch.fx{where}: {message}. snnergy "
+            "converts models whose forward is a fixed graph of modules and functions: move "
+            "control flow that depends on tensor values out of forward") from None
+    return fx.GraphModule(model, graph)
+
+
+def _tb_frames(err: BaseException) -> list[tuple[str, int, str]]:
+    return [(f.filename, f.lineno or 0, (f.line or "").strip())
+            for f in traceback.extract_tb(err.__traceback__)]
+
+
+def _run(graph_module: fx.GraphModule, sample: Tensor) -> dict[fx.Node, Any]:
+    """Every node's value on ``sample`` (one interpreted forward, no gradient)."""
+    values: dict[fx.Node, Any] = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n: fx.Node) -> Any:
+            out = super().run_node(n)
+            values[n] = out
+            return out
+
+    with torch.no_grad():
+        try:
+            Recorder(graph_module).run(sample)
+        except Exception as err:  # the user's forward failed on the calibration sample
+            raise DataError(f"the model's forward fails on a calibration batch of shape "
+                            f"{tuple(sample.shape)}: {err}") from None
+    return values
+
+
+def _function_name(target: Any) -> str:
+    name = getattr(target, "__name__", repr(target))
+    module = getattr(target, "__module__", None) or ""
+    if module in ("_operator", "operator"):
+        return f"operator.{name}"
+    if module.startswith("torch._C") or not module:
+        return f"torch.{name}"
+    return f"{module}.{name}"
+
+
+def _function_hint(node: fx.Node) -> str:
+    name = str(getattr(node.target, "__name__", node.target))
+    if "max_pool" in name or name in ("max", "amax"):
+        return "use average pooling (max pooling has no exact spiking equivalent)"
+    if name in ("sigmoid", "tanh", "gelu", "silu", "elu", "leaky_relu", "relu6", "hardtanh", "softplus",
+                "hardswish", "mish", "selu", "clamp", "clip"):
+        return "use ReLU (an integrate-and-fire rate approximates a ReLU only)"
+    if name in ("softmax", "log_softmax"):
+        return "remove it: the readout is the last layer's logits (its accumulated potential)"
+    if name in ("cat", "concat", "stack"):
+        return ("concatenation is not supported; snnergy converts chains of layers with residual "
+                "additions")
+    if name in ("mul", "matmul", "truediv", "div", "sub", "neg", "pow"):
+        return "only sums of branches are supported (put scalings into a Conv2d/Linear)"
+    if name in ("conv2d", "linear"):
+        return "use the nn.Conv2d / nn.Linear modules (their weights must be module parameters)"
+    return ("supported: Conv2d, Linear, BatchNorm after them, ReLU, average pooling, flatten/view, "
+            "dropout, and sums of branches")
+
+
+def _user_line(stack_trace: str | None) -> str:
+    """`` at file:line `code` `` of the innermost user frame (outside torch) of a node's trace."""
+    if not stack_trace:
+        return ""
+    frames = re.findall(r'File "([^"]+)", line (\d+), in [^\n]*\n\s*([^\n]*)', stack_trace)
+    frames = [f for f in frames if not f[0].startswith(_TORCH_DIR)]
+    if not frames:
+        return ""
+    path, line, code = frames[-1]
+    return f" at {path}:{line} `{code.strip()}`"

@@ -1,0 +1,338 @@
+"""The walk of a traced graph: pre-activations as sums of terms, and the plan of the stages.
+
+A :class:`_Walker` classifies each node (ReLU, sum, Conv2d/Linear, BatchNorm, weightless op...),
+reads every ReLU's input (and the output) as a sum of :class:`_Term` s, and orders the ReLUs into
+the stages of a chain with shortcuts (:meth:`_Walker.plan`); see :mod:`snnergy.conversion.graph`.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from snnergy.conversion.fx_trace import _function_hint, _function_name, _trace, _user_line
+from snnergy.conversion.sequential import DROPPED, _check_options, _fold, _hint
+from snnergy.errors import ConversionError
+
+_RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_, F.relu_)
+_ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
+_DROP_FUNCTIONS = (F.dropout, F.dropout1d, F.dropout2d)
+_FLATTEN_FUNCTIONS = (torch.flatten, torch.reshape)
+_POOL_FUNCTIONS = (F.avg_pool2d, F.adaptive_avg_pool2d)
+_METHODS = {"relu": "relu", "relu_": "relu", "add": "add", "add_": "add", "contiguous": "drop",
+            "flatten": "flatten", "view": "flatten", "reshape": "flatten", "mean": "mean"}
+_NORMS = {nn.BatchNorm2d: nn.Conv2d, nn.BatchNorm1d: nn.Linear}
+_AVG_POOL_ARGS = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+                  "divisor_override")
+
+
+@dataclass
+class _Term:
+    """One summand of a pre-activation: ``layer(pre(source))`` (``layer`` None: identity)."""
+
+    source: fx.Node | None  # a ReLU node; None: the network input
+    pre: list[nn.Module]
+    layer: nn.Module | None = None
+    node: fx.Node | None = None  # the weighted layer's node
+    out: fx.Node | None = None  # the node whose value this term is (for shapes)
+
+
+@dataclass
+class _Plan:
+    """A stage to build: its neurons (None: the readout), own term and shortcut terms."""
+
+    neuron: fx.Node | None
+    main: _Term
+    shortcuts: list[_Term] = field(default_factory=list)
+
+
+class _Walker:
+    """Reads pre-activations off a traced graph and plans the stages."""
+
+    def __init__(self, graph_module: fx.GraphModule, values: dict[fx.Node, Any], model: nn.Module) -> None:
+        self.model = model
+        self.traces: dict[str, str | None] | None = None
+        self.modules = dict(graph_module.named_modules())
+        self.graph = graph_module.graph
+        self.values = values
+        self.order = {node: i for i, node in enumerate(self.graph.nodes)}
+
+    def kind(self, node: fx.Node) -> str:
+        """input, relu, add, weighted, norm, drop, flatten, pool, mean or other."""
+        if node.op == "placeholder":
+            return "input"
+        if node.op == "call_module":
+            module = self.modules[node.target]
+            kind = type(module)
+            if kind is nn.ReLU:
+                return "relu"
+            if kind in (nn.Conv2d, nn.Linear):
+                return "weighted"
+            if kind in _NORMS:
+                return "norm"
+            if kind in DROPPED:
+                return "drop"
+            if kind is nn.Flatten:
+                return "flatten"
+            if kind in (nn.AvgPool2d, nn.AdaptiveAvgPool2d):
+                return "pool"
+            return "other"
+        if node.op == "call_function":
+            target = node.target
+            if target in _RELU_FUNCTIONS:
+                return "relu"
+            if target in _ADD_FUNCTIONS:
+                return "add"
+            if target in _DROP_FUNCTIONS:
+                return "drop"
+            if target in _FLATTEN_FUNCTIONS:
+                return "flatten"
+            if target in _POOL_FUNCTIONS:
+                return "pool"
+            if target is torch.mean:
+                return "mean"
+            return "other"
+        if node.op == "call_method":
+            return _METHODS.get(str(node.target), "other")
+        return "other"
+
+    # -- errors
+
+    def error(self, node: fx.Node, problem: str) -> ConversionError:
+        return ConversionError(f"{self.describe(node)} {problem}")
+
+    def describe(self, node: fx.Node) -> str:
+        """``module 'layer1.conv' (Conv2d)`` or ``op 'mul' (operator.mul) in module ...`` + line."""
+        if node.op == "call_module":
+            what = f"module '{node.target}' ({type(self.modules[node.target]).__name__})"
+        elif node.op == "call_function":
+            what = f"op '{node.name}' ({_function_name(node.target)})"
+        elif node.op == "call_method":
+            what = f"op '{node.name}' (Tensor.{node.target})"
+        else:
+            what = f"'{node.name}'"
+        stack = node.meta.get("nn_module_stack") or {}
+        if node.op != "call_module" and stack:
+            path, kind = list(stack.values())[-1]
+            kind_name = kind.__name__ if isinstance(kind, type) else str(kind).rsplit(".", 1)[-1]
+            what += f" in module '{path}' ({kind_name})"
+        return what + _user_line(self.stack_trace(node))
+
+    def stack_trace(self, node: fx.Node) -> str | None:
+        """The node's stack trace, from a second trace that records them (made on first need)."""
+        if self.traces is None:
+            graph = _trace(self.model, stack_traces=True).graph
+            self.traces = {n.name: n.stack_trace for n in graph.nodes}
+        return self.traces.get(node.name)
+
+    def unsupported(self, node: fx.Node) -> ConversionError:
+        if node.op == "call_module":
+            hint = _hint(self.modules[node.target])
+        else:
+            hint = _function_hint(node)
+        return self.error(node, f"is not supported: {hint}")
+
+    # -- pre-activations
+
+    def terms(self, node: fx.Node) -> list[_Term]:
+        """The summands of the pre-activation ``node`` (a ReLU's input or the output)."""
+        kind = self.kind(node)
+        if kind in ("relu", "input"):
+            return [_Term(node if kind == "relu" else None, [], out=node)]
+        if kind == "add":
+            self.single_use(node)
+            args = self.add_operands(node)
+            return [t for arg in args for t in self.terms(arg)]
+        if kind == "drop":
+            self.check_drop(node)
+            return self.terms(node.args[0])
+        if kind == "weighted":
+            self.single_use(node)
+            return [self.weighted(node)]
+        if kind == "norm":
+            self.single_use(node)
+            return [self.folded(node)]
+        if kind in ("pool", "flatten", "mean"):
+            source, pre = self.path(node, node)
+            return [_Term(source, pre, out=node)]
+        raise self.unsupported(node)
+
+    def add_operands(self, node: fx.Node) -> list[fx.Node]:
+        args = list(node.args[:2])
+        alpha = node.kwargs.get("alpha", node.args[2] if len(node.args) > 2 else 1)
+        if alpha != 1 or len(args) != 2 or set(node.kwargs) - {"alpha"}:
+            raise self.error(node, "is not a plain sum of two tensors (alpha and out= are not supported)")
+        for arg in args:
+            if not isinstance(arg, fx.Node) or not isinstance(self.values.get(arg), Tensor):
+                raise self.error(node, f"adds the constant {arg!r}: a bias belongs in a Conv2d/Linear; "
+                                       "only sums of two branches are supported")
+        return args
+
+    def single_use(self, node: fx.Node) -> None:
+        if len(node.users) != 1:
+            users = ", ".join(f"'{u.name}'" for u in node.users)
+            raise self.error(node, f"is used by {len(node.users)} ops ({users}); a value before its ReLU "
+                                   "may feed only one ReLU, sum or the output")
+
+    def weighted(self, node: fx.Node) -> _Term:
+        layer = copy.deepcopy(self.modules[node.target])
+        _check_options(str(node.target), layer)
+        source, pre = self.path(node.args[0], node)
+        return _Term(source, pre, layer, node, node)
+
+    def folded(self, node: fx.Node) -> _Term:
+        norm = self.modules[node.target]
+        inner = node.args[0]
+        expected = _NORMS[type(norm)]
+        if not isinstance(inner, fx.Node) or self.kind(inner) != "weighted" or \
+                type(self.modules[inner.target]) is not expected:
+            raise self.error(node, f"must directly follow a {expected.__name__} (it is folded into "
+                                   "its weights)")
+        self.single_use(inner)
+        term = self.weighted(inner)
+        out = getattr(term.layer, "out_channels", None) or term.layer.out_features
+        if norm.num_features != out:
+            raise self.error(node, f"normalizes {norm.num_features} channels but '{inner.target}' gives {out}")
+        if norm.running_mean is None or norm.running_var is None:
+            raise self.error(node, "has no running statistics (track_running_stats=False), so it "
+                                   "cannot be folded")
+        with torch.no_grad():
+            _fold(term.layer, norm)
+        term.out = node
+        return term
+
+    def path(self, node: Any, consumer: fx.Node) -> tuple[fx.Node | None, list[nn.Module]]:
+        """Source (a ReLU node, None: input) and weightless ops from it to ``node``, in order."""
+        ops: list[nn.Module] = []
+        while True:
+            if not isinstance(node, fx.Node):
+                raise self.error(consumer, f"reads {node!r}, not a tensor of the graph")
+            kind = self.kind(node)
+            if kind == "relu":
+                return node, ops[::-1]
+            if kind == "input":
+                return None, ops[::-1]
+            if kind == "drop":
+                self.check_drop(node)
+            elif kind in ("pool", "flatten", "mean"):
+                ops.extend(reversed(self.weightless(node)))
+            elif kind in ("weighted", "norm", "add"):
+                raise self.error(consumer, f"reads {self.describe(node)} without a ReLU in between; only "
+                                           "spikes (a ReLU's output or the input) can feed a layer, "
+                                           "through pooling and flattening")
+            else:
+                raise self.unsupported(node)
+            node = node.args[0]
+
+    def bound(self, node: fx.Node, names: tuple[str, ...]) -> dict[str, Any]:
+        """The call's arguments by name, graph values (e.g. ``x.size(3)``) made concrete."""
+        args = dict(zip(names, node.args)) | dict(node.kwargs)
+        return {k: fx.node.map_arg(v, lambda n: self.values[n]) if k != "input" else v
+                for k, v in args.items()}
+
+    def check_drop(self, node: fx.Node) -> None:
+        if node.op == "call_function":
+            args = self.bound(node, ("input", "p", "training", "inplace"))
+            if args.get("training", True):
+                raise self.error(node, "drops values at inference (training=True); pass "
+                                       "training=self.training")
+
+    def weightless(self, node: fx.Node) -> list[nn.Module]:
+        """The modules (AvgPool2d, Flatten) computing ``node`` from its input; checked on values."""
+        source, out = self.values.get(node.args[0]), self.values.get(node)
+        if not isinstance(source, Tensor) or not isinstance(out, Tensor):
+            raise self.error(node, "does not map a tensor to a tensor")
+        kind = self.kind(node)
+        if kind == "flatten":
+            if out.shape == source.shape:
+                return []
+            if out.dim() == 2 and out.shape[0] == source.shape[0] and out.shape[1] == source[0].numel():
+                return [nn.Flatten()]
+            raise self.error(node, f"reshapes {tuple(source.shape[1:])} to {tuple(out.shape[1:])} per "
+                                   "sample; only flattening to (batch, features) is supported")
+        ops = self.pool_ops(node, kind, source)
+        with torch.no_grad():
+            mapped = source
+            for op in ops:
+                mapped = op(mapped)
+        if mapped.shape != out.shape or not torch.allclose(mapped, out, rtol=1e-5, atol=1e-6):
+            raise self.error(node, "could not be mapped onto nn.AvgPool2d exactly")
+        return ops
+
+    def pool_ops(self, node: fx.Node, kind: str, source: Tensor) -> list[nn.Module]:
+        if source.dim() != 4:
+            raise self.error(node, f"pools a {source.dim()}-d tensor; average pooling needs (B, C, H, W)")
+        height, width = source.shape[2:]
+        if kind == "mean":
+            args = self.bound(node, ("input", "dim", "keepdim"))
+            dims = args.get("dim")
+            dims = tuple(sorted(int(d) % 4 for d in dims)) if isinstance(dims, (tuple, list)) else dims
+            if dims != (2, 3) or args.get("dtype") is not None:
+                raise self.error(node, "averages over other dimensions than (2, 3); only global average "
+                                       "pooling over height and width is supported")
+            return [nn.AvgPool2d((height, width))] + ([] if args.get("keepdim") else [nn.Flatten()])
+        if node.op == "call_module":
+            module = self.modules[node.target]
+            if isinstance(module, nn.AvgPool2d):
+                return [copy.deepcopy(module)]
+            return [self.adaptive(node, module.output_size, height, width)]
+        if node.target is F.adaptive_avg_pool2d:
+            args = self.bound(node, ("input", "output_size"))
+            return [self.adaptive(node, args.get("output_size"), height, width)]
+        args = self.bound(node, _AVG_POOL_ARGS)
+        args.pop("input", None)
+        try:
+            return [nn.AvgPool2d(**args)]
+        except (TypeError, ValueError) as err:
+            raise self.error(node, f"has arguments nn.AvgPool2d does not take: {err}") from None
+
+    def adaptive(self, node: fx.Node, size: Any, height: int, width: int) -> nn.AvgPool2d:
+        out_h, out_w = (size, size) if not isinstance(size, (tuple, list)) else size
+        out_h, out_w = out_h or height, out_w or width
+        if height % out_h or width % out_w:
+            raise self.error(node, f"adaptively pools {height}x{width} to {out_h}x{out_w}, which has "
+                                   "windows of unequal sizes; use an output size that divides the input")
+        kernel = (height // out_h, width // out_w)
+        return nn.AvgPool2d(kernel, kernel)
+
+    # -- stages
+
+    def plan(self) -> list[_Plan]:
+        """Stages in execution order: one per ReLU, then the readout (the output)."""
+        output = next(n for n in self.graph.nodes if n.op == "output")
+        result = output.args[0]
+        if not isinstance(result, fx.Node) or not isinstance(self.values.get(result), Tensor):
+            raise self.error(output, f"returns {type(self.values.get(result, result)).__name__}; "
+                                     "the model must return one tensor of logits")
+        readout = self.terms(result)
+        pre_activations: dict[fx.Node, list[_Term]] = {}
+        todo = [t.source for t in readout if t.source is not None]
+        while todo:
+            relu = todo.pop()
+            if relu in pre_activations:
+                continue
+            if not isinstance(relu.args[0], fx.Node):
+                raise self.error(relu, "has no tensor input")
+            pre_activations[relu] = self.terms(relu.args[0])
+            todo.extend(t.source for t in pre_activations[relu] if t.source is not None)
+        neurons = sorted(pre_activations, key=self.order.__getitem__)
+        plans, previous = [], None
+        for neuron, terms in [*((n, pre_activations[n]) for n in neurons), (None, readout)]:
+            main = next((t for t in terms if t.layer is not None and t.source is previous), None)
+            if main is None:
+                where = self.describe(neuron) if neuron is not None else "the output"
+                before = f"'{previous.name}'" if previous is not None else "the input"
+                raise ConversionError(
+                    f"{where} has no Conv2d/Linear reading the previous ReLU layer ({before}); snnergy "
+                    "converts a chain of layers, each reading the one before, plus shortcut branches "
+                    "(identity, pooling or one Conv2d/Linear) from earlier layers")
+            plans.append(_Plan(neuron, main, [t for t in terms if t is not main]))
+            previous = neuron
+        return plans

@@ -1,0 +1,171 @@
+"""The result record's schema, checked when records are read back from ``results.json`` or the store.
+
+A record (DESIGN.md) is a JSON object with a ``config`` part and, for a finished configuration, a
+``dnn`` and/or an ``snn`` part; a failed one has an ``error`` string instead. :func:`check_records`
+checks the types, ranges and list lengths the reports rely on, and that no number is NaN or
+infinite (``results.json`` is written with ``allow_nan=False``, so one found there was put there by
+something else). Unknown keys are allowed, so that newer records stay readable. Anything wrong is one
+:class:`~snnergy.errors.ResultsError` naming the file, the record and the key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
+
+from snnergy.errors import ResultsError
+
+Check = tuple[Callable[[Any], bool], str]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _in(low: float, high: float = math.inf) -> Check:
+    return (lambda v: _is_number(v) and low <= v <= high,
+            f"a number in [{low:g}, {high:g}]" if high < math.inf else f"a number >= {low:g}")
+
+
+_TEXT: Check = (lambda v: isinstance(v, str) and bool(v), "a non-empty string")
+_COUNT: Check = (lambda v: _is_number(v) and not isinstance(v, float) and v >= 0, "an integer >= 0")
+_SEED: Check = (lambda v: _is_number(v) and not isinstance(v, float), "an integer")
+_FRACTION = _in(0.0, 1.0)
+_NONNEG = _in(0.0)
+_OPTIONAL_NUMBER: Check = (lambda v: v is None or _is_number(v), "a number or null")
+_NAMES: Check = (lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v), "a list of strings")
+
+CONFIG_KEYS: dict[str, Check] = {"dataset": _TEXT, "model": _TEXT, "regularizer": _TEXT, "strength": _NONNEG,
+                                 "seed": _SEED}
+DNN_KEYS: dict[str, Check] = {"accuracy": _FRACTION, "macs_dense": _NONNEG, "macs_effective": _NONNEG}
+DNN_OPTIONAL: dict[str, Check] = {"macs_nominal": _NONNEG, "samples": _COUNT, "collapsed": _NAMES}
+SNN_SERIES: dict[str, Check] = {"accuracy": _FRACTION, "synops": _NONNEG, "input_macs": _NONNEG,
+                                "neuron_updates": _NONNEG}
+SNN_OPTIONAL: dict[str, Check] = {"samples": _COUNT, "silent_layers": _NAMES, "input": _TEXT}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Checker:
+    """Checks one record; every message starts with ``where`` (file and record number)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, path: str, expect: str, value: Any) -> NoReturn:
+        raise ResultsError(f"{self.where}: '{path}' must be {expect}, got {_short(value)}")
+
+    def table(self, value: Any, path: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            self.fail(path, "an object", value)
+        return value
+
+    def key(self, part: Mapping[str, Any], key: str, path: str, check: Check, required: bool = True) -> None:
+        if key not in part:
+            if required:
+                raise ResultsError(f"{self.where}: missing key '{path}.{key}'")
+            return
+        if not check[0](part[key]):
+            self.fail(f"{path}.{key}", check[1], part[key])
+
+    def values(self, part: Any, path: str, check: Check) -> None:
+        for name, value in self.table(part, path).items():
+            if not check[0](value):
+                self.fail(f"{path}.{name}", check[1], value)
+
+    def series(self, value: Any, path: str, check: Check, length: int) -> None:
+        if not isinstance(value, list) or len(value) != length:
+            self.fail(path, f"a list of {length} values (one per timestep)", value)
+        for i, item in enumerate(value):
+            if not check[0](item):
+                self.fail(f"{path}[{i}]", check[1], item)
+
+    def finite(self, value: Any, path: str) -> None:
+        """No NaN or infinity anywhere (iterative: a deep record cannot exhaust the stack)."""
+        stack = [(value, path)]
+        while stack:
+            node, at = stack.pop()
+            if isinstance(node, float) and not math.isfinite(node):
+                raise ResultsError(f"{self.where}: '{at}' holds {node}, results hold only finite numbers")
+            if isinstance(node, Mapping):
+                stack.extend((v, f"{at}.{k}") for k, v in node.items())
+            elif isinstance(node, list):
+                stack.extend((v, f"{at}[{i}]") for i, v in enumerate(node))
+
+
+def check_record(record: Any, where: str) -> dict[str, Any]:
+    """Checks one result record (see the module docstring); returns it unchanged.
+
+    Args:
+        record: The parsed JSON value.
+        where: Names the record in messages, e.g. ``"runs/x/results.json: record 3"``.
+
+    Raises:
+        ResultsError: The first problem found, naming ``where`` and the key.
+
+    Example:
+        >>> check_record({"config": {"dataset": "d", "model": "m", "regularizer": "none", "strength": 0,
+        ...                          "seed": 0}, "error": "diverged"}, "r.json: record 0")["error"]
+        'diverged'
+        >>> check_record({"config": {"dataset": "d"}}, "r.json: record 0")
+        Traceback (most recent call last):
+        ...
+        snnergy.errors.ResultsError: r.json: record 0: missing key 'config.model'
+    """
+    c = _Checker(where)
+    if not isinstance(record, dict):
+        c.fail("record", "an object with a 'config' part", record)
+    c.finite(record, "record")
+    config = c.table(record.get("config"), "config")
+    for key, check in CONFIG_KEYS.items():
+        c.key(config, key, "config", check)
+    if "error" in record:
+        c.key(record, "error", "record", (lambda v: isinstance(v, str), "a string"))
+        return record
+    if "dnn" in record:
+        dnn = c.table(record["dnn"], "dnn")
+        for key, check in DNN_KEYS.items():
+            c.key(dnn, key, "dnn", check)
+        for key, check in DNN_OPTIONAL.items():
+            c.key(dnn, key, "dnn", check, required=False)
+        c.values(dnn.get("sparsity"), "dnn.sparsity", _FRACTION)
+        c.values(dnn.get("energy_j"), "dnn.energy_j", _NONNEG)
+        if "layers" in dnn:
+            c.values(dnn["layers"], "dnn.layers", (lambda v: isinstance(v, Mapping), "an object"))
+    if record.get("snn") is not None:
+        snn = c.table(record["snn"], "snn")
+        steps = snn.get("timesteps")
+        if not isinstance(steps, list) or not steps or not all(
+                _is_number(t) and not isinstance(t, float) and t >= 1 for t in steps):
+            c.fail("snn.timesteps", "a non-empty list of integers >= 1", steps)
+        for key, check in SNN_SERIES.items():
+            c.series(snn.get(key), f"snn.{key}", check, len(steps))
+        for key, check in SNN_OPTIONAL.items():
+            c.key(snn, key, "snn", check, required=False)
+        for profile, values in c.table(snn.get("energy_j"), "snn.energy_j").items():
+            c.series(values, f"snn.energy_j.{profile}", _NONNEG, len(steps))
+        for layer, values in c.table(snn.get("synops_per_layer", {}), "snn.synops_per_layer").items():
+            c.series(values, f"snn.synops_per_layer.{layer}", _NONNEG, len(steps))
+        c.values(snn.get("spike_rate", {}), "snn.spike_rate", _OPTIONAL_NUMBER)
+        c.values(snn.get("correlation", {}), "snn.correlation", _OPTIONAL_NUMBER)
+    return record
+
+
+def check_records(data: Any, where: str) -> list[dict[str, Any]]:
+    """Checks a ``results.json`` document: a list of records; returns it unchanged.
+
+    Example:
+        >>> check_records({"config": {}}, "out/results.json")
+        Traceback (most recent call last):
+        ...
+        snnergy.errors.ResultsError: out/results.json: expected a list of result records, found dict
+    """
+    if not isinstance(data, list):
+        raise ResultsError(f"{where}: expected a list of result records, found {type(data).__name__}")
+    for i, record in enumerate(data):
+        check_record(record, f"{where}: record {i}")
+    return data

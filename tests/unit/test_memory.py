@@ -1,0 +1,101 @@
+"""Simulation memory is bounded by `simulate.max_memory`: batches are split to fit, results do not
+depend on the split, and a request that cannot fit is refused before anything is allocated."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from snnergy.config import SimulateConfig, parse_size
+from snnergy.errors import ConfigError
+from snnergy.simulation import SpikingNetwork, SpikingStage, run_simulation
+from snnergy.simulation.memory import bytes_per_sample, plan
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def small_net(width: int = 32) -> SpikingNetwork:
+    torch.manual_seed(0)
+    s1 = SpikingStage("fc1", "relu1", nn.Sequential(), nn.Linear(8, width), True)
+    s2 = SpikingStage("fc2", "relu2", nn.Sequential(), nn.Linear(width, width), True)
+    s3 = SpikingStage("fc3", None, nn.Sequential(), nn.Linear(width, 3), False)
+    return SpikingNetwork([s1, s2, s3], (8,))
+
+
+def test_bytes_per_sample_hand_case() -> None:
+    # widest stage: fc2, 32 in + 32 out -> trains 4 B x T=10 x 64 = 2560 B; spiking neurons 64:
+    # counts at 3 reported T 3 x 64 x 4 = 768, final counts 64 x 8 = 512, rates 64 x 4 = 256;
+    # readout potentials 3 x 3 x 4 = 36. Total 4132.
+    assert bytes_per_sample(small_net(), steps=10, reported=3) == 4132
+    # Poisson input adds the input train: 10 x 8 x 4 = 320
+    assert bytes_per_sample(small_net(), steps=10, reported=3, poisson=True) == 4452
+
+
+def test_a_request_that_cannot_fit_is_refused_before_allocating() -> None:
+    x, y = torch.rand(4, 8), torch.zeros(4, dtype=torch.long)
+    config = SimulateConfig(timesteps=(10**9,), max_memory=2**20)
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"T=1000000000 needs about .* GiB per sample.*lower the largest T or raise --max-memory"):
+        run_simulation(small_net(), (x, y), config)
+    assert time.perf_counter() - start < 5  # nothing was simulated (10**9 steps would take hours)
+
+
+def test_results_do_not_depend_on_how_the_budget_splits_the_batch() -> None:
+    torch.manual_seed(1)
+    x, y = torch.rand(50, 8) * 2, torch.randint(0, 3, (50,))
+    net = small_net()
+    per_sample = bytes_per_sample(net, 64, 3)
+    small = run_simulation(net, (x, y), SimulateConfig(timesteps=(16, 32, 64), max_memory=4 * per_sample))
+    large = run_simulation(net, (x, y), SimulateConfig(timesteps=(16, 32, 64), max_memory=2**30))
+    assert plan(net, 64, 3, 4 * per_sample)[0] == 2  # half of 4 samples' worth: 2 samples per sub-batch
+    assert small.correct == large.correct and small.samples == large.samples == 50
+    assert all(torch.equal(small.spike_counts[k], large.spike_counts[k]) for k in large.spike_counts)
+
+
+def test_parse_size() -> None:
+    assert parse_size("1.5GiB") == 3 * 2**29
+    assert parse_size(" 64 MiB ") == 64 * 2**20
+    for bad in ("lots", "-1GB", "0", "infGB"):
+        with pytest.raises(ConfigError):
+            parse_size(bad)
+
+
+PEAK = textwrap.dedent("""
+    import resource, sys, torch
+    from torch import nn
+    from snnergy.config import SimulateConfig
+    from snnergy.simulation import SpikingNetwork, SpikingStage, run_simulation
+    torch.manual_seed(0); torch.set_num_threads(1)
+    # LeNet-sized layers: 1024 and 512 neurons; T = 512, 400 samples. Unbounded, one batch of
+    # spike trains would take 400 x 512 x (1024 + 1024) x 4 B = 1.6 GB.
+    stages = [SpikingStage("fc1", "relu1", nn.Sequential(), nn.Linear(64, 1024), True),
+              SpikingStage("fc2", "relu2", nn.Sequential(), nn.Linear(1024, 512), True),
+              SpikingStage("fc3", None, nn.Sequential(), nn.Linear(512, 10), False)]
+    net = SpikingNetwork(stages, (64,))
+    x, y = torch.rand(400, 64), torch.zeros(400, dtype=torch.long)
+    budget = int(sys.argv[1])
+    run_simulation(net, (x[:2], y[:2]), SimulateConfig(timesteps=(8,), max_memory=budget))  # warm up
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    run_simulation(net, (x, y), SimulateConfig(timesteps=(64, 512), max_memory=budget))
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
+""")
+
+
+@pytest.mark.slow
+def test_peak_memory_stays_within_the_budget(tmp_path: Path) -> None:
+    budget = 64 * 2**20
+    script = tmp_path / "peak.py"
+    script.write_text(PEAK)
+    env = {"PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, str(script), str(budget)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    growth = int(done.stdout.split()[-1])
+    assert growth < budget, f"peak grew by {growth / 2**20:.0f} MiB for a {budget / 2**20:.0f} MiB budget"

@@ -235,7 +235,7 @@ def _run_sweep(args: argparse.Namespace, extra: Sequence[str]) -> int:
 def _run_report(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from snnergy.experiments import read_results
     from snnergy.experiments.sweep_store import STORE_FILE, SweepStore
-    from snnergy.reporting.report import write_sweep_report
+    from snnergy.reporting.sweep_report import write_sweep_report
 
     if extra:
         raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")

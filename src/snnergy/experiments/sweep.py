@@ -506,7 +506,7 @@ def run_sweep(
         >>> run_sweep(sweep, out, report=False).finished, run_sweep(sweep, out, report=False).skipped
         (2, 2)
     """
-    from snnergy.reporting.report import write_sweep_report
+    from snnergy.reporting.sweep_report import write_sweep_report
 
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")

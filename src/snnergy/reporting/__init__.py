@@ -10,11 +10,10 @@ from snnergy.reporting.report import (
     format_summary,
     report_markdown,
     summary_rows,
-    sweep_report_markdown,
     verdict,
     write_report,
-    write_sweep_report,
 )
+from snnergy.reporting.sweep_report import sweep_report_markdown, write_sweep_report
 from snnergy.reporting.tables import (
     DEFAULT_PROFILE,
     collapsed_layers,

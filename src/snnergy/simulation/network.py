@@ -14,9 +14,8 @@ that spec, never unpickling.
 from __future__ import annotations
 
 import math
-import reprlib
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +23,11 @@ from torch import Tensor, nn
 from snnergy.checkpoints import load_state_into, load_tensors, read_json, save_tensors, write_json
 from snnergy.errors import CheckpointError, ConfigError
 from snnergy.simulation.neurons import RESETS, IFNeuron
+from snnergy.simulation.spec import (
+    BRANCH_LAYERS, F32_MAX, F32_TINY, INT, LAYERS, NUM, OPS, POS, STR, check_field, first_line, is_dict,
+    list_of, module_spec, stage_from_spec,
+)
+from snnergy.simulation.stages import ChannelScale, Shortcut, SpikingStage  # noqa: F401 - re-exported
 
 SPEC_FORMAT = "snnergy.snn"
 #: Version 2 adds ``stages[i].shortcuts``; version 1 files (no shortcuts) are still read.
@@ -32,102 +36,6 @@ READABLE_VERSIONS = (1, 2)
 #: Most elements one sample may hold at the input or at any layer (:func:`load_snn` refuses more):
 #: 4e8 bytes in float32, far above any network here (a 224 x 224 x 64 conv output is 3.2e6).
 MAX_SAMPLE_ELEMENTS = 10**8
-
-
-class ChannelScale(nn.Module):
-    """Multiplies each channel (dim 1) by its own weight: a normalized identity branch.
-
-    An identity shortcut of the DNN adds the source activation ``a`` to the sum; after
-    normalization the source spikes at rate ``a / lambda_src`` and the sum is divided by
-    ``lambda_out``, so the branch carries ``a * lambda_src / lambda_out``: one weight per channel
-    (or one for all, ``features=1``). Each input element feeds one output element.
-
-    Args:
-        features: Channels (size of dim 1), or 1 for one shared weight.
-
-    Example:
-        >>> scale = ChannelScale(2)
-        >>> with torch.no_grad():
-        ...     _ = scale.weight.copy_(torch.tensor([2.0, 0.5]))
-        >>> scale(torch.ones(1, 2, 1, 1)).flatten().tolist()
-        [2.0, 0.5]
-    """
-
-    def __init__(self, features: int) -> None:
-        super().__init__()
-        self.features = int(features)
-        self.weight = nn.Parameter(torch.ones(self.features))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``x * weight`` broadcast over dim 1 of ``x`` ``(B, C, ...)``."""
-        return x * self.weight.view(1, -1, *[1] * (x.dim() - 2))
-
-    def extra_repr(self) -> str:
-        return f"features={self.features}"
-
-
-class Shortcut(nn.Module):
-    """A residual branch into a stage: an earlier layer's spikes through linear ops.
-
-    Args:
-        name: For reports: the DNN module of its weighted op (e.g. ``"layer2.0.shortcut.0"``) or
-            ``"identity:<source>"``.
-        source: Neuron name of an earlier stage whose spikes feed it, ``None`` for the input.
-        pre: Weightless ops before ``layer`` (AvgPool2d, Flatten).
-        layer: Conv2d, Linear (BN folded, normalized) or :class:`ChannelScale` (identity).
-    """
-
-    def __init__(self, name: str, source: str | None, pre: nn.Sequential,
-                 layer: nn.Conv2d | nn.Linear | ChannelScale) -> None:
-        super().__init__()
-        self.name = name
-        self.source = source
-        self.pre = pre
-        self.layer = layer
-
-    def forward(self, x: Tensor) -> Tensor:
-        """The branch's current for the source's output ``x`` ``(B, ...)``."""
-        return self.layer(self.pre(x))
-
-    def extra_repr(self) -> str:
-        return f"name={self.name!r}, source={self.source!r}"
-
-
-class SpikingStage(nn.Module):
-    """One weighted layer of the SNN with the weightless ops before it and its neurons.
-
-    Args:
-        name: The DNN weighted layer's name (e.g. ``"conv2"``).
-        neuron_name: The DNN ReLU's name (e.g. ``"relu2"``), ``None`` for the readout.
-        pre: Linear, weightless ops between the previous neurons and ``layer`` (AvgPool2d, Flatten).
-        layer: The Conv2d or Linear layer (BN folded, weights normalized).
-        spiking: Whether IF neurons follow (``False`` only for the last stage, the readout).
-        shortcuts: Residual branches whose currents add to ``layer``'s, in this order.
-    """
-
-    def __init__(self, name: str, neuron_name: str | None, pre: nn.Sequential,
-                 layer: nn.Conv2d | nn.Linear, spiking: bool, shortcuts: Sequence[Shortcut] = ()) -> None:
-        super().__init__()
-        self.name = name
-        self.neuron_name = neuron_name
-        self.pre = pre
-        self.layer = layer
-        self.spiking = spiking
-        self.shortcuts = nn.ModuleList(shortcuts)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """The current of the stage's own layer for input ``x`` ``(B, ...)`` (shortcuts excluded)."""
-        return self.layer(self.pre(x))
-
-    def total_current(self, x: Tensor, outputs: dict[str | None, Tensor]) -> Tensor:
-        """Own current plus every shortcut's, each fed ``outputs[shortcut.source]``, in order."""
-        current = self(x)
-        for shortcut in self.shortcuts:
-            current = current + shortcut(outputs[shortcut.source])
-        return current
-
-    def extra_repr(self) -> str:
-        return f"name={self.name!r}, neuron_name={self.neuron_name!r}, spiking={self.spiking}"
 
 
 class SpikingNetwork(nn.Module):
@@ -219,11 +127,11 @@ class SpikingNetwork(nn.Module):
             "format": SPEC_FORMAT, "version": SPEC_VERSION, "input_shape": list(self.input_shape),
             "neuron": {"threshold": float(self.neuron.threshold), "reset": self.neuron.reset},
             "stages": [{"name": s.name, "neuron_name": s.neuron_name, "spiking": s.spiking,
-                        "pre": [_module_spec(op, _OPS, "op") for op in s.pre],
-                        "layer": _module_spec(s.layer, _LAYERS, "kind"),
+                        "pre": [module_spec(op, OPS, "op") for op in s.pre],
+                        "layer": module_spec(s.layer, LAYERS, "kind"),
                         "shortcuts": [{"name": c.name, "source": c.source,
-                                       "pre": [_module_spec(op, _OPS, "op") for op in c.pre],
-                                       "layer": _module_spec(c.layer, _BRANCH_LAYERS, "kind")}
+                                       "pre": [module_spec(op, OPS, "op") for op in c.pre],
+                                       "layer": module_spec(c.layer, BRANCH_LAYERS, "kind")}
                                       for c in s.shortcuts]}
                        for s in self.stages],
             "scales": {k: list(v) for k, v in self.scales.items()},
@@ -239,19 +147,19 @@ class SpikingNetwork(nn.Module):
         """
         if not isinstance(spec, dict):
             raise CheckpointError("snn spec must be a JSON object")
-        _field(spec, "format", "", lambda v: v == SPEC_FORMAT, f"'{SPEC_FORMAT}'")
-        version = _field(spec, "version", "", lambda v: _INT[0](v) and v in READABLE_VERSIONS,
+        check_field(spec, "format", "", lambda v: v == SPEC_FORMAT, f"'{SPEC_FORMAT}'")
+        version = check_field(spec, "version", "", lambda v: INT[0](v) and v in READABLE_VERSIONS,
                          f"one of {list(READABLE_VERSIONS)}")
-        shape = _field(spec, "input_shape", "", lambda v: _list_of(v, _POS[0]) and v, "positive ints")
-        neuron = _field(spec, "neuron", "", _is_dict, "an object")
-        threshold = _field(neuron, "threshold", "neuron", lambda v: _NUM[0](v) and _F32_TINY <= v <= _F32_MAX,
-                           f"a number in [{_F32_TINY:.3g}, {_F32_MAX:.3g}] (a normal float32)")
-        reset = _field(neuron, "reset", "neuron", lambda v: v in RESETS, f"one of {RESETS}")
-        raw = _field(spec, "stages", "", lambda v: isinstance(v, list) and v, "a non-empty list")
-        stages = [_stage_from_spec(s, f"stages[{i}]", version) for i, s in enumerate(raw)]
-        scales = _field(spec, "scales", "", lambda v: _is_dict(v) and all(
-            _list_of(x, _NUM[0]) for x in v.values()), "an object of number lists")
-        silent = _field(spec, "silent_layers", "", lambda v: _list_of(v, _STR[0]), "a string list")
+        shape = check_field(spec, "input_shape", "", lambda v: list_of(v, POS[0]) and v, "positive ints")
+        neuron = check_field(spec, "neuron", "", is_dict, "an object")
+        threshold = check_field(neuron, "threshold", "neuron", lambda v: NUM[0](v) and F32_TINY <= v <= F32_MAX,
+                           f"a number in [{F32_TINY:.3g}, {F32_MAX:.3g}] (a normal float32)")
+        reset = check_field(neuron, "reset", "neuron", lambda v: v in RESETS, f"one of {RESETS}")
+        raw = check_field(spec, "stages", "", lambda v: isinstance(v, list) and v, "a non-empty list")
+        stages = [stage_from_spec(s, f"stages[{i}]", version) for i, s in enumerate(raw)]
+        scales = check_field(spec, "scales", "", lambda v: is_dict(v) and all(
+            list_of(x, NUM[0]) for x in v.values()), "an object of number lists")
+        silent = check_field(spec, "silent_layers", "", lambda v: list_of(v, STR[0]), "a string list")
         try:
             return cls(stages, shape, IFNeuron(float(threshold), reset), scales, silent)
         except ConfigError as err:
@@ -307,110 +215,4 @@ def _fitting_shapes(snn: SpikingNetwork, where: Path) -> dict[str, tuple[tuple[i
         return snn.shapes()
     except (RuntimeError, IndexError, ValueError, ConfigError) as err:
         raise CheckpointError(f"{where}: layers do not fit input shape {snn.input_shape}: "
-                              f"{_first_line(err)}") from None
-
-
-def _first_line(err: Exception) -> str:
-    """The first line of an exception's message (torch appends C++ stack traces to some)."""
-    return (str(err).splitlines() or [type(err).__name__])[0]
-
-
-# A spec check is (predicate, what it expects); ops and layers are rebuilt from these tables.
-# Integers stay within int32 (sizes, kernels, dims); torch would overflow on larger ones.
-_MAX_INT = 2**31 - 1
-_F32_MAX = float(torch.finfo(torch.float32).max)
-_F32_TINY = float(torch.finfo(torch.float32).tiny)
-_BOOL = (lambda v: isinstance(v, bool), "true or false")
-_INT = (lambda v: isinstance(v, int) and not isinstance(v, bool) and abs(v) <= _MAX_INT, "an int32 integer")
-_POS = (lambda v: _INT[0](v) and v > 0, "a positive int32 integer")
-_PAIR = (lambda v: isinstance(v, list) and len(v) == 2 and all(_INT[0](i) and i >= 0 for i in v),
-         "a pair of non-negative int32 integers")
-_PADDING = (lambda v: v in ("same", "valid") or _PAIR[0](v), "a pair of integers, 'same' or 'valid'")
-_STR = (lambda v: isinstance(v, str) and bool(v), "a non-empty string")
-_NUM = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), "a number")
-_OPS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
-    "avg_pool2d": (nn.AvgPool2d, {"kernel_size": _PAIR, "stride": _PAIR, "padding": _PAIR, "ceil_mode": _BOOL,
-                                  "count_include_pad": _BOOL,
-                                  "divisor_override": (lambda v: v is None or _POS[0](v), "null or > 0")}),
-    "flatten": (nn.Flatten, {"start_dim": _INT, "end_dim": _INT}),
-}
-_LAYERS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
-    "conv2d": (nn.Conv2d, {"in_channels": _POS, "out_channels": _POS, "kernel_size": _PAIR, "stride": _PAIR,
-                           "padding": _PADDING, "dilation": _PAIR, "groups": _POS, "bias": _BOOL}),
-    "linear": (nn.Linear, {"in_features": _POS, "out_features": _POS, "bias": _BOOL}),
-}
-_BRANCH_LAYERS = {**_LAYERS, "scale": (ChannelScale, {"features": _POS})}
-
-
-def _module_spec(module: nn.Module, table: dict[str, Any], tag: str) -> dict[str, Any]:
-    """``{tag: kind, argument: value...}`` of an op or layer, as its constructor takes them."""
-    kind = next((k for k, (cls, _) in table.items() if type(module) is cls), None)
-    if kind is None:
-        raise ConfigError(f"unsupported {tag} {type(module).__name__} in a spiking stage")
-    spec: dict[str, Any] = {tag: kind}
-    for key, check in table[kind][1].items():
-        value = getattr(module, key)
-        if key == "bias":
-            value = value is not None
-        elif check in (_PAIR, _PADDING) and not isinstance(value, str):
-            value = [int(i) for i in value] if isinstance(value, (tuple, list)) else [int(value)] * 2
-        spec[key] = value
-    return spec
-
-
-def _module_from_spec(d: Any, where: str, table: dict[str, Any], tag: str) -> nn.Module:
-    kind = _field(d, tag, where, lambda v: v in table, f"one of {list(table)}")
-    cls, schema = table[kind]
-    kwargs = {k: _field(d, k, where, *check) for k, check in schema.items()}
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
-    try:
-        return cls(**kwargs)
-    except (ValueError, TypeError, RuntimeError, OverflowError) as err:
-        raise CheckpointError(f"snn spec: '{where}' is not a valid {kind}: {_first_line(err)}") from None
-
-
-def _stage_from_spec(d: Any, where: str, version: int) -> SpikingStage:
-    name = _field(d, "name", where, *_STR)
-    neuron_name = _field(d, "neuron_name", where, lambda v: v is None or _STR[0](v), "a string or null")
-    spiking = _field(d, "spiking", where, *_BOOL)
-    pre = _pre_from_spec(d, where)
-    layer = _field(d, "layer", where, _is_dict, "an object")
-    layer = _module_from_spec(layer, f"{where}.layer", _LAYERS, "kind")
-    shortcuts = []
-    if version >= 2:  # version 1 had no shortcuts
-        raw = _field(d, "shortcuts", where, lambda v: isinstance(v, list), "a list")
-        for j, c in enumerate(raw):
-            at = f"{where}.shortcuts[{j}]"
-            branch = _field(c, "layer", at, _is_dict, "an object")
-            shortcuts.append(Shortcut(_field(c, "name", at, *_STR),
-                                      _field(c, "source", at, lambda v: v is None or _STR[0](v), "a string or null"),
-                                      _pre_from_spec(c, at), _module_from_spec(branch, f"{at}.layer", _BRANCH_LAYERS, "kind")))
-    return SpikingStage(name, neuron_name, pre, layer, spiking, shortcuts)
-
-
-def _pre_from_spec(d: Any, where: str) -> nn.Sequential:
-    ops = _field(d, "pre", where, lambda v: isinstance(v, list), "a list")
-    return nn.Sequential(*[_module_from_spec(o, f"{where}.pre[{j}]", _OPS, "op") for j, o in enumerate(ops)])
-
-
-def _field(d: Any, key: str, where: str, check: Callable[[Any], Any], expect: str) -> Any:
-    path = f"{where}.{key}" if where else key
-    if not _is_dict(d):
-        raise CheckpointError(f"snn spec: '{where}' must be an object")
-    if key not in d:
-        raise CheckpointError(f"snn spec: missing key '{path}'")
-    try:
-        ok = check(d[key])
-    except (TypeError, OverflowError):  # `v in table` of a list or dict; math.isfinite(10**400)
-        ok = False
-    if not ok:
-        raise CheckpointError(f"snn spec: key '{path}' must be {expect}, got {reprlib.repr(d[key])}")
-    return d[key]
-
-
-def _is_dict(v: Any) -> bool:
-    return isinstance(v, dict)
-
-
-def _list_of(v: Any, check: Callable[[Any], bool]) -> bool:
-    return isinstance(v, list) and all(check(i) for i in v)
+                              f"{first_line(err)}") from None

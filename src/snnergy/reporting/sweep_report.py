@@ -1,0 +1,207 @@
+"""The sweep report (``snnergy report``): per dataset and model, the iso-accuracy verdict, mean ± std
+over seeds, Pareto fronts of accuracy against SNN energy and DNN effective MACs, the smallest T
+reaching the target, and per-layer sparsity and spike rates."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from snnergy.checkpoints import atomic_write
+from snnergy.errors import ConfigError
+from snnergy.reporting.report import collapsed_line, config_name, ok_records
+from snnergy.reporting.tables import DEFAULT_PROFILE, format_value, markdown_table
+
+CONFIGURATION_COLUMNS = [
+    ("configuration", "configuration"),
+    ("seeds", "seeds"),
+    ("dnn_accuracy", "DNN acc"),
+    ("dnn_sparsity", "sparsity"),
+    ("dnn_macs_effective", "eff. MACs"),
+    ("dnn_energy_j", "DNN energy (J)"),
+    ("timesteps", "T"),
+    ("snn_accuracy", "SNN acc"),
+    ("snn_energy_j", "SNN energy (J)"),
+    ("t_target", "T to target"),
+    ("t_target_accuracy", "acc at that T"),
+    ("t_target_energy_j", "energy at that T (J)"),
+    ("note", "note"),
+]
+
+
+def _pm(mean: Any, std: Any) -> str:
+    """``"0.972 ± 0.004"``; the mean alone when there is no spread to show.
+
+    Example:
+        >>> _pm(0.97213, 0.0041), _pm(0.5, 0.0), _pm(None, None)
+        ('0.972 ± 0.0041', '0.5', '')
+    """
+    if mean is None:
+        return ""
+    if std is None or (isinstance(std, float) and (math.isnan(std) or std == 0.0)):
+        return format_value(mean)
+    return f"{format_value(mean)} ± {format_value(std)}"
+
+
+def _with_std(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with each ``x``/``x_std`` pair merged into one ``x`` cell reading "mean ± std"."""
+    merged = []
+    for row in rows:
+        out = {k: v for k, v in row.items() if not k.endswith("_std")}
+        for key in out:
+            if f"{key}_std" in row:
+                out[key] = _pm(row[key], row[f"{key}_std"])
+        merged.append(out)
+    return merged
+
+
+def _section_markdown(groups: Sequence[Any], profile: str, drop: float, target: float | None, plots: Sequence[str]) -> list[str]:
+    from snnergy.reporting import pareto
+
+    goal, how = pareto.target_accuracy(groups, drop, target)
+    iso = pareto.iso_accuracy(groups, goal, profile)
+    snn_fronts = pareto.snn_fronts(groups, profile)
+    dnn_fronts = pareto.dnn_fronts(groups, profile)
+    members = list(dict.fromkeys(p.group for front in snn_fronts.values() for p in front))
+    lines = [
+        "### Iso-accuracy: which regularizer?",
+        "",
+        f"Target: {how}; seed means, profile `{profile}`.",
+        "",
+        *pareto.iso_accuracy_lines(iso, profile),
+        *([collapsed_line([f"{g.label} ({', '.join(g.collapsed)})" for g in groups if g.collapsed])]
+          if any(g.collapsed for g in groups) else []),
+        "",
+        markdown_table(
+            iso,
+            ["regularizer", "dnn_configuration", "dnn_accuracy", "dnn_energy_j", "snn_configuration", "snn_timesteps", "snn_accuracy", "snn_energy_j"],
+            ["regularizer", "lowest-energy DNN", "acc", "energy (J)", "lowest-energy SNN", "T", "acc", "energy (J)"],
+        ),
+        "",
+        "### Configurations (mean ± std over seeds)",
+        "",
+        "SNN columns at the largest T; *T to target*: the smallest T whose mean accuracy reaches the target.",
+        "",
+        markdown_table(
+            _with_std(pareto.configuration_rows(groups, profile, goal)),
+            [c for c, _ in CONFIGURATION_COLUMNS],
+            [h for _, h in CONFIGURATION_COLUMNS],
+        ),
+        "",
+        "### Pareto fronts: accuracy vs SNN energy",
+        "",
+        "Per regularizer, the (configuration, T) points no other point of that regularizer beats in both accuracy and energy.",
+        "",
+        markdown_table(
+            _with_std([
+                {"regularizer": reg, "configuration": p.group.label, "T": p.timesteps, "accuracy": p.accuracy,
+                 "accuracy_std": p.accuracy_std, "energy": p.energy_j, "energy_std": p.energy_std, "synops": p.synops}
+                for reg, front in snn_fronts.items() for p in front
+            ]),
+            ["regularizer", "configuration", "T", "accuracy", "energy", "synops"],
+            ["regularizer", "configuration", "T", "SNN acc", "SNN energy (J)", "SynOps"],
+        ),
+        "",
+        "### Pareto fronts: accuracy vs DNN effective MACs",
+        "",
+        markdown_table(
+            _with_std([
+                {"regularizer": reg, "configuration": g.label,
+                 **{k: v for name, (m, s) in pareto.dnn_stats(g, profile).items() for k, v in ((name, m), (f"{name}_std", s))}}
+                for reg, front in dnn_fronts.items() for g in front
+            ]),
+            ["regularizer", "configuration", "accuracy", "macs_effective", "energy_j", "sparsity"],
+            ["regularizer", "configuration", "DNN acc", "eff. MACs", "DNN energy (J)", "sparsity"],
+        ),
+        "",
+        "### Layers of the SNN fronts' members",
+        "",
+        "Sparsity: fraction of zeros in the DNN's post-ReLU map. Spike rate: spikes per neuron per step at the largest T.",
+        "",
+        markdown_table(
+            _with_std([row for g in members for row in pareto.layer_stats(g)]),
+            ["configuration", "layer", "sparsity", "spike_rate"],
+        ),
+    ]
+    if plots:
+        lines += ["", *[f"![{Path(p).stem}]({p})" for p in plots]]
+    return lines
+
+
+def sweep_report_markdown(
+    records: Sequence[Mapping[str, Any]],
+    profile: str = DEFAULT_PROFILE,
+    drop: float = 0.01,
+    target: float | None = None,
+    plots: Mapping[tuple[str, str], Sequence[str]] | None = None,
+) -> str:
+    """The ``report.md`` of a sweep: per (dataset, model), the iso-accuracy summary, every
+    configuration as mean ± std over seeds with its smallest T to the target, the Pareto fronts
+    per regularizer, and the layers of the fronts' members; then the failed configurations.
+
+    Args:
+        records: Result records, failed ones (with ``error``) included.
+        profile: Energy profile of every energy column.
+        drop: Target = unregularized DNN accuracy (seed mean) minus ``drop``.
+        target: An absolute target accuracy instead.
+        plots: Relative plot paths per (dataset, model).
+    """
+    from snnergy.reporting import pareto
+
+    parts = pareto.sections(records)
+    finished = ok_records(records)
+    configurations = sum(len(groups) for _, _, groups in parts)
+    lines = [
+        "# snnergy sweep report",
+        "",
+        f"{len(finished)} finished run(s) in {configurations} configuration(s) (runs differing only by seed are one "
+        f"configuration), {len(records) - len(finished)} failed. Energies are joules per sample on profile `{profile}`; "
+        "± is the standard deviation over seeds.",
+    ]
+    for dataset, model, groups in parts:
+        lines += ["", f"## {dataset} / {model}", "", *_section_markdown(groups, profile, drop, target, (plots or {}).get((dataset, model), ()))]
+    failed = [r for r in records if "error" in r]
+    if failed:
+        lines += ["", "## Failed configurations", ""]
+        lines += [f"- {r['config'].get('dataset')}/{r['config'].get('model')} {config_name(r)} seed {r['config'].get('seed')}: {r['error']}" for r in failed]
+    return "\n".join(lines) + "\n"
+
+
+def write_sweep_report(
+    out: str | Path,
+    records: Sequence[Mapping[str, Any]],
+    profile: str = DEFAULT_PROFILE,
+    drop: float = 0.01,
+    target: float | None = None,
+) -> Path:
+    """Writes ``out/report.md``, ``out/plots/*.png``, ``out/summary.csv`` (one row per
+    configuration, mean and std columns) and ``out/layers.csv``; returns the report's path."""
+    from snnergy.reporting import pareto
+    from snnergy.reporting.plots import write_sweep_plots
+    from snnergy.reporting.tables import write_csv
+
+    stored = sorted({name for r in ok_records(records) for name in r["dnn"].get("energy_j", {})})
+    if stored and profile not in stored:
+        raise ConfigError(f"energy profile '{profile}' is not in the stored results; stored: {', '.join(stored)}")
+    out = Path(out)
+    plots: dict[tuple[str, str], list[str]] = {}
+    summary: list[dict[str, Any]] = []
+    layers: list[dict[str, Any]] = []
+    for dataset, model, groups in pareto.sections(records):
+        goal, _ = pareto.target_accuracy(groups, drop, target)
+        paths = write_sweep_plots(out / "plots", groups, profile, goal, f"{dataset}_{model}")
+        plots[(dataset, model)] = [str(Path(p).relative_to(out)) for p in paths]
+        summary += pareto.configuration_rows(groups, profile, goal)
+        layers += [{"dataset": dataset, "model": model, **row} for g in groups for row in pareto.layer_stats(g)]
+    if summary:
+        write_csv(out / "summary.csv", summary)
+        write_csv(out / "layers.csv", layers)
+    text = sweep_report_markdown(records, profile, drop, target, plots)
+    path = out / "report.md"
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return path
+
+
+__all__ = ["sweep_report_markdown", "write_sweep_report"]

@@ -182,12 +182,13 @@ def fit(
     history: list[EpochLog] = []
     if resume is not None:
         step, history = _restore(resume, model, optimizer, loader, penalty_of)
-    with ActivityRecorder(model, activations=True, layer_inputs=inputs, detach=False) as recorder:
-        for epoch in range(len(history) + 1, cfg.epochs + 1):
-            model.train()
-            start = time.perf_counter()
-            sums = {"task": 0.0, "penalty": 0.0, "correct": 0, "seen": 0, "zeros": 0, "elements": 0}
-            lr = _lr_at(cfg, step, total_steps)
+    for epoch in range(len(history) + 1, cfg.epochs + 1):
+        model.train()
+        start = time.perf_counter()
+        sums = {"task": 0.0, "penalty": 0.0, "correct": 0, "seen": 0, "zeros": 0, "elements": 0}
+        lr = _lr_at(cfg, step, total_steps)
+        # hooks only around the training batches: evaluation below records nothing
+        with ActivityRecorder(model, activations=True, layer_inputs=inputs, detach=False) as recorder:
             bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
             for batch, (x, y) in enumerate(bar, start=1):
                 for group in optimizer.param_groups:
@@ -217,24 +218,22 @@ def fit(
                     sums["zeros"] += int((act == 0).sum())
                     sums["elements"] += act.numel()
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-            seen = max(sums["seen"], 1)
-            test_accuracy = evaluate(model, test_loader, device)
-            recorder.record()  # drop what evaluation recorded: the next batch's record is its own
-            log = EpochLog(
-                epoch=epoch,
-                task_loss=sums["task"] / seen,
-                penalty=sums["penalty"] / seen,
-                train_accuracy=sums["correct"] / seen,
-                test_accuracy=test_accuracy,
-                sparsity=sums["zeros"] / max(sums["elements"], 1),
-                lr=lr,
-                seconds=time.perf_counter() - start,
-            )
-            history.append(log)
-            if on_epoch is not None:
-                on_epoch(model, log)
-            if on_state is not None:
-                on_state(_snapshot(epoch, step, model, optimizer, loader, penalty_of, history))
+        seen = max(sums["seen"], 1)
+        log = EpochLog(
+            epoch=epoch,
+            task_loss=sums["task"] / seen,
+            penalty=sums["penalty"] / seen,
+            train_accuracy=sums["correct"] / seen,
+            test_accuracy=evaluate(model, test_loader, device),
+            sparsity=sums["zeros"] / max(sums["elements"], 1),
+            lr=lr,
+            seconds=time.perf_counter() - start,
+        )
+        history.append(log)
+        if on_epoch is not None:
+            on_epoch(model, log)
+        if on_state is not None:
+            on_state(_snapshot(epoch, step, model, optimizer, loader, penalty_of, history))
     model.eval()
     return history
 

@@ -7,6 +7,7 @@ and flattening); sparsity is the fraction of exact zeros in each post-ReLU map.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -59,18 +60,20 @@ def measure(
     """
     was_training = model.training
     model.eval().to(device)
-    geometries = None
+    stream = iter(batches(data))
+    first = next(stream, None)
+    if first is None:
+        raise SnnergyError("measure: the data holds no samples")
+    # the geometry probe runs its own forward pass: before the recorder, so only the data is counted
+    geometries = {g.name: g for g in layer_geometries(model, tuple(first[0].shape[1:]))}
     correct = samples = 0
     zeros: dict[str, int] = {}
     elements: dict[str, int] = {}
     effective: dict[str, float] = {}
     nonzero: dict[str, int] = {}
     with ActivityRecorder(model, activations=True, layer_inputs=True, detach=True) as recorder:
-        for x, y in batches(data):
+        for x, y in itertools.chain([first], stream):
             x = x.to(device)
-            if geometries is None:
-                geometries = {g.name: g for g in layer_geometries(model, tuple(x.shape[1:]))}
-                recorder.record()  # drop the geometry probe's all-zero sample: only the data is counted
             logits = model(x)
             record = recorder.record()
             correct += int((logits.argmax(1).cpu() == y).sum())
@@ -83,7 +86,7 @@ def measure(
                 effective[name] = effective.get(name, 0.0) + float(effective_macs(geometries[name], inp).sum())
                 nonzero[name] = nonzero.get(name, 0) + int((inp != 0).sum())
     model.train(was_training)
-    if not samples or geometries is None:
+    if not samples:
         raise SnnergyError("measure: the data holds no samples")
     layers = {}
     for name, geom in geometries.items():

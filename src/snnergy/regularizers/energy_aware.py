@@ -122,7 +122,47 @@ def _map(maps: dict[str, Tensor], name: str, kind: str) -> Tensor:
         ) from None
 
 
-class SynOpsPenalty:
+class _RunningScales:
+    """What both bound penalties share: per-layer running scales, updated once per batch from
+    :meth:`batch_scales` (subclasses), kept across epochs (``state_dict`` for resuming)."""
+
+    momentum: float
+    options: PenaltyOptions
+    _scales: dict[str, Tensor]
+
+    @property
+    def scales(self) -> dict[str, Tensor]:
+        """The running scale of each layer (NaN: not seen yet), copies."""
+        return {name: s.clone() for name, s in self._scales.items()}
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The running scales by layer name (to resume training; NaN: not seen yet)."""
+        return self.scales
+
+    def load_state_dict(self, scales: dict[str, Tensor]) -> None:
+        """Restores running scales saved by :meth:`state_dict`."""
+        self._scales = {name: s.clone() for name, s in scales.items()}
+
+    def batch_scales(self, record: ActivityRecord) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def values(self, record: ActivityRecord, batch: dict[str, Tensor] | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def observe(self, record: ActivityRecord, batch: dict[str, Tensor] | None = None) -> None:
+        """Updates each layer's running scale with this batch's percentile (``batch``: as
+        :meth:`batch_scales` gives them, to compute them once per batch)."""
+        batch = batch if batch is not None else self.batch_scales(record)
+        for name, observed in batch.items():
+            self._scales[name] = update_scale(self._scales.get(name), observed.detach(), self.momentum)
+
+    def __call__(self, record: ActivityRecord) -> Tensor:
+        batch = self.batch_scales(record)  # once per batch: the percentile sorts every non-zero value
+        self.observe(record, batch)
+        return budget_excess(self.values(record, batch), self.options.budget)
+
+
+class SynOpsPenalty(_RunningScales):
     """``synops`` bound to one model (module docstring): holds fan-outs and running scales.
 
     Calling it on a record updates the running scales with that batch, then returns the batch
@@ -146,31 +186,11 @@ class SynOpsPenalty:
         """With a profile, the first layer's input (for its MACs) must be recorded."""
         return self.profile is not None
 
-    @property
-    def scales(self) -> dict[str, Tensor]:
-        """The running scale of each activation layer (NaN: not seen yet), float64 copies."""
-        return {name: s.clone() for name, s in self._scales.items()}
-
-    def state_dict(self) -> dict[str, Tensor]:
-        """The running scales by layer name (to resume training; NaN: not seen yet)."""
-        return self.scales
-
-    def load_state_dict(self, scales: dict[str, Tensor]) -> None:
-        """Restores running scales saved by :meth:`state_dict`."""
-        self._scales = {name: s.clone() for name, s in scales.items()}
-
     def batch_scales(self, record: ActivityRecord) -> dict[str, Tensor]:
         """Each activation layer's percentile on this batch (differentiable when the map is)."""
         pct, cw = self.options.percentile, self.options.channelwise
         maps = {s.name: _map(record.activations, s.name, "activation map") for s in self.structure.spiking}
         return {name: nonzero_percentile(a if self.scale_gradient else a.detach(), pct, cw) for name, a in maps.items()}
-
-    def observe(self, record: ActivityRecord, batch: dict[str, Tensor] | None = None) -> None:
-        """Updates each layer's running scale with this batch's percentile (``batch``: as
-        :meth:`batch_scales` gives them, to compute them once per batch)."""
-        batch = batch if batch is not None else self.batch_scales(record)
-        for layer in self.structure.spiking:
-            self._scales[layer.name] = update_scale(self._scales.get(layer.name), batch[layer.name].detach(), self.momentum)
 
     def values(self, record: ActivityRecord, batch: dict[str, Tensor] | None = None) -> Tensor:
         """Per-sample value: SynOps of ``timesteps`` steps, or joules on the profile. ``(B,)``.
@@ -193,13 +213,8 @@ class SynOpsPenalty:
         constant = input_macs.to(synops) * p.e_mac_pj + steps * self.neurons * p.e_neuron_pj
         return JOULES_PER_PICOJOULE * (synops * p.e_ac_pj + constant)
 
-    def __call__(self, record: ActivityRecord) -> Tensor:
-        batch = self.batch_scales(record)  # once per batch: the percentile sorts every non-zero value
-        self.observe(record, batch)
-        return budget_excess(self.values(record, batch), self.options.budget)
 
-
-class MacsPenalty:
+class MacsPenalty(_RunningScales):
     """``macs`` bound to one model (module docstring): fan-out maps and running input scales."""
 
     needs_layer_inputs = True
@@ -216,31 +231,11 @@ class MacsPenalty:
         self._scales: dict[str, Tensor] = {}
         self._placed: dict[tuple[str, torch.device, torch.dtype], Tensor] = {}
 
-    @property
-    def scales(self) -> dict[str, Tensor]:
-        """The running input scale of each weighted layer but the first (NaN: not seen yet)."""
-        return {name: s.clone() for name, s in self._scales.items()}
-
-    def state_dict(self) -> dict[str, Tensor]:
-        """The running scales by layer name (to resume training; NaN: not seen yet)."""
-        return self.scales
-
-    def load_state_dict(self, scales: dict[str, Tensor]) -> None:
-        """Restores running scales saved by :meth:`state_dict`."""
-        self._scales = {name: s.clone() for name, s in scales.items()}
-
     def batch_scales(self, record: ActivityRecord) -> dict[str, Tensor]:
         """Each weighted layer's (but the first's) input percentile on this batch."""
         inputs = {g.name: _map(record.layer_inputs, g.name, "input") for g in self.layers[1:]}
         pct = self.options.percentile
         return {name: nonzero_percentile(x if self.scale_gradient else x.detach(), pct) for name, x in inputs.items()}
-
-    def observe(self, record: ActivityRecord, batch: dict[str, Tensor] | None = None) -> None:
-        """Updates each layer's running input scale with this batch's percentile (``batch``: as
-        :meth:`batch_scales` gives them)."""
-        batch = batch if batch is not None else self.batch_scales(record)
-        for geom in self.layers[1:]:
-            self._scales[geom.name] = update_scale(self._scales.get(geom.name), batch[geom.name].detach(), self.momentum)
 
     def values(self, record: ActivityRecord, batch: dict[str, Tensor] | None = None) -> Tensor:
         """Per-sample value: smooth effective MACs, or joules on the profile. ``(B,)``."""
@@ -258,11 +253,6 @@ class MacsPenalty:
         if self.profile is None:
             return macs
         return JOULES_PER_PICOJOULE * self.profile.e_mac_pj * macs
-
-    def __call__(self, record: ActivityRecord) -> Tensor:
-        batch = self.batch_scales(record)  # once per batch
-        self.observe(record, batch)
-        return budget_excess(self.values(record, batch), self.options.budget)
 
 
 # ----------------------------------------------------------------------------- registry entries

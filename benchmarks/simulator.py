@@ -17,7 +17,7 @@ SNN. ``dense_big_batch`` runs in chunks whose widest activation holds at most ``
 (256 MiB, the bound snnergy's dataset runner puts on one layer's spike train); a chunk is a whole
 number of copies of the batch and is built before the clock starts.
 
-snnergy methods: ``snnergy_looped`` / ``snnergy_batched`` / ``snnergy_auto`` are
+snnergy methods: ``snnergy_looped`` / ``snnergy_batched`` / ``snnergy_event`` / ``snnergy_auto`` are
 :func:`snnergy.simulation.simulate_batch` with that ``mode`` (``auto`` times both ways for each
 stage on every call, as a one-off ``simulate_batch`` does); ``snnergy_auto_planned`` reuses one
 :class:`snnergy.simulation.Simulator` whose plan was made during the warm-up (what the dataset
@@ -189,6 +189,7 @@ def methods_for(snn: SpikingNetwork, dnn: nn.Sequential, x: Tensor, y: Tensor, s
                min(settings.reference_repeats, repeats), lambda: simulate_reference(snn, x_ref, [warm])),
         Method("snnergy_looped", sim("looped"), batch, repeats, sim("looped")),
         Method("snnergy_batched", sim("batched"), batch, repeats, sim("batched")),
+        Method("snnergy_event", sim("event"), batch, repeats, sim("event")),
         Method("snnergy_auto", sim("auto"), batch, repeats, sim("auto")),
         Method("snnergy_auto_planned", lambda: planned.run(x), batch, repeats, lambda: planned.run(x)),
         Method("experiments_simulate", pipeline, batch, repeats, pipeline),
@@ -270,9 +271,8 @@ def bench(settings: Settings) -> tuple[list[Row], list[str]]:
             medians = measure(methods, settings.repeats, device)
             for m in methods:
                 rows.append(Row(name, steps, m.name, m.batch, m.repeats, medians[m.name]))
-            batched = sum(mode == "batched" for mode in planned.plan.values())
-            line = (f"{name} {activity(records[-1])}; auto plan: "
-                    f"{batched}/{len(planned.plan)} stages batched")
+            paths = ", ".join(f"{stage} {path}" for stage, path in planned.plan.items())
+            line = f"{name} {activity(records[-1])}; auto plan: {paths}"
             notes.append(line)
             print(f"{line} [{time.perf_counter() - start:.0f} s]", flush=True)
     return rows, notes

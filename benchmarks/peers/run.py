@@ -78,6 +78,7 @@ class Settings:
     repeats: int
     train_limit: int
     epochs: int
+    regularizers: tuple[tuple[str, float], ...]
     calibration: int
     count_samples: int
     count_timesteps: int
@@ -94,24 +95,34 @@ class Method:
 
     name: str
     run: Callable[[], Tensor | None]
+    plan: dict[str, str] | None = None  # snnergy: the path of each stage (after the warm-up)
 
 
 # ---------------------------------------------------------------------------- models
 
 
-def trained(dataset: str, name: str, splits: DatasetSplits, s: Settings) -> tuple[nn.Sequential, str]:
-    """The DNN trained by snnergy (Adam 1e-3, constant rate, batch 64), cached as safetensors."""
+def trained(dataset: str, name: str, splits: DatasetSplits, s: Settings,
+            regularizer: tuple[str, float] = ("none", 0.0)) -> tuple[nn.Sequential, str]:
+    """The DNN trained by snnergy (Adam 1e-3, constant rate, batch 64, with ``regularizer`` at its
+    strength), cached as safetensors."""
     model = build_model(ModelConfig(name=name), splits.input_shape, splits.num_classes)
-    path = s.cache / f"{dataset}_{name}_n{s.train_limit}_e{s.epochs}_s{s.seed}.safetensors"
+    reg = "" if regularizer[0] == "none" else f"_{regularizer[0]}{regularizer[1]:g}"
+    path = s.cache / f"{dataset}_{name}_n{s.train_limit}_e{s.epochs}_s{s.seed}{reg}.safetensors"
     if path.exists():
         model.load_state_dict(load_tensors(path))
         return model.eval(), f"loaded {path}"
     start = time.perf_counter()
     torch.manual_seed(s.seed)
-    fit(model, splits, TrainConfig(epochs=s.epochs, lr=1e-3, schedule="constant"), batch_size=64, seed=s.seed)
+    fit(model, splits, TrainConfig(epochs=s.epochs, lr=1e-3, schedule="constant", regularizer=regularizer[0],
+                                   strength=regularizer[1]), batch_size=64, seed=s.seed)
     save_tensors(path, model.state_dict())
     return model.eval(), f"trained {s.epochs} epoch(s) on {len(splits.train_x)} samples in " \
                          f"{time.perf_counter() - start:.0f} s, saved {path}"
+
+
+def label(name: str, regularizer: tuple[str, float]) -> str:
+    """The model column: ``lenet`` or ``lenet+l1:0.1``."""
+    return name if regularizer[0] == "none" else f"{name}+{regularizer[0]}:{regularizer[1]:g}"
 
 
 # ---------------------------------------------------------------------------- timing
@@ -123,7 +134,7 @@ def methods_for(snn: SpikingNetwork, dnn: nn.Sequential, x: Tensor, steps: int) 
            Method("dense_big_batch", _none(dense_big_batch(dnn, x, steps)))]
     for mode in simulator_module.MODES:
         sim = Simulator(snn, [steps], mode=mode)
-        out.append(Method(f"snnergy_{mode}", lambda sim=sim: sim.run(x).potentials[-1]))
+        out.append(Method(f"snnergy_{mode}", lambda sim=sim: sim.run(x).potentials[-1], sim.plan))
     single = peers.spikingjelly_network(snn, "s")
     multi = peers.spikingjelly_network(snn, "m")
     sinabs = peers.sinabs_network(snn, x.shape[0])
@@ -261,25 +272,31 @@ def run(s: Settings) -> tuple[list[dict], list[dict], list[str]]:
     for dataset in s.datasets:
         splits = load_dataset(DataConfig(dataset=dataset, train_limit=s.train_limit), seed=s.seed)
         for name in s.models:
-            model, how = trained(dataset, name, splits, s)
-            snn = convert(model, calibration_set(splits, s.calibration, seed=s.seed), ConvertConfig())
-            peers.check_dynamics(snn)
-            dnn = fold_batchnorm(model).eval()
-            batch = s.vgg_batch if name == "vgg" else s.batch
-            x, y = splits.test_x[:batch], splits.test_y[:batch]
-            note = f"{dataset} {name}: {how}"
-            notes.append(note)
-            print(note, flush=True)
-            start = time.perf_counter()
-            xc, yc = splits.test_x[: s.count_samples], splits.test_y[: s.count_samples]
-            counts += count_rows(dataset, name, model, snn, xc, yc, s.count_timesteps)
-            print(f"  counts on {len(xc)} samples, T={s.count_timesteps} [{time.perf_counter() - start:.0f} s]",
-                  flush=True)
-            for steps in s.timesteps:
+            for regularizer in s.regularizers:
+                model, how = trained(dataset, name, splits, s, regularizer)
+                tag = label(name, regularizer)
+                snn = convert(model, calibration_set(splits, s.calibration, seed=s.seed), ConvertConfig())
+                peers.check_dynamics(snn)
+                dnn = fold_batchnorm(model).eval()
+                batch = s.vgg_batch if name == "vgg" else s.batch
+                x, y = splits.test_x[:batch], splits.test_y[:batch]
+                note = f"{dataset} {tag}: {how}"
+                notes.append(note)
+                print(note, flush=True)
                 start = time.perf_counter()
-                medians, outputs = measure_methods(methods_for(snn, dnn, x, steps), s.repeats)
-                timing += timing_rows(dataset, name, steps, x, y, dnn, medians, outputs, s.repeats)
-                print(f"  T={steps}, batch {len(x)}: timed [{time.perf_counter() - start:.0f} s]", flush=True)
+                xc, yc = splits.test_x[: s.count_samples], splits.test_y[: s.count_samples]
+                counts += count_rows(dataset, tag, model, snn, xc, yc, s.count_timesteps)
+                print(f"  counts on {len(xc)} samples, T={s.count_timesteps} [{time.perf_counter() - start:.0f} s]",
+                      flush=True)
+                for steps in s.timesteps:
+                    start = time.perf_counter()
+                    methods = methods_for(snn, dnn, x, steps)
+                    medians, outputs = measure_methods(methods, s.repeats)
+                    timing += timing_rows(dataset, tag, steps, x, y, dnn, medians, outputs, s.repeats)
+                    plan = next(m.plan for m in methods if m.name == "snnergy_auto")
+                    notes.append(f"{dataset} {tag} T={steps}: snnergy_auto paths {plan}")
+                    print(f"  T={steps}, batch {len(x)}: timed [{time.perf_counter() - start:.0f} s]; auto: {plan}",
+                          flush=True)
     return timing, counts, notes
 
 
@@ -300,6 +317,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path]:
     p.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
     p.add_argument("--train-limit", type=int, default=10000, help="training samples")
     p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--regularizers", default="none",
+                   help="comma-separated NAME[:STRENGTH] trained per model, e.g. none,l1:0.1,synops:3e-7")
     p.add_argument("--calibration", type=int, default=512, help="calibration samples for conversion")
     p.add_argument("--count-samples", type=int, default=64, help="test samples for the count checks")
     p.add_argument("--count-timesteps", type=int, default=32, help="T of the SynOps check")
@@ -315,8 +334,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path]:
     steps = tuple(int(t) for t in _list(a.timesteps))
     if not steps or min(steps) < 1 or min(a.batch, a.vgg_batch, a.repeats, a.count_samples) < 1:
         p.error("need T >= 1, batches >= 1, --repeats >= 1 and --count-samples >= 1")
+    regularizers = tuple((r.split(":")[0], float(r.split(":")[1]) if ":" in r else 0.0)
+                         for r in _list(a.regularizers))
+    if not regularizers:
+        p.error("--regularizers needs at least one entry (none for no regularizer)")
     s = Settings(_list(a.datasets), _list(a.models), steps, a.batch, a.vgg_batch, a.repeats, a.train_limit,
-                 a.epochs, a.calibration, a.count_samples, a.count_timesteps, a.threads or os.cpu_count() or 1,
+                 a.epochs, regularizers, a.calibration, a.count_samples, a.count_timesteps, a.threads or os.cpu_count() or 1,
                  a.seed, Path(a.cache), a.smoke, slug(a.tag) if a.tag else "")
     return s, Path(a.out)
 

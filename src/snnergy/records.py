@@ -184,6 +184,11 @@ class SNNRecord:
         samples: Number of simulated samples.
         silent_layers: Spiking layers with no non-zero activation on the conversion's calibration
             data (normalized with scale 1 instead of dividing by zero): a collapsed network.
+        paths: How the simulator computed each stage's currents: ``"batched"``, ``"looped"`` or
+            ``"event"`` (event-driven, cost following SynOps). How fast the run was, not what it
+            computed: every path gives the same spikes.
+        input_density: Fraction of each stage's inputs that were non-zero where its path was
+            chosen (the analog first stage has none).
     """
 
     timesteps: list[int]
@@ -198,6 +203,8 @@ class SNNRecord:
     input: str = "analog"
     samples: int = 0
     silent_layers: list[str] = field(default_factory=list)
+    paths: dict[str, str] = field(default_factory=dict)
+    input_density: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, keys as in DESIGN.md's results schema."""

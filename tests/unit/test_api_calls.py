@@ -39,6 +39,11 @@ def test_simulate_takes_a_loader_or_a_pair_and_one_largest_t() -> None:
     loader_record, pair_record = by_loader.to_dict(), by_pair.to_dict()
     # the correlation merges per-batch moments, so batching changes its last bits only
     assert loader_record.pop("correlation") == pytest.approx(pair_record.pop("correlation"), abs=1e-12)
+    # the input density that chose each layer's path is measured on the first batch (16 samples
+    # or all 64): close, not equal
+    loader_density, pair_density = loader_record.pop("input_density"), pair_record.pop("input_density")
+    assert loader_density.keys() == pair_density.keys()
+    assert all(abs(loader_density[k] - pair_density[k]) < 0.05 for k in pair_density)
     assert loader_record == pair_record
     # the record of DESIGN.md: accuracy and SynOps per T, energy per profile per T; labels are
     # the DNN's own predictions, so a faithful conversion approaches accuracy 1 at large T

@@ -8,6 +8,8 @@ from collections import OrderedDict
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from snnergy.activity import ActivityRecorder, record_activity
@@ -24,6 +26,7 @@ from snnergy.regularizers import (
     SynOpsRegularizer,
     activity_penalty,
     bind_penalty,
+    nonzero_percentile,
     trace_structure,
 )
 
@@ -292,3 +295,111 @@ def test_synops_refuses_a_residual_model_it_would_undercount() -> None:
     with pytest.raises(ConfigError, match="'synops' estimates fan-out along a chain of modules"):
         bind_penalty("synops", resnet, (1, 8, 8))
     bind_penalty("macs", resnet, (1, 8, 8))  # counts each weighted layer's own input: fine on any graph
+
+
+# ----------------------------------------------------------------------------- the fast path
+
+
+def _quantile_of_nonzeros(a: torch.Tensor, q: float) -> torch.Tensor:
+    """The reference: torch.quantile of the non-zero magnitudes, in float64."""
+    values = a.abs()[a != 0].double()
+    return torch.quantile(values, q) if values.numel() else torch.tensor(math.nan, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("shape", [(3, 7), (2, 3, 5, 5), (64, 6, 28, 28), (5, 7, 31, 31)])
+@pytest.mark.parametrize("percentile", [100.0, 99.9, 50.0, 0.01])
+def test_nonzero_percentile_is_torch_quantile_of_the_nonzero_values(shape, percentile) -> None:
+    # selected, not sorted: (64, 6, 28, 28) and (5, 7, 31, 31) go through the blocks (2**15 values
+    # or more; the latter with a tail of 33635 mod 64 = 35 values); rounding makes ties
+    a = torch.relu(torch.randn(*shape)).mul(4).round()
+    got = nonzero_percentile(a, percentile)
+    assert torch.equal(got, _quantile_of_nonzeros(a, percentile / 100))
+    rows = a.abs().transpose(0, 1).reshape(a.shape[1], -1).double()  # per channel: nanquantile
+    expected = torch.nanquantile(rows.masked_fill(rows == 0, math.nan), percentile / 100, dim=1)
+    torch.testing.assert_close(nonzero_percentile(a, percentile, channelwise=True), expected, rtol=0, atol=0,
+                               equal_nan=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.5]) | st.floats(0.0, 1e3), min_size=1, max_size=40),
+       percentile=st.floats(0.01, 100.0))
+def test_nonzero_percentile_matches_quantile_on_any_values(values, percentile) -> None:
+    a = torch.tensor([values])
+    assert torch.equal(nonzero_percentile(a, percentile).isnan(), _quantile_of_nonzeros(a, percentile / 100).isnan())
+    if not math.isnan(nonzero_percentile(a, percentile).item()):
+        assert torch.equal(nonzero_percentile(a, percentile), _quantile_of_nonzeros(a, percentile / 100))
+
+
+def test_a_nan_makes_the_percentile_nan() -> None:
+    a = torch.ones(1, 40000)
+    a[0, 7] = math.nan
+    assert math.isnan(nonzero_percentile(a, 99.9).item())
+
+
+CASES = [
+    ("synops", PenaltyOptions(), True),
+    ("synops", PenaltyOptions(budget=300.0, timesteps=4), True),
+    ("synops", PenaltyOptions(profile="loihi", percentile=100.0), True),
+    ("synops", PenaltyOptions(percentile=50.0), False),
+    ("macs", PenaltyOptions(), True),
+    ("macs", PenaltyOptions(profile="cmos45-fp32", budget=1e-9), True),
+    ("macs", PenaltyOptions(percentile=99.0), False),
+]
+
+
+@pytest.mark.parametrize("name,options,scale_gradient", CASES)
+def test_fast_path_equals_the_reference_over_batches(name, options, scale_gradient) -> None:
+    # the bound penalty's call (one autograd node, closed-form gradient) against the reference
+    # (_RunningScales.__call__, autograd): the same values and running scales, to the bit, batch
+    # after batch (a silent sample in the third), and the same parameter gradients up to rounding
+    from snnergy.models import lenet
+    from snnergy.regularizers.energy_aware import _RunningScales
+
+    model = lenet((1, 28, 28), 10)
+    regularizer = SynOpsRegularizer if name == "synops" else MacsRegularizer
+    entry = regularizer(scale_gradient=scale_gradient)
+    fast, reference = entry.bind(model, (1, 28, 28), options), entry.bind(model, (1, 28, 28), options)
+    for batch in range(3):
+        x = torch.rand(64, 1, 28, 28)
+        if batch == 2:
+            x[0] = 0.0
+        results = []
+        for penalty in (fast, reference):
+            model.zero_grad()
+            with ActivityRecorder(model, layer_inputs=True) as recorder:
+                logits = model(x)
+                record = recorder.record()
+            value = penalty(record) if penalty is fast else _RunningScales.__call__(penalty, record)
+            (logits.square().mean() + value / value.detach().abs().clamp(min=1e-30)).backward()
+            results.append((value.detach(), [p.grad.clone() for p in model.parameters()]))
+        assert torch.equal(results[0][0], results[1][0])
+        assert fast.state_dict().keys() == reference.state_dict().keys()
+        assert all(torch.equal(fast.state_dict()[k], reference.state_dict()[k]) for k in fast.state_dict())
+        for ours, theirs in zip(results[0][1], results[1][1]):
+            torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_fast_synops_gradient_by_hand() -> None:
+    # Linear(2, 3) -> ReLU -> Linear(3, 4): fan-out 4. One sample a = [0, 1, 2], percentile 100:
+    # lambda = max = 2 (first batch), rates 0, 1/2, 1; S = 4 * (0 + 1/2 + 1) = 6.
+    # dS/da_i = f / lambda = 2 where the rate is <= 1 (all three); through the scale: lambda has
+    # the gradient of b = max = a_2, d lambda / d a_2 = running / b = 1, and
+    # dS/d lambda = -sum(f a) / lambda^2 over uncapped rates = -(4 * 1 + 4 * 2) / 4 = -3.
+    # So grad = [2, 2, 2 - 3] = [2, 2, -1]; scale invariance: sum a * grad = 0 + 2 - 2 = 0.
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4))
+    a = torch.tensor([[0.0, 1.0, 2.0]], requires_grad=True)
+    value = bind_penalty("synops", net, (2,), PenaltyOptions(percentile=100.0))(ActivityRecord({"1": a}))
+    assert value.item() == pytest.approx(6.0)
+    value.backward()
+    assert a.grad is not None
+    torch.testing.assert_close(a.grad, torch.tensor([[2.0, 2.0, -1.0]]))
+
+
+def test_channelwise_scales_take_the_reference_path() -> None:
+    # per-channel scales are not in the fast path: the call is the reference's, value for value
+    from snnergy.regularizers.energy_aware import _RunningScales
+
+    net, x = hand_net((2.0, 4.0)), hand_inputs()
+    fast, reference = bound_synops(net, channelwise=True), bound_synops(net, channelwise=True)
+    value = fast(record_of(net, x)).item()
+    assert value == _RunningScales.__call__(reference, record_of(net, x)).item() == pytest.approx(HAND_SYNOPS)

@@ -30,21 +30,26 @@ def small_net(width: int = 32) -> SpikingNetwork:
 
 
 def test_bytes_per_sample_hand_case() -> None:
-    # widest stage: fc2, 32 in + 32 out -> trains 4 B x T=10 x 64 = 2560 B; spiking neurons 64:
-    # counts at 3 reported T 3 x 64 x 4 = 768, final counts 64 x 8 = 512, rates 64 x 4 = 256;
-    # readout potentials 3 x 3 x 4 = 36. Total 4132.
-    assert bytes_per_sample(small_net(), steps=10, reported=3) == 4132
-    # Poisson input adds the input train: 10 x 8 x 4 = 320
-    assert bytes_per_sample(small_net(), steps=10, reported=3, poisson=True) == 4452
+    # spiking neurons 32 + 32 = 64: potentials 4 B, counts 4 B while running and 8 B returned,
+    # rate-model activations 4 B: 64 x 20 = 1280; readout potentials 3 reported T x 3 classes x
+    # 4 B = 36. Total 1316, whatever T: spike trains and currents live one chunk at a time.
+    assert bytes_per_sample(small_net(), steps=10, reported=3) == 1316
+    assert bytes_per_sample(small_net(), steps=10**6, reported=3) == 1316
+    # Poisson input adds the input train, drawn in float32 and kept as bool: 10 x 8 x (4 + 1) = 400
+    assert bytes_per_sample(small_net(), steps=10, reported=3, poisson=True) == 1716
 
 
 def test_a_request_that_cannot_fit_is_refused_before_allocating() -> None:
     x, y = torch.rand(4, 8), torch.zeros(4, dtype=torch.long)
-    config = SimulateConfig(timesteps=(10**9,), max_memory=2**20)
+    config = SimulateConfig(timesteps=(10**9,), max_memory=2**20, input="poisson")
     start = time.perf_counter()
-    with pytest.raises(ConfigError, match=r"T=1000000000 needs about .* GiB per sample.*lower the largest T or raise --max-memory"):
+    with pytest.raises(ConfigError, match=r"T=1000000000 needs about .* GiB per sample \(mostly the Poisson "
+                                          r"input train.*lower the largest T or raise --max-memory"):
         run_simulation(small_net(), (x, y), config)
     assert time.perf_counter() - start < 5  # nothing was simulated (10**9 steps would take hours)
+    # reporting every one of 10**6 steps keeps 10**6 x 64 counts (1 GB): refused as well
+    with pytest.raises(ConfigError, match=r"for the counts at 1000000 reported T"):
+        run_simulation(small_net(), (x, y), SimulateConfig(timesteps=tuple(range(1, 10**6 + 1)), max_memory=2**20))
 
 
 def test_results_do_not_depend_on_how_the_budget_splits_the_batch() -> None:
@@ -52,9 +57,11 @@ def test_results_do_not_depend_on_how_the_budget_splits_the_batch() -> None:
     x, y = torch.rand(50, 8) * 2, torch.randint(0, 3, (50,))
     net = small_net()
     per_sample = bytes_per_sample(net, 64, 3)
-    small = run_simulation(net, (x, y), SimulateConfig(timesteps=(16, 32, 64), max_memory=4 * per_sample))
+    small = run_simulation(net, (x, y), SimulateConfig(timesteps=(16, 32, 64), max_memory=4 * per_sample + 2 * 3072))
     large = run_simulation(net, (x, y), SimulateConfig(timesteps=(16, 32, 64), max_memory=2**30))
-    assert plan(net, 64, 3, 4 * per_sample)[0] == 2  # half of 4 samples' worth: 2 samples per sub-batch
+    # the counts take 3 T x 64 neurons x 8 B x 2 = 3072 B; half of (4 x 1316 + 6144) less 3072
+    # leaves 2632 B: 2 samples per sub-batch
+    assert plan(net, 64, 3, 4 * per_sample + 2 * 3072)[0] == 2
     assert small.correct == large.correct and small.samples == large.samples == 50
     assert all(torch.equal(small.spike_counts[k], large.spike_counts[k]) for k in large.spike_counts)
 

@@ -276,3 +276,73 @@ def test_gradients_flow_from_the_penalty_to_the_parameters(name: str) -> None:
     grad = model.fc1.weight.grad
     assert grad is not None and bool(torch.isfinite(grad).all()) and grad.abs().sum() > 0
     assert model.fc2.weight.grad is None  # fc2 comes after the only ReLU: not in the penalty
+
+
+# ----------------------------------------------------------------------------- the fast path
+
+FAST = ["l1", "l2", "hoyer", "hoyer-square", "transformed-l1"]  # activity_penalty's fused kernels
+
+
+def _reference(maps: list[torch.Tensor], name: str, weights: list[float] | None = None) -> torch.Tensor:
+    """The penalty as the per-sample reference functions and autograd compute it."""
+    f = REGULARIZERS.get(name)
+    return sum(w * f(a).mean() for w, a in zip(weights or [1.0] * len(maps), maps))  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("name", FAST)
+@pytest.mark.parametrize("weights", [None, [0.5, 3.0]])
+def test_fast_penalty_equals_the_reference_on_any_map(name: str, weights: list[float] | None) -> None:
+    # leaf maps (no ReLU node): signed values, a silent sample; the same value to the bit, and
+    # the same gradient up to rounding (closed form instead of autograd's chain)
+    base = [torch.randn(3, 2, 4, 4), torch.randn(3, 7)]
+    base[0][1] = 0.0
+    ours = [a.clone().requires_grad_(True) for a in base]
+    theirs = [a.clone().requires_grad_(True) for a in base]
+    value = activity_penalty(ActivityRecord({"a": ours[0], "b": ours[1]}), name, weights)
+    expected = _reference(theirs, name, weights)
+    assert torch.equal(value, expected)
+    value.backward()
+    expected.backward()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_fast_penalty_after_relus_gives_the_reference_parameter_gradients(name: str) -> None:
+    # maps recorded at a LeNet's ReLUs: the kernels use |a| = a and leave out sgn(a), which the
+    # ReLU's backward makes irrelevant (it zeroes the gradient where a = 0): the parameters get
+    # the reference's gradients (l1 and l2: to the bit)
+    from snnergy.models import lenet
+
+    model = lenet((1, 8, 8), 10)
+    x = torch.rand(5, 1, 8, 8)
+    grads = []
+    for fast in (True, False):
+        model.zero_grad()
+        with ActivityRecorder(model) as recorder:
+            logits = model(x)
+            record = recorder.record()
+        penalty = activity_penalty(record, name) if fast else _reference(list(record.activations.values()), name)
+        (logits.square().mean() + 0.3 * penalty).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for ours, theirs in zip(*grads):
+        if name in ("l1", "l2"):
+            assert torch.equal(ours, theirs)
+        else:
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-8)
+
+
+def test_fast_l1_gradient_through_a_relu_by_hand() -> None:
+    # x = [-1, 2, 3, 0] -> a = relu(x) = [0, 2, 3, 0]; l1 = mean a = 5/4. d l1 / d a = 1/4 (the
+    # kernel's gradient, sgn(a) left out), and the ReLU passes it where x > 0: [0, 1/4, 1/4, 0]
+    x = torch.tensor([[-1.0, 2.0, 3.0, 0.0]], requires_grad=True)
+    value = activity_penalty(ActivityRecord({"relu": torch.relu(x)}), "l1")
+    assert value.item() == pytest.approx(5 / 4)
+    value.backward()
+    assert x.grad is not None and x.grad.tolist() == [[0.0, 0.25, 0.25, 0.0]]
+
+
+def test_maps_of_different_batch_sizes_take_the_reference_path() -> None:
+    # layer means are per layer: [0, 3, 4] -> 7/3; [[1], [3]] -> 2; sum 13/3 (no common batch to stack)
+    rec = ActivityRecord({"relu1": torch.tensor([[0.0, 3.0, 4.0]]), "relu2": torch.tensor([[1.0], [3.0]])})
+    assert activity_penalty(rec, "l1").item() == pytest.approx(13 / 3)

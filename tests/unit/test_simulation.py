@@ -172,10 +172,11 @@ def test_hand_network_poisson_input_all_ones() -> None:
 
 @pytest.mark.parametrize("net", NETS)
 @pytest.mark.parametrize("encoding", ["analog", "poisson"])
-@pytest.mark.parametrize("mode", ["batched", "looped"])
+@pytest.mark.parametrize("mode", ["batched", "looped", "event"])
 def test_fast_path_equals_reference_exactly(net: str, encoding: str, mode: str) -> None:
     # float64: a batched call on (T*B, ...) may round differently from B-sized calls in the last
-    # bit; float64 makes a spike flip from that practically impossible (see simulate_batch).
+    # bit, and the event path adds the same products in another order; float64 makes a spike
+    # flip from that practically impossible (see simulate_batch).
     snn, x = converted(net)
     fast = simulate_batch(snn, x, TIMESTEPS, input=encoding, mode=mode,
                           generator=torch.Generator().manual_seed(3))
@@ -193,14 +194,17 @@ def test_looped_mode_equals_reference_in_float32(net: str) -> None:
     assert_same_trace(fast, simulate_reference(snn, x, TIMESTEPS))
 
 
-def test_time_chunking_bounds_memory_and_keeps_spikes() -> None:
-    # conv1 holds 1*8*8 inputs + 4*8*8 outputs = 320 values per sample and step; a budget of
-    # 24 samples x 320 x 7 steps splits its 20 steps into chunks of 7, 7 and 6
+@pytest.mark.parametrize("mode", ["batched", "event"])
+def test_time_chunking_bounds_memory_and_keeps_spikes(mode: str) -> None:
+    # conv1 holds 1*8*8 inputs + 4*8*8 outputs = 320 values per sample and step, the widest
+    # stage; a budget of 24 samples x 320 x 7 runs the 20 steps in chunks of 7, 7 and 6, and a
+    # budget of 5 x 320 in groups of 5, 5, 5, 5 and 4 samples, one step at a time
     snn, x = converted("lenet")
-    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    fast = simulate_batch(snn, x, TIMESTEPS, input="poisson", generator=g1, mode="batched",
-                          max_elements=24 * 320 * 7)
-    assert_same_trace(fast, simulate_reference(snn, x, TIMESTEPS, input="poisson", generator=g2))
+    for budget, chunking in ((24 * 320 * 7, (24, 7)), (5 * 320, (5, 1))):
+        g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+        sim = Simulator(snn, TIMESTEPS, input="poisson", mode=mode, max_elements=budget)
+        assert sim._chunking(24, x.device) == chunking
+        assert_same_trace(sim.run(x, g1), simulate_reference(snn, x, TIMESTEPS, input="poisson", generator=g2))
 
 
 def test_auto_mode_records_a_plan_per_stage() -> None:
@@ -208,7 +212,8 @@ def test_auto_mode_records_a_plan_per_stage() -> None:
     sim = Simulator(snn, [5], input="poisson", mode="auto")
     sim.run(x, torch.Generator().manual_seed(0))
     assert list(sim.plan) == ["conv1", "conv2", "fc1", "fc2"]
-    assert set(sim.plan.values()) <= {"batched", "looped"}
+    assert set(sim.plan.values()) <= {"batched", "looped", "event"}
+    assert set(sim.density) == set(sim.plan) and all(0 <= d <= 1 for d in sim.density.values())
     assert not hasattr(snn.stages[0], "plan")
 
 

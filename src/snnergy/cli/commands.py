@@ -185,6 +185,10 @@ def _run_simulate(args: argparse.Namespace, extra: Sequence[str]) -> int:
     ]
     print(markdown_table(rows, ["T", "accuracy", "synops", "input_macs", "energy_j"], ["T", "accuracy", "SynOps", "input MACs", f"energy (J, {args.profile})"]))
     print(f"\n{record.samples} samples, {record.input} input; wrote {out}/results.json")
+    if record.paths:
+        print("paths: " + ", ".join(
+            f"{name} {path}" + (f" ({100 * record.input_density[name]:.1f} % inputs active)" if name in record.input_density else "")
+            for name, path in record.paths.items()))
     return 0
 
 

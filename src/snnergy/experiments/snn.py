@@ -252,4 +252,6 @@ def simulate(
         input=input,
         samples=n,
         silent_layers=list(snn.silent_layers),
+        paths=dict(result.modes),
+        input_density=dict(result.density),
     )

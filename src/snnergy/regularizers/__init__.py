@@ -30,6 +30,7 @@ from snnergy.regularizers.layerwise import (
     no_penalty,
     transformed_l1,
 )
+from snnergy.regularizers import fused as _fused  # noqa: F401  (fills layerwise.FAST_PENALTIES)
 from snnergy.regularizers.bound import BoundPenalty, LayerwisePenalty, PenaltyOptions, bind_penalty
 from snnergy.regularizers.energy_aware import MacsPenalty, MacsRegularizer, SynOpsPenalty, SynOpsRegularizer
 from snnergy.regularizers.estimates import (

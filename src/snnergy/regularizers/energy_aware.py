@@ -79,6 +79,7 @@ from snnergy.counting import effective_macs, fanout_map, layer_geometries, neuro
 from snnergy.energy import ENERGY_PROFILES, EnergyProfile
 from snnergy.errors import ConfigError, SnnergyError
 from snnergy.records import ActivityRecord, LayerGeometry
+from snnergy.regularizers import fused_energy
 from snnergy.regularizers.bound import PenaltyOptions
 from snnergy.regularizers.estimates import (
     MACS_EPS,
@@ -157,7 +158,9 @@ class _RunningScales:
             self._scales[name] = update_scale(self._scales.get(name), observed.detach(), self.momentum)
 
     def __call__(self, record: ActivityRecord) -> Tensor:
-        batch = self.batch_scales(record)  # once per batch: the percentile sorts every non-zero value
+        """The batch penalty through autograd (the reference; the subclasses' fast path,
+        :mod:`snnergy.regularizers.fused_energy`, computes the same value in one node)."""
+        batch = self.batch_scales(record)  # once per batch
         self.observe(record, batch)
         return budget_excess(self.values(record, batch), self.options.budget)
 
@@ -186,6 +189,17 @@ class SynOpsPenalty(_RunningScales):
         """With a profile, the first layer's input (for its MACs) must be recorded."""
         return self.profile is not None
 
+    def __call__(self, record: ActivityRecord) -> Tensor:
+        maps = [_map(record.activations, s.name, "activation map") for s in self.structure.spiking]
+        if self.options.channelwise or not fused_energy.applies(maps):
+            return super().__call__(record)
+        names = tuple(s.name for s in self.structure.spiking)
+        fanouts = tuple(_placed(self._placed, self._fanouts, n, a) for n, a in zip(names, maps))
+        plan = fused_energy.Plan(names, fanouts, self._scales, self.momentum, self.options.percentile,
+                                 self.scale_gradient)
+        synops = self.options.timesteps * fused_energy.synops(plan, maps)
+        return budget_excess(self._priced(synops, record), self.options.budget)
+
     def batch_scales(self, record: ActivityRecord) -> dict[str, Tensor]:
         """Each activation layer's percentile on this batch (differentiable when the map is)."""
         pct, cw = self.options.percentile, self.options.channelwise
@@ -204,7 +218,10 @@ class SynOpsPenalty(_RunningScales):
             batch = batch if batch is not None else self.batch_scales(record)
             scales = [scale_with_gradient(lam, batch[s.name]) for lam, s in zip(scales, layers)]
         fanouts = [_placed(self._placed, self._fanouts, s.name, a) for s, a in zip(layers, maps)]
-        synops = self.options.timesteps * expected_synops(maps, fanouts, scales)
+        return self._priced(self.options.timesteps * expected_synops(maps, fanouts, scales), record)
+
+    def _priced(self, synops: Tensor, record: ActivityRecord) -> Tensor:
+        """``T`` steps' SynOps per sample, as SynOps or, with a profile, joules."""
         if self.profile is None:
             return synops
         first = self.structure.weighted[0]
@@ -231,6 +248,22 @@ class MacsPenalty(_RunningScales):
         self._scales: dict[str, Tensor] = {}
         self._placed: dict[tuple[str, torch.device, torch.dtype], Tensor] = {}
 
+    def __call__(self, record: ActivityRecord) -> Tensor:
+        rest = self.layers[1:]
+        inputs = [_map(record.layer_inputs, g.name, "input") for g in rest]
+        if not fused_energy.applies(inputs):
+            return super().__call__(record)
+        first = self.layers[0]
+        x0 = _map(record.layer_inputs, first.name, "input")
+        macs = effective_macs(first, x0.detach()).to(x0.dtype)  # the data: exact, no gradient
+        if rest:
+            names = tuple(g.name for g in rest)
+            fanouts = tuple(_placed(self._placed, self._fanouts, n, x) for n, x in zip(names, inputs))
+            plan = fused_energy.Plan(names, fanouts, self._scales, self.momentum, self.options.percentile,
+                                     self.scale_gradient, self.eps)
+            macs = macs + fused_energy.smooth_macs(plan, inputs)
+        return budget_excess(self._priced(macs), self.options.budget)
+
     def batch_scales(self, record: ActivityRecord) -> dict[str, Tensor]:
         """Each weighted layer's (but the first's) input percentile on this batch."""
         inputs = {g.name: _map(record.layer_inputs, g.name, "input") for g in self.layers[1:]}
@@ -250,6 +283,10 @@ class MacsPenalty(_RunningScales):
                 scales = [scale_with_gradient(mu, batch[g.name]) for mu, g in zip(scales, rest)]
             fanouts = [_placed(self._placed, self._fanouts, g.name, x) for g, x in zip(rest, inputs)]
             macs = macs + smooth_macs(inputs, fanouts, scales, self.eps)
+        return self._priced(macs)
+
+    def _priced(self, macs: Tensor) -> Tensor:
+        """Smooth MACs per sample, or, with a profile, joules."""
         if self.profile is None:
             return macs
         return JOULES_PER_PICOJOULE * self.profile.e_mac_pj * macs

@@ -39,7 +39,14 @@ Regularizers (``a`` one sample's map, sums and means over its ``n`` elements):
 The minimum of Hoyer and HS is reached with exactly one non-zero element, the maximum (1) when
 all elements are equal and non-zero. An all-zero sample (silence) scores 0 on every regularizer,
 with finite gradients: the denominators are made safe with ``torch.where``. A sample with a
-non-finite activation scores NaN, never masked, so training stops on it.
+non-finite activation scores NaN, never masked, so training stops on it (``l1`` and ``l2`` also
+score NaN where their sum overflows to inf: the check is made on the per-sample value, which a
+non-finite activation always makes non-finite, not on every activation).
+
+The functions below are the reference: plain tensor operations, differentiated by autograd.
+:func:`activity_penalty` computes the same penalty through :mod:`snnergy.regularizers.fused`
+(issue 8: every layer in one autograd node with a closed-form gradient, the same value to the
+bit) when every map shares batch size, dtype and device.
 
 References:
     Yang, Wen, Li. "DeepHoyer: Learning Sparser Neural Network with Differentiable Scale-Invariant
@@ -71,6 +78,10 @@ that must be bound to a model first (:func:`snnergy.regularizers.bind_penalty`).
 TL1_BETA = 1.0
 """Transformed-L1 ``beta``, fixed to 1 as in the DeepHoyer code (reg 4)."""
 
+FAST_PENALTIES: dict[Callable[[Tensor], Tensor], Callable[[Sequence[Tensor], Sequence[float] | None], Tensor]] = {}
+"""Reference function -> ``fast(maps, layer_weights)``, the same penalty in one autograd node
+(:mod:`snnergy.regularizers.fused` fills it; :func:`activity_penalty` uses it)."""
+
 
 def _per_sample(a: Tensor) -> Tensor:
     """The map as ``(B, n)``."""
@@ -79,10 +90,9 @@ def _per_sample(a: Tensor) -> Tensor:
     return a.reshape(a.shape[0], -1)
 
 
-def _nan_where_nonfinite(value: Tensor, flat: Tensor) -> Tensor:
-    """``value``, with NaN for every sample that holds a non-finite activation."""
-    finite = torch.isfinite(flat).all(dim=1)
-    return torch.where(finite, value, torch.full_like(value, math.nan))
+def _nan_where_nonfinite(value: Tensor) -> Tensor:
+    """``value`` ``(B,)``, with NaN for every sample whose value is not finite."""
+    return torch.where(torch.isfinite(value), value, torch.full_like(value, math.nan))
 
 
 def _moments(a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -126,8 +136,7 @@ def l1(a: Tensor) -> Tensor:
         >>> l1(torch.tensor([[0.0, 3.0, 4.0]]))  # (0 + 3 + 4) / 3
         tensor([2.3333])
     """
-    flat = _per_sample(a)
-    return _nan_where_nonfinite(flat.abs().mean(dim=1), flat)
+    return _nan_where_nonfinite(_per_sample(a).abs().mean(dim=1))
 
 
 @REGULARIZERS.register("l2")
@@ -138,8 +147,7 @@ def l2(a: Tensor) -> Tensor:
         >>> l2(torch.tensor([[0.0, 3.0, 4.0]]))  # (0 + 9 + 16) / 3
         tensor([8.3333])
     """
-    flat = _per_sample(a)
-    return _nan_where_nonfinite(flat.pow(2).mean(dim=1), flat)
+    return _nan_where_nonfinite(_per_sample(a).pow(2).mean(dim=1))
 
 
 @REGULARIZERS.register("hoyer")
@@ -182,10 +190,8 @@ def transformed_l1(a: Tensor) -> Tensor:
         >>> transformed_l1(torch.tensor([[0.0, 3.0, 4.0]]))  # (0 + 2*3/4 + 2*4/5) / 3
         tensor([1.0333])
     """
-    flat = _per_sample(a)
-    mag = flat.abs()
-    value = ((TL1_BETA + 1.0) * mag / (TL1_BETA + mag)).mean(dim=1)
-    return _nan_where_nonfinite(value, flat)
+    mag = _per_sample(a).abs()
+    return _nan_where_nonfinite(((TL1_BETA + 1.0) * mag / (TL1_BETA + mag)).mean(dim=1))
 
 
 def is_model_aware(entry: object) -> bool:
@@ -245,5 +251,17 @@ def activity_penalty(
             raise ConfigError(f"layer_weights[{i}] must be a finite number >= 0, got {w!r}")
     if not maps:
         return torch.zeros(())
+    fast = FAST_PENALTIES.get(regularizer)
+    if fast is not None and _stackable(maps):
+        return fast(maps, layer_weights)
     total = sum(w * regularizer(a).mean() for w, a in zip(weights, maps))
     return total  # type: ignore[return-value]
+
+
+def _stackable(maps: Sequence[Tensor]) -> bool:
+    """Whether the fast path applies: maps with a batch dimension, one batch size, dtype, device."""
+    first = maps[0]
+    return all(
+        a.dim() > 0 and a.shape[0] == first.shape[0] and a.dtype == first.dtype and a.device == first.device
+        for a in maps
+    )

@@ -42,7 +42,12 @@ DNN_KEYS: dict[str, Check] = {"accuracy": _FRACTION, "macs_dense": _NONNEG, "mac
 DNN_OPTIONAL: dict[str, Check] = {"macs_nominal": _NONNEG, "samples": _COUNT, "collapsed": _NAMES}
 SNN_SERIES: dict[str, Check] = {"accuracy": _FRACTION, "synops": _NONNEG, "input_macs": _NONNEG,
                                 "neuron_updates": _NONNEG}
-SNN_OPTIONAL: dict[str, Check] = {"samples": _COUNT, "silent_layers": _NAMES, "input": _TEXT}
+_PATHS: Check = (lambda v: isinstance(v, Mapping) and all(p in ("batched", "looped", "event") for p in v.values()),
+                  "an object of 'batched', 'looped' or 'event'")
+_DENSITIES: Check = (lambda v: isinstance(v, Mapping) and all(_FRACTION[0](d) for d in v.values()),
+                     "an object of numbers in [0, 1]")
+SNN_OPTIONAL: dict[str, Check] = {"samples": _COUNT, "silent_layers": _NAMES, "input": _TEXT, "paths": _PATHS,
+                                  "input_density": _DENSITIES}
 
 
 def _short(value: Any) -> str:

@@ -1,14 +1,16 @@
 """Memory planning for a simulation: split batches so that a run stays under a byte budget, and
 refuse a request that cannot fit before anything is allocated.
 
-The time-batched simulator keeps, per sample of a sub-batch, a stage's input and output spike
-trains ``(T, ...)``, the trains later shortcuts still read, the spike counts at every reported T
-of every layer, and the rate model's activations; the currents of one chunk of steps come on top.
-:func:`bytes_per_sample` adds these up for the widest stage (an upper bound: a stage's input is
-the previous stage's output), and :func:`plan` gives the per-sample state half of the budget, the
-currents of one chunk a quarter, and leaves a quarter for temporaries (measured on a LeNet-sized
-net at T = 512: a 64 MiB budget raises the process's peak by 56 MiB; 3/4 for the state gave 73 MiB,
-over the budget; ``tests/unit/test_memory.py`` checks it).
+The simulator runs the steps in chunks (:mod:`snnergy.simulation.simulator`), so its spike
+trains and currents hold one chunk at a time, whatever ``T``: a few buffers of at most
+``max_elements`` values each. What grows with the batch is each sample's state: the potentials
+and spike counts of every spiking neuron, the rate model's activations (for the rate
+correlation), the readout potentials at every reported T and, with Poisson input, the input train
+over all steps (drawn in one go, so that the draws do not depend on the chunking).
+:func:`bytes_per_sample` adds these up, and :func:`plan` gives the per-sample state half of the
+budget (less the counts at every reported T, held once per batch), and a quarter to
+:data:`CHUNK_BUFFERS` chunk-sized buffers; a quarter is left for temporaries
+(``tests/unit/test_memory.py`` checks the peak of a LeNet-sized run at T = 512 against the budget).
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from snnergy.simulation.network import SpikingNetwork
 DEFAULT_FRACTION = 0.25
 _FLOAT = 4  # bytes of a float32 element (trains, currents, counts)
 _DOUBLE = 8  # final spike counts are float64
+_BOOL = 1  # the Poisson input train
+#: Chunk-sized buffers alive at once: a stage's inputs, currents and spikes, the step counts,
+#: a shortcut source's spikes, and a temporary.
+CHUNK_BUFFERS = 6
 
 
 def default_max_memory(device: torch.device | str = "cpu") -> int:
@@ -45,25 +51,25 @@ def bytes_per_sample(snn: SpikingNetwork, steps: int, reported: int, poisson: bo
         >>> from snnergy.simulation import SpikingStage
         >>> s1 = SpikingStage("fc1", "relu1", nn.Sequential(), nn.Linear(4, 10), True)
         >>> s2 = SpikingStage("fc2", None, nn.Sequential(), nn.Linear(10, 3), False)
-        >>> # trains 100 x (4 in + 10 out) x 4 B; counts 2 x 10 x 4 B; final 10 x 8 B; rates 10 x 4 B;
-        >>> # readout potentials 2 x 3 x 4 B
+        >>> # 10 neurons: potentials 4 B, counts 4 B while running and 8 B returned, rate-model
+        >>> # activations 4 B: 200; readout potentials 2 x 3 x 4 B = 24
         >>> bytes_per_sample(SpikingNetwork([s1, s2], (4,)), steps=100, reported=2)
-        5824
+        224
+        >>> # Poisson: the input train 100 x 4 inputs x (1 B + 4 B while drawing) more
+        >>> bytes_per_sample(SpikingNetwork([s1, s2], (4,)), steps=100, reported=2, poisson=True)
+        2224
     """
     shapes = snn.shapes()
-    inputs = [math.prod(i) for i, _ in shapes.values()]
     outputs = [math.prod(o) for _, o in shapes.values()]
     neurons = sum(o for o, s in zip(outputs, snn.stages) if s.spiking)
-    kept = sum(outputs[i] for i, s in enumerate(snn.stages) if s.neuron_name in snn.shortcut_sources())
-    widest_train = max(i + o for i, o in zip(inputs, outputs)) + kept + (math.prod(snn.input_shape) if poisson else 0)
-    trains = _FLOAT * steps * widest_train
-    counts = _FLOAT * reported * neurons + _DOUBLE * neurons + _FLOAT * neurons
-    readout = _FLOAT * reported * outputs[-1]
-    return trains + counts + readout
+    state = (_FLOAT + _FLOAT + _DOUBLE + _FLOAT) * neurons + _FLOAT * reported * outputs[-1]
+    train = steps * math.prod(snn.input_shape) * (_BOOL + _FLOAT) if poisson else 0
+    return state + train
 
 
 def plan(snn: SpikingNetwork, steps: int, reported: int, max_memory: int, poisson: bool = False) -> tuple[int, int]:
-    """``(sub_batch, max_elements)`` that keep a run under ``max_memory`` bytes.
+    """``(sub_batch, max_elements)`` that keep a run under ``max_memory`` bytes: samples per
+    sub-batch, and the most values one chunk-sized buffer may hold.
 
     Raises:
         ConfigError: Not even one sample fits: the message gives what one sample needs.
@@ -73,20 +79,24 @@ def plan(snn: SpikingNetwork, steps: int, reported: int, max_memory: int, poisso
         >>> from snnergy.simulation import SpikingStage
         >>> s1 = SpikingStage("fc1", "relu1", nn.Sequential(), nn.Linear(4, 10), True)
         >>> s2 = SpikingStage("fc2", None, nn.Sequential(), nn.Linear(10, 3), False)
-        >>> plan(SpikingNetwork([s1, s2], (4,)), steps=100, reported=2, max_memory=2**20)  # 524288 // 5824
-        (90, 65536)
+        >>> # counts 2 x 10 x 8 B x 2 = 320 B per batch; (2**19 - 320) // 224 samples;
+        >>> # chunk buffers 2**20 // 4 // (4 B x 6)
+        >>> plan(SpikingNetwork([s1, s2], (4,)), steps=100, reported=2, max_memory=2**20)
+        (2339, 10922)
     """
     if max_memory <= 0:
         raise ConfigError(f"simulate.max_memory must be a positive number of bytes, got {max_memory}")
     per_sample = bytes_per_sample(snn, steps, reported, poisson)
-    state = max_memory // 2
+    neurons = sum(math.prod(o) for s, (_, o) in zip(snn.stages, snn.shapes().values()) if s.spiking)
+    state = max_memory // 2 - 2 * _DOUBLE * reported * neurons  # counts: per group, and summed
     if per_sample > state:
+        what = "mostly the Poisson input train over all steps" if poisson else "neuron state and counts"
         raise ConfigError(
-            f"simulating T={steps} needs about {_size(per_sample)} per sample (spike trains of the widest "
-            f"layer over all steps), over half of simulate.max_memory = {_size(max_memory)}: "
-            f"lower the largest T or raise --max-memory"
+            f"simulating T={steps} needs about {_size(per_sample)} per sample ({what}) and "
+            f"{_size(2 * _DOUBLE * reported * neurons)} for the counts at {reported} reported T, over half "
+            f"of simulate.max_memory = {_size(max_memory)}: lower the largest T or raise --max-memory"
         )
-    return state // per_sample, max(1, max_memory // 4 // _FLOAT)
+    return state // per_sample, max(1, max_memory // 4 // (_FLOAT * CHUNK_BUFFERS))
 
 
 def _size(n: int) -> str:

@@ -105,16 +105,18 @@ def if_step_(current: Tensor, v: Tensor, neuron: IFNeuron, spikes: Tensor) -> Te
     return spikes
 
 
-def encode_poisson(x: Tensor, timesteps: int, generator: torch.Generator | None = None) -> Tensor:
+def encode_poisson(x: Tensor, timesteps: int, generator: torch.Generator | None = None,
+                   dtype: torch.dtype | None = None) -> Tensor:
     """Bernoulli ("Poisson") spike trains: each step spikes with probability ``clamp(x, 0, 1)``.
 
     Args:
         x: Inputs ``(B, ...)`` in [0, 1].
         timesteps: Number of steps ``T``.
         generator: Random generator on ``x``'s device (seeded for reproducibility).
+        dtype: Of the result (``torch.bool`` takes a quarter of float32's memory); ``x``'s by default.
 
     Returns:
-        ``(T, B, ...)`` spikes (0.0 or 1.0), dtype of ``x``.
+        ``(T, B, ...)`` spikes (0.0 or 1.0); the same draws whatever ``dtype``.
 
     Example:
         >>> encode_poisson(torch.tensor([[0.0, 1.0]]), 3).sum(0).tolist()
@@ -122,4 +124,4 @@ def encode_poisson(x: Tensor, timesteps: int, generator: torch.Generator | None 
     """
     p = x.clamp(0, 1)
     draws = torch.rand((timesteps, *x.shape), generator=generator, device=x.device, dtype=x.dtype)
-    return (draws < p).to(x.dtype)
+    return (draws < p).to(dtype or x.dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import torch
@@ -35,8 +35,11 @@ class SimulationResult:
         correlation: By neuron name, Pearson r over all (sample, neuron) pairs between the
             rate-model activation (DNN activation / lambda) and the SNN rate at the largest T;
             0.0 when either side is constant.
-        modes: Per stage name, ``"batched"`` or ``"looped"``: what the simulator used (the
-            analog first stage, whose current is computed once per batch, counts as batched).
+        modes: Per stage name, the path its currents took: ``"batched"``, ``"looped"`` or
+            ``"event"`` (the analog first stage, whose current is computed once per batch, counts
+            as batched); see :class:`~snnergy.simulation.Simulator`.
+        density: Per stage name (but the analog first), the fraction of its inputs that were
+            non-zero on the chunk where its path was chosen.
     """
 
     timesteps: list[int]
@@ -47,6 +50,7 @@ class SimulationResult:
     neurons: dict[str, int]
     correlation: dict[str, float]
     modes: dict[str, str]
+    density: dict[str, float] = field(default_factory=dict)
 
     @property
     def accuracy(self) -> list[float]:
@@ -66,10 +70,9 @@ def run_simulation(snn: SpikingNetwork, data: Any, config: SimulateConfig = Simu
         device: ``"cpu"`` or ``"cuda"``.
         seed: Seeds the Poisson input generator.
         progress: Show a tqdm progress bar.
-        max_elements: One layer's spike train holds at most ``4 * max_elements`` floats (batches
-            are split to fit) and one chunk of currents ``max_elements``; ``config.max_memory``
-            (bytes; ``None``: a quarter of the RAM) bounds the whole run, see
-            :mod:`snnergy.simulation.memory`.
+        max_elements: Most values of one chunk-sized buffer (see :class:`Simulator`);
+            ``config.max_memory`` (bytes; ``None``: a quarter of the RAM) bounds the whole run
+            (batches are split to fit), see :mod:`snnergy.simulation.memory`.
 
     Raises:
         ConfigError: Not even one sample fits in ``config.max_memory`` (before allocating).
@@ -95,8 +98,7 @@ def run_simulation(snn: SpikingNetwork, data: Any, config: SimulateConfig = Simu
     max_elements = min(max_elements, budget_elements)
     sim = Simulator(net, config.timesteps, input=config.input, mode="auto", max_elements=max_elements)
     generator = torch.Generator(device=device).manual_seed(seed) if config.input == "poisson" else None
-    widest = max(math.prod(out) for _, out in net.shapes().values())
-    sub_batch = min(fitting, max(1, 4 * max_elements // (steps * max(widest, math.prod(net.input_shape)))))
+    sub_batch = fitting
     correct = [0] * len(sim.timesteps)
     counts: dict[str, Tensor] = {}
     inputs: Tensor | None = None
@@ -123,7 +125,8 @@ def run_simulation(snn: SpikingNetwork, data: Any, config: SimulateConfig = Simu
                if s.spiking}
     return SimulationResult(list(sim.timesteps), correct, samples, {k: v.cpu() for k, v in counts.items()},
                             None if inputs is None else inputs.cpu(), neurons,
-                            {k: m.pearson() for k, m in moments.items()}, dict(sim.plan))
+                            {k: m.pearson() for k, m in moments.items()}, dict(sim.plan),
+                            dict(sim.density))
 
 
 def _batches(data: Any) -> Iterator[tuple[Tensor, Tensor]]:

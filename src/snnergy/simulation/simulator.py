@@ -1,33 +1,60 @@
 """The simulator: runs a spiking network over time, one batch at a time.
 
-:class:`Simulator` runs a feed-forward net layer by layer (a residual net: the chain of stages,
-each shortcut reading the kept train of its source): each stage computes the currents of all
-``T`` steps (one Conv/Linear call on the ``(T*B, ...)`` train, chunked in time to bound memory:
-``"batched"``) or one call per step (``"looped"``), then scans its neurons over time, keeping only
-one layer's train at a time and the spike counts at the reported ``T`` values (a
-:class:`BatchTrace`). :func:`simulate_reference` is the plain step-by-step loop kept for tests;
-:mod:`snnergy.simulation.runner` runs a whole dataset through it.
+:class:`Simulator` runs the steps in *chunks*: for a chunk of a few steps (and, on a CPU, a
+group of samples) every stage in turn computes its currents, scans its IF neurons and hands its
+spikes to the next stage (a residual stage also reads the same chunk of its shortcuts' sources),
+while potentials and spike counts carry over to the next chunk. A chunk is sized to stay in the
+CPU's caches (:data:`CHUNK_ELEMENTS`), so memory does not grow with ``T``. Each stage takes one of
+three paths for its currents:
+
+* ``"batched"``: one Conv/Linear call on the chunk's ``(steps * samples, ...)`` inputs;
+* ``"looped"``: one call per step on ``(samples, ...)``, the same calls as the reference;
+* ``"event"``: only the active inputs cost work, each adding its fan-out of weights
+  (:mod:`snnergy.simulation.events`): the cost follows SynOps, not dense MACs. CPU only.
+
+With ``mode="auto"`` the simulator measures each stage's input spike density on the chunk that
+holds the middle step of the first batch (earlier chunks take ``"batched"``: in the first steps
+few neurons spike yet) and takes ``"event"`` where it supports it and the density is at most
+:data:`EVENT_DENSITY`, ``"batched"`` elsewhere (:attr:`Simulator.plan`, :attr:`Simulator.density`).
+The choice depends on the data only, not on timings, so a run gives the same numbers every time. On a CPU the IF scan runs
+in a compiled kernel (:mod:`snnergy.simulation.kernels`) with the same arithmetic as
+:func:`~snnergy.simulation.neurons.if_step_`. :func:`simulate_reference` is the plain
+step-by-step loop kept for tests; :mod:`snnergy.simulation.runner` runs a whole dataset.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import torch
 from torch import Tensor, nn  # nn: used by the doctests
 
 from snnergy.errors import ConfigError, DataError
+from snnergy.simulation import kernels
+from snnergy.simulation.events import EventTable, unsupported
 from snnergy.simulation.network import SpikingNetwork, SpikingStage
 from snnergy.simulation.neurons import IFNeuron, encode_poisson, if_step, if_step_
 
 INPUTS = ("analog", "poisson")
-MODES = ("auto", "batched", "looped")
-#: Elements of one chunk of batched currents; one layer's train is bounded by 4x this.
+MODES = ("auto", "batched", "looped", "event")
+#: The paths a stage's currents can take (``"auto"`` picks one of them per stage).
+PATHS = ("batched", "looped", "event")
+#: Upper bound on the elements of one chunk (rows x the widest stage's inputs and outputs).
 MAX_ELEMENTS = 2**24
+#: Elements of one chunk by device type. On a CPU a chunk of 2**22 (16 MiB in float32) was the
+#: fastest on Fashion-MNIST LeNet (T = 64, batch 256, 1 thread: 2**18, 2**20, 2**22, 2**24 and
+#: 2**26 gave 13.3, 17.9, 22.8, 18.1 and 16.8 k sample-steps/s on the event path): smaller chunks
+#: pay per-call overheads, larger ones page faults and cache misses.
+CHUNK_ELEMENTS = {"cpu": 2**22, "cuda": 2**24}
+#: Input density at or below which ``mode="auto"`` takes the event path. Measured crossovers
+#: (``benchmarks/event_crossover.py``, 1 thread, 2048 rows): event / batched time at 5 % and 10 %
+#: density was 0.82 / 1.10 for LeNet's pooled conv2, 0.59 / 0.94 for its fc1, 0.79 / 1.36 for
+#: VGG's pooled conv2_1 and 0.24 / 0.45 for its 128-channel conv3_2: the event path pays below
+#: about 8 % on every layer measured.
+EVENT_DENSITY = 0.08
 
 
 @dataclass
@@ -48,32 +75,44 @@ class BatchTrace:
 
 
 class Simulator:
-    """Simulates batches layer by layer, choosing per stage between batched and looped currents.
+    """Simulates batches chunk by chunk, with a path per stage (see the module docstring).
 
-    A residual net keeps, besides the current layer's train, the trains that later shortcuts
-    still read (each dropped after its last reader).
-
-    With ``mode="auto"`` the first batch times both ways for each stage (one warm-up and two
-    timed repetitions on up to 16 steps) and :attr:`plan` keeps the faster. The analog first
-    stage computes its current once per batch and is reported as ``"batched"``.
+    The analog first stage computes its current once per batch (reported as ``"batched"``).
+    ``mode="event"`` takes the event path wherever a stage supports it and ``"batched"``
+    elsewhere; :attr:`plan` says what each stage used and :attr:`unsupported` why a stage had no
+    event path.
 
     Args:
         snn: The network (its device and dtype are used).
         timesteps: The T values to report (sorted, unique, >= 1); runs to the largest.
         input: ``"analog"`` (constant current ``x``) or ``"poisson"`` (:func:`encode_poisson`).
-        mode: ``"auto"``, ``"batched"`` or ``"looped"``.
-        max_elements: Elements of one chunk of batched currents (time is chunked to fit).
+        mode: ``"auto"``, ``"batched"``, ``"looped"`` or ``"event"``.
+        event_density: With ``"auto"``, the input density at or below which a stage takes the
+            event path.
+        max_elements: Most elements of one chunk (rows x the widest stage's inputs plus outputs);
+            the device's :data:`CHUNK_ELEMENTS` when smaller.
     """
 
     def __init__(self, snn: SpikingNetwork, timesteps: Iterable[int], *, input: str = "analog",
-                 mode: str = "auto", max_elements: int = MAX_ELEMENTS) -> None:
+                 mode: str = "auto", max_elements: int = MAX_ELEMENTS, event_density: float = EVENT_DENSITY) -> None:
         self.snn = snn
+        self.event_density = float(event_density)
         self.timesteps = check_timesteps(timesteps)
         self.input = _choice(input, INPUTS, "input")
         self.mode = _choice(mode, MODES, "mode")
-        self.max_elements = int(max_elements)
+        self.max_elements = max(1, int(max_elements))
+        #: Per stage name, the path its currents took.
         self.plan: dict[str, str] = {}
-        self._sizes = {k: math.prod(i) + math.prod(o) for k, (i, o) in snn.shapes().items()}
+        #: Per stage name, the fraction of non-zero inputs on the chunk its path was chosen on.
+        self.density: dict[str, float] = {}
+        #: Per stage name, why it has no event path (stages that have one are absent).
+        self.unsupported: dict[str, str] = {}
+        shapes = snn.shapes()
+        outs = [snn.input_shape] + [o for _, o in shapes.values()]
+        self._in_shapes = dict(zip(shapes, outs))  # a stage's input: the previous neurons' shape
+        self._widest = max(math.prod(i) + math.prod(o) for i, o in shapes.values())
+        self._tables: dict[tuple[str, bool], EventTable] = {}
+        self._sources = set(snn.shortcut_sources())
 
     @torch.no_grad()
     def run(self, x: Tensor, generator: torch.Generator | None = None) -> BatchTrace:
@@ -82,46 +121,142 @@ class Simulator:
         steps, batch = self.timesteps[-1], x.shape[0]
         if batch == 0:
             raise DataError("cannot simulate an empty batch")
+        train = encode_poisson(x, steps, generator, dtype=torch.bool) if self.input == "poisson" else None
+        group, chunk = self._chunking(batch, x.device)
+        parts = [self._run_group(x[g : g + group], None if train is None else train[:, g : g + group], chunk)
+                 for g in range(0, batch, group)]
         index = torch.tensor([t - 1 for t in self.timesteps], device=x.device)
-        train = encode_poisson(x, steps, generator) if self.input == "poisson" else None
-        input_counts = _cumulative(train, index) if train is not None else None
-        counts, final, potentials = {}, {}, x.new_zeros(0)
-        last_use = self.snn.shortcut_sources()
-        # trains that later shortcuts read (None: the input, a train or the static analog x)
-        kept: dict[str | None, Tensor] = {None: x if train is None else train} if None in last_use else {}
-        for i, stage in enumerate(self.snn.stages):
-            if train is None:  # analog first stage: the current W x + b is the same every step
-                self.plan[stage.name] = "batched"
-                current = stage.total_current(x, {None: x}) if len(stage.shortcuts) else stage(x)
-                chunks: Iterable[Tensor] = [current.expand(steps, *current.shape)]
-            else:
-                chunk = max(1, self.max_elements // (batch * self._sizes[stage.name]))
-                if self._mode(stage, train, chunk) == "looped":
-                    chunk = 1
-                chunks = _current_chunks(stage, train, chunk)
-                if len(stage.shortcuts):
-                    chunks = _with_shortcuts(chunks, stage, kept, self.input == "analog")
-            if stage.spiking:
-                train = _scan(chunks, self.snn.neuron, steps)
-                counts[stage.neuron_name] = _cumulative(train, index)
-                final[stage.neuron_name] = train.sum(0).to(torch.float64)  # exact: T < 2**24
-                if stage.neuron_name in last_use:
-                    kept[stage.neuron_name] = train
-            else:
-                potentials = _integrate(chunks, self.timesteps)
-            for source in [k for k in kept if last_use[k] <= i]:
-                del kept[source]  # no later shortcut reads it
-        return BatchTrace(potentials, counts, input_counts, final)
+        input_counts = None if train is None else \
+            train.sum(1, dtype=torch.float64).cumsum(0).index_select(0, index)
+        names = parts[0][1].keys()
+        return BatchTrace(torch.cat([p[0] for p in parts], 1),
+                          {k: sum(p[1][k] for p in parts[1:]) + parts[0][1][k] for k in names},
+                          input_counts,
+                          {k: torch.cat([p[2][k] for p in parts]) for k in names})
 
-    def _mode(self, stage: SpikingStage, train: Tensor, chunk: int) -> str:
-        if self.mode != "auto":
-            self.plan[stage.name] = self.mode
-        elif stage.name not in self.plan:
-            sample = train[: min(train.shape[0], chunk, 16)]
-            batched = _timed(lambda: stage(sample.reshape(-1, *sample.shape[2:])), train.device)
-            looped = _timed(lambda: [stage(s) for s in sample], train.device)
-            self.plan[stage.name] = "batched" if batched <= looped else "looped"
-        return self.plan[stage.name]
+    def _chunking(self, batch: int, device: torch.device) -> tuple[int, int]:
+        """(samples per group, steps per chunk)."""
+        budget = min(self.max_elements, CHUNK_ELEMENTS.get(device.type, MAX_ELEMENTS))
+        # looped: layer calls on the whole batch, as the reference makes them
+        group = batch if self.mode == "looped" else min(batch, max(1, budget // self._widest))
+        return group, max(1, min(self.timesteps[-1], budget // (group * self._widest)))
+
+    def _run_group(self, x: Tensor, train: Tensor | None, chunk: int
+                   ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+        """Simulates the samples ``x`` (their Poisson ``train``): potentials, counts, final counts."""
+        steps, reported = self.timesteps[-1], set(self.timesteps)
+        stages = self.snn.stages
+        v: dict[str, Tensor] = {}
+        running: dict[str, Tensor] = {}  # spikes over the group and steps 1..t, float64
+        snapshots: dict[str, list[Tensor]] = {s.neuron_name: [] for s in stages if s.spiking}
+        final: dict[str, Tensor] = {}  # each sample's spikes (exact in float32 below 2**24 steps)
+        statics: dict[tuple[str, int], Tensor] = {}  # currents that are the same at every step
+        potential: Tensor | float = 0.0
+        potentials: list[Tensor] = []
+        for t0 in range(0, steps, chunk):
+            n = min(chunk, steps - t0)
+            source = x if train is None else train[t0 : t0 + n].to(x.dtype)
+            outputs: dict[str | None, Tensor] = {None: source}
+            inputs = source
+            for i, stage in enumerate(stages):
+                static = i == 0 and train is None
+                if static:  # analog first stage: the current W x + b is the same every step
+                    self.plan[stage.name] = "batched"
+                    if (stage.name, -1) not in statics:
+                        statics[(stage.name, -1)] = stage.total_current(x, {None: x}) \
+                            if len(stage.shortcuts) else stage(x)
+                    currents = statics[(stage.name, -1)]
+                else:
+                    # plan on the chunk holding the middle step: at the start few neurons spike yet
+                    currents = self._currents(stage, inputs, plan=t0 + n > (steps - 1) // 2)
+                    if len(stage.shortcuts):
+                        currents = self._add_shortcuts(currents, stage, outputs, statics, train is None)
+                if stage.spiking:
+                    name = stage.neuron_name
+                    if name not in v:
+                        v[name] = torch.zeros_like(currents if static else currents[0])
+                        final[name] = torch.zeros_like(v[name])
+                    spikes, step_counts = _scan(currents, v[name], final[name], self.snn.neuron, n, static)
+                    cumulative = step_counts.to(torch.float64).cumsum(0)
+                    if name in running:
+                        cumulative += running[name]
+                    running[name] = cumulative[-1]
+                    snapshots[name] += [cumulative[t - 1 - t0] for t in range(t0 + 1, t0 + n + 1) if t in reported]
+                    inputs = spikes
+                    if name in self._sources:  # a later shortcut reads this chunk
+                        outputs[name] = spikes
+                else:
+                    for j in range(n):
+                        potential = potential + (currents if static else currents[j])
+                        if t0 + j + 1 in reported:
+                            potentials.append(potential)  # type: ignore[arg-type]
+        counts = {k: torch.stack(s) for k, s in snapshots.items()}
+        return torch.stack(potentials), counts, {k: f.to(torch.float64) for k, f in final.items()}
+
+    def _currents(self, stage: SpikingStage, inputs: Tensor, plan: bool) -> Tensor:
+        """The stage's own currents ``(n, B, ...)`` for the chunk ``inputs`` ``(n, B, ...)``; with
+        ``mode="auto"`` a stage not planned yet is planned if ``plan``, else takes ``"batched"``."""
+        if stage.name in self.plan or plan or self.mode != "auto":
+            path = self._path(stage, inputs)
+        else:
+            path = "batched"
+        return _PATH_CALLS[path](self, stage, inputs)
+
+    def _batched(self, stage: SpikingStage, inputs: Tensor) -> Tensor:
+        out = stage(inputs.reshape(-1, *inputs.shape[2:]))
+        return out.reshape(inputs.shape[0], inputs.shape[1], *out.shape[1:])
+
+    def _looped(self, stage: SpikingStage, inputs: Tensor) -> Tensor:
+        return torch.stack([stage(step) for step in inputs])
+
+    def _event(self, stage: SpikingStage, inputs: Tensor) -> Tensor:
+        flat = inputs.reshape(-1, *inputs.shape[2:])
+        layout = flat.dim() == 4 and not flat.is_contiguous()  # channels last
+        table = self._tables.get((stage.name, layout))
+        if table is None:
+            table = self._tables[(stage.name, layout)] = EventTable(stage, self._in_shapes[stage.name], layout)
+        out = table(flat)
+        return out.reshape(inputs.shape[0], inputs.shape[1], *out.shape[1:])
+
+    def _path(self, stage: SpikingStage, inputs: Tensor) -> str:
+        if stage.name in self.plan:
+            return self.plan[stage.name]
+        reason = unsupported(stage)
+        if reason is not None:
+            self.unsupported[stage.name] = reason
+        density = self.density[stage.name] = float(torch.count_nonzero(inputs)) / max(1, inputs.numel())
+        if self.mode in ("batched", "looped"):
+            path = self.mode
+        elif reason is not None:
+            path = "batched"
+        else:
+            path = "event" if self.mode == "event" or density <= self.event_density else "batched"
+        self.plan[stage.name] = path
+        return path
+
+    def _add_shortcuts(self, currents: Tensor, stage: SpikingStage, outputs: dict[str | None, Tensor],
+                       statics: dict[tuple[str, int], Tensor], analog: bool) -> Tensor:
+        """Adds each shortcut's current for the chunk, in the reference's order (own, then each).
+
+        A shortcut reads its source's spikes of the same chunk, in one call on ``(n*B, ...)``;
+        from the analog input (the static ``x``) its current is the same at every step and is
+        computed once per batch.
+        """
+        for j, shortcut in enumerate(stage.shortcuts):
+            if shortcut.source is None and analog:
+                if (stage.name, j) not in statics:
+                    statics[(stage.name, j)] = shortcut(outputs[None])
+                currents = currents + statics[(stage.name, j)]
+                continue
+            block = outputs[shortcut.source]
+            out = shortcut(block.reshape(-1, *block.shape[2:]))
+            currents = currents + out.reshape(block.shape[0], block.shape[1], *out.shape[1:])
+        return currents
+
+
+_PATH_CALLS: dict[str, Callable[[Simulator, SpikingStage, Tensor], Tensor]] = {
+    "batched": Simulator._batched, "looped": Simulator._looped, "event": Simulator._event,
+}
 
 
 def simulate_batch(snn: SpikingNetwork, x: Tensor, timesteps: Iterable[int], *, input: str = "analog",
@@ -132,11 +267,12 @@ def simulate_batch(snn: SpikingNetwork, x: Tensor, timesteps: Iterable[int], *, 
     The spikes are those of :func:`simulate_reference`: the IF scan, the readout sum and the
     counts are the same element-wise operations in the same order. ``"looped"`` also makes the
     same ``(B, ...)``-sized layer calls, so it is bitwise equal. ``"batched"`` computes the same
-    currents with one call on ``(chunk*B, ...)``; a BLAS or convolution kernel may round the
-    last bit differently for another batch size (PyTorch does not promise batch invariance),
-    which flips a spike only when a potential lies within that rounding of the threshold. The
-    tests check bitwise equality in float64, where this is practically impossible (float32 was
-    also observed equal on CPU, without a guarantee).
+    currents with one call on ``(steps*samples, ...)``; a BLAS or convolution kernel may round
+    the last bit differently for another batch size (PyTorch does not promise batch invariance),
+    and ``"event"`` adds the same products in another order (input by input), which flips a
+    spike only when a potential lies within that rounding of the threshold. The tests check
+    bitwise equality in float64, where this is practically impossible; float32 runs are
+    compared spike by spike in ``benchmarks/peers`` (``same as snnergy``).
 
     Example:
         >>> stage1 = SpikingStage("fc1", "relu1", nn.Sequential(), nn.Linear(1, 1), True)
@@ -222,86 +358,38 @@ def _prepare(snn: SpikingNetwork, x: Tensor) -> Tensor:
     return x.to(device=param.device, dtype=param.dtype)
 
 
-def _current_chunks(stage: SpikingStage, train: Tensor, chunk: int) -> Iterator[Tensor]:
-    """Currents ``(t1 - t0, B, ...)`` of ``stage`` for successive time chunks of ``train``."""
-    for t0 in range(0, train.shape[0], chunk):
-        block = train[t0 : t0 + chunk]
-        out = stage(block.reshape(-1, *block.shape[2:]))
-        yield out.reshape(block.shape[0], block.shape[1], *out.shape[1:])
+def _scan(currents: Tensor, v: Tensor, final: Tensor, neuron: IFNeuron, steps: int,
+          static: bool) -> tuple[Tensor, Tensor]:
+    """IF neurons over ``steps`` steps of ``currents`` (``(n, B, ...)``, or ``(B, ...)`` every step
+    when ``static``), updating ``v`` and adding each sample's spikes to ``final`` in place.
 
-
-def _with_shortcuts(chunks: Iterable[Tensor], stage: SpikingStage, kept: dict[str | None, Tensor],
-                    analog: bool) -> Iterator[Tensor]:
-    """Adds each shortcut's current to the stage's own, chunk by chunk over the same steps.
-
-    A shortcut reads the kept ``(T, B, ...)`` train of its source over the chunk's steps, in one
-    call on ``(n*B, ...)``; from the analog input (the static ``x``) its current is the same at
-    every step and is computed once. Additions run in the reference's order (own, then each
-    shortcut), so a looped (``n = 1``) run is bitwise equal to :func:`simulate_reference`.
+    Returns the ``(n, B, ...)`` spikes and each step's spikes summed over the batch ``(n, ...)``.
+    The spikes take the layout of ``v`` (channels last after an event-driven convolution). On a
+    CPU the compiled kernel runs the steps and counts; elsewhere the :func:`if_step_` loop, with
+    the same arithmetic.
     """
-    static = {j: sc(kept[None]) for j, sc in enumerate(stage.shortcuts) if sc.source is None and analog}
-    t0 = 0
-    for currents in chunks:
-        n = currents.shape[0]
-        for j, shortcut in enumerate(stage.shortcuts):
-            if j in static:
-                currents = currents + static[j]
-                continue
-            block = kept[shortcut.source][t0 : t0 + n]
-            out = shortcut(block.reshape(-1, *block.shape[2:]))
-            currents = currents + out.reshape(n, block.shape[1], *out.shape[1:])
-        t0 += n
-        yield currents
+    out = _like_steps(v, steps)
+    counts = _like_steps(v[0], steps)
+    if not static and currents.stride()[1:] != out.stride()[1:]:
+        currents = _like_steps(v, steps).copy_(currents)
+    if kernels.scan_compatible(currents, v, out, counts, final, static):
+        kernels.if_scan(currents, v, out, counts, final, neuron.threshold, neuron.reset == "subtract",
+                        static=static)
+        return out, counts
+    for t in range(steps):
+        if_step_(currents if static else currents[t], v, neuron, out[t])
+    # sums in the spikes' dtype: exact for 0/1 below 2**24 samples or steps
+    counts.copy_(out.sum(1))
+    final += out.sum(0)
+    return out, counts
 
 
-def _scan(chunks: Iterable[Tensor], neuron: IFNeuron, steps: int) -> Tensor:
-    """Runs IF neurons over time on chunks of currents; returns the ``(T, B, ...)`` spikes."""
-    out: Tensor | None = None
-    t = 0
-    for currents in chunks:
-        if out is None:
-            out = currents.new_empty((steps, *currents.shape[1:]))
-            v = torch.zeros_like(currents[0])
-        for current in currents:
-            if_step_(current, v, neuron, out[t])
-            t += 1
-    assert out is not None
-    return out
-
-
-def _integrate(chunks: Iterable[Tensor], reported: list[int]) -> Tensor:
-    """Readout: potentials ``(K, B, classes)`` summed step by step, read at the reported T."""
-    potential: Tensor | float = 0.0
-    snapshots, t = [], 0
-    for currents in chunks:
-        for current in currents:
-            potential = potential + current
-            t += 1
-            if t in reported:
-                snapshots.append(potential)
-    return torch.stack(snapshots)
-
-
-def _cumulative(train: Tensor, index: Tensor) -> Tensor:
-    """Spikes of a ``(T, B, ...)`` train summed over the batch and steps 1..T_k: ``(K, ...)``.
-
-    The batch sum runs in the train's dtype, which is exact for 0/1 spikes while ``B < 2**24``
-    (float32) and about 10x faster than summing into float64; time is then cumulated in float64.
-    """
-    return train.sum(1).to(torch.float64).cumsum(0).index_select(0, index)
-
-
-def _timed(fn: Callable[[], object], device: torch.device, repeats: int = 2) -> float:
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    fn()
-    best = math.inf
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        best = min(best, time.perf_counter() - start)
-    return best
+def _like_steps(v: Tensor, steps: int) -> Tensor:
+    """An empty ``(steps, *v.shape)`` tensor whose every step is laid out as ``v``."""
+    if v.dim() == 4 and not v.is_contiguous():  # (B, C, H, W) channels last
+        b, c, h, w = v.shape
+        return v.new_empty((steps, b, h, w, c)).permute(0, 1, 4, 2, 3)
+    if v.dim() == 3 and not v.is_contiguous():  # one sample (C, H, W) of a channels-last batch
+        c, h, w = v.shape
+        return v.new_empty((steps, h, w, c)).permute(0, 3, 1, 2)
+    return v.new_empty((steps, *v.shape))

@@ -1,0 +1,256 @@
+"""The training fast path of ``synops`` and ``macs``: every layer's percentile, running scale and
+value in one autograd node (issue 8).
+
+:class:`~snnergy.regularizers.energy_aware.SynOpsPenalty` and
+:class:`~snnergy.regularizers.energy_aware.MacsPenalty` compute, per batch and per layer, the
+batch percentile of the non-zero magnitudes, the running scale, the scale with the batch
+percentile's gradient (:func:`~snnergy.regularizers.estimates.scale_with_gradient`) and the
+per-sample value; through autograd that is some fifty operations per layer, each with a fixed
+cost, and about ten passes over the map backward. Here the forward pass runs the reference's own
+operations (the same percentiles, running scales and values, to the bit) and the backward pass
+writes the gradient in closed form:
+
+- ``synops``, per element ``f / lambda`` where the rate is not capped (``rate <= 1``, the gradient
+  of ``clamp``); ``macs``, ``f eps sgn(x) / (mu (r + eps)^2)``;
+- for the scale: the value is a function of ``a / lambda``, unchanged when both are multiplied
+  alike, so (Euler) ``dF/d lambda = -sum(a * dF/da) / lambda``; then ``d lambda / d b = running / b``
+  (:func:`~snnergy.regularizers.estimates.scale_with_gradient`), then the percentile's two order
+  statistics (``torch.quantile``'s interpolation weights), added in place.
+
+The capped rates of ``synops`` are found from the block maxima the percentile selection already
+computed (:class:`~snnergy.regularizers.estimates.Selection`): a block whose maximum is under the
+scale holds no capped rate, so the mask costs a few small operations instead of two passes. A map
+that is a ReLU's output (:func:`~snnergy.regularizers.fused.is_relu_output`) needs no magnitudes
+(``|a| = a``) and, for ``macs``, no ``sgn`` factor (as in :mod:`snnergy.regularizers.fused`).
+
+The gradients are the reference's derivative, rounded differently in the last bits. Per-channel
+scales (``convert.channelwise``) and maps of 2**24 values or more take the reference path.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from snnergy.regularizers.estimates import (
+    _BLOCK,
+    _MAX_PERCENTILE_VALUES,
+    Selection,
+    _offsets,
+    select_percentile,
+)
+from snnergy.regularizers.fused import is_relu_output
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the fast path needs of a bound penalty, for one call.
+
+    Attributes:
+        names: The layers' names (keys of ``scales``), in order.
+        fanouts: Each layer's fan-out, on its map's device and dtype.
+        scales: The running scales by name (updated in place with this batch).
+        momentum: Weight of the batch percentile in the running scale.
+        percentile: The percentile p (0, 100].
+        scale_gradient: Differentiate through the scales (else they are constants).
+        eps: ``macs``: the smooth indicator's ``eps``; ``None``: ``synops``.
+    """
+
+    names: tuple[str, ...]
+    fanouts: tuple[Tensor, ...]
+    scales: dict[str, Tensor]
+    momentum: float
+    percentile: float
+    scale_gradient: bool
+    eps: float | None = None
+
+
+def applies(maps: Sequence[Tensor]) -> bool:
+    """Whether the fast path can take these maps (each with a batch dimension, under 2**24 values).
+
+    Example:
+        >>> applies([torch.zeros(64, 6, 28, 28)]), applies([torch.zeros(())])
+        (True, False)
+    """
+    return all(a.dim() > 0 and a.numel() < _MAX_PERCENTILE_VALUES for a in maps)
+
+
+def synops(plan: Plan, maps: Sequence[Tensor]) -> Tensor:
+    """Per-sample expected SynOps per timestep ``(B,)``, summed over the layers; updates the
+    running scales with this batch (as ``SynOpsPenalty.observe`` then ``expected_synops``)."""
+    return _Node.apply(plan, tuple(is_relu_output(a) for a in maps), *maps)  # type: ignore[no-any-return]
+
+
+def smooth_macs(plan: Plan, inputs: Sequence[Tensor]) -> Tensor:
+    """Per-sample smooth MACs ``(B,)`` of the layer inputs, summed; updates the running scales
+    (as ``MacsPenalty.observe`` then ``smooth_macs``)."""
+    return _Node.apply(plan, tuple(is_relu_output(x) for x in inputs), *inputs)  # type: ignore[no-any-return]
+
+
+@dataclass
+class _Layer:
+    """One layer's forward results that the backward pass needs."""
+
+    scale: Tensor  # lambda (mu) in the map's dtype, 0-d
+    scale_value: float  # lambda as a float
+    selection: Selection
+    factor: float  # d lambda / d batch = running / batch (0: no gradient through the scale)
+    saved: tuple[Any, ...]
+
+
+def _updated(old: float | None, observed: float, momentum: float) -> float:
+    """:func:`~snnergy.regularizers.estimates.update_scale` on floats (the same float64 operations)."""
+    if old is None or math.isnan(old):
+        return observed
+    if math.isnan(observed):
+        return old
+    return (1.0 - momentum) * old + momentum * observed
+
+
+def _batch_value(selection: Selection) -> float:
+    """The batch percentile, as :func:`~snnergy.regularizers.estimates.percentile_value` gives it."""
+    if selection.status != "ok":
+        return math.nan
+    picked = selection.values.double()  # type: ignore[union-attr]
+    below = picked[-1].item()
+    if selection.weight == 0.0 and math.isfinite(below):  # one order statistic: lerp(x, x, 0) = x
+        return below
+    weight = torch.tensor(selection.weight, dtype=torch.float64, device=picked.device)
+    return torch.lerp(picked[-1], picked[0], weight).item()
+
+
+def _observe(plan: Plan, name: str, a: Tensor, magnitudes: Tensor) -> tuple[Selection, float, float]:
+    """The batch percentile's selection and value, and the running scale after this batch (stored)."""
+    selection = select_percentile(magnitudes, plan.percentile / 100.0)
+    batch = _batch_value(selection)
+    old = plan.scales.get(name)
+    running = _updated(None if old is None else old.item(), batch, plan.momentum)
+    plan.scales[name] = torch.tensor(running, dtype=torch.float64, device=a.device)
+    return selection, batch, running
+
+
+def _capped(rate: Tensor, selection: Selection, scale: Tensor) -> Tensor | None:
+    """Flat positions where ``rate > 1``, looked for in the blocks whose maximum magnitude exceeds
+    the scale (``a <= lambda`` gives ``a / lambda <= 1``); ``None`` where there are no blocks, a
+    tail outside them, or a NaN (then the rates are kept for a mask)."""
+    maxima = selection.blocks
+    if maxima is None or selection.status == "nan" or maxima.numel() * _BLOCK != rate.numel():
+        return None
+    blocks = torch.nonzero(maxima > scale).squeeze(1)
+    candidates = (blocks.unsqueeze(1) * _BLOCK + _offsets(rate.device)).reshape(-1)
+    return candidates[rate.reshape(-1)[candidates] > 1.0]
+
+
+class _Node(torch.autograd.Function):
+    """The per-sample values of every layer in one node (module docstring)."""
+
+    @staticmethod
+    def forward(ctx: Any, plan: Plan, relu: tuple[bool, ...], *maps: Tensor) -> Tensor:
+        total, layers = None, []
+        for name, f, a, nonnegative in zip(plan.names, plan.fanouts, maps, relu, strict=True):
+            magnitudes = (a if nonnegative else a.abs()).reshape(-1)
+            selection, batch, running = _observe(plan, name, a, magnitudes)
+            value_of_scale = 1.0 if math.isnan(running) else running  # NaN (never seen) counts as 1
+            scale = torch.tensor(value_of_scale, dtype=a.dtype, device=a.device)  # as _broadcast rounds it
+            gradient = plan.scale_gradient and math.isfinite(batch) and batch != 0
+            factor = value_of_scale / batch if gradient else 0.0
+            if plan.eps is None:
+                value, saved = _synops_forward(a, scale, f, selection)
+            else:
+                value, saved = _macs_forward(a, magnitudes, scale, f, plan.eps, nonnegative)
+            layers.append(_Layer(scale, scale.item(), selection, factor, saved))
+            total = value if total is None else total + value
+        ctx.save_for_backward(*maps)
+        ctx.plan, ctx.relu, ctx.layers = plan, relu, layers
+        return total
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        plan: Plan = ctx.plan
+        grads = []
+        for a, f, layer, nonnegative, needs in zip(ctx.saved_tensors, plan.fanouts, ctx.layers, ctx.relu,
+                                                   ctx.needs_input_grad[2:]):
+            if not needs:
+                grads.append(None)
+                continue
+            if plan.eps is None:
+                grad_a, moment = _synops_backward(a, grad, layer.scale, f, layer.saved)
+            else:
+                grad_a, moment = _macs_backward(a, grad, layer.scale, f, plan.eps, layer.saved, nonnegative)
+            if layer.factor:
+                # the scale identity: d/d lambda = -sum(grad_a * a) / lambda
+                _add_scale_gradient(grad_a, a, layer, -moment() / layer.scale_value, nonnegative)
+            grads.append(grad_a)
+        return (None, None, *grads)
+
+
+def _per_row(grad: Tensor, a: Tensor) -> Tensor:
+    return grad.view(-1, *[1] * (a.dim() - 1))
+
+
+def _synops_forward(a: Tensor, scale: Tensor, f: Tensor, selection: Selection) -> tuple[Tensor, tuple[Any, ...]]:
+    rate = a / scale
+    capped = _capped(rate, selection, scale)
+    if capped is None:  # the mask comes from the rates, kept
+        return rate.clamp(max=1.0).mul_(f).reshape(a.shape[0], -1).sum(dim=1), (rate, None, None)
+    value = rate.clamp_(max=1.0).mul_(f).reshape(a.shape[0], -1).sum(dim=1)
+    return value, (None, capped, value)
+
+
+def _synops_backward(a: Tensor, grad: Tensor, scale: Tensor, f: Tensor, saved: tuple[Any, ...]) -> tuple[Tensor, Any]:
+    rate, capped, value = saved
+    grad_a = (_per_row(grad, a) / scale) * f
+    if capped is None:
+        grad_a = torch.where(rate <= 1.0, grad_a, 0.0)
+        return grad_a, lambda: torch.dot(grad_a.reshape(-1), a.reshape(-1)).item()
+
+    def moment() -> float:
+        # sum(grad_a * a) = sum_b grad_b (value_b - sum of f over b's capped rates), as
+        # grad_a = grad f / lambda and a / lambda = rate where the rate is not capped
+        per_sample = f.numel()
+        capped_part = torch.dot(grad[capped // per_sample], f.reshape(-1)[capped % per_sample])
+        return (torch.dot(grad, value) - capped_part).item()
+
+    grad_a.reshape(-1).index_fill_(0, capped, 0.0)
+    return grad_a, moment
+
+
+def _macs_forward(x: Tensor, magnitudes: Tensor, scale: Tensor, f: Tensor, eps: float,
+                  nonnegative: bool) -> tuple[Tensor, tuple[Any, ...]]:
+    # r = |x / mu| = |x| / mu (mu > 0: the same, to the bit); |x| is free to overwrite, not x
+    r = (x / scale if nonnegative else magnitudes.div_(scale)).view(x.shape)
+    shifted = r + eps
+    value = r.div_(shifted).mul_(f).reshape(x.shape[0], -1).sum(dim=1)
+    return value, (shifted,)
+
+
+def _macs_backward(x: Tensor, grad: Tensor, scale: Tensor, f: Tensor, eps: float, saved: tuple[Any, ...],
+                   nonnegative: bool) -> tuple[Tensor, Any]:
+    (shifted,) = saved
+    grad_x = (_per_row(grad, x) * eps / scale) * f
+    if not nonnegative:  # d|x / mu|/dx = sgn(x) / mu
+        grad_x.mul_(x.sgn())
+    grad_x.div_(shifted.square())
+    return grad_x, lambda: torch.dot(grad_x.reshape(-1), x.reshape(-1)).item()
+
+
+def _add_scale_gradient(grad_a: Tensor, a: Tensor, layer: _Layer, grad_scale: float, nonnegative: bool) -> None:
+    """Adds the gradient that reaches ``a`` through the scale: ``lambda`` (value: the running
+    scale) has the batch percentile's gradient, ``running / b``, and the percentile interpolates
+    two order statistics of ``|a|`` with weights ``w`` (above) and ``1 - w`` (below)."""
+    positions = layer.selection.positions
+    assert positions is not None  # a finite batch percentile has its order statistics
+    grad_batch = grad_scale * layer.factor
+    weight = layer.selection.weight
+    # one order statistic when they coincide (then the weight is 0)
+    shares = [grad_batch * weight, grad_batch * (1.0 - weight)] if positions.numel() == 2 else [grad_batch]
+    contributions = torch.tensor(shares, dtype=a.dtype, device=a.device)
+    if not nonnegative:  # d|a|/da = sgn(a)
+        contributions = contributions * a.reshape(-1)[positions].sgn()
+    grad_a.reshape(-1).index_put_((positions,), contributions, accumulate=True)

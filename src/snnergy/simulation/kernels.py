@@ -1,0 +1,289 @@
+"""Compiled CPU kernels of the simulator: the integrate-and-fire scan and event-driven currents.
+
+Two loops dominate a CPU simulation and vectorize badly as PyTorch ops: the IF scan (four
+element-wise ops and a temporary per step) and, for sparse activity, a layer's current computed
+from its active inputs only. They are written here in C, compiled once per machine with the
+system's C compiler (``$CC``, else ``cc``) into a cache folder, and called through
+:mod:`ctypes` on the tensors' memory; nothing is downloaded. Without a compiler they are
+unavailable (:func:`unavailable_reason` says why): the simulator then uses its PyTorch loops,
+which give the same spikes, and the ``"event"`` path cannot be chosen.
+
+Numerics: compiled with ``-ffp-contract=off`` and without fast-math, so the scan does in each
+step exactly what :func:`~snnergy.simulation.neurons.if_step_` does (``v + I``, ``>=``, then
+``v - threshold`` or ``0``): bit for bit the same spikes and potentials. The event-driven current
+adds, for each active input, its weights to the outputs it reaches, in input order; a dense
+Conv/Linear sums the same products in another order, so the currents agree to rounding.
+
+Cache folder: ``$SNNERGY_CACHE_DIR``, else ``$XDG_CACHE_HOME/snnergy``, else ``~/.cache/snnergy``;
+the library's file name carries a hash of the source, the flags, the compiler and the CPU's
+feature flags (the code is built for the host CPU with ``-march=native``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+_SOURCE = r"""
+#include <stdint.h>
+#include <string.h>
+
+/* Integrate-and-fire over n steps for B samples of m neurons (any neuron order, the same for
+   cur, v, out and final). cur: step t, sample b at cur + t * tstride + b * m (tstride 0: the
+   same current every step). v: B * m potentials, updated. out: n * B * m spikes (0 or 1).
+   counts: n * m, overwritten with each step's spikes summed over the samples. final: B * m,
+   each sample's spikes added. Threads split the neurons, so each owns its counts. */
+#define IF_SCAN(NAME, T)                                                                        \
+static void NAME##_sub(const T* restrict c, T* restrict v, T* restrict o, T* restrict sum,    \
+                       T* restrict fin, int64_t len, T threshold) {                           \
+    for (int64_t j = 0; j < len; j++) {                                                        \
+        T x = v[j] + c[j];                                                                     \
+        T f = x >= threshold ? (T)1 : (T)0;                                                    \
+        o[j] = f;                                                                              \
+        sum[j] += f;                                                                           \
+        fin[j] += f;                                                                           \
+        v[j] = x - f * threshold; /* f * threshold is exact: 0 or the threshold */             \
+    }                                                                                          \
+}                                                                                              \
+static void NAME##_zero(const T* restrict c, T* restrict v, T* restrict o, T* restrict sum,   \
+                        T* restrict fin, int64_t len, T threshold) {                          \
+    for (int64_t j = 0; j < len; j++) {                                                        \
+        T x = v[j] + c[j];                                                                     \
+        T f = x >= threshold ? (T)1 : (T)0;                                                    \
+        o[j] = f;                                                                              \
+        sum[j] += f;                                                                           \
+        fin[j] += f;                                                                           \
+        v[j] = x >= threshold ? (T)0 : x;                                                      \
+    }                                                                                          \
+}                                                                                              \
+void NAME(const T* restrict cur, int64_t n, int64_t B, int64_t m, int64_t tstride,            \
+          T* restrict v, T* restrict out, T* restrict counts, T* restrict final,              \
+          T threshold, int subtract, int threads) {                                           \
+    int64_t block = 512;                                                                       \
+    _Pragma("omp parallel for num_threads(threads) schedule(static)")                          \
+    for (int64_t j0 = 0; j0 < m; j0 += block) {                                                \
+        int64_t len = j0 + block < m ? block : m - j0;                                         \
+        for (int64_t t = 0; t < n; t++)                                                        \
+            for (int64_t j = 0; j < len; j++) counts[t * m + j0 + j] = (T)0;                   \
+        for (int64_t b = 0; b < B; b++) { /* this sample's neurons stay in cache over time */  \
+            int64_t at = b * m + j0;                                                           \
+            for (int64_t t = 0; t < n; t++) {                                                  \
+                if (subtract)                                                                  \
+                    NAME##_sub(cur + t * tstride + at, v + at, out + t * B * m + at,           \
+                               counts + t * m + j0, final + at, len, threshold);               \
+                else                                                                           \
+                    NAME##_zero(cur + t * tstride + at, v + at, out + t * B * m + at,          \
+                                counts + t * m + j0, final + at, len, threshold);              \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+}
+IF_SCAN(if_scan_f32, float)
+IF_SCAN(if_scan_f64, double)
+
+/* Event-driven currents of rows of inputs (rows x n_in). Each output row (width outputs) starts
+   as the bias repeated (bias has period values); then every non-zero input i adds, for each run
+   e in ptr[i] .. ptr[i+1]-1, value * w[wstart[e] + k] to out[ostart[e] + k], k < len[e]. */
+#define EVENTS(NAME, T)                                                                        \
+void NAME(const T* restrict in, int64_t rows, int64_t n_in, const int64_t* restrict ptr,      \
+          const int64_t* restrict ostart, const int64_t* restrict wstart,                     \
+          const int64_t* restrict len, const T* restrict w, const T* restrict bias,           \
+          int64_t period, int64_t width, T* restrict out, int threads) {                      \
+    _Pragma("omp parallel for num_threads(threads) schedule(static)")                          \
+    for (int64_t r = 0; r < rows; r++) {                                                       \
+        T* restrict o = out + r * width;                                                       \
+        for (int64_t q = 0; q < width; q += period) memcpy(o + q, bias, period * sizeof(T));   \
+        const T* restrict s = in + r * n_in;                                                   \
+        for (int64_t i = 0; i < n_in; i++) {                                                   \
+            T value = s[i];                                                                    \
+            if (value == (T)0) continue;                                                       \
+            for (int64_t e = ptr[i]; e < ptr[i + 1]; e++) {                                    \
+                T* restrict a = o + ostart[e];                                                 \
+                const T* restrict b = w + wstart[e];                                           \
+                int64_t l = len[e];                                                            \
+                if (value == (T)1) { for (int64_t k = 0; k < l; k++) a[k] += b[k]; }          \
+                else { for (int64_t k = 0; k < l; k++) a[k] += value * b[k]; }                 \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+}
+EVENTS(events_f32, float)
+EVENTS(events_f64, double)
+"""
+
+_FLAGS = ["-O3", "-march=native", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-fno-trapping-math",
+          "-shared", "-fPIC"]
+_OPENMP = ["-fopenmp"]
+_P, _I, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def available() -> bool:
+    """Whether the compiled kernels can be used (compiles them on the first call)."""
+    return _library() is not None
+
+
+def unavailable_reason() -> str | None:
+    """Why the kernels cannot be used (no compiler, a failed build), or ``None`` if they can."""
+    _library()
+    reason = _state.get("reason")
+    return None if reason is None else str(reason)
+
+
+def if_scan(currents: Tensor, v: Tensor, out: Tensor, counts: Tensor, final: Tensor, threshold: float,
+            subtract: bool, *, static: bool = False) -> None:
+    """IF neurons over ``n`` steps, in place: the compiled :func:`~snnergy.simulation.neurons.if_step_`,
+    counting spikes as it goes.
+
+    Args:
+        currents: ``(n, B, *shape)`` currents, or with ``static`` one ``(B, *shape)`` current used
+            at every step.
+        v: ``(B, *shape)`` potentials, updated.
+        out: ``(n, B, *shape)`` spikes, overwritten.
+        counts: ``(n, *shape)``, overwritten with each step's spikes summed over the batch (exact
+            while ``B < 2**24`` in float32).
+        final: ``(B, *shape)``, each sample's spikes added (exact below ``2**24`` steps in float32).
+        threshold: Firing threshold.
+        subtract: Reset by subtraction (else to zero).
+        static: ``currents`` is the same at every step.
+
+    All must be CPU tensors of one float dtype, every ``(B, *shape)`` block laid out alike and
+    densely; :func:`scan_compatible` checks it.
+    """
+    lib = _require()
+    n, batch = out.shape[0], v.shape[0]
+    m = v.numel() // batch
+    fn = lib.if_scan_f32 if v.dtype == torch.float32 else lib.if_scan_f64
+    scalar = ctypes.c_float if v.dtype == torch.float32 else ctypes.c_double
+    fn(currents.data_ptr(), n, batch, m, 0 if static else batch * m, v.data_ptr(), out.data_ptr(),
+       counts.data_ptr(), final.data_ptr(), scalar(threshold), int(subtract), torch.get_num_threads())
+
+
+def scan_compatible(currents: Tensor, v: Tensor, out: Tensor, counts: Tensor, final: Tensor,
+                    static: bool = False) -> bool:
+    """Whether :func:`if_scan` can run on these tensors (else use the PyTorch loop)."""
+    if not (available() and v.device.type == "cpu" and v.dtype in (torch.float32, torch.float64)
+            and currents.dtype == v.dtype == out.dtype == counts.dtype == final.dtype and v.dim() >= 2):
+        return False
+    block = v.numel()
+    steps = [currents] if static else [currents[t] for t in range(min(1, currents.shape[0]))]
+    steps += [out[0]] if out.shape[0] else []
+    per_sample = [counts[0]] if counts.shape[0] else []
+    return (_dense(v) and final.stride() == v.stride() and all(s.stride() == v.stride() for s in steps)
+            and all(p.stride() == v.stride()[1:] for p in per_sample)
+            and (static or currents.stride(0) == block) and out.stride(0) == block
+            and counts.stride(0) == block // v.shape[0] and currents.shape[-v.dim():] == v.shape)
+
+
+def _dense(t: Tensor) -> bool:
+    """Contiguous, or channels last: a block whose neurons follow one another in memory."""
+    return t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last))
+
+
+def events(inputs: Tensor, ptr: Tensor, ostart: Tensor, wstart: Tensor, length: Tensor, weights: Tensor,
+           bias: Tensor, out: Tensor) -> Tensor:
+    """Event-driven currents: ``out[r]`` = bias + the weight runs of every non-zero ``inputs[r, i]``.
+
+    Args:
+        inputs: ``(rows, n_in)`` contiguous CPU inputs (spikes).
+        ptr, ostart, wstart, length: int64 run table: input ``i`` owns runs ``ptr[i]:ptr[i+1]``.
+        weights: Flat weights the runs read.
+        bias: ``period`` values repeated along each output row.
+        out: ``(rows, width)`` contiguous output, overwritten.
+
+    Returns:
+        ``out``.
+    """
+    lib = _require()
+    fn = lib.events_f32 if inputs.dtype == torch.float32 else lib.events_f64
+    fn(inputs.data_ptr(), inputs.shape[0], inputs.shape[1], ptr.data_ptr(), ostart.data_ptr(),
+       wstart.data_ptr(), length.data_ptr(), weights.data_ptr(), bias.data_ptr(), bias.numel(),
+       out.shape[1], out.data_ptr(), torch.get_num_threads())
+    return out
+
+
+# ---------------------------------------------------------------------------- build
+
+
+def _require() -> ctypes.CDLL:
+    lib = _library()
+    if lib is None:
+        raise RuntimeError(f"snnergy's compiled kernels are unavailable: {unavailable_reason()}")
+    return lib
+
+
+def _library() -> ctypes.CDLL | None:
+    with _lock:
+        if "lib" not in _state:
+            try:
+                _state["lib"], _state["reason"] = _load(_build()), None
+            except (OSError, subprocess.SubprocessError, RuntimeError) as err:
+                _state["lib"], _state["reason"] = None, str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        return _state["lib"]  # type: ignore[return-value]
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("SNNERGY_CACHE_DIR"):
+        return Path(os.environ["SNNERGY_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "snnergy"
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _build() -> Path:
+    compiler = os.environ.get("CC") or "cc"
+    if shutil.which(compiler) is None:
+        raise RuntimeError(f"no C compiler '{compiler}' on PATH (set $CC)")
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30,
+                             check=False).stdout
+    key = hashlib.sha256("\0".join([_SOURCE, *(_FLAGS + _OPENMP), version, _cpu_flags(),
+                                    platform.machine()]).encode()).hexdigest()[:16]
+    target = _cache_dir() / f"snnergy_kernels_{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        source = Path(tmp) / "kernels.c"
+        source.write_text(_SOURCE)
+        built = Path(tmp) / target.name
+        for extra in (_OPENMP, []):  # without OpenMP the kernels run on one thread
+            run = subprocess.run([compiler, *_FLAGS, *extra, str(source), "-o", str(built)],
+                                 capture_output=True, text=True, timeout=300, check=False)
+            if run.returncode == 0:
+                break
+        else:
+            raise RuntimeError(f"compiling the kernels with '{compiler}' failed: {run.stderr.strip()[:500]}")
+        os.replace(built, target)  # atomic: concurrent builders leave one complete file
+    return target
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    for name, scalar in (("if_scan_f32", ctypes.c_float), ("if_scan_f64", ctypes.c_double)):
+        getattr(lib, name).argtypes = [_P, _I, _I, _I, _I, _P, _P, _P, _P, scalar, _INT, _INT]
+        getattr(lib, name).restype = None
+    for name in ("events_f32", "events_f64"):
+        getattr(lib, name).argtypes = [_P, _I, _I, _P, _P, _P, _P, _P, _P, _I, _I, _P, _INT]
+        getattr(lib, name).restype = None
+    return lib

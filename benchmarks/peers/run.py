@@ -39,7 +39,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +54,7 @@ from snnergy.checkpoints import load_tensors, save_tensors  # noqa: E402
 from snnergy.config import ConvertConfig, DataConfig, ModelConfig, TrainConfig  # noqa: E402
 from snnergy.conversion import convert, fold_batchnorm  # noqa: E402
 from snnergy.data import DatasetSplits, calibration_set, load_dataset  # noqa: E402
-from snnergy.experiments import measure, simulate  # noqa: E402
+from snnergy.experiments import load_run, measure, simulate  # noqa: E402
 from snnergy.models import build_model  # noqa: E402
 from snnergy.simulation import Simulator, SpikingNetwork  # noqa: E402
 from snnergy.simulation import simulator as simulator_module  # noqa: E402
@@ -79,6 +79,7 @@ class Settings:
     train_limit: int
     epochs: int
     regularizers: tuple[tuple[str, float], ...]
+    checkpoints: tuple[Path, ...]
     calibration: int
     count_samples: int
     count_timesteps: int
@@ -266,37 +267,51 @@ def stem(s: Settings) -> str:
 # ---------------------------------------------------------------------------- main
 
 
-def run(s: Settings) -> tuple[list[dict], list[dict], list[str]]:
-    """Every dataset, model and T: timing rows, count rows and notes."""
-    timing, counts, notes = [], [], []
-    for dataset in s.datasets:
+def nets(s: Settings) -> Iterator[tuple[str, str, nn.Module, DatasetSplits, str]]:
+    """(dataset, model label, trained DNN, its data, how it was obtained) for every net to time:
+    each ``--checkpoints`` folder if given, else every dataset x model x regularizer."""
+    for folder in s.checkpoints:
+        checkpoint = load_run(folder)
+        config = checkpoint.config
+        splits = load_dataset(DataConfig(dataset=config.data.dataset, train_limit=s.train_limit), seed=s.seed)
+        regularizer = (config.train.regularizer, config.train.strength)
+        yield (config.data.dataset, label(config.model.name, regularizer) + f" (run {Path(folder).name})",
+               checkpoint.model.eval(), splits, f"loaded {folder} ({config.train.epochs} epochs, seed {config.seed})")
+    for dataset in s.datasets if not s.checkpoints else ():
         splits = load_dataset(DataConfig(dataset=dataset, train_limit=s.train_limit), seed=s.seed)
         for name in s.models:
             for regularizer in s.regularizers:
                 model, how = trained(dataset, name, splits, s, regularizer)
-                tag = label(name, regularizer)
-                snn = convert(model, calibration_set(splits, s.calibration, seed=s.seed), ConvertConfig())
-                peers.check_dynamics(snn)
-                dnn = fold_batchnorm(model).eval()
-                batch = s.vgg_batch if name == "vgg" else s.batch
-                x, y = splits.test_x[:batch], splits.test_y[:batch]
-                note = f"{dataset} {tag}: {how}"
-                notes.append(note)
-                print(note, flush=True)
-                start = time.perf_counter()
-                xc, yc = splits.test_x[: s.count_samples], splits.test_y[: s.count_samples]
-                counts += count_rows(dataset, tag, model, snn, xc, yc, s.count_timesteps)
-                print(f"  counts on {len(xc)} samples, T={s.count_timesteps} [{time.perf_counter() - start:.0f} s]",
-                      flush=True)
-                for steps in s.timesteps:
-                    start = time.perf_counter()
-                    methods = methods_for(snn, dnn, x, steps)
-                    medians, outputs = measure_methods(methods, s.repeats)
-                    timing += timing_rows(dataset, tag, steps, x, y, dnn, medians, outputs, s.repeats)
-                    plan = next(m.plan for m in methods if m.name == "snnergy_auto")
-                    notes.append(f"{dataset} {tag} T={steps}: snnergy_auto paths {plan}")
-                    print(f"  T={steps}, batch {len(x)}: timed [{time.perf_counter() - start:.0f} s]; auto: {plan}",
-                          flush=True)
+                yield dataset, label(name, regularizer), model, splits, how
+
+
+def run(s: Settings) -> tuple[list[dict], list[dict], list[str]]:
+    """Every net and T: timing rows, count rows and notes."""
+    timing, counts, notes = [], [], []
+    for dataset, tag, model, splits, how in nets(s):
+        name = tag.split("+")[0].split(" ")[0]
+        snn = convert(model, calibration_set(splits, s.calibration, seed=s.seed), ConvertConfig())
+        peers.check_dynamics(snn)
+        dnn = fold_batchnorm(model).eval()
+        batch = s.vgg_batch if name == "vgg" else s.batch
+        x, y = splits.test_x[:batch], splits.test_y[:batch]
+        note = f"{dataset} {tag}: {how}"
+        notes.append(note)
+        print(note, flush=True)
+        start = time.perf_counter()
+        xc, yc = splits.test_x[: s.count_samples], splits.test_y[: s.count_samples]
+        counts += count_rows(dataset, tag, model, snn, xc, yc, s.count_timesteps)
+        print(f"  counts on {len(xc)} samples, T={s.count_timesteps} [{time.perf_counter() - start:.0f} s]",
+              flush=True)
+        for steps in s.timesteps:
+            start = time.perf_counter()
+            methods = methods_for(snn, dnn, x, steps)
+            medians, outputs = measure_methods(methods, s.repeats)
+            timing += timing_rows(dataset, tag, steps, x, y, dnn, medians, outputs, s.repeats)
+            plan = next(m.plan for m in methods if m.name == "snnergy_auto")
+            notes.append(f"{dataset} {tag} T={steps}: snnergy_auto paths {plan}")
+            print(f"  T={steps}, batch {len(x)}: timed [{time.perf_counter() - start:.0f} s]; auto: {plan}",
+                  flush=True)
     return timing, counts, notes
 
 
@@ -317,6 +332,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path]:
     p.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
     p.add_argument("--train-limit", type=int, default=10000, help="training samples")
     p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--checkpoints", default="",
+                   help="comma-separated `snnergy train` folders to time instead of training (e.g. a sweep's runs)")
     p.add_argument("--regularizers", default="none",
                    help="comma-separated NAME[:STRENGTH] trained per model, e.g. none,l1:0.1,synops:3e-7")
     p.add_argument("--calibration", type=int, default=512, help="calibration samples for conversion")
@@ -339,7 +356,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path]:
     if not regularizers:
         p.error("--regularizers needs at least one entry (none for no regularizer)")
     s = Settings(_list(a.datasets), _list(a.models), steps, a.batch, a.vgg_batch, a.repeats, a.train_limit,
-                 a.epochs, regularizers, a.calibration, a.count_samples, a.count_timesteps, a.threads or os.cpu_count() or 1,
+                 a.epochs, regularizers, tuple(Path(c) for c in _list(a.checkpoints)), a.calibration, a.count_samples, a.count_timesteps, a.threads or os.cpu_count() or 1,
                  a.seed, Path(a.cache), a.smoke, slug(a.tag) if a.tag else "")
     return s, Path(a.out)
 

@@ -197,10 +197,11 @@ def test_looped_mode_equals_reference_in_float32(net: str) -> None:
 @pytest.mark.parametrize("mode", ["batched", "event"])
 def test_time_chunking_bounds_memory_and_keeps_spikes(mode: str) -> None:
     # conv1 holds 1*8*8 inputs + 4*8*8 outputs = 320 values per sample and step, the widest
-    # stage; a budget of 24 samples x 320 x 7 runs the 20 steps in chunks of 7, 7 and 6, and a
-    # budget of 5 x 320 in groups of 5, 5, 5, 5 and 4 samples, one step at a time
+    # stage. A budget of 24 x 320 x 7 = 53760 values takes CHUNK_STEPS = 16 steps first, then
+    # 53760 // (16 x 320) = 10 samples: groups of 10, 10 and 4 samples, chunks of 16 and 4 steps.
+    # A budget of 5 x 320 allows 5 steps of 1 sample: 24 groups, chunks of 5 steps.
     snn, x = converted("lenet")
-    for budget, chunking in ((24 * 320 * 7, (24, 7)), (5 * 320, (5, 1))):
+    for budget, chunking in ((24 * 320 * 7, (10, 16)), (5 * 320, (1, 5))):
         g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
         sim = Simulator(snn, TIMESTEPS, input="poisson", mode=mode, max_elements=budget)
         assert sim._chunking(24, x.device) == chunking

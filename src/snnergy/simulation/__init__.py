@@ -7,11 +7,13 @@ potential, accumulated over time, is the readout. A stage may add the currents o
 :class:`Shortcut` s from earlier stages' spikes (or the input) to its own. Tensors are time first: a spike train is
 ``(T, B, *neuron_shape)``; a batch of static inputs is ``(B, *input_shape)``.
 
-The simulator runs a feed-forward net layer by layer: each stage computes the currents of all
-``T`` steps (one Conv/Linear call on the ``(T*B, ...)`` train, chunked in time to bound memory:
-``"batched"``) or one call per step (``"looped"``), then scans its neurons over time. It keeps
-only one layer's train at a time and the spike counts at the reported ``T`` values.
-:func:`simulate_reference` is the plain step-by-step loop kept for tests.
+The simulator runs a feed-forward net in chunks of steps through all stages; each stage computes
+its currents with one Conv/Linear call per chunk (``"batched"``), one per step (``"looped"``) or
+from its active inputs only (``"event"``, :mod:`snnergy.simulation.events`, whose cost follows
+SynOps), then scans its neurons (on a CPU in the compiled kernels of
+:mod:`snnergy.simulation.kernels`). It keeps one chunk of trains at a time and the spike counts
+at the reported ``T`` values. :func:`simulate_reference` is the plain step-by-step loop kept for
+tests.
 """
 
 from snnergy.simulation.network import (
@@ -27,9 +29,11 @@ from snnergy.simulation.network import (
 )
 from snnergy.simulation.neurons import RESETS, IFNeuron, encode_poisson, if_step
 from snnergy.simulation.simulator import (
+    EVENT_DENSITY,
     INPUTS,
     MAX_ELEMENTS,
     MODES,
+    PATHS,
     BatchTrace,
     Simulator,
     check_timesteps,
@@ -39,9 +43,11 @@ from snnergy.simulation.simulator import (
 from snnergy.simulation.runner import SimulationResult, run_simulation
 
 __all__ = [
+    "EVENT_DENSITY",
     "INPUTS",
     "MAX_ELEMENTS",
     "MODES",
+    "PATHS",
     "READABLE_VERSIONS",
     "RESETS",
     "SPEC_FORMAT",

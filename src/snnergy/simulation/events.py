@@ -80,6 +80,8 @@ class EventTable:
             self.weights = (weight.permute(1, 2, 3, 0).flip(2) * scale).contiguous().reshape(-1)
             runs = _conv_runs(index, (c, h, w), (kh, kw), (sh, sw), (ph, pw), (ho, wo), layer.out_channels)
         self.ptr, self.ostart, self.wstart, self.length = runs
+        # the bias of every output (channels last: repeated at every position)
+        self.bias_row = self.bias.repeat(self.width // self.bias.numel()).contiguous()
         counts = self.length.reshape(-1)
         per_input = torch.zeros(len(self.ptr) - 1, dtype=torch.int64)
         owners = torch.repeat_interleave(torch.arange(len(per_input)), self.ptr[1:] - self.ptr[:-1])
@@ -104,7 +106,7 @@ class EventTable:
         if not flat.is_contiguous():
             flat = flat.contiguous()
         out = torch.empty((rows, self.width), dtype=self.dtype)
-        kernels.events(flat, self.ptr, self.ostart, self.wstart, self.length, self.weights, self.bias, out)
+        kernels.events(flat, self.ptr, self.ostart, self.wstart, self.length, self.weights, self.bias_row, out)
         if len(self.out_shape) == 1:
             return out
         c, h, w = self.out_shape

@@ -3,9 +3,9 @@
 :class:`Simulator` runs the steps in *chunks*: for a chunk of a few steps (and, on a CPU, a
 group of samples) every stage in turn computes its currents, scans its IF neurons and hands its
 spikes to the next stage (a residual stage also reads the same chunk of its shortcuts' sources),
-while potentials and spike counts carry over to the next chunk. A chunk is sized to stay in the
-CPU's caches (:data:`CHUNK_ELEMENTS`), so memory does not grow with ``T``. Each stage takes one of
-three paths for its currents:
+while potentials and spike counts carry over to the next chunk. A chunk holds at most
+:data:`CHUNK_ELEMENTS` values per buffer (per device), so memory does not grow with ``T``. Each
+stage takes one of three paths for its currents:
 
 * ``"batched"``: one Conv/Linear call on the chunk's ``(steps * samples, ...)`` inputs;
 * ``"looped"``: one call per step on ``(samples, ...)``, the same calls as the reference;
@@ -16,10 +16,11 @@ With ``mode="auto"`` the simulator measures each stage's input spike density on 
 holds the middle step of the first batch (earlier chunks take ``"batched"``: in the first steps
 few neurons spike yet) and takes ``"event"`` where it supports it and the density is at most
 :data:`EVENT_DENSITY`, ``"batched"`` elsewhere (:attr:`Simulator.plan`, :attr:`Simulator.density`).
-The choice depends on the data only, not on timings, so a run gives the same numbers every time. On a CPU the IF scan runs
-in a compiled kernel (:mod:`snnergy.simulation.kernels`) with the same arithmetic as
-:func:`~snnergy.simulation.neurons.if_step_`. :func:`simulate_reference` is the plain
-step-by-step loop kept for tests; :mod:`snnergy.simulation.runner` runs a whole dataset.
+The choice depends on the data only, not on timings, so a run gives the same numbers every time.
+On a CPU the IF scan runs in a compiled kernel (:mod:`snnergy.simulation.kernels`) with the same
+arithmetic as :func:`~snnergy.simulation.neurons.if_step_`, counting spikes as it goes.
+:func:`simulate_reference` is the plain step-by-step loop kept for tests;
+:mod:`snnergy.simulation.runner` runs a whole dataset.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ MAX_ELEMENTS = 2**24
 #: 2**26 gave 13.3, 17.9, 22.8, 18.1 and 16.8 k sample-steps/s on the event path): smaller chunks
 #: pay per-call overheads, larger ones page faults and cache misses.
 CHUNK_ELEMENTS = {"cpu": 2**22, "cuda": 2**24}
+#: Steps of a chunk when the budget allows (fewer samples per group instead). Measured on the
+#: sweep's Fashion-MNIST LeNet (synops 3e-7), T = 64, batch 256, 1 thread: the first layer's IF
+#: scan (77 M neuron-steps) took 137 ms with chunks of 2 steps x 256 samples (potentials and
+#: counts go through memory every 2 steps), 111 / 94 / 84 / 77 ms with 8 / 16 / 32 / 64 steps;
+#: whole runs were fastest at 16 (465 ms; 490, 495 and 514 ms at 8, 32 and 64).
+CHUNK_STEPS = 16
 #: Input density at or below which ``mode="auto"`` takes the event path. Measured crossovers
 #: (``benchmarks/event_crossover.py``, 1 thread, 2048 rows): event / batched time at 5 % and 10 %
 #: density was 0.82 / 1.10 for LeNet's pooled conv2, 0.59 / 0.94 for its fc1, 0.79 / 1.36 for
@@ -135,10 +142,13 @@ class Simulator:
                           {k: torch.cat([p[2][k] for p in parts]) for k in names})
 
     def _chunking(self, batch: int, device: torch.device) -> tuple[int, int]:
-        """(samples per group, steps per chunk)."""
+        """(samples per group, steps per chunk): up to :data:`CHUNK_STEPS` steps, then as many
+        samples as the budget allows (the IF scan keeps a sample's potentials in cache over the
+        chunk's steps, so deeper chunks move less memory)."""
         budget = min(self.max_elements, CHUNK_ELEMENTS.get(device.type, MAX_ELEMENTS))
+        steps = min(self.timesteps[-1], CHUNK_STEPS, max(1, budget // self._widest))
         # looped: layer calls on the whole batch, as the reference makes them
-        group = batch if self.mode == "looped" else min(batch, max(1, budget // self._widest))
+        group = batch if self.mode == "looped" else min(batch, max(1, budget // (steps * self._widest)))
         return group, max(1, min(self.timesteps[-1], budget // (group * self._widest)))
 
     def _run_group(self, x: Tensor, train: Tensor | None, chunk: int

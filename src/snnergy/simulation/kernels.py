@@ -8,8 +8,9 @@ system's C compiler (``$CC``, else ``cc``) into a cache folder, and called throu
 unavailable (:func:`unavailable_reason` says why): the simulator then uses its PyTorch loops,
 which give the same spikes, and the ``"event"`` path cannot be chosen.
 
-Numerics: compiled with ``-ffp-contract=off`` and without fast-math, so the scan does in each
-step exactly what :func:`~snnergy.simulation.neurons.if_step_` does (``v + I``, ``>=``, then
+Numerics: compiled with ``-ffp-contract=off`` (no fused multiply-adds) and without fast-math
+(``-fno-trapping-math`` only lets the compiler vectorize the comparisons; it changes no value),
+so the scan does in each step exactly what :func:`~snnergy.simulation.neurons.if_step_` does (``v + I``, ``>=``, then
 ``v - threshold`` or ``0``): bit for bit the same spikes and potentials. The event-driven current
 adds, for each active input, its weights to the outputs it reaches, in input order; a dense
 Conv/Linear sums the same products in another order, so the currents agree to rounding.

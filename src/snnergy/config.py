@@ -194,8 +194,8 @@ class SimulateConfig:
         timesteps: The T values to report, increasing; the simulation runs to the largest.
         input: ``"analog"`` (constant current) or ``"poisson"`` (Bernoulli spikes).
         max_samples: Simulate at most this many test samples (``None``: all).
-        max_memory: Bytes the simulation may use; batches are split to fit, and a T too large for
-            one sample is refused before allocating (``None``: a quarter of the RAM).
+        max_memory: Bytes the simulation may use; batches are split to fit, and a request too
+            large for one sample is refused before allocating (``None``: a quarter of the RAM).
     """
 
     timesteps: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)

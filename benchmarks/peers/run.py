@@ -267,29 +267,29 @@ def stem(s: Settings) -> str:
 # ---------------------------------------------------------------------------- main
 
 
-def nets(s: Settings) -> Iterator[tuple[str, str, nn.Module, DatasetSplits, str]]:
-    """(dataset, model label, trained DNN, its data, how it was obtained) for every net to time:
+def nets(s: Settings) -> Iterator[tuple[str, str, str, nn.Module, DatasetSplits, str]]:
+    """(dataset, model name, label, trained DNN, its data, how it was obtained) for every net to time:
     each ``--checkpoints`` folder if given, else every dataset x model x regularizer."""
     for folder in s.checkpoints:
         checkpoint = load_run(folder)
         config = checkpoint.config
         splits = load_dataset(DataConfig(dataset=config.data.dataset, train_limit=s.train_limit), seed=s.seed)
         regularizer = (config.train.regularizer, config.train.strength)
-        yield (config.data.dataset, label(config.model.name, regularizer) + f" (run {Path(folder).name})",
+        yield (config.data.dataset, config.model.name,
+               label(config.model.name, regularizer) + f" (run {Path(folder).name})",
                checkpoint.model.eval(), splits, f"loaded {folder} ({config.train.epochs} epochs, seed {config.seed})")
     for dataset in s.datasets if not s.checkpoints else ():
         splits = load_dataset(DataConfig(dataset=dataset, train_limit=s.train_limit), seed=s.seed)
         for name in s.models:
             for regularizer in s.regularizers:
                 model, how = trained(dataset, name, splits, s, regularizer)
-                yield dataset, label(name, regularizer), model, splits, how
+                yield dataset, name, label(name, regularizer), model, splits, how
 
 
 def run(s: Settings) -> tuple[list[dict], list[dict], list[str]]:
     """Every net and T: timing rows, count rows and notes."""
     timing, counts, notes = [], [], []
-    for dataset, tag, model, splits, how in nets(s):
-        name = tag.split("+")[0].split(" ")[0]
+    for dataset, name, tag, model, splits, how in nets(s):
         snn = convert(model, calibration_set(splits, s.calibration, seed=s.seed), ConvertConfig())
         peers.check_dynamics(snn)
         dnn = fold_batchnorm(model).eval()

@@ -68,6 +68,8 @@ References:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -123,7 +125,7 @@ def _map(maps: dict[str, Tensor], name: str, kind: str) -> Tensor:
         ) from None
 
 
-class _RunningScales:
+class _RunningScales(ABC):
     """What both bound penalties share: per-layer running scales, updated once per batch from
     :meth:`batch_scales` (subclasses), kept across epochs (``state_dict`` for resuming)."""
 
@@ -144,11 +146,13 @@ class _RunningScales:
         """Restores running scales saved by :meth:`state_dict`."""
         self._scales = {name: s.clone() for name, s in scales.items()}
 
+    @abstractmethod
     def batch_scales(self, record: ActivityRecord) -> dict[str, Tensor]:
-        raise NotImplementedError
+        """Each layer's scale observed on this batch (the percentile the running scale follows)."""
 
+    @abstractmethod
     def values(self, record: ActivityRecord, batch: dict[str, Tensor] | None = None) -> Tensor:
-        raise NotImplementedError
+        """The per-sample penalty ``(B,)`` before the budget (``batch``: :meth:`batch_scales`'s)."""
 
     def observe(self, record: ActivityRecord, batch: dict[str, Tensor] | None = None) -> None:
         """Updates each layer's running scale with this batch's percentile (``batch``: as

@@ -45,26 +45,16 @@ _SOURCE = r"""
    counts: n * m, overwritten with each step's spikes summed over the samples. final: B * m,
    each sample's spikes added. Threads split the neurons, so each owns its counts. */
 #define IF_SCAN(NAME, T)                                                                        \
-static void NAME##_sub(const T* restrict c, T* restrict v, T* restrict o, T* restrict sum,    \
-                       T* restrict fin, int64_t len, T threshold) {                           \
-    for (int64_t j = 0; j < len; j++) {                                                        \
+static void NAME##_row(const T* restrict c, T* restrict v, T* restrict o, T* restrict sum,    \
+                       T* restrict fin, int64_t len, T threshold, int subtract) {             \
+    for (int64_t j = 0; j < len; j++) { /* subtract is loop-invariant: -O3 unswitches it */    \
         T x = v[j] + c[j];                                                                     \
         T f = x >= threshold ? (T)1 : (T)0;                                                    \
         o[j] = f;                                                                              \
         sum[j] += f;                                                                           \
         fin[j] += f;                                                                           \
-        v[j] = x - f * threshold; /* f * threshold is exact: 0 or the threshold */             \
-    }                                                                                          \
-}                                                                                              \
-static void NAME##_zero(const T* restrict c, T* restrict v, T* restrict o, T* restrict sum,   \
-                        T* restrict fin, int64_t len, T threshold) {                          \
-    for (int64_t j = 0; j < len; j++) {                                                        \
-        T x = v[j] + c[j];                                                                     \
-        T f = x >= threshold ? (T)1 : (T)0;                                                    \
-        o[j] = f;                                                                              \
-        sum[j] += f;                                                                           \
-        fin[j] += f;                                                                           \
-        v[j] = x >= threshold ? (T)0 : x;                                                      \
+        /* f * threshold is exact: 0 or the threshold */                                       \
+        v[j] = subtract ? x - f * threshold : (x >= threshold ? (T)0 : x);                     \
     }                                                                                          \
 }                                                                                              \
 void NAME(const T* restrict cur, int64_t n, int64_t B, int64_t m, int64_t tstride,            \
@@ -79,12 +69,8 @@ void NAME(const T* restrict cur, int64_t n, int64_t B, int64_t m, int64_t tstrid
         for (int64_t b = 0; b < B; b++) { /* this sample's neurons stay in cache over time */  \
             int64_t at = b * m + j0;                                                           \
             for (int64_t t = 0; t < n; t++) {                                                  \
-                if (subtract)                                                                  \
-                    NAME##_sub(cur + t * tstride + at, v + at, out + t * B * m + at,           \
-                               counts + t * m + j0, final + at, len, threshold);               \
-                else                                                                           \
-                    NAME##_zero(cur + t * tstride + at, v + at, out + t * B * m + at,          \
-                                counts + t * m + j0, final + at, len, threshold);              \
+                NAME##_row(cur + t * tstride + at, v + at, out + t * B * m + at,               \
+                           counts + t * m + j0, final + at, len, threshold, subtract);         \
             }                                                                                  \
         }                                                                                      \
     }                                                                                          \

@@ -137,7 +137,7 @@ class Simulator:
             train.sum(1, dtype=torch.float64).cumsum(0).index_select(0, index)
         names = parts[0][1].keys()
         return BatchTrace(torch.cat([p[0] for p in parts], 1),
-                          {k: sum(p[1][k] for p in parts[1:]) + parts[0][1][k] for k in names},
+                          {k: sum((p[1][k] for p in parts[1:]), parts[0][1][k]) for k in names},
                           input_counts,
                           {k: torch.cat([p[2][k] for p in parts]) for k in names})
 

@@ -350,15 +350,15 @@ CASES = [
 @pytest.mark.parametrize("name,options,scale_gradient", CASES)
 def test_fast_path_equals_the_reference_over_batches(name, options, scale_gradient) -> None:
     # the bound penalty's call (one autograd node, closed-form gradient) against the reference
-    # (_RunningScales.__call__, autograd): the same values and running scales, to the bit, batch
+    # (the entry with fast=False: autograd): the same values and running scales, to the bit, batch
     # after batch (a silent sample in the third), and the same parameter gradients up to rounding
     from snnergy.models import lenet
-    from snnergy.regularizers.energy_aware import _RunningScales
 
     model = lenet((1, 28, 28), 10)
     regularizer = SynOpsRegularizer if name == "synops" else MacsRegularizer
-    entry = regularizer(scale_gradient=scale_gradient)
-    fast, reference = entry.bind(model, (1, 28, 28), options), entry.bind(model, (1, 28, 28), options)
+    fast = regularizer(scale_gradient=scale_gradient).bind(model, (1, 28, 28), options)
+    reference = regularizer(scale_gradient=scale_gradient, fast=False).bind(model, (1, 28, 28), options)
+    assert fast.fast and not reference.fast
     for batch in range(3):
         x = torch.rand(64, 1, 28, 28)
         if batch == 2:
@@ -369,7 +369,7 @@ def test_fast_path_equals_the_reference_over_batches(name, options, scale_gradie
             with ActivityRecorder(model, layer_inputs=True) as recorder:
                 logits = model(x)
                 record = recorder.record()
-            value = penalty(record) if penalty is fast else _RunningScales.__call__(penalty, record)
+            value = penalty(record)
             (logits.square().mean() + value / value.detach().abs().clamp(min=1e-30)).backward()
             results.append((value.detach(), [p.grad.clone() for p in model.parameters()]))
         assert torch.equal(results[0][0], results[1][0])
@@ -397,9 +397,10 @@ def test_fast_synops_gradient_by_hand() -> None:
 
 def test_channelwise_scales_take_the_reference_path() -> None:
     # per-channel scales are not in the fast path: the call is the reference's, value for value
-    from snnergy.regularizers.energy_aware import _RunningScales
-
     net, x = hand_net((2.0, 4.0)), hand_inputs()
-    fast, reference = bound_synops(net, channelwise=True), bound_synops(net, channelwise=True)
+    fast = bound_synops(net, channelwise=True)
+    options = PenaltyOptions(percentile=100.0, channelwise=True)
+    reference = bind_penalty("synops", net, (1, 4, 4), options, fast=False)
+    assert not fast.fast and not reference.fast
     value = fast(record_of(net, x)).item()
-    assert value == _RunningScales.__call__(reference, record_of(net, x)).item() == pytest.approx(HAND_SYNOPS)
+    assert value == reference(record_of(net, x)).item() == pytest.approx(HAND_SYNOPS)

@@ -21,15 +21,17 @@ ALLOWED = {
     "models": UTILITIES,
     "simulation": UTILITIES,
     "activity": UTILITIES,
+    # the one definition of a layer's scale, shared by conversion and the energy-aware penalties
+    "normalization": UTILITIES,
     "counting": UTILITIES,
     # the energy-aware penalties use counting's exact fan-outs (the code SynOps and effective MACs
     # are counted with) and energy's profiles; both import only records, registry and errors, so
     # data still flows one way
-    "regularizers": UTILITIES | {"counting", "energy"},
+    "regularizers": UTILITIES | {"counting", "energy", "normalization"},
     "energy": UTILITIES,
     "train_state": UTILITIES,
     "training": UTILITIES | {"data", "models", "activity", "regularizers", "train_state"},
-    "conversion": UTILITIES | {"models", "simulation"},
+    "conversion": UTILITIES | {"models", "simulation", "normalization"},
     "reporting": UTILITIES,
     # user model files in, NIR out: reads and writes the converted network's classes
     "interop": UTILITIES | {"simulation"},

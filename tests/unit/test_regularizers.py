@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -284,9 +285,32 @@ FAST = ["l1", "l2", "hoyer", "hoyer-square", "transformed-l1"]  # activity_penal
 
 
 def _reference(maps: list[torch.Tensor], name: str, weights: list[float] | None = None) -> torch.Tensor:
-    """The penalty as the per-sample reference functions and autograd compute it."""
+    """The penalty as the per-sample reference functions and autograd compute it: the registry
+    entry with its fast path switched off, through its public call."""
+    reference = replace(REGULARIZERS.get(name), fast=False)
+    return reference.penalty(ActivityRecord({f"relu{i}": a for i, a in enumerate(maps)}), weights)
+
+
+def _by_hand(maps: list[torch.Tensor], name: str, weights: list[float] | None = None) -> torch.Tensor:
+    """The reference written out: per-sample function, batch mean, weighted layer sum."""
     f = REGULARIZERS.get(name)
     return sum(w * f(a).mean() for w, a in zip(weights or [1.0] * len(maps), maps))  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("name", LAYER_NAMES)
+def test_reference_path_is_the_per_sample_function_batch_mean_and_layer_sum(name: str) -> None:
+    maps = [torch.randn(3, 2, 4, 4), torch.randn(3, 7)]
+    assert torch.equal(_reference(maps, name, [0.5, 3.0]), _by_hand(maps, name, [0.5, 3.0]))
+    model = tiny_mlp((1, 4, 4), 3)
+    bound = bind_penalty(name, model, (1, 4, 4), fast=False)
+    record = ActivityRecord({"a": maps[0], "b": maps[1]})
+    assert bound.regularizer.fast is False and torch.equal(bound(record), _by_hand(maps, name))
+
+
+def test_only_the_built_in_per_layer_regularizers_but_none_have_a_fast_path() -> None:
+    with_kernel = [n for n in LAYER_NAMES if REGULARIZERS.get(n).kernel is not None]
+    assert with_kernel == FAST
+    assert all(REGULARIZERS.get(n).fast for n in NAMES)  # the registry's default: fast where it exists
 
 
 @pytest.mark.parametrize("name", FAST)

@@ -40,8 +40,9 @@ from torch import Tensor, nn
 from snnergy.config import ConvertConfig
 from snnergy.conversion.fx_trace import _run, _trace
 from snnergy.conversion.fx_walk import _Plan, _Walker
-from snnergy.conversion.sequential import MAX_VALUES, _batches, _normalized, _Values
+from snnergy.conversion.sequential import _batches, _normalized
 from snnergy.errors import ConfigError, ConversionError, DataError
+from snnergy.normalization import MAX_VALUES, Percentile
 from snnergy.simulation import ChannelScale, IFNeuron, Shortcut, SpikingNetwork, SpikingStage
 
 #: Tolerance of the check that the un-normalized network reproduces the model's logits.
@@ -97,7 +98,7 @@ def convert_graph(model: nn.Module, calibration: Tensor | Iterable[Any],
     plans = walker.plan()
     names = _names(plans)
     raw = _build(plans, names, {}, values, neuron, tuple(first.shape[1:]))
-    stores = {names[id(p.neuron)]: _Values(config.channelwise, MAX_VALUES) for p in plans if p.neuron is not None}
+    stores = {names[id(p.neuron)]: Percentile(config.percentile, config.channelwise).accumulator(MAX_VALUES) for p in plans if p.neuron is not None}
     with torch.no_grad():
         for i, x in enumerate(_chain([first], batches)):
             try:

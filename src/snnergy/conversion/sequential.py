@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from snnergy.config import ConvertConfig
 from snnergy.errors import ConfigError, ConversionError, DataError
+from snnergy.normalization import MAX_VALUES, Percentile
 from snnergy.simulation import IFNeuron, SpikingNetwork, SpikingStage
 
 WEIGHTED = (nn.Conv2d, nn.Linear)
@@ -36,8 +37,6 @@ PRE_OPS = (nn.AvgPool2d, nn.Flatten)
 DROPPED = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 SUPPORTED = (*WEIGHTED, *NORMS, *PRE_OPS, *DROPPED, nn.ReLU)
 SUPPORTED_TEXT = "Conv2d, Linear, ReLU, AvgPool2d, BatchNorm1d/2d, Flatten, Dropout"
-#: Activation values kept per layer for the percentile; beyond, a deterministic subsample.
-MAX_VALUES = 2**24
 CALIBRATION_BATCH = 256
 
 
@@ -296,7 +295,7 @@ def _calibrate(layers: list[tuple[str, nn.Module]], calibration: Tensor | Iterab
     if not 0 < percentile <= 100:
         raise ConfigError(f"percentile must be in (0, 100], got {percentile}")
     param = next(m.weight for _, m in layers if isinstance(m, WEIGHTED))
-    stores = {name: _Values(channelwise, max_values) for name, m in layers if isinstance(m, nn.ReLU)}
+    stores = {name: Percentile(percentile, channelwise).accumulator(max_values) for name, m in layers if isinstance(m, nn.ReLU)}
     input_shape = None
     with torch.no_grad():
         for x in _batches(calibration, param.device, param.dtype):
@@ -313,40 +312,6 @@ def _calibrate(layers: list[tuple[str, nn.Module]], calibration: Tensor | Iterab
     scales = {name: store.percentile(percentile) for name, store in stores.items()}
     silent = tuple(name for name, s in scales.items() if bool(torch.isnan(s).all()))
     return {name: torch.nan_to_num(s, nan=1.0) for name, s in scales.items()}, silent, input_shape
-
-
-class _Values:
-    """Activation values of one layer as rows ``(C, n)`` (zeros stored as NaN when channelwise)."""
-
-    def __init__(self, channelwise: bool, max_values: int) -> None:
-        self.channelwise, self.max_values = channelwise, max_values
-        self.parts: list[Tensor] = []
-        self.stride = 1
-
-    def add(self, a: Tensor) -> None:
-        if self.channelwise:
-            rows = a.detach().transpose(0, 1).reshape(a.shape[1], -1).float().cpu()
-            rows = rows.masked_fill(rows == 0, float("nan"))
-        else:
-            rows = a.detach()[a != 0].reshape(1, -1).float().cpu()
-        self.parts.append(rows[:, :: self.stride])
-        while sum(p.numel() for p in self.parts) > self.max_values:
-            self.parts = [p[:, ::2] for p in self.parts]
-            self.stride *= 2
-
-    def percentile(self, q: float) -> Tensor:
-        """Per row: the q-th percentile of the non-NaN values, NumPy-style; NaN if none."""
-        values = torch.sort(torch.cat(self.parts, dim=1), dim=1).values.double()  # NaN sorts last
-        count = (~torch.isnan(values)).sum(dim=1)
-        out = torch.full((values.shape[0],), float("nan"), dtype=torch.float64)
-        if values.shape[1] > 0:
-            last = (count - 1).clamp(min=0)
-            pos = q / 100 * last.double()
-            low = pos.floor().long()
-            v_low = values.gather(1, low[:, None]).squeeze(1)
-            v_high = values.gather(1, torch.minimum(low + 1, last)[:, None]).squeeze(1)
-            out = (v_low + (pos - low) * (v_high - v_low)).masked_fill(count == 0, float("nan"))
-        return out if self.channelwise else out.squeeze(0)
 
 
 def _normalized(layer: nn.Module, lam_in: Tensor, lam_out: Tensor, name: str) -> nn.Module:

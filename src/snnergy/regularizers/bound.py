@@ -1,23 +1,38 @@
-"""Binding a regularizer to a model: one call before training gives ``penalty(record) -> scalar``.
+"""What a regularizer is: a registry entry that binds to a model and gives ``penalty(record)``.
 
-Per-layer regularizers need nothing of the model; the model-aware ones (``synops``, ``macs``)
-need its structure (fan-outs, which activation feeds which layer) and keep running statistics.
-:func:`bind_penalty` hides the difference: the training loop binds once and then calls the bound
+Every entry of :data:`~snnergy.regularizers.REGULARIZERS` is a :class:`RegularizerEntry`: a
+frozen dataclass whose ``bind(model, input_shape, options)`` returns a :class:`BoundPenalty`.
+Per-layer regularizers (:class:`LayerwiseRegularizer`) need nothing of the model; the
+model-aware ones (``synops``, ``macs``, :mod:`snnergy.regularizers.energy_aware`) need its
+structure (fan-outs, which activation feeds which layer) and keep running statistics. The
+training loop binds once (:func:`~snnergy.regularizers.bind_penalty`) and then calls the bound
 penalty on the :class:`~snnergy.records.ActivityRecord` of every batch.
+
+Reference and fast path. Each entry computes its penalty with plain tensor operations
+differentiated by autograd (the reference) and, where it pays, with a fast path of the same value
+(one autograd node, closed-form gradient: :mod:`snnergy.regularizers.fused`,
+:mod:`snnergy.regularizers.fused_energy`). The entry's ``fast`` field chooses, explicitly; it is
+``True`` in the registry, and ``dataclasses.replace(entry, fast=False)`` (or
+``bind_penalty(..., fast=False)``) gives the reference. Where the fast path cannot take an input
+(maps of different batch sizes, per-channel scales, maps of 2**24 values or more) the reference
+computes it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, Sequence, runtime_checkable
 
+import torch
 from torch import Tensor, nn
 
 from snnergy.config import ConvertConfig, TrainConfig
 from snnergy.errors import ConfigError
+from snnergy.normalization import Percentile
 from snnergy.records import ActivityRecord
-from snnergy.regularizers.layerwise import REGULARIZERS, activity_penalty, is_model_aware
+from snnergy.regularizers.fused import Kernel, fused_penalty, stackable
+from snnergy.regularizers.layerwise import Regularizer
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,16 @@ class PenaltyOptions:
             layer_weights=train.layer_weights,
         )
 
+    @property
+    def normalization(self) -> Percentile:
+        """The converter's normalization: ``Percentile(percentile, channelwise)``.
+
+        Example:
+            >>> PenaltyOptions(percentile=99.0, channelwise=True).normalization
+            Percentile(q=99.0, channelwise=True)
+        """
+        return Percentile(self.percentile, self.channelwise)
+
 
 @runtime_checkable
 class BoundPenalty(Protocol):
@@ -91,11 +116,99 @@ class BoundPenalty(Protocol):
     def __call__(self, record: ActivityRecord) -> Tensor: ...
 
 
+class RegularizerEntry(Protocol):
+    """A registry entry: a frozen dataclass that binds to a model (see the module docstring).
+
+    Attributes:
+        model_aware: Whether it needs the model's structure (then ``layer_weights`` does not
+            apply, and it cannot be computed from a record alone).
+        fast: Compute with the fast path where there is one (``False``: the reference).
+    """
+
+    model_aware: ClassVar[bool]
+    fast: bool
+
+    def bind(self, model: nn.Module, input_shape: tuple[int, ...], options: PenaltyOptions = ...) -> BoundPenalty:
+        """The penalty for ``model`` (per-sample input shape ``input_shape``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LayerwiseRegularizer:
+    """Registry entry of a per-layer regularizer: a reference function and its optional kernel.
+
+    Attributes:
+        reference: ``(B, ...)`` map -> ``(B,)`` per-sample penalty, differentiated by autograd
+            (:mod:`snnergy.regularizers.layerwise` states the convention).
+        kernel: The same penalty in one autograd node (:mod:`snnergy.regularizers.fused`);
+            ``None``: there is no fast path.
+        fast: Use ``kernel`` when there is one and the maps can be stacked (one batch size,
+            dtype and device); ``False``: always the reference.
+
+    Example:
+        >>> from snnergy.regularizers.layerwise import l1
+        >>> from snnergy.regularizers.fused import L1_KERNEL
+        >>> rec = ActivityRecord({"relu1": torch.tensor([[0.0, 3.0, 4.0]]), "relu2": torch.tensor([[1.0]])})
+        >>> fast, reference = LayerwiseRegularizer(l1, L1_KERNEL), LayerwiseRegularizer(l1, L1_KERNEL, fast=False)
+        >>> fast.penalty(rec), reference.penalty(rec)  # 7/3 + 1, to the bit on both paths
+        (tensor(3.3333), tensor(3.3333))
+        >>> fast(torch.tensor([[0.0, 3.0, 4.0]]))  # the reference function, per sample
+        tensor([2.3333])
+    """
+
+    reference: Regularizer
+    kernel: Kernel | None = None
+    fast: bool = True
+    model_aware: ClassVar[bool] = False
+
+    def __call__(self, a: Tensor) -> Tensor:
+        """The per-sample penalty ``(B,)`` of one map (the reference function)."""
+        return self.reference(a)
+
+    def penalty(self, record: ActivityRecord, layer_weights: Sequence[float] | None = None) -> Tensor:
+        """The activity penalty of a forward pass: batch mean per layer, weighted sum over layers.
+
+        Args:
+            record: Maps of the pass; only ``record.activations`` (in forward order) is used.
+            layer_weights: One finite, non-negative weight per activation layer, in forward
+                order (``None``: all 1).
+
+        Returns:
+            A scalar tensor (0 when the record holds no activation map), differentiable when
+            the maps carry a graph.
+
+        Raises:
+            ConfigError: ``layer_weights`` of the wrong length (naming both counts) or with a
+                negative or non-finite entry.
+        """
+        maps = list(record.activations.values())
+        weights = [1.0] * len(maps) if layer_weights is None else list(layer_weights)
+        if len(weights) != len(maps):
+            raise ConfigError(
+                f"layer_weights has {len(weights)} entries but the model has {len(maps)} "
+                f"activation layers ({', '.join(record.activations) or 'none'})"
+            )
+        for i, w in enumerate(weights):
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+                raise ConfigError(f"layer_weights[{i}] must be a finite number >= 0, got {w!r}")
+        if not maps:
+            return torch.zeros(())
+        if self.fast and self.kernel is not None and stackable(maps):
+            return fused_penalty(self.kernel, maps, layer_weights)
+        total = sum(w * self.reference(a).mean() for w, a in zip(weights, maps))
+        return total  # type: ignore[return-value]
+
+    def bind(self, model: nn.Module, input_shape: tuple[int, ...],
+             options: PenaltyOptions = PenaltyOptions()) -> LayerwisePenalty:
+        """The bound penalty (the model is not read: a per-layer penalty needs only the maps)."""
+        return LayerwisePenalty(self, options.layer_weights)
+
+
 @dataclass(frozen=True)
 class LayerwisePenalty:
-    """A per-layer regularizer as a bound penalty: :func:`activity_penalty` on each record."""
+    """A per-layer regularizer as a bound penalty: :meth:`LayerwiseRegularizer.penalty` on each record."""
 
-    name: str
+    regularizer: LayerwiseRegularizer
     layer_weights: tuple[float, ...] | None = None
 
     @property
@@ -103,61 +216,4 @@ class LayerwisePenalty:
         return False
 
     def __call__(self, record: ActivityRecord) -> Tensor:
-        return activity_penalty(record, self.name, self.layer_weights)
-
-
-def bind_penalty(
-    name: str,
-    model: nn.Module,
-    input_shape: tuple[int, ...],
-    options: PenaltyOptions = PenaltyOptions(),
-) -> BoundPenalty:
-    """Binds regularizer ``name`` to ``model``: the training loop's penalty, per record.
-
-    Args:
-        name: Name in :data:`~snnergy.regularizers.REGULARIZERS`.
-        model: The network that will be trained (read once, by a dummy forward pass, for the
-            model-aware penalties; nothing is written onto it).
-        input_shape: Per-sample input shape, e.g. ``(1, 8, 8)``.
-        options: Scales, budget, profile, timesteps and layer weights.
-
-    Returns:
-        A :class:`BoundPenalty`; for ``synops`` and ``macs`` it keeps running scale estimates,
-        updated at every call (so call it once per training batch).
-
-    Raises:
-        ConfigError: Unknown name; a budget, profile or ``timesteps`` given to a per-layer
-            regularizer; layer weights given to a model-aware one; or what the entry's ``bind``
-            refuses (e.g. a model whose structure it cannot count).
-
-    Example:
-        >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-        >>> bind_penalty("l1", net, (4,))
-        LayerwisePenalty(name='l1', layer_weights=None)
-        >>> type(bind_penalty("synops", net, (4,))).__name__
-        'SynOpsPenalty'
-    """
-    entry = REGULARIZERS.get(name)
-    if is_model_aware(entry):
-        if options.layer_weights is not None:
-            raise ConfigError(
-                f"train.layer_weights applies to the per-layer regularizers; '{name}' weights "
-                "every input by its exact fan-out already"
-            )
-        return entry.bind(model, tuple(input_shape), options)  # type: ignore[attr-defined, no-any-return]
-    unused = [
-        key
-        for key, is_set in (
-            ("train.budget", options.budget is not None),
-            ("train.penalty_profile", options.profile is not None),
-            ("train.penalty_timesteps", options.timesteps != 1),
-        )
-        if is_set
-    ]
-    if unused:
-        model_aware = [n for n in REGULARIZERS.names() if is_model_aware(REGULARIZERS.get(n))]
-        raise ConfigError(
-            f"{', '.join(unused)} only apply to the energy-aware regularizers "
-            f"({', '.join(model_aware)}), not to '{name}'; unset them"
-        )
-    return LayerwisePenalty(name, options.layer_weights)
+        return self.regularizer.penalty(record, self.layer_weights)

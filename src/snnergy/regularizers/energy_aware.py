@@ -57,8 +57,14 @@ only samples over the budget are pushed down ("the most accurate network under t
 Otherwise it is the batch mean of the value. The strength then reads as task loss per SynOp (per
 MAC, per joule).
 
-The estimates are pure functions in :mod:`snnergy.regularizers.estimates`; this module binds
-them to a model (:class:`SynOpsPenalty`, :class:`MacsPenalty`) and registers the entries.
+The estimates are pure functions in :mod:`snnergy.regularizers.estimates` (the batch percentile
+is :func:`snnergy.normalization.nonzero_percentile`, the converter's definition); this module
+binds them to a model (:class:`SynOpsPenalty`, :class:`MacsPenalty`) and defines the registry
+entries (:class:`SynOpsRegularizer`, :class:`MacsRegularizer`; :mod:`snnergy.regularizers.catalog`
+registers them). Each entry has a reference path (the functions above, through autograd) and a
+fast path (:mod:`snnergy.regularizers.fused_energy`: the same values, to the bit, in one autograd
+node), chosen by its ``fast`` field; per-channel scales and maps of 2**24 values or more take the
+reference.
 
 References:
     Rueckauer et al. 2017, Front. Neurosci. 11:682 (rates and data-based normalization);
@@ -68,11 +74,10 @@ References:
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -80,6 +85,7 @@ from torch import Tensor, nn
 from snnergy.counting import effective_macs, fanout_map, layer_geometries, neuron_fanout
 from snnergy.energy import ENERGY_PROFILES, EnergyProfile
 from snnergy.errors import ConfigError, SnnergyError
+from snnergy.normalization import Percentile
 from snnergy.records import ActivityRecord, LayerGeometry
 from snnergy.regularizers import fused_energy
 from snnergy.regularizers.bound import PenaltyOptions
@@ -88,12 +94,10 @@ from snnergy.regularizers.estimates import (
     SCALE_MOMENTUM,
     budget_excess,
     expected_synops,
-    nonzero_percentile,
     scale_with_gradient,
     smooth_macs,
     update_scale,
 )
-from snnergy.regularizers.layerwise import REGULARIZERS
 from snnergy.regularizers.structure import ModelStructure, trace_structure
 
 JOULES_PER_PICOJOULE = 1e-12
@@ -127,10 +131,12 @@ def _map(maps: dict[str, Tensor], name: str, kind: str) -> Tensor:
 
 class _RunningScales(ABC):
     """What both bound penalties share: per-layer running scales, updated once per batch from
-    :meth:`batch_scales` (subclasses), kept across epochs (``state_dict`` for resuming)."""
+    :meth:`batch_scales` (subclasses), kept across epochs (``state_dict`` for resuming), and the
+    choice between the reference and the fast path (``fast``, fixed when bound)."""
 
     momentum: float
     options: PenaltyOptions
+    fast: bool
     _scales: dict[str, Tensor]
 
     @property
@@ -161,12 +167,22 @@ class _RunningScales(ABC):
         for name, observed in batch.items():
             self._scales[name] = update_scale(self._scales.get(name), observed.detach(), self.momentum)
 
+    @abstractmethod
+    def _fused_values(self, record: ActivityRecord) -> Tensor | None:
+        """The fast path: :meth:`observe` then :meth:`values` in one autograd node
+        (:mod:`snnergy.regularizers.fused_energy`); ``None`` (nothing done) where the record's
+        maps do not fit it."""
+
     def __call__(self, record: ActivityRecord) -> Tensor:
-        """The batch penalty through autograd (the reference; the subclasses' fast path,
-        :mod:`snnergy.regularizers.fused_energy`, computes the same value in one node)."""
-        batch = self.batch_scales(record)  # once per batch
-        self.observe(record, batch)
-        return budget_excess(self.values(record, batch), self.options.budget)
+        """The batch penalty; updates the running scales with this batch. With ``fast`` the fast
+        path computes it where it can, else the reference: :meth:`observe`, then :meth:`values`
+        through autograd (the same value and running scales, to the bit)."""
+        values = self._fused_values(record) if self.fast else None
+        if values is None:
+            batch = self.batch_scales(record)  # once per batch
+            self.observe(record, batch)
+            values = self.values(record, batch)
+        return budget_excess(values, self.options.budget)
 
 
 class SynOpsPenalty(_RunningScales):
@@ -174,11 +190,13 @@ class SynOpsPenalty(_RunningScales):
 
     Calling it on a record updates the running scales with that batch, then returns the batch
     penalty (a scalar). :meth:`values` gives the per-sample values without touching the scales.
+    ``fast``: the fast path (not for per-channel scales: then always the reference).
     """
 
     def __init__(self, structure: ModelStructure, options: PenaltyOptions, momentum: float,
-                 scale_gradient: bool = True) -> None:
+                 scale_gradient: bool = True, fast: bool = True) -> None:
         self.scale_gradient = scale_gradient
+        self.fast = fast and not options.channelwise
         if not structure.spiking:
             raise ConfigError("the model has no activation layer feeding a weighted layer: no spikes to count")
         self.structure, self.options, self.momentum = structure, options, momentum
@@ -193,22 +211,23 @@ class SynOpsPenalty(_RunningScales):
         """With a profile, the first layer's input (for its MACs) must be recorded."""
         return self.profile is not None
 
-    def __call__(self, record: ActivityRecord) -> Tensor:
+    def _fused_values(self, record: ActivityRecord) -> Tensor | None:
         maps = [_map(record.activations, s.name, "activation map") for s in self.structure.spiking]
-        if self.options.channelwise or not fused_energy.applies(maps):
-            return super().__call__(record)
+        if not fused_energy.applies(maps):
+            return None
         names = tuple(s.name for s in self.structure.spiking)
         fanouts = tuple(_placed(self._placed, self._fanouts, n, a) for n, a in zip(names, maps))
         plan = fused_energy.Plan(names, fanouts, self._scales, self.momentum, self.options.percentile,
                                  self.scale_gradient)
         synops = self.options.timesteps * fused_energy.synops(plan, maps)
-        return budget_excess(self._priced(synops, record), self.options.budget)
+        return self._priced(synops, record)
 
     def batch_scales(self, record: ActivityRecord) -> dict[str, Tensor]:
-        """Each activation layer's percentile on this batch (differentiable when the map is)."""
-        pct, cw = self.options.percentile, self.options.channelwise
+        """Each activation layer's scale on this batch, as the converter measures it
+        (:meth:`snnergy.normalization.Percentile.batch_scale`; differentiable when the map is)."""
+        normalization = self.options.normalization
         maps = {s.name: _map(record.activations, s.name, "activation map") for s in self.structure.spiking}
-        return {name: nonzero_percentile(a if self.scale_gradient else a.detach(), pct, cw) for name, a in maps.items()}
+        return {name: normalization.batch_scale(a if self.scale_gradient else a.detach()) for name, a in maps.items()}
 
     def values(self, record: ActivityRecord, batch: dict[str, Tensor] | None = None) -> Tensor:
         """Per-sample value: SynOps of ``timesteps`` steps, or joules on the profile. ``(B,)``.
@@ -241,8 +260,8 @@ class MacsPenalty(_RunningScales):
     needs_layer_inputs = True
 
     def __init__(self, layers: Sequence[LayerGeometry], options: PenaltyOptions, eps: float, momentum: float,
-                 scale_gradient: bool = True) -> None:
-        self.scale_gradient = scale_gradient
+                 scale_gradient: bool = True, fast: bool = True) -> None:
+        self.scale_gradient, self.fast = scale_gradient, fast
         names = [g.name for g in layers]
         if len(set(names)) != len(names):
             raise ConfigError(f"a weighted layer runs twice in one forward pass ({names}); use separate modules")
@@ -252,11 +271,11 @@ class MacsPenalty(_RunningScales):
         self._scales: dict[str, Tensor] = {}
         self._placed: dict[tuple[str, torch.device, torch.dtype], Tensor] = {}
 
-    def __call__(self, record: ActivityRecord) -> Tensor:
+    def _fused_values(self, record: ActivityRecord) -> Tensor | None:
         rest = self.layers[1:]
         inputs = [_map(record.layer_inputs, g.name, "input") for g in rest]
         if not fused_energy.applies(inputs):
-            return super().__call__(record)
+            return None
         first = self.layers[0]
         x0 = _map(record.layer_inputs, first.name, "input")
         macs = effective_macs(first, x0.detach()).to(x0.dtype)  # the data: exact, no gradient
@@ -266,13 +285,13 @@ class MacsPenalty(_RunningScales):
             plan = fused_energy.Plan(names, fanouts, self._scales, self.momentum, self.options.percentile,
                                      self.scale_gradient, self.eps)
             macs = macs + fused_energy.smooth_macs(plan, inputs)
-        return budget_excess(self._priced(macs), self.options.budget)
+        return self._priced(macs)
 
     def batch_scales(self, record: ActivityRecord) -> dict[str, Tensor]:
-        """Each weighted layer's (but the first's) input percentile on this batch."""
+        """Each weighted layer's (but the first's) input percentile on this batch (one per layer)."""
         inputs = {g.name: _map(record.layer_inputs, g.name, "input") for g in self.layers[1:]}
-        pct = self.options.percentile
-        return {name: nonzero_percentile(x if self.scale_gradient else x.detach(), pct) for name, x in inputs.items()}
+        normalization = Percentile(self.options.percentile)
+        return {name: normalization.batch_scale(x if self.scale_gradient else x.detach()) for name, x in inputs.items()}
 
     def values(self, record: ActivityRecord, batch: dict[str, Tensor] | None = None) -> Tensor:
         """Per-sample value: smooth effective MACs, or joules on the profile. ``(B,)``."""
@@ -320,6 +339,7 @@ class SynOpsRegularizer:
         scale_gradient: Differentiate through the scales (:func:`scale_with_gradient`); with
             ``False`` they are constants (the gradient then pushes every activation down, and
             the scales follow: see the module docstring).
+        fast: The fast path (one autograd node, the same values); ``False``: the reference.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4))
@@ -331,6 +351,8 @@ class SynOpsRegularizer:
 
     momentum: float = SCALE_MOMENTUM
     scale_gradient: bool = True
+    fast: bool = True
+    model_aware: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         _check_momentum(self.momentum)
@@ -352,7 +374,8 @@ class SynOpsRegularizer:
                 f"{type(model).__name__} has a forward of its own (residual additions or functional "
                 "calls) whose spikes it would undercount: use l1, hoyer, hoyer-square or macs for it"
             )
-        return SynOpsPenalty(trace_structure(model, input_shape), options, self.momentum, self.scale_gradient)
+        return SynOpsPenalty(trace_structure(model, input_shape), options, self.momentum, self.scale_gradient,
+                             self.fast)
 
 
 @dataclass(frozen=True)
@@ -363,6 +386,7 @@ class MacsRegularizer:
         eps: Sharpness of the smooth non-zero indicator (exact as ``eps -> 0``).
         momentum: Weight of each batch's percentile in the running input scales.
         scale_gradient: Differentiate through the scales (:func:`scale_with_gradient`).
+        fast: The fast path (one autograd node, the same values); ``False``: the reference.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4))
@@ -374,6 +398,8 @@ class MacsRegularizer:
     eps: float = MACS_EPS
     momentum: float = SCALE_MOMENTUM
     scale_gradient: bool = True
+    fast: bool = True
+    model_aware: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.eps) and self.eps > 0):
@@ -387,11 +413,8 @@ class MacsRegularizer:
         """The bound penalty for ``model`` (its weighted layers are read once, here)."""
         if options.timesteps != 1:
             raise ConfigError("train.penalty_timesteps applies to synops; macs counts one DNN inference")
-        return MacsPenalty(layer_geometries(model, input_shape), options, self.eps, self.momentum, self.scale_gradient)
-
-
-REGULARIZERS.add("synops", SynOpsRegularizer())  # type: ignore[arg-type]
-REGULARIZERS.add("macs", MacsRegularizer())  # type: ignore[arg-type]
+        return MacsPenalty(layer_geometries(model, input_shape), options, self.eps, self.momentum, self.scale_gradient,
+                           self.fast)
 
 
 def is_module_chain(model: nn.Module) -> bool:

@@ -1,14 +1,13 @@
 """The training fast path of the per-layer penalties: every layer in one autograd node.
 
-:func:`~snnergy.regularizers.layerwise.activity_penalty` is called once per training batch; with
-the reference functions of :mod:`snnergy.regularizers.layerwise` it builds about ten autograd
+A per-layer penalty is computed once per training batch; with the reference functions of :mod:`snnergy.regularizers.layerwise` it builds about ten autograd
 nodes per layer, each of which runs and keeps a ``(B, n)`` tensor, and on a small network the
 per-operation overhead alone costs as much as the arithmetic (issue 8: measured on LeNet, the
 ``l1`` step cost 1.22x the unregularized one). This module computes the same penalty as one
 ``torch.autograd.Function``:
 
 - forward: for each layer, the reference function's own operations on the map, then the
-  non-finite check, batch mean, layer weights and layer sum as :func:`activity_penalty` does them
+  non-finite check, batch mean, layer weights and layer sum as the reference path does them
   (the same scalar, to the bit on CPU, where a mean is a sum divided by ``n``; elsewhere to
   rounding);
 - backward: the gradient in closed form, a few passes over each map (``l1`` and ``l2``:
@@ -17,30 +16,21 @@ per-operation overhead alone costs as much as the arithmetic (issue 8: measured 
 
 A :class:`Kernel` computes one regularizer: per-layer passes over the maps, and the per-sample
 arithmetic of every layer at once, on ``(L, B)`` tensors (each operation has a fixed cost that
-matters as much as its passes: a few microseconds, times layers and terms). Importing this
-module (the package does) fills :data:`~snnergy.regularizers.layerwise.FAST_PENALTIES` with each
-reference function's fast penalty; a function registered by a user has none and takes the
-reference path.
+matters as much as its passes: a few microseconds, times layers and terms). The kernels are
+plain constants (:data:`L1_KERNEL`...); the registry entry of each built-in regularizer names its
+kernel (:class:`~snnergy.regularizers.bound.LayerwiseRegularizer`), and a regularizer without one
+takes the reference path.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Protocol, Sequence
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from snnergy.regularizers.layerwise import (
-    FAST_PENALTIES,
-    TL1_BETA,
-    hoyer,
-    hoyer_square,
-    l1,
-    l2,
-    transformed_l1,
-)
+from snnergy.regularizers.layerwise import TL1_BETA
 
 
 class Kernel(Protocol):
@@ -233,7 +223,7 @@ class _FusedPenalty(torch.autograd.Function):
 
 
 def fused_penalty(kernel: Kernel, maps: Sequence[Tensor], weights: Sequence[float] | None) -> Tensor:
-    """``sum_l w_l * mean_B(kernel(map_l))``: the value of ``activity_penalty`` (to the bit), with
+    """``sum_l w_l * mean_B(kernel(map_l))``: the reference penalty's value (to the bit), with
     the closed-form gradient. The maps share batch size, dtype and device; ``weights`` ``None``
     means all 1.
 
@@ -244,9 +234,8 @@ def fused_penalty(kernel: Kernel, maps: Sequence[Tensor], weights: Sequence[floa
     gradient at the ReLU's output, where it is 0, is not masked).
 
     Example:
-        >>> from snnergy.regularizers import l1
         >>> maps = [torch.tensor([[0.0, 3.0, 4.0]]), torch.tensor([[1.0], [3.0]])[:1]]
-        >>> fused_penalty(FAST_KERNELS[l1], maps, None)  # 7/3 + 1
+        >>> fused_penalty(L1_KERNEL, maps, None)  # 7/3 + 1
         tensor(3.3333)
     """
     relu = tuple(is_relu_output(a) for a in maps)
@@ -254,11 +243,28 @@ def fused_penalty(kernel: Kernel, maps: Sequence[Tensor], weights: Sequence[floa
     return _FusedPenalty.apply(kernel, weights, relu, *maps)  # type: ignore[no-any-return]
 
 
-FAST_KERNELS: dict[Any, Kernel] = {
-    l1: _L1(), l2: _L2(), hoyer: _Hoyer(square=False), hoyer_square: _Hoyer(square=True),
-    transformed_l1: _TransformedL1(),
-}
-"""Each reference function's kernel."""
+L1_KERNEL: Kernel = _L1()
+"""The fast path of :func:`~snnergy.regularizers.layerwise.l1`."""
+L2_KERNEL: Kernel = _L2()
+"""The fast path of :func:`~snnergy.regularizers.layerwise.l2`."""
+HOYER_KERNEL: Kernel = _Hoyer(square=False)
+"""The fast path of :func:`~snnergy.regularizers.layerwise.hoyer`."""
+HOYER_SQUARE_KERNEL: Kernel = _Hoyer(square=True)
+"""The fast path of :func:`~snnergy.regularizers.layerwise.hoyer_square`."""
+TRANSFORMED_L1_KERNEL: Kernel = _TransformedL1()
+"""The fast path of :func:`~snnergy.regularizers.layerwise.transformed_l1`."""
 
-for _reference, _kernel in FAST_KERNELS.items():
-    FAST_PENALTIES[_reference] = functools.partial(fused_penalty, _kernel)
+
+def stackable(maps: Sequence[Tensor]) -> bool:
+    """Whether :func:`fused_penalty` can take these maps: each with a batch dimension, one batch
+    size, dtype and device.
+
+    Example:
+        >>> stackable([torch.zeros(2, 3), torch.zeros(2, 5)]), stackable([torch.zeros(2, 3), torch.zeros(1, 3)])
+        (True, False)
+    """
+    first = maps[0]
+    return all(
+        a.dim() > 0 and a.shape[0] == first.shape[0] and a.dtype == first.dtype and a.device == first.device
+        for a in maps
+    )

@@ -18,7 +18,7 @@ writes the gradient in closed form:
   statistics (``torch.quantile``'s interpolation weights), added in place.
 
 The capped rates of ``synops`` are found from the block maxima the percentile selection already
-computed (:class:`~snnergy.regularizers.estimates.Selection`): a block whose maximum is under the
+computed (:class:`~snnergy.normalization.Selection`): a block whose maximum is under the
 scale holds no capped rate, so the mask costs a few small operations instead of two passes. A map
 that is a ReLU's output (:func:`~snnergy.regularizers.fused.is_relu_output`) needs no magnitudes
 (``|a| = a``) and, for ``macs``, no ``sgn`` factor (as in :mod:`snnergy.regularizers.fused`).
@@ -37,13 +37,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from snnergy.regularizers.estimates import (
-    _BLOCK,
-    _MAX_PERCENTILE_VALUES,
-    Selection,
-    _offsets,
-    select_percentile,
-)
+from snnergy.normalization import BLOCK, MAX_BATCH_VALUES, Selection, block_offsets, select_percentile
 from snnergy.regularizers.fused import is_relu_output
 
 
@@ -77,7 +71,7 @@ def applies(maps: Sequence[Tensor]) -> bool:
         >>> applies([torch.zeros(64, 6, 28, 28)]), applies([torch.zeros(())])
         (True, False)
     """
-    return all(a.dim() > 0 and a.numel() < _MAX_PERCENTILE_VALUES for a in maps)
+    return all(a.dim() > 0 and a.numel() < MAX_BATCH_VALUES for a in maps)
 
 
 def synops(plan: Plan, maps: Sequence[Tensor]) -> Tensor:
@@ -113,7 +107,7 @@ def _updated(old: float | None, observed: float, momentum: float) -> float:
 
 
 def _batch_value(selection: Selection) -> float:
-    """The batch percentile, as :func:`~snnergy.regularizers.estimates.percentile_value` gives it."""
+    """The batch percentile, as :func:`~snnergy.normalization.percentile_value` gives it."""
     if selection.status != "ok":
         return math.nan
     picked = selection.values.double()  # type: ignore[union-attr]
@@ -139,10 +133,10 @@ def _capped(rate: Tensor, selection: Selection, scale: Tensor) -> Tensor | None:
     the scale (``a <= lambda`` gives ``a / lambda <= 1``); ``None`` where there are no blocks, a
     tail outside them, or a NaN (then the rates are kept for a mask)."""
     maxima = selection.blocks
-    if maxima is None or selection.status == "nan" or maxima.numel() * _BLOCK != rate.numel():
+    if maxima is None or selection.status == "nan" or maxima.numel() * BLOCK != rate.numel():
         return None
     blocks = torch.nonzero(maxima > scale).squeeze(1)
-    candidates = (blocks.unsqueeze(1) * _BLOCK + _offsets(rate.device)).reshape(-1)
+    candidates = (blocks.unsqueeze(1) * BLOCK + block_offsets(rate.device)).reshape(-1)
     return candidates[rate.reshape(-1)[candidates] > 1.0]
 
 

@@ -11,7 +11,8 @@ sample's map:
 1. each regularizer is computed per sample and per layer, normalized *per element* (a mean over
    the ``n`` elements, or a ratio of such means);
 2. the per-sample values are averaged over the batch;
-3. layers are summed, each with an optional weight (:func:`activity_penalty`).
+3. layers are summed, each with an optional weight
+   (:meth:`~snnergy.regularizers.bound.LayerwiseRegularizer.penalty`).
 
 Why: per-element normalization makes a strength mean the same on a 6x28x28 conv map and on an
 84-unit layer, on every model, and (with the batch mean) at every batch size, so one strength
@@ -44,9 +45,10 @@ score NaN where their sum overflows to inf: the check is made on the per-sample 
 non-finite activation always makes non-finite, not on every activation).
 
 The functions below are the reference: plain tensor operations, differentiated by autograd.
-:func:`activity_penalty` computes the same penalty through :mod:`snnergy.regularizers.fused`
-(issue 8: every layer in one autograd node with a closed-form gradient, the same value to the
-bit) when every map shares batch size, dtype and device.
+Each registry entry (:class:`~snnergy.regularizers.bound.LayerwiseRegularizer`) pairs one with
+its fast path, a kernel of :mod:`snnergy.regularizers.fused` (issue 8: every layer in one
+autograd node with a closed-form gradient, the same value to the bit), taken when the entry's
+``fast`` option is on (the default) and every map shares batch size, dtype and device.
 
 References:
     Yang, Wen, Li. "DeepHoyer: Learning Sparser Neural Network with Differentiable Scale-Invariant
@@ -59,29 +61,18 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 from torch import Tensor
 
-from snnergy.errors import ConfigError, SnnergyError
-from snnergy.records import ActivityRecord
-from snnergy.registry import Registry
+from snnergy.errors import SnnergyError
 
 Regularizer = Callable[[Tensor], Tensor]
 """``(B, ...)`` activation map -> ``(B,)`` per-sample penalty."""
 
-REGULARIZERS: Registry[Regularizer] = Registry("regularizer")
-"""Every regularizer by name: per-layer functions, and model-aware entries (:func:`is_model_aware`)
-that must be bound to a model first (:func:`snnergy.regularizers.bind_penalty`)."""
-
 TL1_BETA = 1.0
 """Transformed-L1 ``beta``, fixed to 1 as in the DeepHoyer code (reg 4)."""
-
-FAST_PENALTIES: dict[Callable[[Tensor], Tensor], Callable[[Sequence[Tensor], Sequence[float] | None], Tensor]] = {}
-"""Reference function -> ``fast(maps, layer_weights)``, the same penalty in one autograd node
-(:mod:`snnergy.regularizers.fused` fills it; :func:`activity_penalty` uses it)."""
-
 
 def _per_sample(a: Tensor) -> Tensor:
     """The map as ``(B, n)``."""
@@ -111,7 +102,6 @@ def _moments(a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return m1, torch.where(silent, torch.ones_like(m2), m2), silent
 
 
-@REGULARIZERS.register("none")
 def no_penalty(a: Tensor) -> Tensor:
     """No regularization: zeros, one per sample.
 
@@ -122,7 +112,6 @@ def no_penalty(a: Tensor) -> Tensor:
     return a.new_zeros(_per_sample(a).shape[0])
 
 
-@REGULARIZERS.register("l1")
 def l1(a: Tensor) -> Tensor:
     """Mean absolute activation per sample, ``mean |a|`` (DeepHoyer reg 1 divided by ``n``).
 
@@ -139,7 +128,6 @@ def l1(a: Tensor) -> Tensor:
     return _nan_where_nonfinite(_per_sample(a).abs().mean(dim=1))
 
 
-@REGULARIZERS.register("l2")
 def l2(a: Tensor) -> Tensor:
     """Mean squared activation per sample, ``mean a^2`` (SparseML ``l2``: no square root).
 
@@ -150,7 +138,6 @@ def l2(a: Tensor) -> Tensor:
     return _nan_where_nonfinite(_per_sample(a).pow(2).mean(dim=1))
 
 
-@REGULARIZERS.register("hoyer")
 def hoyer(a: Tensor) -> Tensor:
     """Normalized Hoyer ratio per sample, ``mean|a| / sqrt(mean a^2)``, in ``[1/sqrt(n), 1]``.
 
@@ -165,7 +152,6 @@ def hoyer(a: Tensor) -> Tensor:
     return torch.where(silent, torch.zeros_like(value), value)
 
 
-@REGULARIZERS.register("hoyer-square")
 def hoyer_square(a: Tensor) -> Tensor:
     """Normalized Hoyer-Square per sample, ``(mean|a|)^2 / mean a^2``, in ``[1/n, 1]``.
 
@@ -180,7 +166,6 @@ def hoyer_square(a: Tensor) -> Tensor:
     return torch.where(silent, torch.zeros_like(value), value)
 
 
-@REGULARIZERS.register("transformed-l1")
 def transformed_l1(a: Tensor) -> Tensor:
     """Transformed L1 per sample, ``mean (beta+1)|a| / (beta+|a|)`` with ``beta = 1``.
 
@@ -192,76 +177,3 @@ def transformed_l1(a: Tensor) -> Tensor:
     """
     mag = _per_sample(a).abs()
     return _nan_where_nonfinite(((TL1_BETA + 1.0) * mag / (TL1_BETA + mag)).mean(dim=1))
-
-
-def is_model_aware(entry: object) -> bool:
-    """Whether a registry entry needs the model's structure (it has a ``bind`` method).
-
-    Example:
-        >>> is_model_aware(l1), is_model_aware(REGULARIZERS.get("none"))
-        (False, False)
-    """
-    return callable(getattr(entry, "bind", None))
-
-
-def activity_penalty(
-    record: ActivityRecord, name: str, layer_weights: Sequence[float] | None = None
-) -> Tensor:
-    """The activity penalty of a forward pass: batch mean per layer, weighted sum over layers.
-
-    Args:
-        record: Maps of the pass; only ``record.activations`` (in forward order) is used.
-        name: Regularizer name in :data:`REGULARIZERS`.
-        layer_weights: One finite, non-negative weight per activation layer, in forward order
-            (``None``: all 1).
-
-    Returns:
-        A scalar tensor (0 when the record holds no activation map), differentiable when the
-        maps carry a graph.
-
-    Raises:
-        ConfigError: Unknown regularizer (listing the known names), a model-aware one (bind it
-            with :func:`snnergy.regularizers.bind_penalty` instead), or ``layer_weights`` of the
-            wrong length (naming both counts) or with a negative or non-finite entry.
-
-    Example:
-        >>> rec = ActivityRecord({"relu1": torch.tensor([[0.0, 3.0, 4.0]]),
-        ...                       "relu2": torch.tensor([[1.0], [3.0]])})
-        >>> activity_penalty(rec, "l1")  # 7/3 + (1 + 3)/2
-        tensor(4.3333)
-        >>> activity_penalty(rec, "l1", layer_weights=[0.0, 0.5])  # 0.5 * 2
-        tensor(1.)
-    """
-    regularizer = REGULARIZERS.get(name)
-    if is_model_aware(regularizer):
-        raise ConfigError(
-            f"regularizer '{name}' depends on the model's structure (fan-out, normalization "
-            "scales): bind it once with bind_penalty(name, model, input_shape, options) and call "
-            "the bound penalty on each record"
-        )
-    maps = list(record.activations.values())
-    weights = [1.0] * len(maps) if layer_weights is None else list(layer_weights)
-    if len(weights) != len(maps):
-        raise ConfigError(
-            f"layer_weights has {len(weights)} entries but the model has {len(maps)} "
-            f"activation layers ({', '.join(record.activations) or 'none'})"
-        )
-    for i, w in enumerate(weights):
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-            raise ConfigError(f"layer_weights[{i}] must be a finite number >= 0, got {w!r}")
-    if not maps:
-        return torch.zeros(())
-    fast = FAST_PENALTIES.get(regularizer)
-    if fast is not None and _stackable(maps):
-        return fast(maps, layer_weights)
-    total = sum(w * regularizer(a).mean() for w, a in zip(weights, maps))
-    return total  # type: ignore[return-value]
-
-
-def _stackable(maps: Sequence[Tensor]) -> bool:
-    """Whether the fast path applies: maps with a batch dimension, one batch size, dtype, device."""
-    first = maps[0]
-    return all(
-        a.dim() > 0 and a.shape[0] == first.shape[0] and a.dtype == first.dtype and a.device == first.device
-        for a in maps
-    )

@@ -183,9 +183,10 @@ class PercentileAccumulator:
 def nonzero_percentile(a: Tensor, percentile: float, channelwise: bool = False) -> Tensor:
     """The p-th percentile of the non-zero magnitudes of a ``(B, ...)`` map.
 
-    Linear interpolation between order statistics, as the converter computes its scales
-    (NumPy's default; the value ``torch.quantile`` gives on the non-zero values in float64, to the
-    bit); beyond 2**24 values every k-th one is kept. Differentiable when ``a`` is: the gradient
+    Linear interpolation between order statistics, as :class:`PercentileAccumulator` (the
+    converter) computes it, to the last bit of the float64 (module docstring); the value
+    ``torch.quantile`` gives on the non-zero values in float64, to the bit. Beyond
+    :data:`MAX_BATCH_VALUES` non-zero values every k-th one is kept. Differentiable when ``a`` is: the gradient
     reaches the (one or two) order statistics it interpolates. A NaN in the map makes the result
     NaN; with ``channelwise`` NaN values are left out, as zeros are (``torch.nanquantile``).
 

@@ -98,7 +98,8 @@ def convert_graph(model: nn.Module, calibration: Tensor | Iterable[Any],
     plans = walker.plan()
     names = _names(plans)
     raw = _build(plans, names, {}, values, neuron, tuple(first.shape[1:]))
-    stores = {names[id(p.neuron)]: Percentile(config.percentile, config.channelwise).accumulator(MAX_VALUES) for p in plans if p.neuron is not None}
+    normalization = Percentile(config.percentile, config.channelwise)
+    stores = {names[id(p.neuron)]: normalization.accumulator(MAX_VALUES) for p in plans if p.neuron is not None}
     with torch.no_grad():
         for i, x in enumerate(_chain([first], batches)):
             try:

@@ -295,7 +295,8 @@ def _calibrate(layers: list[tuple[str, nn.Module]], calibration: Tensor | Iterab
     if not 0 < percentile <= 100:
         raise ConfigError(f"percentile must be in (0, 100], got {percentile}")
     param = next(m.weight for _, m in layers if isinstance(m, WEIGHTED))
-    stores = {name: Percentile(percentile, channelwise).accumulator(max_values) for name, m in layers if isinstance(m, nn.ReLU)}
+    normalization = Percentile(percentile, channelwise)
+    stores = {name: normalization.accumulator(max_values) for name, m in layers if isinstance(m, nn.ReLU)}
     input_shape = None
     with torch.no_grad():
         for x in _batches(calibration, param.device, param.dtype):

@@ -1,9 +1,10 @@
 """The training fast path of the per-layer penalties: every layer in one autograd node.
 
-A per-layer penalty is computed once per training batch; with the reference functions of :mod:`snnergy.regularizers.layerwise` it builds about ten autograd
-nodes per layer, each of which runs and keeps a ``(B, n)`` tensor, and on a small network the
-per-operation overhead alone costs as much as the arithmetic (issue 8: measured on LeNet, the
-``l1`` step cost 1.22x the unregularized one). This module computes the same penalty as one
+A per-layer penalty is computed once per training batch; with the reference functions of
+:mod:`snnergy.regularizers.layerwise` it builds about ten autograd nodes per layer, each of which
+runs and keeps a ``(B, n)`` tensor, and on a small network the per-operation overhead alone
+costs as much as the arithmetic (issue 8: measured on LeNet, the ``l1`` step cost 1.22x the
+unregularized one). This module computes the same penalty as one
 ``torch.autograd.Function``:
 
 - forward: for each layer, the reference function's own operations on the map, then the

@@ -2,7 +2,7 @@
 
 A stage's current is linear in its input spikes: ``I = b + sum_i s_i * w_i``, where ``w_i`` is
 what input ``i`` contributes through the stage's weightless ops and its layer (its fan-out,
-DESIGN.md's SynOps). With a few percent of the inputs spiking per step, adding the ``w_i`` of
+docs/design.md's SynOps). With a few percent of the inputs spiking per step, adding the ``w_i`` of
 the active inputs costs one addition per synaptic operation, so the cost follows SynOps rather
 than dense MACs (the principle of event-driven neuromorphic hardware; Merolla et al. 2014,
 Science 345:668; Davies et al. 2018, IEEE Micro 38:82).

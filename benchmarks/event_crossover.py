@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from snnergy.simulation import SpikingStage
+from snnergy.simulation import SpikingStage, kernels
 from snnergy.simulation.events import EventTable
 
 HERE = Path(__file__).resolve().parent
@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     threads = a.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
+    if not kernels.prepare():  # else the tables would time their PyTorch stand-in
+        p.error(f"the compiled kernels are unavailable: {kernels.unavailable_reason()}")
     layers, densities, rows, repeats = LAYERS, DENSITIES, a.rows, a.repeats
     if a.smoke:
         layers, densities, rows, repeats = LAYERS[:2], (0.02, 0.2), 256, 1

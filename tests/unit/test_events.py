@@ -1,5 +1,6 @@
-"""The event-driven path and the compiled kernels: same currents and spikes as the dense path,
-cost per spike equal to DESIGN.md's SynOps fan-out, and a clear fallback without a compiler."""
+"""The event-driven path: same currents and spikes as the dense path (with the compiled kernel and
+with its PyTorch stand-in), cost per spike equal to docs/design.md's SynOps fan-out, and a clear
+fallback without a compiler. The kernels themselves and their switch: test_kernels.py."""
 
 from __future__ import annotations
 
@@ -20,9 +21,18 @@ from snnergy.experiments.snn import source_fanout, stage_shapes
 from snnergy.simulation import IFNeuron, Simulator, SpikingNetwork, SpikingStage, simulate_reference
 from snnergy.simulation import kernels
 from snnergy.simulation.events import EventTable, unsupported
-from snnergy.simulation.neurons import if_step_
 
 SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def need_kernels() -> None:
+    """Builds the compiled kernels (as the first simulation does), or skips the test with the
+    reason when they cannot exist here (switched off, no C compiler). With a compiler they must build."""
+    if kernels.setting() == "off":
+        pytest.skip(f"the compiled kernels are switched off ({kernels.SWITCH}=off)")
+    if kernels.compiler() is None:
+        pytest.skip(f"no C compiler '{os.environ.get('CC') or 'cc'}' on PATH: the compiled kernels cannot be built")
+    assert kernels.prepare(), f"the compiled kernels must build here: {kernels.unavailable_reason()}"
 
 
 def stage(pre: list[nn.Module], layer: nn.Module) -> SpikingStage:
@@ -49,7 +59,13 @@ CASES = {
 
 @pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_event_currents_equal_the_dense_stage(name: str, channels_last: bool) -> None:
+@pytest.mark.parametrize("compiled", [True, False], ids=["kernel", "pytorch"])
+def test_event_currents_equal_the_dense_stage(name: str, channels_last: bool, compiled: bool,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    if compiled:
+        need_kernels()
+    else:  # the table's PyTorch stand-in for the kernel
+        monkeypatch.setenv(kernels.SWITCH, "off")
     torch.manual_seed(0)
     pre, layer, shape = CASES[name]
     s = stage(pre, layer).double()
@@ -100,34 +116,12 @@ def test_cost_per_spike_equals_the_synops_definition_on_a_converted_lenet() -> N
         assert torch.equal(table.synops_per_input.reshape(in_shape).to(fanout.dtype), fanout), s.name
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("reset", ["subtract", "zero"])
-@pytest.mark.parametrize("static", [False, True])
-def test_compiled_scan_is_bitwise_the_pytorch_step(dtype: torch.dtype, reset: str, static: bool) -> None:
-    if not kernels.available():
-        pytest.fail(f"the compiled kernels must build here: {kernels.unavailable_reason()}")
-    torch.manual_seed(0)
-    neuron = IFNeuron(0.7, reset)
-    steps, batch, shape = 9, 5, (3, 4, 5)
-    currents = ((torch.rand(batch, *shape) if static else torch.rand(steps, batch, *shape)) - 0.3).to(dtype)
-    v_ref, v = torch.zeros(batch, *shape, dtype=dtype), torch.zeros(batch, *shape, dtype=dtype)
-    ref = torch.empty(steps, batch, *shape, dtype=dtype)
-    for t in range(steps):
-        if_step_(currents if static else currents[t], v_ref, neuron, ref[t])
-    out, counts = torch.empty_like(ref), torch.empty(steps, *shape, dtype=dtype)
-    final = torch.zeros_like(v)
-    kernels.if_scan(currents, v, out, counts, final, neuron.threshold, reset == "subtract", static=static)
-    assert torch.equal(out, ref) and torch.equal(v, v_ref)
-    assert torch.equal(counts, ref.sum(1)) and torch.equal(final, ref.sum(0))
-    assert 0 < ref.mean() < 1  # some neurons fire, some do not
-
-
 def test_unsupported_stages_say_why() -> None:
     assert unsupported(stage([], nn.Conv2d(4, 4, 3, groups=2))) is not None
     assert "dilated" in unsupported(stage([], nn.Conv2d(1, 2, 3, dilation=2)))
     assert "stride differs" in unsupported(stage([nn.AvgPool2d(3, stride=1)], nn.Conv2d(1, 2, 1)))
     assert "Flatten before a Conv2d" in unsupported(stage([nn.Flatten()], nn.Conv2d(1, 2, 1)))
-    assert unsupported(stage([nn.AvgPool2d(2), nn.Flatten()], nn.Linear(4, 2))) is None
+    assert unsupported(stage([nn.AvgPool2d(2), nn.Flatten()], nn.Linear(4, 2)), need_kernels=False) is None
     with pytest.raises(ValueError, match="no event-driven path"):
         EventTable(stage([], nn.Conv2d(1, 2, 3, dilation=2)), (1, 6, 6))
 
@@ -144,7 +138,16 @@ def net_with_an_unsupported_stage() -> SpikingNetwork:
     return snn
 
 
+def test_the_event_path_needs_the_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    need_kernels()
+    assert unsupported(stage([nn.AvgPool2d(2), nn.Flatten()], nn.Linear(4, 2))) is None
+    monkeypatch.setenv(kernels.SWITCH, "off")
+    assert unsupported(stage([nn.AvgPool2d(2), nn.Flatten()], nn.Linear(4, 2))) \
+        == f"the compiled kernels are unavailable ({kernels.SWITCH}=off)"
+
+
 def test_event_mode_falls_back_per_stage_and_says_why() -> None:
+    need_kernels()
     snn = net_with_an_unsupported_stage()
     x = torch.rand(7, 1, 6, 6, dtype=torch.float64)
     sim = Simulator(snn, [2, 6], input="poisson", mode="event")
@@ -168,6 +171,7 @@ def test_auto_plans_on_the_middle_chunk_and_records_densities() -> None:
 
 
 def test_auto_takes_the_event_path_below_the_density_threshold() -> None:
+    need_kernels()
     snn = net_with_an_unsupported_stage()
     x = torch.rand(7, 1, 6, 6, dtype=torch.float64)
     runs = {}
@@ -186,12 +190,12 @@ FALLBACK = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2])
     from test_events import net_with_an_unsupported_stage
     from snnergy.simulation import Simulator, kernels, simulate_reference
-    assert not kernels.available()
-    print(kernels.unavailable_reason())
     snn = net_with_an_unsupported_stage()
     x = torch.rand(5, 1, 6, 6, dtype=torch.float64)
     sim = Simulator(snn, [3, 9], mode="event")
-    trace = sim.run(x)
+    trace = sim.run(x)  # tries to build the kernels, and falls back
+    assert not kernels.available()
+    print(kernels.unavailable_reason())
     ref = simulate_reference(snn, x, [3, 9])
     assert torch.equal(trace.potentials, ref.potentials)
     assert sim.plan == {"conv1": "batched", "conv2": "batched", "fc": "batched"}, sim.plan
@@ -204,21 +208,9 @@ def test_without_a_compiler_the_pytorch_loops_give_the_same_spikes(tmp_path: Pat
     script = tmp_path / "fallback.py"
     script.write_text(FALLBACK)
     env = {**os.environ, "CC": "no-such-compiler-snnergy", "SNNERGY_CACHE_DIR": str(tmp_path / "cache"),
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", "SNNERGY_KERNELS": "auto"}
     done = subprocess.run([sys.executable, str(script), str(SRC), str(Path(__file__).parent)],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "no C compiler 'no-such-compiler-snnergy'" in done.stdout and "fallback ok" in done.stdout
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
-
-
-def test_kernels_build_once_into_the_cache(tmp_path: Path) -> None:
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from snnergy.simulation import kernels; "
-            "assert kernels.available(), kernels.unavailable_reason()")
-    env = {**os.environ, "SNNERGY_CACHE_DIR": str(tmp_path)}
-    for _ in range(2):
-        done = subprocess.run([sys.executable, "-c", code, str(SRC)], capture_output=True, text=True, env=env,
-                              timeout=300)
-        assert done.returncode == 0, done.stderr
-    built = list(tmp_path.iterdir())
-    assert len(built) == 1 and built[0].name.startswith("snnergy_kernels_") and built[0].suffix == ".so"

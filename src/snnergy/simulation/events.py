@@ -2,7 +2,7 @@
 
 A stage's current is linear in its input spikes: ``I = b + sum_i s_i * w_i``, where ``w_i`` is
 what input ``i`` contributes through the stage's weightless ops and its layer (its fan-out,
-DESIGN.md's SynOps). With a few percent of the inputs spiking per step, adding the ``w_i`` of
+docs/design.md's SynOps). With a few percent of the inputs spiking per step, adding the ``w_i`` of
 the active inputs costs one addition per synaptic operation, so the cost follows SynOps rather
 than dense MACs (the principle of event-driven neuromorphic hardware; Merolla et al. 2014,
 Science 345:668; Davies et al. 2018, IEEE Micro 38:82).
@@ -15,7 +15,10 @@ number of :class:`~torch.nn.AvgPool2d` (kernel = stride, no padding, floor mode)
 (one group, no dilation, zero padding). An average pool is folded into the weights (``1 / k^2``
 per pooled input), so a spike reaches the layer's outputs directly. Convolution outputs are laid
 out channels last (each output position's channels contiguous); the current is returned as a
-channels-last ``(rows, C, H, W)`` view.
+channels-last ``(rows, C, H, W)`` view. Calling a table builds the compiled kernels if they are
+not yet (:func:`snnergy.simulation.kernels.prepare`); without them (no compiler,
+``SNNERGY_KERNELS=off``) it computes the same currents as a sparse matrix product in PyTorch, but
+the simulator does not offer the event path then (:func:`unsupported` says why).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ class EventTable:
     """The fan-out of every input of a stage, as weight runs (see the module docstring).
 
     Args:
-        stage: The stage; :func:`unsupported` must return ``None`` for it.
+        stage: The stage; :func:`unsupported` must return ``None`` for it, but for the kernels
+            (``need_kernels=False``).
         input_shape: Its per-sample input shape (the previous neurons' shape).
         channels_last: The inputs arrive channels last (a ``(C, H, W)`` input stored as
             ``(H, W, C)``, as an event-driven convolution leaves its spikes): the table is
@@ -53,7 +57,7 @@ class EventTable:
     """
 
     def __init__(self, stage: SpikingStage, input_shape: tuple[int, ...], channels_last: bool = False) -> None:
-        reason = unsupported(stage)
+        reason = unsupported(stage, need_kernels=False)
         if reason is not None:
             raise ValueError(f"stage '{stage.name}' has no event-driven path: {reason}")
         layer = stage.layer
@@ -88,6 +92,7 @@ class EventTable:
         per_input.index_add_(0, owners, counts)
         #: Additions one spike of each raw input costs (its fan-out through the stage's layer).
         self.synops_per_input = per_input
+        self._matrix: Tensor | None = None  # the runs as a sparse matrix, without the kernels
 
     @property
     def width(self) -> int:
@@ -105,16 +110,46 @@ class EventTable:
                              f"{tuple(spikes.shape[1:])} ({spikes.dtype}, {spikes.device})")
         if not flat.is_contiguous():
             flat = flat.contiguous()
-        out = torch.empty((rows, self.width), dtype=self.dtype)
-        kernels.events(flat, self.ptr, self.ostart, self.wstart, self.length, self.weights, self.bias_row, out)
+        if kernels.prepare():  # using the table asks for the kernel: builds it if not done yet
+            out = torch.empty((rows, self.width), dtype=self.dtype)
+            kernels.events(flat, self.ptr, self.ostart, self.wstart, self.length, self.weights, self.bias_row, out)
+        else:
+            out = self._matrix_product(flat)
         if len(self.out_shape) == 1:
             return out
         c, h, w = self.out_shape
         return out.view(rows, h, w, c).permute(0, 3, 1, 2)
 
+    def _matrix_product(self, flat: Tensor) -> Tensor:
+        """The currents without the compiled kernel: the runs as a sparse ``(inputs, width)``
+        matrix (built once), ``bias + flat @ matrix``."""
+        if self._matrix is None:
+            run = torch.repeat_interleave(torch.arange(len(self.length)), self.length)  # the run of each entry
+            offset = torch.arange(len(run)) - torch.repeat_interleave(self.length.cumsum(0) - self.length, self.length)
+            owner = torch.repeat_interleave(torch.arange(len(self.ptr) - 1), self.ptr[1:] - self.ptr[:-1])
+            index = torch.stack([self.ostart[run] + offset, owner[run]])
+            matrix = torch.sparse_coo_tensor(index, self.weights[self.wstart[run] + offset],
+                                             (self.width, len(self.ptr) - 1), dtype=self.dtype,
+                                             check_invariants=True)
+            self._matrix = matrix.coalesce()  # (width, inputs): the transposed matrix
+        return torch.sparse.mm(self._matrix, flat.t()).t().add(self.bias_row).contiguous()  # type: ignore[arg-type]
 
-def unsupported(stage: SpikingStage) -> str | None:
-    """Why ``stage`` has no event-driven path, or ``None`` if it has one."""
+
+def unsupported(stage: SpikingStage, *, need_kernels: bool = True) -> str | None:
+    """Why ``stage`` has no event-driven path, or ``None`` if it has one; never builds the kernels.
+
+    Args:
+        stage: The stage.
+        need_kernels: Also require the compiled kernels to be available now
+            (:func:`snnergy.simulation.kernels.available`: the switch allows them and the
+            simulator has built them); ``False``: look at the stage's ops only.
+
+    Example:
+        >>> unsupported(SpikingStage("fc", "relu", nn.Sequential(), nn.Linear(3, 2), True), need_kernels=False) is None
+        True
+        >>> unsupported(SpikingStage("fc", "relu", nn.Sequential(nn.ReLU()), nn.Linear(3, 2), True))
+        'a ReLU before its layer'
+    """
     for op in stage.pre:
         if isinstance(op, nn.Flatten):
             if op.start_dim != 1 or op.end_dim != -1:
@@ -140,7 +175,7 @@ def unsupported(stage: SpikingStage) -> str | None:
         return "its weights are not on the CPU (the event kernel is CPU-only)"
     if layer.weight.dtype not in (torch.float32, torch.float64):
         return f"weights of dtype {layer.weight.dtype}"
-    if not kernels.available():
+    if need_kernels and not kernels.available():
         return f"the compiled kernels are unavailable ({kernels.unavailable_reason()})"
     return None
 

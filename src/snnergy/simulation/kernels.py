@@ -4,9 +4,23 @@ Two loops dominate a CPU simulation and vectorize badly as PyTorch ops: the IF s
 element-wise ops and a temporary per step) and, for sparse activity, a layer's current computed
 from its active inputs only. They are written here in C, compiled once per machine with the
 system's C compiler (``$CC``, else ``cc``) into a cache folder, and called through
-:mod:`ctypes` on the tensors' memory; nothing is downloaded. Without a compiler they are
-unavailable (:func:`unavailable_reason` says why): the simulator then uses its PyTorch loops,
-which give the same spikes, and the ``"event"`` path cannot be chosen.
+:mod:`ctypes` on the tensors' memory; nothing is downloaded.
+
+The environment variable ``SNNERGY_KERNELS`` (:func:`setting`) decides whether they are used:
+
+* ``auto`` (the default): built and used when a compiler works; otherwise the simulator uses its
+  PyTorch loops, which give the same spikes, and the ``"event"`` path is not offered
+  (:func:`unavailable_reason` says why);
+* ``off``: never built nor loaded; the PyTorch loops, no ``"event"`` path;
+* ``require``: they must build, else the first simulation fails with one clear
+  :class:`~snnergy.errors.ConfigError`.
+
+Any other value is a :class:`~snnergy.errors.ConfigError`. Building happens at one defined
+point: :func:`prepare`, which the simulator calls when it starts its first CPU simulation (and
+the kernel calls :func:`if_scan` and :func:`events` when called directly); a build that is not
+cached yet says so on stderr. The predicates :func:`available`, :func:`unavailable_reason` and
+:func:`scan_compatible` never build: they only look at the switch and at what :func:`prepare`
+left.
 
 Numerics: compiled with ``-ffp-contract=off`` (no fused multiply-adds) and without fast-math
 (``-fno-trapping-math`` only lets the compiler vectorize the comparisons; it changes no value),
@@ -28,12 +42,16 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from snnergy.errors import ConfigError
 
 _SOURCE = r"""
 #include <stdint.h>
@@ -148,15 +166,75 @@ _P, _I, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
+#: The environment variable that switches the kernels, and its values (the first is the default).
+SWITCH = "SNNERGY_KERNELS"
+SETTINGS = ("auto", "off", "require")
+#: What a build not cached yet prints on stderr.
+BUILD_MESSAGE = "snnergy: compiling CPU kernels (once per machine)..."
+
+
+def setting() -> str:
+    """The value of ``$SNNERGY_KERNELS``: ``"auto"`` (also when unset or empty), ``"off"`` or ``"require"``.
+
+    Raises:
+        ConfigError: Any other value.
+
+    Example:
+        >>> import os
+        >>> os.environ.get(SWITCH, "") in ("", *SETTINGS) and setting() in SETTINGS
+        True
+    """
+    value = os.environ.get(SWITCH, "").strip().lower() or SETTINGS[0]
+    if value not in SETTINGS:
+        raise ConfigError(f"environment variable {SWITCH}={os.environ[SWITCH]!r}: "
+                          f"allowed values are {', '.join(SETTINGS)}")
+    return value
+
+
+def compiler() -> str | None:
+    """The C compiler the kernels are built with (``$CC``, else ``cc``) as found on ``PATH``, or ``None``."""
+    return shutil.which(os.environ.get("CC") or "cc")
+
+
+def prepare() -> bool:
+    """Builds (once per machine: later calls and processes load the cached library) and loads the
+    kernels if the switch allows; the one point where building happens.
+
+    Returns:
+        Whether the kernels are available now (:func:`available`).
+
+    Raises:
+        ConfigError: ``$SNNERGY_KERNELS`` is invalid, or is ``require`` and the kernels cannot be
+            built or loaded (the message says why: no compiler, the compiler's error).
+    """
+    mode = setting()
+    if mode == "off":
+        return False
+    with _lock:
+        if "lib" not in _state:
+            try:
+                _state["lib"], _state["reason"] = _load(_build()), None
+            except (OSError, subprocess.SubprocessError, RuntimeError) as err:
+                text = str(err).strip()
+                _state["lib"], _state["reason"] = None, text.splitlines()[0] if text else repr(err)
+    if _state["lib"] is None and mode == "require":
+        raise ConfigError(f"{SWITCH}=require, but snnergy's compiled CPU kernels cannot be built: "
+                          f"{_state['reason']} (set {SWITCH}=auto to fall back to the PyTorch loops)")
+    return _state["lib"] is not None
+
 
 def available() -> bool:
-    """Whether the compiled kernels can be used (compiles them on the first call)."""
-    return _library() is not None
+    """Whether the compiled kernels can be used now; never builds (see :func:`prepare`)."""
+    return setting() != "off" and _state.get("lib") is not None
 
 
 def unavailable_reason() -> str | None:
-    """Why the kernels cannot be used (no compiler, a failed build), or ``None`` if they can."""
-    _library()
+    """Why the kernels cannot be used now (switched off, not prepared yet, no compiler, a failed
+    build), or ``None`` if they can; never builds."""
+    if setting() == "off":
+        return f"{SWITCH}=off"
+    if "lib" not in _state:
+        return "not built yet (the first simulation builds them: snnergy.simulation.kernels.prepare())"
     reason = _state.get("reason")
     return None if reason is None else str(reason)
 
@@ -237,20 +315,10 @@ def events(inputs: Tensor, ptr: Tensor, ostart: Tensor, wstart: Tensor, length: 
 
 
 def _require() -> ctypes.CDLL:
-    lib = _library()
-    if lib is None:
+    """The loaded library, prepared if need be (a direct kernel call asks for the kernels)."""
+    if not prepare():
         raise RuntimeError(f"snnergy's compiled kernels are unavailable: {unavailable_reason()}")
-    return lib
-
-
-def _library() -> ctypes.CDLL | None:
-    with _lock:
-        if "lib" not in _state:
-            try:
-                _state["lib"], _state["reason"] = _load(_build()), None
-            except (OSError, subprocess.SubprocessError, RuntimeError) as err:
-                _state["lib"], _state["reason"] = None, str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
-        return _state["lib"]  # type: ignore[return-value]
+    return _state["lib"]  # type: ignore[return-value]
 
 
 def _cache_dir() -> Path:
@@ -282,6 +350,8 @@ def _build() -> Path:
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    print(BUILD_MESSAGE, file=sys.stderr, flush=True)
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         source = Path(tmp) / "kernels.c"
         source.write_text(_SOURCE)
@@ -294,6 +364,8 @@ def _build() -> Path:
         else:
             raise RuntimeError(f"compiling the kernels with '{compiler}' failed: {run.stderr.strip()[:500]}")
         os.replace(built, target)  # atomic: concurrent builders leave one complete file
+    print(f"snnergy: compiled CPU kernels in {time.perf_counter() - start:.1f} s into {target.parent}",
+          file=sys.stderr, flush=True)
     return target
 
 

@@ -18,7 +18,9 @@ few neurons spike yet) and takes ``"event"`` where it supports it and the densit
 :data:`EVENT_DENSITY`, ``"batched"`` elsewhere (:attr:`Simulator.plan`, :attr:`Simulator.density`).
 The choice depends on the data only, not on timings, so a run gives the same numbers every time.
 On a CPU the IF scan runs in a compiled kernel (:mod:`snnergy.simulation.kernels`) with the same
-arithmetic as :func:`~snnergy.simulation.neurons.if_step_`, counting spikes as it goes.
+arithmetic as :func:`~snnergy.simulation.neurons.if_step_`, counting spikes as it goes. The first
+run on a CPU builds the kernels if ``$SNNERGY_KERNELS`` allows (:func:`~snnergy.simulation.kernels.prepare`,
+once per machine, with a message on stderr); without them the PyTorch loops give the same spikes.
 :func:`simulate_reference` is the plain step-by-step loop kept for tests;
 :mod:`snnergy.simulation.runner` runs a whole dataset.
 """
@@ -123,8 +125,15 @@ class Simulator:
 
     @torch.no_grad()
     def run(self, x: Tensor, generator: torch.Generator | None = None) -> BatchTrace:
-        """Simulates one batch ``x`` ``(B, *input_shape)``."""
+        """Simulates one batch ``x`` ``(B, *input_shape)``.
+
+        Raises:
+            ConfigError: ``$SNNERGY_KERNELS`` is invalid, or ``require`` and the kernels cannot be
+                built (on a CPU; see :mod:`snnergy.simulation.kernels`).
+        """
         x = _prepare(self.snn, x)
+        if x.device.type == "cpu":
+            kernels.prepare()  # the defined build point: once per process (the library once per machine)
         steps, batch = self.timesteps[-1], x.shape[0]
         if batch == 0:
             raise DataError("cannot simulate an empty batch")

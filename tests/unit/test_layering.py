@@ -19,7 +19,8 @@ ALLOWED = {
     "checkpoints": {"errors"},
     "data": UTILITIES,
     "models": UTILITIES,
-    "simulation": UTILITIES,
+    # data: the one batch iterator (snnergy.data.batches); data imports only utilities
+    "simulation": UTILITIES | {"data"},
     "activity": UTILITIES,
     "counting": UTILITIES,
     # the energy-aware penalties use counting's exact fan-outs (the code SynOps and effective MACs
@@ -29,7 +30,7 @@ ALLOWED = {
     "energy": UTILITIES,
     "train_state": UTILITIES,
     "training": UTILITIES | {"data", "models", "activity", "regularizers", "train_state"},
-    "conversion": UTILITIES | {"models", "simulation"},
+    "conversion": UTILITIES | {"data", "models", "simulation"},
     "reporting": UTILITIES,
     # user model files in, NIR out: reads and writes the converted network's classes
     "interop": UTILITIES | {"simulation"},

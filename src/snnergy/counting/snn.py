@@ -194,8 +194,7 @@ def count_snn(
     """
     n = samples
     shapes = stage_shapes(snn)
-    ts = list(timesteps)
-    synops = [0.0] * len(ts)
+    synops = [0.0] * len(timesteps)
     per_layer: dict[str, list[float]] = {}
     for stage in shapes:
         if stage.neuron_name is None:
@@ -210,20 +209,20 @@ def count_snn(
         input_synops = (weighted_events(fanout, input_counts.to(torch.float64)) / n).tolist()
         per_layer["input"] = input_synops
         synops = [a + b for a, b in zip(synops, input_synops)]
-        macs = [0.0] * len(ts)
+        macs = [0.0] * len(timesteps)
     else:
         total, seen = input_macs(snn, inputs if inputs is not None else (), shapes, max_samples)
-        macs = [total / max(seen, 1)] * len(ts)
+        macs = [total / max(seen, 1)] * len(timesteps)
     readout = 1
     for d in shapes[-1].layer.out_shape:
         readout *= d
     updates = sum(neurons.values()) + readout
-    t_max = ts[-1]
+    t_max = timesteps[-1]
     spike_rate = {
         name: float(counts[-1].sum()) / (neurons[name] * t_max * n)
         for name, counts in spike_counts.items()
     }
-    return SNNCounts(synops, per_layer, macs, [float(updates * t) for t in ts], spike_rate)
+    return SNNCounts(synops, per_layer, macs, [float(updates * t) for t in timesteps], spike_rate)
 
 
 __all__ = ["BranchShapes", "SNNCounts", "StageShapes", "count_snn", "input_macs", "source_fanout", "stage_shapes"]

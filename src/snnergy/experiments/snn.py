@@ -62,7 +62,10 @@ def simulate(
     if isinstance(timesteps, numbers.Integral) and not isinstance(timesteps, bool):
         timesteps = doubling_timesteps(timesteps)
     changes = {"timesteps": timesteps, "input": input, "max_samples": max_samples, "max_memory": max_memory}
-    config = replace(config or SimulateConfig(), **{k: v for k, v in changes.items() if v is not None})
+    changes = {k: v for k, v in changes.items() if v is not None}
+    config = config or SimulateConfig()
+    if changes:  # the config checks what the keywords change
+        config = replace(config, **changes)
     result = run_simulation(snn, data, config, device=device, seed=seed, progress=progress)
     if result.samples == 0:
         raise SnnergyError("simulate: the data holds no samples")

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import sys
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
@@ -30,7 +32,9 @@ C = TypeVar("C")
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "constant")
+#: Neuron resets (``convert.reset``); :mod:`snnergy.simulation` uses these names.
 RESETS = ("subtract", "zero")
+#: Input encodings of the simulation (``simulate.input``); :mod:`snnergy.simulation` uses these names.
 INPUTS = ("analog", "poisson")
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit seed
 
@@ -186,12 +190,43 @@ class ConvertConfig:
         _one_of(self.reset, RESETS, "convert.reset", "reset")
 
 
+def doubling_timesteps(largest: int) -> tuple[int, ...]:
+    """The reported T for a largest T: powers of two below it, then it (``--timesteps T``).
+
+    Example:
+        >>> doubling_timesteps(128)[-3:], doubling_timesteps(20)
+        ((32, 64, 128), (1, 2, 4, 8, 16, 20))
+    """
+    if isinstance(largest, bool) or not isinstance(largest, numbers.Integral) or largest < 1:
+        raise ConfigError(f"simulate.timesteps must be >= 1, got {largest!r}")
+    largest = int(largest)
+    return tuple(1 << k for k in range(largest.bit_length()) if 1 << k < largest) + (largest,)
+
+
+def check_timesteps(timesteps: Any) -> tuple[int, ...]:
+    """The reported T values, sorted and unique; each an integer >= 1 (else :class:`ConfigError`).
+
+    The one check of ``simulate.timesteps``: :class:`SimulateConfig` applies it, and so does
+    the simulator to timesteps given to it directly.
+
+    Example:
+        >>> check_timesteps([8, 2, 8])
+        (2, 8)
+    """
+    values = list(timesteps) if isinstance(timesteps, Iterable) and not isinstance(timesteps, (str, bytes)) else None
+    _require(bool(values) and all(isinstance(t, numbers.Integral) and not isinstance(t, bool) and t >= 1
+                                  for t in values),  # type: ignore[union-attr]
+             "simulate.timesteps", "a non-empty list of integers >= 1", timesteps)
+    return tuple(sorted({int(t) for t in values}))  # type: ignore[union-attr]
+
+
 @dataclass(frozen=True)
 class SimulateConfig:
     """SNN simulation.
 
     Attributes:
-        timesteps: The T values to report, increasing; the simulation runs to the largest.
+        timesteps: The T values to report (stored sorted and unique); the simulation runs to the
+            largest. :func:`doubling_timesteps` gives 1, 2, 4, ..., T.
         input: ``"analog"`` (constant current) or ``"poisson"`` (Bernoulli spikes).
         max_samples: Simulate at most this many test samples (``None``: all).
         max_memory: Bytes the simulation may use; batches are split to fit, and a request too
@@ -204,12 +239,12 @@ class SimulateConfig:
     max_memory: int | None = None
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.timesteps, (tuple, list)) and len(self.timesteps) > 0
-                 and all(_positive_int(t) for t in self.timesteps),
-                 "simulate.timesteps", "a non-empty list of integers >= 1", self.timesteps)
+        object.__setattr__(self, "timesteps", check_timesteps(self.timesteps))
         _one_of(self.input, INPUTS, "simulate.input", "simulation input")
         _require(_positive_int(self.max_samples, allow_none=True), "simulate.max_samples",
                  "at least 1 or None", self.max_samples)
+        _require(_positive_int(self.max_memory, allow_none=True), "simulate.max_memory",
+                 "a positive number of bytes or None", self.max_memory)
 
 
 @dataclass(frozen=True)

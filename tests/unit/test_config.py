@@ -78,3 +78,35 @@ def test_registry_rejects_duplicates_and_lists_names() -> None:
     with pytest.raises(ConfigError, match="unknown thing 'b'; known: a"):
         reg.get("b")
     assert "a" in reg and len(reg) == 1 and list(reg) == ["a"]
+
+
+def test_timesteps_are_checked_and_sorted_once_by_the_config() -> None:
+    from snnergy.config import SimulateConfig, check_timesteps, doubling_timesteps
+
+    assert SimulateConfig(timesteps=[32, 4, 32]).timesteps == (4, 32)
+    assert check_timesteps(range(1, 4)) == (1, 2, 3)
+    assert doubling_timesteps(1) == (1,) and doubling_timesteps(16) == (1, 2, 4, 8, 16)
+    for bad in ((), (0, 4), (True,), (2.0,), "8", None):
+        with pytest.raises(ConfigError, match="simulate.timesteps must be a non-empty list of integers >= 1"):
+            SimulateConfig(timesteps=bad)  # type: ignore[arg-type]
+    for bad in (0, -3, True):
+        with pytest.raises(ConfigError, match="simulate.timesteps must be >= 1"):
+            doubling_timesteps(bad)
+
+
+def test_max_memory_is_checked_by_the_config() -> None:
+    from snnergy.config import SimulateConfig
+
+    assert SimulateConfig(max_memory=2**20).max_memory == 2**20
+    with pytest.raises(ConfigError, match="simulate.max_memory must be a positive number of bytes"):
+        SimulateConfig(max_memory=0)
+
+
+def test_inputs_and_resets_are_defined_once() -> None:
+    import snnergy.config as config
+    import snnergy.simulation as simulation
+    from snnergy.simulation import neurons, simulator
+
+    assert simulation.INPUTS is simulator.INPUTS is config.INPUTS
+    assert simulation.RESETS is neurons.RESETS is config.RESETS
+    assert simulation.check_timesteps is config.check_timesteps

@@ -19,7 +19,8 @@ ALLOWED = {
     "checkpoints": {"errors"},
     "data": UTILITIES,
     "models": UTILITIES,
-    "simulation": UTILITIES,
+    # data: the one batch iterator (snnergy.data.batches); data imports only utilities
+    "simulation": UTILITIES | {"data"},
     "activity": UTILITIES,
     # the one definition of a layer's scale, shared by conversion and the energy-aware penalties
     "normalization": UTILITIES,
@@ -31,7 +32,7 @@ ALLOWED = {
     "energy": UTILITIES,
     "train_state": UTILITIES,
     "training": UTILITIES | {"data", "models", "activity", "regularizers", "train_state"},
-    "conversion": UTILITIES | {"models", "simulation", "normalization"},
+    "conversion": UTILITIES | {"data", "models", "simulation", "normalization"},
     "reporting": UTILITIES,
     # user model files in, NIR out: reads and writes the converted network's classes
     "interop": UTILITIES | {"simulation"},

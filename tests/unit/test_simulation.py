@@ -208,13 +208,13 @@ def test_time_chunking_bounds_memory_and_keeps_spikes(mode: str) -> None:
         assert_same_trace(sim.run(x, g1), simulate_reference(snn, x, TIMESTEPS, input="poisson", generator=g2))
 
 
-def test_auto_mode_records_a_plan_per_stage() -> None:
+def test_auto_mode_records_a_path_per_stage() -> None:
     snn, x = converted("lenet")
     sim = Simulator(snn, [5], input="poisson", mode="auto")
     sim.run(x, torch.Generator().manual_seed(0))
-    assert list(sim.plan) == ["conv1", "conv2", "fc1", "fc2"]
-    assert set(sim.plan.values()) <= {"batched", "looped", "event"}
-    assert set(sim.density) == set(sim.plan) and all(0 <= d <= 1 for d in sim.density.values())
+    assert list(sim.paths) == ["conv1", "conv2", "fc1", "fc2"]
+    assert set(sim.paths.values()) <= {"batched", "looped", "event"}
+    assert set(sim.density) == set(sim.paths) and all(0 <= d <= 1 for d in sim.density.values())
     assert not hasattr(snn.stages[0], "plan")
 
 
@@ -263,7 +263,7 @@ def test_snn_predictions_approach_the_dnn(trained) -> None:
     assert result.accuracy[-1] >= 0.95
     assert result.accuracy[0] < 0.5 < result.accuracy[1] <= result.accuracy[2]  # rises with T
     assert result.neurons == {"relu1": 32, "relu2": 32}
-    assert set(result.modes) == {"fc1", "fc2", "fc3"}
+    assert set(result.paths) == {"fc1", "fc2", "fc3"}
     for name, counts in result.spike_counts.items():
         assert counts.shape == (4, 32) and counts.dtype == torch.float64
         assert bool((counts.diff(dim=0) >= 0).all()), name  # cumulative: non-decreasing in T

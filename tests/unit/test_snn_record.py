@@ -143,3 +143,35 @@ def test_poisson_input_counts_input_synops_and_no_input_macs() -> None:
     assert record.input_macs == [0.0, 0.0]
     assert record.synops_per_layer["input"][-1] > 0
     assert record.synops[-1] == pytest.approx(sum(v[-1] for v in record.synops_per_layer.values()))
+
+
+def test_simulate_takes_its_config_slice_and_keywords_override_it() -> None:
+    from snnergy.config import SimulateConfig
+
+    torch.manual_seed(1)
+    net = nn.Sequential(OrderedDict(fc1=nn.Linear(6, 8), relu1=nn.ReLU(), fc2=nn.Linear(8, 3)))
+    x = torch.rand(16, 6)
+    snn = convert(net, x)
+    data = (x, torch.zeros(16, dtype=torch.long))
+    by_config = simulate(snn, data, SimulateConfig(timesteps=(2, 8), input="poisson", max_samples=10), seed=3)
+    by_keywords = simulate(snn, data, timesteps=[8, 2], input="poisson", max_samples=10, seed=3)
+    assert by_config.to_dict() == by_keywords.to_dict()
+    assert by_config.timesteps == [2, 8] and by_config.samples == 10 and by_config.input == "poisson"
+    overridden = simulate(snn, data, SimulateConfig(timesteps=(2, 8), max_samples=10), timesteps=4)
+    assert overridden.timesteps == [1, 2, 4] and overridden.samples == 10
+
+
+def test_count_snn_from_hand_spike_counts() -> None:
+    from snnergy.counting import count_snn
+
+    x = torch.tensor([[1.0, 0.5, 0.0]])
+    snn = convert(identity_net(), x, ConvertConfig(percentile=100.0))
+    spikes = {"relu1": torch.tensor([[1.0, 0.0, 0.0], [2.0, 1.0, 0.0]])}  # after T = 1, 2
+    counts = count_snn(snn, [1, 2], 1, spikes, {"relu1": 3}, inputs=[x])
+    assert counts.synops == [2.0, 6.0] and counts.synops_per_layer == {"relu1": [2.0, 6.0]}
+    assert counts.input_macs == [6.0, 6.0] and counts.neuron_updates == [5.0, 10.0]
+    assert counts.spike_rate == {"relu1": 0.5}
+    poisson = count_snn(snn, [1, 2], 1, spikes, {"relu1": 3}, input_counts=torch.tensor([[1.0, 1.0, 0.0]] * 2))
+    # Poisson input: 2 input spikes per T, each with fan-out 3 into fc1 (a dense Linear)
+    assert poisson.input_macs == [0.0, 0.0] and poisson.synops_per_layer["input"] == [6.0, 6.0]
+    assert poisson.synops == [8.0, 12.0]

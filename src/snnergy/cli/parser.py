@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from snnergy._version import __version__
-from snnergy.config import ExperimentConfig, apply_overrides, load_config, parse_size
+from snnergy.config import RESETS, ExperimentConfig, apply_overrides, doubling_timesteps, load_config, parse_size
 from snnergy.errors import ConfigError
 
 # Named options and the config field each one sets (dotted path).
@@ -150,7 +150,8 @@ def _floats(text: str) -> list[float]:
 
 
 def _timesteps(text: str) -> list[int]:
-    """``"256"`` -> powers of two up to 256 (and 256); ``"16,32"`` -> that list.
+    """``"256"`` -> powers of two up to 256 (and 256, :func:`~snnergy.config.doubling_timesteps`);
+    ``"16,32"`` -> that list (``simulate.timesteps`` checks it).
 
     Example:
         >>> _timesteps("20"), _timesteps("8,32")
@@ -160,15 +161,12 @@ def _timesteps(text: str) -> list[int]:
         values = [int(t) for t in _names(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer or comma-separated integers, got '{text}'") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"timesteps must be >= 1, got '{text}'")
-    if len(values) > 1:
-        return sorted(set(values))
-    top, ts, t = values[0], [], 1
-    while t < top:
-        ts.append(t)
-        t *= 2
-    return ts + [top]
+    if len(values) != 1:
+        return values
+    try:
+        return list(doubling_timesteps(values[0]))
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--dataset", dest="data.dataset", default=None, help="calibration dataset of --model-file (default digits)")
     convert.add_argument("--percentile", dest="convert.percentile", type=float, default=None, help="normalization percentile of non-zero activations (100 = max; default 99.9)")
     convert.add_argument("--channelwise", dest="convert.channelwise", action="store_const", const=True, default=None, help="one scale per channel")
-    convert.add_argument("--reset", dest="convert.reset", choices=["subtract", "zero"], default=None, help="neuron reset (default subtract)")
+    convert.add_argument("--reset", dest="convert.reset", choices=RESETS, default=None, help="neuron reset (default subtract)")
     convert.add_argument("--calibration-size", dest="data.calibration_size", type=int, default=None, help="training samples used for normalization")
     convert.add_argument("--data-dir", dest="data.data_dir", type=str, default=None, help="folder with the dataset's files")
     _add_config_options(convert, COMMON_OPTIONS)

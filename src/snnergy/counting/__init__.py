@@ -13,10 +13,15 @@ One fan-out implementation serves both networks (DESIGN.md, "Definitions"):
   its fan-out into residual shortcuts: a shortcut's Conv2d/Linear like any weighted layer, an
   identity shortcut one operation per element (:func:`identity_fanout`).
 
+:mod:`snnergy.counting.dnn` adds up a DNN's counts over recorded batches (:class:`DNNCounter`);
+:mod:`snnergy.counting.snn` turns a simulation's spike counts into SynOps, input MACs and neuron
+updates (:func:`count_snn`).
+
 Everything is per sample with layout ``(B, ...)``; sums are float64 so that they are exact
 integers for realistic sizes (below 2**53).
 """
 
+from snnergy.counting.dnn import DNNCounter, DNNCounts
 from snnergy.counting.geometry import geometry_of, layer_geometries, pool_geometry
 from snnergy.counting.ops import (
     dense_macs,
@@ -28,8 +33,19 @@ from snnergy.counting.ops import (
     sparsity_counts,
     weighted_events,
 )
+from snnergy.counting.snn import (
+    BranchShapes,
+    SNNCounts,
+    StageShapes,
+    count_snn,
+    input_macs,
+    source_fanout,
+    stage_shapes,
+)
 
 __all__ = [
+    "BranchShapes", "DNNCounter", "DNNCounts", "SNNCounts", "StageShapes", "count_snn", "input_macs",
+    "source_fanout", "stage_shapes",
     "dense_macs", "effective_macs", "fanout_map", "geometry_of", "identity_fanout", "layer_geometries",
     "neuron_fanout", "nominal_macs", "pool_geometry", "sparsity_counts", "weighted_events",
 ]

@@ -8,7 +8,8 @@ from snnergy.energy import describe_profiles
 from snnergy.experiments.compare import DEFAULT_REGULARIZERS, DEFAULT_STRENGTHS, compare, default_grid, run_configuration
 from snnergy.experiments.measure import measure
 from snnergy.experiments.pipeline import TrainedModel, measure_trained, result_record, train
-from snnergy.experiments.snn import simulate, stage_shapes
+from snnergy.counting import stage_shapes
+from snnergy.experiments.snn import simulate
 from snnergy.experiments.steps import (
     convert,
     convert_checkpoint,

@@ -121,10 +121,7 @@ def simulate_converted(snn: SpikingNetwork, config: ExperimentConfig, out: str |
     record = simulate(
         snn,
         (splits.test_x, splits.test_y),
-        timesteps=config.simulate.timesteps,
-        input=config.simulate.input,
-        max_samples=config.simulate.max_samples,
-        max_memory=config.simulate.max_memory,
+        config.simulate,
         profiles=config.profiles,
         seed=config.seed,
         device=resolve_device(config.device),

@@ -40,7 +40,8 @@ class PenaltyOptions:
     """How a penalty is bound: what model-aware penalties measure, and the layer weights.
 
     Attributes:
-        percentile: The normalization percentile the converter will use (``convert.percentile``);
+        percentile: The normalization percentile the converter will use (``convert.percentile``,
+            checked by :class:`~snnergy.config.ConvertConfig`);
             ``synops`` divides each layer by a running estimate of it, ``macs`` scales its
             smooth count by it.
         channelwise: One scale per channel, as ``convert.channelwise`` (``synops`` only).
@@ -68,8 +69,6 @@ class PenaltyOptions:
     layer_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        if not 0 < self.percentile <= 100:
-            raise ConfigError(f"convert.percentile must be in (0, 100], got {self.percentile}")
         if self.budget is not None and not (math.isfinite(self.budget) and self.budget >= 0):
             raise ConfigError(f"train.budget must be a finite number >= 0 or unset, got {self.budget}")
         if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) or self.timesteps < 1:

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from snnergy.config import RESETS
 from snnergy.errors import ConfigError
-
-RESETS = ("subtract", "zero")
 
 
 @dataclass(frozen=True)

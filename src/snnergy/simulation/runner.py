@@ -13,11 +13,12 @@ from torch import Tensor, nn  # nn: used by the doctests
 from tqdm.auto import tqdm
 
 from snnergy.config import SimulateConfig
+from snnergy.data import batches
 from snnergy.errors import DataError
 from snnergy.simulation.memory import default_max_memory
 from snnergy.simulation.memory import plan as plan_memory
 from snnergy.simulation.network import SpikingNetwork, SpikingStage  # SpikingStage: used by the doctest
-from snnergy.simulation.simulator import MAX_ELEMENTS, Simulator, _prepare, check_timesteps
+from snnergy.simulation.simulator import MAX_ELEMENTS, Simulator, _prepare
 
 
 @dataclass
@@ -35,7 +36,7 @@ class SimulationResult:
         correlation: By neuron name, Pearson r over all (sample, neuron) pairs between the
             rate-model activation (DNN activation / lambda) and the SNN rate at the largest T;
             0.0 when either side is constant.
-        modes: Per stage name, the path its currents took: ``"batched"``, ``"looped"`` or
+        paths: Per stage name, the path its currents took: ``"batched"``, ``"looped"`` or
             ``"event"`` (the analog first stage, whose current is computed once per batch, counts
             as batched); see :class:`~snnergy.simulation.Simulator`.
         density: Per stage name (but the analog first), the fraction of its inputs that were
@@ -49,7 +50,7 @@ class SimulationResult:
     input_counts: Tensor | None
     neurons: dict[str, int]
     correlation: dict[str, float]
-    modes: dict[str, str]
+    paths: dict[str, str]
     density: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -66,7 +67,7 @@ def run_simulation(snn: SpikingNetwork, data: Any, config: SimulateConfig = Simu
     Args:
         snn: The converted network (copied onto ``device`` if it lives elsewhere).
         data: A DataLoader (or iterable) of ``(x, y)`` batches, or an ``(inputs, labels)`` pair.
-        config: Reported timesteps, input encoding, ``max_samples``.
+        config: Reported timesteps, input encoding, ``max_samples`` (validated when it was built).
         device: ``"cpu"`` or ``"cuda"``.
         seed: Seeds the Poisson input generator.
         progress: Show a tqdm progress bar.
@@ -92,9 +93,9 @@ def run_simulation(snn: SpikingNetwork, data: Any, config: SimulateConfig = Simu
     device = torch.device(device)
     param = next(snn.parameters())
     net = snn if param.device == device else copy.deepcopy(snn).to(device)
-    steps = check_timesteps(config.timesteps)[-1]
+    steps = config.timesteps[-1]
     budget = config.max_memory if config.max_memory is not None else default_max_memory(device)
-    fitting, budget_elements = plan_memory(net, steps, len(set(config.timesteps)), budget, config.input == "poisson")
+    fitting, budget_elements = plan_memory(net, steps, len(config.timesteps), budget, config.input == "poisson")
     max_elements = min(max_elements, budget_elements)
     sim = Simulator(net, config.timesteps, input=config.input, mode="auto", max_elements=max_elements)
     generator = torch.Generator(device=device).manual_seed(seed) if config.input == "poisson" else None
@@ -106,7 +107,7 @@ def run_simulation(snn: SpikingNetwork, data: Any, config: SimulateConfig = Simu
     samples = 0
     total = _total(data, config.max_samples)
     with tqdm(total=total, disable=not progress, unit="sample", desc="simulate") as bar:
-        for x, y in _split(_batches(data), sub_batch, config.max_samples):
+        for x, y in _split(batches(data, batch_size=None), sub_batch, config.max_samples):
             trace = sim.run(x.to(device), generator)
             labels = y.to(device)
             correct = [c + int(n) for c, n in zip(correct, (trace.potentials.argmax(-1) == labels).sum(1))]
@@ -125,20 +126,8 @@ def run_simulation(snn: SpikingNetwork, data: Any, config: SimulateConfig = Simu
                if s.spiking}
     return SimulationResult(list(sim.timesteps), correct, samples, {k: v.cpu() for k, v in counts.items()},
                             None if inputs is None else inputs.cpu(), neurons,
-                            {k: m.pearson() for k, m in moments.items()}, dict(sim.plan),
+                            {k: m.pearson() for k, m in moments.items()}, dict(sim.paths),
                             dict(sim.density))
-
-
-def _batches(data: Any) -> Iterator[tuple[Tensor, Tensor]]:
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(d, Tensor) for d in data):
-        if len(data[0]) != len(data[1]):
-            raise DataError(f"{len(data[0])} inputs but {len(data[1])} labels")
-        yield data[0], data[1]
-        return
-    for item in data:
-        if not (isinstance(item, (tuple, list)) and len(item) >= 2 and isinstance(item[0], Tensor)):
-            raise DataError("simulation data must yield (inputs, labels) batches of tensors")
-        yield item[0], torch.as_tensor(item[1])
 
 
 def _total(data: Any, limit: int | None) -> int | None:
@@ -150,10 +139,10 @@ def _total(data: Any, limit: int | None) -> int | None:
     return size if limit is None else min(size, limit)
 
 
-def _split(batches: Iterator[tuple[Tensor, Tensor]], size: int,
+def _split(stream: Iterator[tuple[Tensor, Tensor]], size: int,
            limit: int | None) -> Iterator[tuple[Tensor, Tensor]]:
     seen = 0
-    for x, y in batches:
+    for x, y in stream:
         for i in range(0, x.shape[0], size):
             if limit is not None and seen >= limit:
                 return

@@ -15,7 +15,7 @@ stage takes one of three paths for its currents:
 With ``mode="auto"`` the simulator measures each stage's input spike density on the chunk that
 holds the middle step of the first batch (earlier chunks take ``"batched"``: in the first steps
 few neurons spike yet) and takes ``"event"`` where it supports it and the density is at most
-:data:`EVENT_DENSITY`, ``"batched"`` elsewhere (:attr:`Simulator.plan`, :attr:`Simulator.density`).
+:data:`EVENT_DENSITY`, ``"batched"`` elsewhere (:attr:`Simulator.paths`, :attr:`Simulator.density`).
 The choice depends on the data only, not on timings, so a run gives the same numbers every time.
 On a CPU the IF scan runs in a compiled kernel (:mod:`snnergy.simulation.kernels`) with the same
 arithmetic as :func:`~snnergy.simulation.neurons.if_step_`, counting spikes as it goes. The first
@@ -28,20 +28,19 @@ once per machine, with a message on stderr); without them the PyTorch loops give
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
 from torch import Tensor, nn  # nn: used by the doctests
 
+from snnergy.config import INPUTS, check_timesteps
 from snnergy.errors import ConfigError, DataError
 from snnergy.simulation import kernels
 from snnergy.simulation.events import EventTable, unsupported
 from snnergy.simulation.network import SpikingNetwork, SpikingStage
 from snnergy.simulation.neurons import IFNeuron, encode_poisson, if_step, if_step_
 
-INPUTS = ("analog", "poisson")
 MODES = ("auto", "batched", "looped", "event")
 #: The paths a stage's currents can take (``"auto"`` picks one of them per stage).
 PATHS = ("batched", "looped", "event")
@@ -88,12 +87,13 @@ class Simulator:
 
     The analog first stage computes its current once per batch (reported as ``"batched"``).
     ``mode="event"`` takes the event path wherever a stage supports it and ``"batched"``
-    elsewhere; :attr:`plan` says what each stage used and :attr:`unsupported` why a stage had no
+    elsewhere; :attr:`paths` says what each stage used and :attr:`unsupported` why a stage had no
     event path.
 
     Args:
         snn: The network (its device and dtype are used).
-        timesteps: The T values to report (sorted, unique, >= 1); runs to the largest.
+        timesteps: The T values to report (integers >= 1, :func:`~snnergy.config.check_timesteps`);
+            runs to the largest.
         input: ``"analog"`` (constant current ``x``) or ``"poisson"`` (:func:`encode_poisson`).
         mode: ``"auto"``, ``"batched"``, ``"looped"`` or ``"event"``.
         event_density: With ``"auto"``, the input density at or below which a stage takes the
@@ -106,12 +106,12 @@ class Simulator:
                  mode: str = "auto", max_elements: int = MAX_ELEMENTS, event_density: float = EVENT_DENSITY) -> None:
         self.snn = snn
         self.event_density = float(event_density)
-        self.timesteps = check_timesteps(timesteps)
+        self.timesteps = list(check_timesteps(timesteps))
         self.input = _choice(input, INPUTS, "input")
         self.mode = _choice(mode, MODES, "mode")
         self.max_elements = max(1, int(max_elements))
-        #: Per stage name, the path its currents took.
-        self.plan: dict[str, str] = {}
+        #: Per stage name, the path its currents took (``results.json``'s ``snn.paths``).
+        self.paths: dict[str, str] = {}
         #: Per stage name, the fraction of non-zero inputs on the chunk its path was chosen on.
         self.density: dict[str, float] = {}
         #: Per stage name, why it has no event path (stages that have one are absent).
@@ -122,6 +122,11 @@ class Simulator:
         self._widest = max(math.prod(i) + math.prod(o) for i, o in shapes.values())
         self._tables: dict[tuple[str, bool], EventTable] = {}
         self._sources = set(snn.shortcut_sources())
+
+    @property
+    def plan(self) -> dict[str, str]:
+        """Deprecated name of :attr:`paths`."""
+        return self.paths
 
     @torch.no_grad()
     def run(self, x: Tensor, generator: torch.Generator | None = None) -> BatchTrace:
@@ -180,14 +185,14 @@ class Simulator:
             for i, stage in enumerate(stages):
                 static = i == 0 and train is None
                 if static:  # analog first stage: the current W x + b is the same every step
-                    self.plan[stage.name] = "batched"
+                    self.paths[stage.name] = "batched"
                     if (stage.name, -1) not in statics:
                         statics[(stage.name, -1)] = stage.total_current(x, {None: x}) \
                             if len(stage.shortcuts) else stage(x)
                     currents = statics[(stage.name, -1)]
                 else:
-                    # plan on the chunk holding the middle step: at the start few neurons spike yet
-                    currents = self._currents(stage, inputs, plan=t0 + n > (steps - 1) // 2)
+                    # choose on the chunk holding the middle step: at the start few neurons spike yet
+                    currents = self._currents(stage, inputs, choose=t0 + n > (steps - 1) // 2)
                     if len(stage.shortcuts):
                         currents = self._add_shortcuts(currents, stage, outputs, statics, train is None)
                 if stage.spiking:
@@ -212,10 +217,10 @@ class Simulator:
         counts = {k: torch.stack(s) for k, s in snapshots.items()}
         return torch.stack(potentials), counts, {k: f.to(torch.float64) for k, f in final.items()}
 
-    def _currents(self, stage: SpikingStage, inputs: Tensor, plan: bool) -> Tensor:
+    def _currents(self, stage: SpikingStage, inputs: Tensor, choose: bool) -> Tensor:
         """The stage's own currents ``(n, B, ...)`` for the chunk ``inputs`` ``(n, B, ...)``; with
-        ``mode="auto"`` a stage not planned yet is planned if ``plan``, else takes ``"batched"``."""
-        if stage.name in self.plan or plan or self.mode != "auto":
+        ``mode="auto"`` a stage without a path yet gets one if ``choose``, else takes ``"batched"``."""
+        if stage.name in self.paths or choose or self.mode != "auto":
             path = self._path(stage, inputs)
         else:
             path = "batched"
@@ -238,8 +243,8 @@ class Simulator:
         return out.reshape(inputs.shape[0], inputs.shape[1], *out.shape[1:])
 
     def _path(self, stage: SpikingStage, inputs: Tensor) -> str:
-        if stage.name in self.plan:
-            return self.plan[stage.name]
+        if stage.name in self.paths:
+            return self.paths[stage.name]
         reason = unsupported(stage)
         if reason is not None:
             self.unsupported[stage.name] = reason
@@ -250,7 +255,7 @@ class Simulator:
             path = "batched"
         else:
             path = "event" if self.mode == "event" or density <= self.event_density else "batched"
-        self.plan[stage.name] = path
+        self.paths[stage.name] = path
         return path
 
     def _add_shortcuts(self, currents: Tensor, stage: SpikingStage, outputs: dict[str | None, Tensor],
@@ -350,14 +355,6 @@ def simulate_reference(snn: SpikingNetwork, x: Tensor, timesteps: Iterable[int],
     inputs = torch.stack(counts.pop("")) if train is not None else None
     spikes = {k: torch.stack(c) for k, c in counts.items()}
     return BatchTrace(torch.stack(potentials), spikes, inputs, final)
-
-
-def check_timesteps(timesteps: Iterable[int]) -> list[int]:
-    """Sorted unique reported timesteps; each an integer >= 1 (else :class:`ConfigError`)."""
-    values = list(timesteps)
-    if not values or any(isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 1 for t in values):
-        raise ConfigError(f"timesteps must be a non-empty list of integers >= 1, got {values!r}")
-    return sorted({int(t) for t in values})
 
 
 # ---------------------------------------------------------------------------- internals

@@ -17,7 +17,7 @@ Everything is per sample with layout ``(B, ...)``; sums are float64 so that they
 integers for realistic sizes (below 2**53).
 """
 
-from snnergy.counting.geometry import geometry_of, layer_geometries, pool_geometry
+from snnergy.counting.geometry import layer_geometries
 from snnergy.counting.ops import (
     dense_macs,
     effective_macs,
@@ -28,8 +28,10 @@ from snnergy.counting.ops import (
     sparsity_counts,
     weighted_events,
 )
+from snnergy.counting.readers import readers_fanout
+from snnergy.structure.geometry import geometry_of, pool_geometry
 
 __all__ = [
     "dense_macs", "effective_macs", "fanout_map", "geometry_of", "identity_fanout", "layer_geometries",
-    "neuron_fanout", "nominal_macs", "pool_geometry", "sparsity_counts", "weighted_events",
+    "neuron_fanout", "nominal_macs", "pool_geometry", "readers_fanout", "sparsity_counts", "weighted_events",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.fx as fx
@@ -200,24 +200,11 @@ def _plan(stage_terms: list[StageTerms], walker: Walker, values: dict[fx.Node, A
 
     def branch(term: Term) -> Branch:
         source = names[id(term.source)] if term.source is not None else None
-        source_shape = shape(term.source)
-        pools, x = [], torch.zeros((1, *source_shape))
-        with torch.no_grad():
-            for op in term.pre:
-                if isinstance(op, nn.AvgPool2d):
-                    pools.append(pool_geometry(op, tuple(x.shape[1:])))
-                x = op(x)
-        in_shape = tuple(int(d) for d in x.shape[1:])
         if term.layer is None:
-            name = f"identity:{source or 'input'}"
-            return Branch(name, source, tuple(term.pre), None, None, source_shape, in_shape, in_shape,
-                          tuple(pools), None)
-        name = names[id(term.node)]
-        out_shape = shape(term.node)
-        geometry = geometry_of(term.layer, name, in_shape, out_shape)
+            return branch_of(f"identity:{source or 'input'}", source, term.pre, None, shape(term.source))
         norm = str(term.out.target) if term.out is not term.node and term.out.op == "call_module" else None
-        return Branch(name, source, tuple(term.pre), term.layer, norm, source_shape, in_shape,
-                      shape(term.out), tuple(pools), geometry)
+        return branch_of(names[id(term.node)], source, term.pre, term.layer, shape(term.source),
+                         shape(term.node), norm)
 
     stages = []
     for terms in stage_terms:
@@ -233,6 +220,34 @@ def _plan(stage_terms: list[StageTerms], walker: Walker, values: dict[fx.Node, A
                        for t, b in zip([terms.main, *terms.shortcuts], s.branches) if t.node is not None),
                       key=lambda pair: order[pair[0]])
     return NetworkPlan(input_shape, tuple(stages), tuple(b.geometry for _, b in weighted))
+
+
+def branch_of(name: str, source: str | None, pre: Sequence[nn.Module], layer: nn.Module | None,
+              source_shape: tuple[int, ...], out_shape: tuple[int, ...] | None = None,
+              norm: str | None = None) -> Branch:
+    """A :class:`Branch` with its shapes and geometries, read by one dummy pass through ``pre``
+    (and ``layer`` when ``out_shape`` is not given). A ``layer`` that is not a Conv2d/Linear (e.g.
+    a converted network's per-channel scale) makes an identity branch.
+
+    Example:
+        >>> b = branch_of("fc", "relu", [nn.AvgPool2d(2), nn.Flatten()], nn.Linear(8, 3), (2, 4, 4))
+        >>> b.in_shape, b.out_shape, len(b.pools), b.geometry.kind
+        ((8,), (3,), 1, 'linear')
+    """
+    pools, x = [], torch.zeros((1, *source_shape))
+    with torch.no_grad():
+        for op in pre:
+            if isinstance(op, nn.AvgPool2d):
+                pools.append(pool_geometry(op, tuple(x.shape[1:])))
+            x = op(x)
+        in_shape = tuple(int(d) for d in x.shape[1:])
+        if not isinstance(layer, (nn.Conv2d, nn.Linear)):
+            return Branch(name, source, tuple(pre), layer, None, source_shape, in_shape, in_shape, tuple(pools), None)
+        if out_shape is None:
+            param = layer.weight
+            out_shape = tuple(int(d) for d in layer(x.to(device=param.device, dtype=param.dtype)).shape[1:])
+    geometry = geometry_of(layer, name, in_shape, out_shape)
+    return Branch(name, source, tuple(pre), layer, norm, source_shape, in_shape, out_shape, tuple(pools), geometry)
 
 
 def _names(stage_terms: list[StageTerms]) -> dict[int, str]:

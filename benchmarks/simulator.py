@@ -236,7 +236,7 @@ def prepare(name: str, splits: DatasetSplits,
               device=device)
     calibration = calibration_set(splits, settings.calibration, seed=settings.seed).to(device)
     snn = convert(model, calibration, ConvertConfig())
-    dnn = fold_batchnorm(model).to(device)
+    dnn = fold_batchnorm(model, splits.input_shape).to(device)
     x = splits.test_x[: settings.batch].to(device)
     y = splits.test_y[: settings.batch].to(device)
     summary = (f"{name}: {len(splits.train_x)} training samples, 1 epoch, "

@@ -35,7 +35,6 @@ import torch
 from torch import Tensor, nn
 
 from snnergy.counting import neuron_fanout, weighted_events
-from snnergy.experiments.snn import stage_shapes
 from snnergy.simulation import SpikingNetwork
 
 
@@ -216,14 +215,14 @@ def snnergy_synops_on(snn: SpikingNetwork, spikes: dict[str, Tensor]) -> dict[st
     and averaged over the ``B`` samples: what ``snnergy.experiments.simulate`` reports in
     ``synops_per_layer`` for its own spikes.
     """
-    shapes = stage_shapes(snn)
+    plan = snn.plan()
     out = {}
-    for stage, nxt in zip(shapes, shapes[1:]):
-        if stage.neuron_name is None:
+    for stage, nxt in zip(plan.stages, plan.stages[1:]):
+        if stage.neuron is None:
             continue
-        counts = spikes[stage.neuron_name].sum(1, dtype=torch.float64)
-        fanout = neuron_fanout(nxt.layer, nxt.pools, tuple(counts.shape[1:]))
-        out[stage.neuron_name] = float(weighted_events(fanout, counts).mean())
+        counts = spikes[stage.neuron.name].sum(1, dtype=torch.float64)
+        fanout = neuron_fanout(nxt.main.geometry, nxt.main.pools, tuple(counts.shape[1:]))
+        out[stage.neuron.name] = float(weighted_events(fanout, counts).mean())
     return out
 
 

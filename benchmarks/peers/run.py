@@ -292,7 +292,7 @@ def run(s: Settings) -> tuple[list[dict], list[dict], list[str]]:
     for dataset, name, tag, model, splits, how in nets(s):
         snn = convert(model, calibration_set(splits, s.calibration, seed=s.seed), ConvertConfig())
         peers.check_dynamics(snn)
-        dnn = fold_batchnorm(model).eval()
+        dnn = fold_batchnorm(model, splits.input_shape).eval()
         batch = s.vgg_batch if name == "vgg" else s.batch
         x, y = splits.test_x[:batch], splits.test_y[:batch]
         note = f"{dataset} {tag}: {how}"

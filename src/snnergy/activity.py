@@ -21,9 +21,8 @@ from torch.utils.hooks import RemovableHandle
 
 from snnergy.errors import ConfigError, SnnergyError
 from snnergy.records import ActivityRecord
+from snnergy.structure.activations import activation_module_types
 
-ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU,)
-"""Modules whose output is an activation map (the neurons of the converted SNN)."""
 
 WEIGHTED_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
 """Modules whose input is recorded with ``layer_inputs=True`` (what MAC counting needs)."""
@@ -38,8 +37,9 @@ class ActivityRecorder:
     places) makes its map ambiguous and raises :class:`~snnergy.errors.SnnergyError`.
 
     Args:
-        model: The network; hooks go on every submodule of an ``ACTIVATION_TYPES`` type (its
-            output) and, if ``layer_inputs``, every ``WEIGHTED_TYPES`` module (its first input).
+        model: The network; hooks go on every submodule of a registered activation type
+            (:data:`snnergy.structure.ACTIVATIONS`, its output) and, if ``layer_inputs``, every
+            ``WEIGHTED_TYPES`` module (its first input).
         activations: Record activation modules' outputs.
         layer_inputs: Record weighted layers' inputs.
         detach: Store detached tensors. With ``False`` the maps keep their autograd graph, so a
@@ -75,8 +75,9 @@ class ActivityRecorder:
         self._inputs: dict[str, list[Tensor]] = {}
         self._last_pass: dict[tuple[str, str], int] = {}
         self._handles: list[RemovableHandle] = [model.register_forward_pre_hook(self._new_pass)]
+        activation_types = activation_module_types()
         for name, module in model.named_modules():
-            if activations and isinstance(module, ACTIVATION_TYPES):
+            if activations and isinstance(module, activation_types):
                 self._handles.append(module.register_forward_hook(self._output_hook(name)))
             if layer_inputs and isinstance(module, WEIGHTED_TYPES):
                 self._handles.append(module.register_forward_hook(self._input_hook(name)))

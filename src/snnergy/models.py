@@ -1,20 +1,12 @@
 """Model registry: architectures built only from layers the DNN-to-SNN converter supports.
 
-Every model but the residual ``resnet`` / ``resnet20`` (:class:`ResNet`, converted through the
-torch.fx graph path with its shortcuts) is a *flat* :class:`torch.nn.Sequential` with meaningful
-child names (``conv1``, ``relu1``, ``pool1``, ..., ``fc3``) and this structure, which conversion
-and counting rely on:
-
-- only the layers in :data:`SUPPORTED_LAYERS` (exact types);
-- each weighted layer (Conv2d/Linear) except the last is followed, optionally after one
-  BatchNorm of the matching kind (folded into it at conversion), by a ReLU;
-- AvgPool2d, Flatten and Dropout sit between a ReLU (or the input) and the next weighted layer;
-- the last layer is a Linear producing logits, with nothing after it (its accumulated potential
-  is the SNN's readout).
-
-:func:`check_supported` enforces this on any model, with an error naming the offending child
-and what to use instead (max pooling has no exact spiking equivalent, so use AvgPool2d, as
-SNN Toolbox and SpikingJelly recommend; see REFERENCE.md section 2).
+Every model but the residual ``resnet`` / ``resnet20`` (:class:`ResNet`, whose shortcuts become
+residual branches of the plan) is a flat :class:`torch.nn.Sequential` with meaningful child names
+(``conv1``, ``relu1``, ``pool1``, ..., ``fc3``). :func:`build_model` checks every model it builds
+with :func:`check_supported`, i.e. :func:`snnergy.structure.trace`: the one network plan that
+conversion, counting and the regularizers read, with an error naming the offending layer and
+what to use instead (max pooling has no exact spiking equivalent, so use AvgPool2d, as SNN Toolbox
+and SpikingJelly recommend; see REFERENCE.md section 2).
 """
 
 from __future__ import annotations
@@ -28,24 +20,9 @@ import torch
 from torch import nn
 
 from snnergy.config import ModelConfig
-from snnergy.errors import ConfigError, ConversionError
+from snnergy.errors import ConfigError
 from snnergy.registry import Registry
-
-SUPPORTED_LAYERS: tuple[type[nn.Module], ...] = (
-    nn.Conv2d,
-    nn.Linear,
-    nn.ReLU,
-    nn.AvgPool2d,
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
-    nn.Flatten,
-    nn.Dropout,
-)
-"""The layer types a model may hold (exact types: a subclass may change ``forward``)."""
-
-_WEIGHTED = (nn.Conv2d, nn.Linear)
-_PASSTHROUGH = (nn.AvgPool2d, nn.Flatten, nn.Dropout)
-_BN_FOR = {nn.Conv2d: nn.BatchNorm2d, nn.Linear: nn.BatchNorm1d}
+from snnergy.structure import NetworkPlan, trace
 
 ModelBuilder = Callable[[tuple[int, int, int], int, float], nn.Module]
 """``(input_shape (C, H, W), num_classes, width) -> model``."""
@@ -56,109 +33,30 @@ MODELS: Registry[ModelBuilder] = Registry("model")
 # --------------------------------------------------------------------------- structure check
 
 
-def _advice(child: nn.Module) -> str:
-    """What to use instead of an unsupported layer."""
-    kind = type(child)
-    if "MaxPool" in kind.__name__ or isinstance(child, (nn.LPPool1d, nn.LPPool2d)):
-        return "use AvgPool2d (max pooling has no exact spiking equivalent)"
-    if kind.__module__ == "torch.nn.modules.activation" and kind is not nn.MultiheadAttention:
-        return "use ReLU (the converter maps only ReLU to integrate-and-fire neurons)"
-    if "AdaptiveAvgPool" in kind.__name__:
-        return "use AvgPool2d with a fixed kernel size"
-    if isinstance(child, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
-        return "flatten nested containers into one nn.Sequential"
-    names = ", ".join(t.__name__ for t in SUPPORTED_LAYERS)
-    return f"supported layers: {names}"
-
-
-def check_supported(model: nn.Module) -> None:
-    """Checks that ``model`` is a flat Sequential of supported layers in a convertible order.
+def check_supported(model: nn.Module, input_shape: tuple[int, ...]) -> NetworkPlan:
+    """Checks that the converter can describe ``model``: its :class:`~snnergy.structure.NetworkPlan`.
 
     Args:
-        model: The DNN to check.
+        model: The DNN to check (left untouched).
+        input_shape: Per-sample input shape.
+
+    Returns:
+        The model's plan.
 
     Raises:
-        ConversionError: Naming the offending child (by name and type) and what to use instead.
+        ConversionError: Naming the offending layer (by name and type) and what to use instead.
 
     Example:
-        >>> check_supported(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)))
-        >>> bad = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2))
-        >>> check_supported(bad)  # doctest: +ELLIPSIS
+        >>> plan = check_supported(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)), (4,))
+        >>> [a.name for a in plan.activations]
+        ['1']
+        >>> bad = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 2))
+        >>> check_supported(bad, (1, 6, 6))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        snnergy.errors.ConversionError: layer '1' (MaxPool2d) is not supported: use AvgPool2d ...
+        snnergy.errors.ConversionError: module '2' (MaxPool2d) is not supported: use AvgPool2d ...
     """
-    if not isinstance(model, nn.Sequential):
-        raise ConversionError(
-            f"the converter needs a flat nn.Sequential, got {type(model).__name__}; "
-            "rebuild the model as nn.Sequential(OrderedDict(...))"
-        )
-    children = list(model.named_children())
-    for name, child in children:
-        if type(child) not in SUPPORTED_LAYERS:
-            raise ConversionError(
-                f"layer '{name}' ({type(child).__name__}) is not supported: {_advice(child)}"
-            )
-        if isinstance(child, nn.Conv2d) and child.padding_mode != "zeros":
-            raise ConversionError(
-                f"layer '{name}' (Conv2d) uses padding_mode='{child.padding_mode}': "
-                "use padding_mode='zeros'"
-            )
-    weighted = [i for i, (_, child) in enumerate(children) if isinstance(child, _WEIGHTED)]
-    if not weighted:
-        raise ConversionError("the model has no Conv2d or Linear layer")
-    last = weighted[-1]
-    last_name, last_child = children[last]
-    if not isinstance(last_child, nn.Linear):
-        raise ConversionError(
-            f"the last weighted layer '{last_name}' is a {type(last_child).__name__}: "
-            "end the model with a Linear producing the logits"
-        )
-    if last != len(children) - 1:
-        name, child = children[last + 1]
-        raise ConversionError(
-            f"layer '{name}' ({type(child).__name__}) follows the output layer '{last_name}': "
-            "the last layer must be a Linear producing logits, with no activation after it"
-        )
-    _check_order(children)
-
-
-def _check_order(children: list[tuple[str, nn.Module]]) -> None:
-    """Walks the children as a small state machine (see the module docstring)."""
-    # state: "input" (before any weighted layer or after a ReLU), "weighted" (just after a
-    # weighted layer), "bn" (after the BatchNorm that follows a weighted layer)
-    state, previous, previous_child = "input", None, None
-    for name, child in children:
-        kind = type(child).__name__
-        if isinstance(child, _WEIGHTED):
-            if state != "input":
-                raise ConversionError(
-                    f"layer '{name}' ({kind}) follows '{previous}' without a ReLU between them: "
-                    "put a ReLU after every weighted layer except the last"
-                )
-            state = "weighted"
-        elif isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            if state != "weighted" or _BN_FOR.get(type(previous_child)) is not type(child):
-                raise ConversionError(
-                    f"layer '{name}' ({kind}) must directly follow a "
-                    f"{'Conv2d' if isinstance(child, nn.BatchNorm2d) else 'Linear'} layer "
-                    "so that it can be folded into its weights"
-                )
-            state = "bn"
-        elif isinstance(child, nn.ReLU):
-            if state not in ("weighted", "bn"):
-                raise ConversionError(
-                    f"layer '{name}' (ReLU) does not follow a weighted layer (or its BatchNorm): "
-                    "each ReLU must come right after a Conv2d/Linear, optionally via a BatchNorm"
-                )
-            state = "input"
-        elif isinstance(child, _PASSTHROUGH):
-            if state != "input":
-                raise ConversionError(
-                    f"layer '{name}' ({kind}) sits between weighted layer '{previous}' and its "
-                    "ReLU: place pooling, flatten and dropout after the ReLU"
-                )
-        previous, previous_child = name, child
+    return trace(model, input_shape)
 
 
 # --------------------------------------------------------------------------- builders
@@ -473,8 +371,7 @@ def build_model(
         num_classes: Number of logits (at least 1).
 
     Returns:
-        A freshly initialized model in training mode: a flat ``nn.Sequential`` that passes
-        :func:`check_supported`, or a graph model (``resnet``) of supported layers only.
+        A freshly initialized model in training mode that passes :func:`check_supported`.
 
     Raises:
         ConfigError: Unknown model name (listing the known ones), a width that is not a positive
@@ -500,17 +397,5 @@ def build_model(
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     shape = tuple(int(s) for s in shape)
     model = builder(shape, int(num_classes), float(width))  # type: ignore[arg-type]
-    if isinstance(model, nn.Sequential):
-        check_supported(model)
-    else:  # a graph model (resnet): its structure is checked by the converter's graph walk
-        _check_leaf_types(model)
+    check_supported(model, shape)
     return model
-
-
-def _check_leaf_types(model: nn.Module) -> None:
-    """Every leaf module of a graph model is a supported layer (exact type)."""
-    for name, module in model.named_modules():
-        if not list(module.children()) and type(module) not in SUPPORTED_LAYERS:
-            raise ConversionError(
-                f"layer '{name}' ({type(module).__name__}) is not supported: {_advice(module)}"
-            )

@@ -49,6 +49,12 @@ class Registry(Generic[T]):
             raise ConfigError(f"{self.kind} '{name}' is already registered")
         self._entries[name] = obj
 
+    def remove(self, name: str) -> T:
+        """Removes and returns the entry called ``name`` (e.g. a plug-in's, or a test's)."""
+        entry = self.get(name)
+        del self._entries[name]
+        return entry
+
     def get(self, name: str) -> T:
         """Returns the entry called ``name``, or raises listing the known names."""
         try:

@@ -12,9 +12,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from snnergy.config import ConvertConfig
-from snnergy.conversion import activation_scales, check_convertible, convert, fold_batchnorm
+from snnergy.conversion import activation_scales, convert, fold_batchnorm
 from snnergy.errors import ConfigError, ConversionError, DataError
 from snnergy.simulation import SpikingNetwork
+from snnergy.structure import trace
 
 
 def seq(**layers: nn.Module) -> nn.Sequential:
@@ -55,14 +56,16 @@ def vgg_bn() -> nn.Sequential:
 NETS = {"mlp": mlp, "lenet": lenet, "vgg_bn": vgg_bn}
 
 
-# ---------------------------------------------------------------------------- check_convertible
+# ---------------------------------------------------------------------------- the plan's checks
 
 
 def test_nested_sequentials_are_flattened_with_qualified_names() -> None:
     net = seq(features=nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.AvgPool2d(2)),
               flatten=nn.Flatten(), head=nn.Sequential(nn.Linear(8, 3)))
-    assert [name for name, _ in check_convertible(net)] == [
-        "features.0", "features.1", "features.2", "flatten", "head.0"]
+    plan = trace(net, (1, 6, 6))
+    assert [(s.name, s.neuron.name if s.neuron else None) for s in plan.stages] == [
+        ("features.0", "features.1"), ("head.0", None)]
+    assert [type(op).__name__ for op in plan.stages[1].main.pre] == ["AvgPool2d", "Flatten"]
 
 
 class Square(nn.Module):
@@ -86,53 +89,54 @@ class Skip(nn.Sequential):
         return super().forward(x) + x
 
 
-@pytest.mark.parametrize("model,match", [
+# Each model fits its input shape, so that the structure, not a shape, is what is refused.
+@pytest.mark.parametrize("model,shape,match", [
     (seq(conv=nn.Conv2d(1, 2, 3), relu=nn.ReLU(), pool=nn.MaxPool2d(2), flat=nn.Flatten(),
-         fc=nn.Linear(2, 2)), r"'pool' \(MaxPool2d\).*nn\.AvgPool2d"),
-    (seq(fc1=nn.Linear(4, 4), act=nn.Sigmoid(), fc2=nn.Linear(4, 2)), r"'act' \(Sigmoid\).*nn\.ReLU"),
-    (seq(fc1=nn.Linear(4, 4), act=nn.LeakyReLU(), fc2=nn.Linear(4, 2)), r"'act'.*nn\.ReLU"),
-    (seq(fc=nn.Linear(4, 2), soft=nn.Softmax(dim=1)), r"'soft'.*logits"),
-    (seq(relu=nn.ReLU(), fc=nn.Linear(4, 2)), r"'relu' \(ReLU\) must follow"),
-    (seq(fc1=nn.Linear(4, 4), relu=nn.ReLU(), bn=nn.BatchNorm1d(4), fc2=nn.Linear(4, 2)),
+         fc=nn.Linear(2, 2)), (1, 4, 4), r"'pool' \(MaxPool2d\).*use AvgPool2d"),
+    (seq(fc1=nn.Linear(4, 4), act=nn.Sigmoid(), fc2=nn.Linear(4, 2)), (4,), r"'act' \(Sigmoid\).*use ReLU"),
+    (seq(fc1=nn.Linear(4, 4), act=nn.LeakyReLU(), fc2=nn.Linear(4, 2)), (4,), r"'act'.*use ReLU"),
+    (seq(fc=nn.Linear(4, 2), soft=nn.Softmax(dim=1)), (4,), r"'soft'.*logits"),
+    (seq(relu=nn.ReLU(), fc=nn.Linear(4, 2)), (4,), r"'relu' \(ReLU\) must follow"),
+    (seq(fc1=nn.Linear(4, 4), relu=nn.ReLU(), bn=nn.BatchNorm1d(4), fc2=nn.Linear(4, 2)), (4,),
      r"'bn'.*must directly follow"),
     (seq(conv=nn.Conv2d(1, 2, 3), bn=nn.BatchNorm1d(2), relu=nn.ReLU(), flat=nn.Flatten(),
-         fc=nn.Linear(2, 2)), r"'bn'.*BatchNorm2d"),
-    (seq(fc1=nn.Linear(4, 3), bn=nn.BatchNorm1d(4), relu=nn.ReLU(), fc2=nn.Linear(3, 2)),
+         fc=nn.Linear(8, 2)), (1, 4, 4), r"'bn'.*BatchNorm2d"),
+    (seq(fc1=nn.Linear(4, 3), bn=nn.BatchNorm1d(4), relu=nn.ReLU(), fc2=nn.Linear(3, 2)), (4,),
      r"'bn'.*4 channels but 'fc1' gives 3"),
     (seq(conv=nn.Conv2d(1, 2, 3), pool=nn.AvgPool2d(2), relu=nn.ReLU(), flat=nn.Flatten(),
-         fc=nn.Linear(2, 2)), r"'pool'.*after the ReLU"),
-    (seq(fc1=nn.Linear(4, 4), fc2=nn.Linear(4, 2)), r"'fc2'.*without a ReLU"),
-    (seq(fc1=nn.Linear(4, 4), relu=nn.ReLU()), r"end with a Linear.*'relu'"),
-    (seq(conv=nn.Conv2d(1, 2, 3)), r"end with a Linear.*'conv'"),
-    (seq(flat=nn.Flatten(0), fc=nn.Linear(4, 2)), r"'flat'.*start_dim=0"),
+         fc=nn.Linear(2, 2)), (1, 4, 4), r"'pool'.*after the ReLU"),
+    (seq(fc1=nn.Linear(4, 4), fc2=nn.Linear(4, 2)), (4,), r"'fc2'.*without a ReLU"),
+    (seq(fc1=nn.Linear(4, 4), relu=nn.ReLU()), (4,), r"end with a Linear.*'relu'"),
+    (seq(conv=nn.Conv2d(1, 2, 3)), (1, 4, 4), r"end with a Linear.*'conv'"),
+    (seq(flat=nn.Flatten(0), fc=nn.Linear(4, 2)), (4,), r"'flat'.*start_dim=0"),
     (seq(fc1=nn.Linear(4, 4), bn=nn.BatchNorm1d(4, track_running_stats=False), relu=nn.ReLU(),
-         fc2=nn.Linear(4, 2)), r"'bn'.*running statistics"),
+         fc2=nn.Linear(4, 2)), (4,), r"'bn'.*running statistics"),
     (seq(conv=nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"), relu=nn.ReLU(),
-         flat=nn.Flatten(), fc=nn.Linear(2, 2)), r"'conv'.*padding_mode"),
-    (seq(drop=nn.Dropout()), r"no Conv2d or Linear"),
+         flat=nn.Flatten(), fc=nn.Linear(32, 2)), (1, 4, 4), r"'conv'.*padding_mode"),
+    (seq(drop=nn.Dropout()), (4,), r"no Conv2d or Linear"),
 ])
-def test_unsupported_layers_and_structures_are_refused(model: nn.Module, match: str) -> None:
+def test_unsupported_layers_and_structures_are_refused(model: nn.Module, shape: tuple[int, ...], match: str) -> None:
     with pytest.raises(ConversionError, match=match):
-        check_convertible(model)
+        trace(model, shape)
     with pytest.raises(ConversionError, match=match):
-        convert(model, torch.rand(4, 1, 4, 4))
+        convert(model, torch.rand(4, *shape))
 
 
-@pytest.mark.parametrize("model,match,graph_match", [
-    (seq(fc1=nn.Linear(4, 4), sq=Square(), fc2=nn.Linear(4, 2)), r"'sq' \(Square\).*nn\.Sequential",
-     r"op 'mul' \(operator\.mul\) in module 'sq' \(Square\)"),
-    (Net(), r"Net is not an nn\.Sequential.*give an nn\.Sequential", None),
-    (Skip(nn.Linear(4, 4)), r"Skip is not an nn\.Sequential", None),
+@pytest.mark.parametrize("model,match", [
+    (seq(fc1=nn.Linear(4, 4), sq=Square(), fc2=nn.Linear(4, 2)),
+     r"op 'mul' \(operator\.mul\) in module 'sq' \(Square\).*only sums of branches"),
+    (Net(), None),
+    (Skip(nn.Linear(4, 4)), None),
 ])
-def test_check_convertible_needs_a_plain_sequential(model: nn.Module, match: str, graph_match: str | None) -> None:
-    # check_convertible is the Sequential check; convert traces everything else with torch.fx
-    # (tests/unit/test_fx_conversion.py), which converts Net and Skip and names Square's product.
-    with pytest.raises(ConversionError, match=match):
-        check_convertible(model)
-    if graph_match is None:
+def test_custom_modules_are_traced_into_the_plan(model: nn.Module, match: str | None) -> None:
+    # one walk for every model: a custom forward is traced, so Net and Skip (a residual identity
+    # branch around a Linear) convert, and Square's product is named with what to do instead.
+    if match is None:
         assert isinstance(convert(model, torch.rand(4, 4)), SpikingNetwork)
     else:
-        with pytest.raises(ConversionError, match=graph_match):
+        with pytest.raises(ConversionError, match=match):
+            trace(model, (4,))
+        with pytest.raises(ConversionError, match=match):
             convert(model, torch.rand(4, 4))
 
 
@@ -153,7 +157,7 @@ def test_fold_batchnorm_keeps_outputs(layer: nn.Module, norm: nn.Module, shape: 
     expected = net(x)
     net.train()
     before = copy.deepcopy(net.state_dict())
-    folded = fold_batchnorm(net)
+    folded = fold_batchnorm(net, tuple(x.shape[1:]))
     assert torch.allclose(folded(x), expected, atol=1e-5)
     assert isinstance(folded[1], nn.Identity) and folded[0].bias is not None
     assert net.training and isinstance(net[1], nn.BatchNorm1d | nn.BatchNorm2d)  # original untouched
@@ -171,7 +175,7 @@ def test_fold_batchnorm_formula() -> None:
         net.bn.bias.fill_(0.25)
         net.bn.running_mean.fill_(0.5)
         net.bn.running_var.fill_(3.0)
-    folded = fold_batchnorm(net)
+    folded = fold_batchnorm(net, (2,))
     assert folded.fc.weight.tolist() == [[1.0, -2.0]]
     assert folded.fc.bias.tolist() == [0.75]
 

@@ -17,7 +17,7 @@ from snnergy.config import ConvertConfig, DataConfig, ExperimentConfig, ModelCon
 from snnergy.conversion import convert
 from snnergy.counting import effective_macs, layer_geometries
 from snnergy.energy import ENERGY_PROFILES
-from snnergy.errors import ConfigError, SnnergyError
+from snnergy.errors import ConfigError, ConversionError, SnnergyError
 from snnergy.experiments import compare, simulate, train
 from snnergy.records import ActivityRecord
 from snnergy.regularizers import (
@@ -224,10 +224,10 @@ def test_trace_structure_reads_pools_and_refuses_what_it_cannot_count() -> None:
         ("relu1", "conv2", 0), ("relu2", "fc1", 1), ("relu3", "fc2", 0)]
     assert s.readout_neurons == 2
     maxpool = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 2))
-    with pytest.raises(ConfigError, match=r"module '2' \(MaxPool2d\) sits between activation '1'"):
+    with pytest.raises(ConversionError, match=r"module '2' \(MaxPool2d\) is not supported: use AvgPool2d"):
         bind_penalty("synops", maxpool, (1, 4, 4))
     bind_penalty("macs", maxpool, (1, 4, 4))  # the DNN's MACs need no spikes: fine
-    with pytest.raises(ConfigError, match="activation '1' feeds no weighted layer"):
+    with pytest.raises(ConversionError, match=r"must end with a Linear.*module '1' \(ReLU\)"):
         bind_penalty("synops", nn.Sequential(nn.Linear(2, 2), nn.ReLU()), (2,))
 
 
@@ -285,15 +285,49 @@ def test_compare_runs_synops_next_to_none() -> None:
     assert records[1]["snn"]["synops"][-1] < records[0]["snn"]["synops"][-1]
 
 
-def test_synops_refuses_a_residual_model_it_would_undercount() -> None:
+class Residual(nn.Module):
+    """relu1 = 2x on 0/1 inputs; fc2 is zero, so relu2 = relu(fc2(h) + h) = h (an identity shortcut)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.relu1, self.fc2, self.relu2, self.out = (
+            nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 3))
+        with torch.no_grad():
+            self.fc1.weight.copy_(2 * torch.eye(2))
+            self.fc1.bias.zero_()
+            self.fc2.weight.zero_()
+            self.fc2.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu1(self.fc1(x))
+        return self.out(self.relu2(self.fc2(h) + h))
+
+
+def test_synops_counts_residual_shortcuts_as_the_simulator_does() -> None:
+    # each relu1 spike fans out into fc2 (2 outputs) and the identity shortcut (1 accumulate): 3;
+    # each relu2 spike into out: 3. With scales 2 (percentile 100) every active neuron spikes at
+    # t = 1, and relu2 copies relu1: inputs [1, 0] and [1, 1] give 1 and 2 active neurons per
+    # layer, so (1 + 2) / 2 x (3 + 3) = 9 SynOps per sample.
+    net, x = Residual(), torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    structure = trace_structure(net, (2,))
+    assert [[b.name for b in s.readers] for s in structure.spiking] == [["fc2", "identity:relu1"], ["out"]]
+    penalty = bind_penalty("synops", net, (2,), PenaltyOptions(percentile=100.0))(record_of(net, x))
+    snn = convert(net, x, ConvertConfig(percentile=100.0))
+    counted = simulate(snn, (x, torch.zeros(2, dtype=torch.long)), timesteps=[1])
+    assert counted.synops[0] == pytest.approx(9.0)
+    assert penalty.item() == pytest.approx(9.0, rel=1e-6)
+
+
+def test_synops_binds_on_the_residual_model_registry_entry() -> None:
     from snnergy.config import ModelConfig
-    from snnergy.errors import ConfigError
     from snnergy.models import build_model
     from snnergy.regularizers import bind_penalty
 
     resnet = build_model(ModelConfig(name="resnet"), (1, 8, 8), 10)
-    with pytest.raises(ConfigError, match="'synops' estimates fan-out along a chain of modules"):
-        bind_penalty("synops", resnet, (1, 8, 8))
+    structure = trace_structure(resnet, (1, 8, 8))
+    # the stem's neurons feed stage1's first conv and its identity shortcut
+    assert [b.name for b in structure.spiking[0].readers] == ["stage1.0.conv1", "identity:stem_relu"]
+    bind_penalty("synops", resnet, (1, 8, 8))
     bind_penalty("macs", resnet, (1, 8, 8))  # counts each weighted layer's own input: fine on any graph
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from snnergy.config import ConvertConfig
 from snnergy.conversion import convert
-from snnergy.experiments.snn import source_fanout, stage_shapes
+from snnergy.counting import readers_fanout
 from snnergy.simulation import IFNeuron, Simulator, SpikingNetwork, SpikingStage, simulate_reference
 from snnergy.simulation import kernels
 from snnergy.simulation.events import EventTable, unsupported
@@ -99,20 +99,20 @@ def test_cost_per_spike_is_the_synops_fan_out_hand_case() -> None:
 
 
 def test_cost_per_spike_equals_the_synops_definition_on_a_converted_lenet() -> None:
-    # the event path's additions per spike are, input by input, the fan-out DESIGN.md counts as
-    # SynOps (experiments.snn.source_fanout), for every stage of a converted LeNet
+    # the event path's additions per spike are, input by input, the fan-out docs/design.md counts
+    # as SynOps (counting.readers_fanout over the plan), for every stage of a converted LeNet
     torch.manual_seed(0)
     net = nn.Sequential(OrderedDict(
         conv1=nn.Conv2d(1, 4, 3, padding=1), relu1=nn.ReLU(), pool1=nn.AvgPool2d(2),
         conv2=nn.Conv2d(4, 6, 3, padding=1, stride=2), relu2=nn.ReLU(), flatten=nn.Flatten(),
         fc1=nn.Linear(6 * 2 * 2, 8), relu3=nn.ReLU(), fc2=nn.Linear(8, 3)))
     snn = convert(net, torch.rand(16, 1, 8, 8), ConvertConfig())
-    shapes = stage_shapes(snn)
+    plan = snn.plan()
     sim = Simulator(snn, [1])
     for previous, s in zip(snn.stages, snn.stages[1:]):
         in_shape = sim._in_shapes[s.name]
         table = EventTable(s, in_shape)
-        fanout = source_fanout(shapes, previous.neuron_name, in_shape)
+        fanout = readers_fanout(plan.readers(previous.neuron_name), in_shape)
         assert torch.equal(table.synops_per_input.reshape(in_shape).to(fanout.dtype), fanout), s.name
 
 

@@ -10,9 +10,11 @@ from torch import nn
 
 from snnergy.config import ModelConfig
 from snnergy.errors import ConfigError, ConversionError
-from snnergy.models import MODELS, SUPPORTED_LAYERS, build_model, check_supported, lenet, vgg
+from snnergy.models import MODELS, build_model, check_supported, lenet, vgg
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
+# The layer types the registry's models are built from (exact types).
+SUPPORTED_LAYERS = (nn.Conv2d, nn.Linear, nn.ReLU, nn.AvgPool2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Flatten, nn.Dropout)
 
 
 def _params(model: nn.Module) -> int:
@@ -44,7 +46,9 @@ def test_every_model_builds_runs_and_follows_the_rules(name: str, shape: tuple[i
     assert all(not c.inplace for _, c in children if isinstance(c, nn.ReLU))
     assert all(c.bias is not None for _, c in children if isinstance(c, (nn.Conv2d, nn.Linear)))
     assert isinstance(children[-1][1], nn.Linear)
-    check_supported(model)  # passes: no exception
+    plan = check_supported(model, shape)  # passes: no exception
+    # every ReLU is an activation of the plan, in order
+    assert [a.name for a in plan.activations] == [n for n, c in children if isinstance(c, nn.ReLU)]
 
 
 @pytest.mark.parametrize("name", MODELS.names())
@@ -145,60 +149,72 @@ def _lenet_like(pool: nn.Module, act: nn.Module) -> nn.Sequential:
 def test_check_supported_refuses_max_pooling() -> None:
     model = _lenet_like(nn.MaxPool2d(2), nn.ReLU())
     with pytest.raises(ConversionError, match=r"'pool1' \(MaxPool2d\).*use AvgPool2d"):
-        check_supported(model)
+        check_supported(model, (1, 6, 6))
 
 
 def test_check_supported_refuses_other_activations() -> None:
     model = _lenet_like(nn.AvgPool2d(2), nn.Sigmoid())
     with pytest.raises(ConversionError, match=r"'act1' \(Sigmoid\).*use ReLU"):
-        check_supported(model)
+        check_supported(model, (1, 6, 6))
 
 
 def test_check_supported_lists_supported_layers_for_anything_else() -> None:
-    model = _lenet_like(nn.Identity(), nn.ReLU())
-    with pytest.raises(ConversionError, match=r"'pool1' \(Identity\).*supported layers: Conv2d, Linear"):
-        check_supported(model)
+    model = _lenet_like(nn.Upsample(scale_factor=1), nn.ReLU())
+    with pytest.raises(ConversionError, match=r"'pool1' \(Upsample\).*supported layers: Conv2d, Linear"):
+        check_supported(model, (1, 6, 6))
 
 
 @pytest.mark.parametrize(
     ("layers", "message"),
     [
         # two weighted layers without a ReLU between them
-        ([nn.Flatten(), nn.Linear(4, 3), nn.Linear(3, 2)], "without a ReLU"),
+        ([nn.Flatten(), nn.Linear(4, 3), nn.Linear(3, 2)], r"'2' \(Linear\) reads .*'1' \(Linear\) without a ReLU"),
         # an activation after the logits
-        ([nn.Flatten(), nn.Linear(4, 2), nn.ReLU()], "follows the output layer"),
+        ([nn.Flatten(), nn.Linear(4, 2), nn.ReLU()], r"end with a Linear.*ends with module '2' \(ReLU\)"),
         # BatchNorm not right after a weighted layer
-        ([nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.BatchNorm1d(3), nn.Linear(3, 2)], "directly follow"),
+        ([nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.BatchNorm1d(3), nn.Linear(3, 2)], r"'3' \(BatchNorm1d\) must directly follow"),
         # BatchNorm2d after a Linear
-        ([nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Linear(3, 2)], "directly follow"),
+        ([nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Linear(3, 2)], r"'2' \(BatchNorm2d\) must directly follow"),
         # pooling between a conv and its ReLU
-        ([nn.Conv2d(1, 1, 1), nn.AvgPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(1, 2)], "its ReLU"),
+        ([nn.Conv2d(1, 1, 1), nn.AvgPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(1, 2)], r"'1' \(AvgPool2d\) reads .* after the ReLU"),
         # a ReLU on the input
-        ([nn.ReLU(), nn.Flatten(), nn.Linear(4, 2)], "does not follow a weighted layer"),
+        ([nn.ReLU(), nn.Flatten(), nn.Linear(4, 2)], r"'0' \(ReLU\) must follow a Conv2d/Linear"),
         # a conv as the output layer
-        ([nn.Conv2d(1, 2, 2)], "end the model with a Linear"),
+        ([nn.Conv2d(1, 2, 2)], r"must end with a Linear.*'0' \(Conv2d\)"),
         # no weighted layer at all
         ([nn.Flatten()], "no Conv2d or Linear"),
         # reflect padding is not zero padding
         ([nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect"), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2)],
          "padding_mode"),
-        # a nested container
-        ([nn.Sequential(nn.Flatten(), nn.Linear(4, 2))], "flatten nested containers"),
     ],
 )
 def test_check_supported_refuses_bad_structure(layers: list[nn.Module], message: str) -> None:
     with pytest.raises(ConversionError, match=message):
-        check_supported(nn.Sequential(*layers))
+        check_supported(nn.Sequential(*layers), (1, 2, 2))
 
 
-def test_check_supported_needs_a_sequential() -> None:
+def test_check_supported_reads_nested_containers_and_custom_forwards() -> None:
+    # one traced plan for every model: nesting and a forward of its own are fine
+    nested = nn.Sequential(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), nn.ReLU(), nn.Linear(3, 2))
+    assert [s.name for s in check_supported(nested, (1, 2, 2)).stages] == ["0.1", "2"]
+
     class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(2, 2), nn.Linear(2, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc2(torch.relu(self.fc1(x)))
+
+    assert [a.name for a in check_supported(Net(), (2,)).activations] == ["relu"]
+
+    class NoForward(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.fc = nn.Linear(2, 2)
 
-    with pytest.raises(ConversionError, match="flat nn.Sequential, got Net"):
-        check_supported(Net())
+    with pytest.raises(ConversionError, match="NoForward cannot be traced"):
+        check_supported(NoForward(), (2,))
 
 
 def test_check_supported_refuses_subclasses_of_supported_layers() -> None:
@@ -206,7 +222,7 @@ def test_check_supported_refuses_subclasses_of_supported_layers() -> None:
         pass
 
     with pytest.raises(ConversionError, match=r"'2' \(MyReLU\)"):
-        check_supported(nn.Sequential(nn.Flatten(), nn.Linear(4, 3), MyReLU(), nn.Linear(3, 2)))
+        check_supported(nn.Sequential(nn.Flatten(), nn.Linear(4, 3), MyReLU(), nn.Linear(3, 2)), (1, 2, 2))
 
 
 @pytest.mark.parametrize("shape,pool,blocks", [((1, 8, 8), (2, 2), 1), ((1, 28, 28), (7, 7), 1), ((3, 32, 32), (8, 8), 3)])

@@ -22,7 +22,7 @@ integers for realistic sizes (below 2**53).
 """
 
 from snnergy.counting.dnn import DNNCounter, DNNCounts
-from snnergy.counting.geometry import geometry_of, layer_geometries, pool_geometry
+from snnergy.counting.geometry import layer_geometries
 from snnergy.counting.ops import (
     dense_macs,
     effective_macs,
@@ -33,19 +33,12 @@ from snnergy.counting.ops import (
     sparsity_counts,
     weighted_events,
 )
-from snnergy.counting.snn import (
-    BranchShapes,
-    SNNCounts,
-    StageShapes,
-    count_snn,
-    input_macs,
-    source_fanout,
-    stage_shapes,
-)
+from snnergy.counting.readers import readers_fanout
+from snnergy.counting.snn import SNNCounts, count_snn, input_macs
+from snnergy.structure.geometry import geometry_of, pool_geometry
 
 __all__ = [
-    "BranchShapes", "DNNCounter", "DNNCounts", "SNNCounts", "StageShapes", "count_snn", "input_macs",
-    "source_fanout", "stage_shapes",
+    "DNNCounter", "DNNCounts", "SNNCounts", "count_snn", "input_macs",
     "dense_macs", "effective_macs", "fanout_map", "geometry_of", "identity_fanout", "layer_geometries",
-    "neuron_fanout", "nominal_macs", "pool_geometry", "sparsity_counts", "weighted_events",
+    "neuron_fanout", "nominal_macs", "pool_geometry", "readers_fanout", "sparsity_counts", "weighted_events",
 ]

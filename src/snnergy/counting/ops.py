@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from snnergy.counting.geometry import _check_geometry, _pool_out_shape
+from snnergy.structure.geometry import check_geometry, pool_out_shape
 from snnergy.errors import ConfigError
 from snnergy.records import LayerGeometry, PoolGeometry
 
@@ -70,7 +70,7 @@ def nominal_macs(geom: LayerGeometry) -> int:
         >>> nominal_macs(LayerGeometry("c", "conv2d", (1, 3, 3), (1, 3, 3), (3, 3), padding=(1, 1)))
         81
     """
-    _check_geometry(geom)
+    check_geometry(geom)
     if geom.kind == "linear":
         return math.prod(geom.out_shape) * geom.in_shape[-1]
     per_output = geom.in_shape[0] // geom.groups * geom.kernel_size[0] * geom.kernel_size[1]
@@ -79,7 +79,7 @@ def nominal_macs(geom: LayerGeometry) -> int:
 
 @functools.lru_cache(maxsize=64)
 def _fanout_cached(geom: LayerGeometry) -> Tensor:
-    _check_geometry(geom)
+    check_geometry(geom)
     if geom.kind == "linear":
         return torch.full(geom.in_shape, float(geom.out_shape[-1]), dtype=torch.float64)
     c_in, h, w = geom.in_shape
@@ -182,7 +182,7 @@ def _through_pools(
 ) -> Tensor:
     """Carries a fan-out map back through average pools (the adjoint of sum-pooling)."""
     for pool in reversed(pools):
-        out_shape = _pool_out_shape(pool)
+        out_shape = pool_out_shape(pool)
         if fanout.numel() != math.prod(out_shape):
             raise ConfigError(
                 f"average pooling {pool.in_shape} -> {out_shape} does not feed {target} "

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from snnergy.config import DataConfig
-from snnergy.data.parsers import _check_labels, read_cifar_binary, read_cifar_python, read_idx
+from snnergy.data.parsers import check_labels, read_cifar_binary, read_cifar_python, read_idx
 from snnergy.errors import ConfigError, DataError
 from snnergy.registry import Registry
 
@@ -159,7 +159,7 @@ def _load_idx_dataset(name: str, data_dir: Path | None, classes: tuple[str, ...]
         if len(images) != len(labels):
             raise DataError(f"{name}: {img_path} holds {len(images)} images but {lab_path} holds "
                             f"{len(labels)} labels")
-        _check_labels(labels, len(classes), f"{lab_path} (labels for {img_path})")
+        check_labels(labels, len(classes), f"{lab_path} (labels for {img_path})")
         splits += [_to_float(images, 255.0), torch.from_numpy(labels.astype(np.int64))]
     return DatasetSplits(name, *splits, num_classes=len(classes), classes=classes)
 

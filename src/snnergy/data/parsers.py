@@ -137,7 +137,7 @@ def read_cifar_binary(path: Path) -> tuple[np.ndarray, np.ndarray]:
                         f"{record}-byte CIFAR-10 record (1 label + 3072 pixels)")
     rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, record)
     labels = rows[:, 0].astype(np.int64)
-    _check_labels(labels, 10, path)
+    check_labels(labels, 10, path)
     return rows[:, 1:].reshape(-1, 3, 32, 32).copy(), labels
 
 
@@ -253,11 +253,11 @@ def _batch_arrays(batch: Any, path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path}: b'labels' hold values beyond 64-bit integers") from None
     if len(label_array) != len(data):
         raise DataError(f"{path}: {len(data)} images but {len(label_array)} labels")
-    _check_labels(label_array, 10, path)
+    check_labels(label_array, 10, path)
     return data.reshape(-1, 3, 32, 32), label_array
 
 
-def _check_labels(labels: np.ndarray, num_classes: int, where: Path | str) -> None:
+def check_labels(labels: np.ndarray, num_classes: int, where: Path | str) -> None:
     """Raises unless every label lies in ``[0, num_classes)``."""
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise DataError(f"{where}: labels range over [{labels.min()}, {labels.max()}], but the "

@@ -8,7 +8,6 @@ from snnergy.energy import describe_profiles
 from snnergy.experiments.compare import DEFAULT_REGULARIZERS, DEFAULT_STRENGTHS, compare, default_grid, run_configuration
 from snnergy.experiments.measure import measure
 from snnergy.experiments.pipeline import TrainedModel, measure_trained, result_record, train
-from snnergy.counting import stage_shapes
 from snnergy.experiments.snn import simulate
 from snnergy.experiments.steps import (
     convert,
@@ -51,7 +50,6 @@ __all__ = [
     "run_sweep",
     "simulate",
     "simulate_converted",
-    "stage_shapes",
     "train",
     "write_config",
     "write_results",

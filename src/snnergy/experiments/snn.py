@@ -1,7 +1,7 @@
 """The SNN record: simulate a converted network, count its operations, estimate its energy.
 
 Glue only: :func:`~snnergy.simulation.run_simulation` gives the spike counts,
-:func:`~snnergy.counting.count_snn` the SynOps, input MACs and neuron updates (DESIGN.md's
+:func:`~snnergy.counting.count_snn` the SynOps, input MACs and neuron updates (docs/design.md's
 definitions are in :mod:`snnergy.counting.snn`), :func:`~snnergy.energy.energy_by_profile` the
 energy at each T.
 """
@@ -15,7 +15,7 @@ from dataclasses import replace
 import torch
 
 from snnergy.config import SimulateConfig, doubling_timesteps
-from snnergy.counting import count_snn, source_fanout, stage_shapes
+from snnergy.counting import count_snn
 from snnergy.data import Data, batches
 from snnergy.energy import energy_by_profile
 from snnergy.errors import SnnergyError
@@ -106,4 +106,4 @@ def simulate(
     )
 
 
-__all__ = ["doubling_timesteps", "simulate", "source_fanout", "stage_shapes"]
+__all__ = ["doubling_timesteps", "simulate"]

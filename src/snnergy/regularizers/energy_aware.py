@@ -82,7 +82,7 @@ from typing import ClassVar, Sequence
 import torch
 from torch import Tensor, nn
 
-from snnergy.counting import effective_macs, fanout_map, layer_geometries, neuron_fanout
+from snnergy.counting import effective_macs, fanout_map, layer_geometries, readers_fanout
 from snnergy.energy import ENERGY_PROFILES, EnergyProfile
 from snnergy.errors import ConfigError, SnnergyError
 from snnergy.normalization import Percentile
@@ -201,7 +201,7 @@ class SynOpsPenalty(_RunningScales):
             raise ConfigError("the model has no activation layer feeding a weighted layer: no spikes to count")
         self.structure, self.options, self.momentum = structure, options, momentum
         self.profile = _profile(options)
-        self._fanouts = {s.name: neuron_fanout(s.next_layer, s.pools, s.neuron_shape) for s in structure.spiking}
+        self._fanouts = {s.name: readers_fanout(s.readers, s.neuron_shape) for s in structure.spiking}
         self._scales: dict[str, Tensor] = {}
         self._placed: dict[tuple[str, torch.device, torch.dtype], Tensor] = {}
         self.neurons = structure.readout_neurons + sum(math.prod(s.neuron_shape) for s in structure.spiking)
@@ -361,19 +361,8 @@ class SynOpsRegularizer:
         raise _refuse_per_layer("synops")
 
     def bind(self, model: nn.Module, input_shape: tuple[int, ...], options: PenaltyOptions = PenaltyOptions()) -> SynOpsPenalty:
-        """The bound penalty for ``model`` (its structure is traced once, here).
-
-        Raises:
-            ConfigError: ``model`` is not a chain of modules (an ``nn.Sequential``): in a residual
-                or functional forward a spike also fans out into branches the module-call trace
-                does not see, so the estimate would undercount.
-        """
-        if not is_module_chain(model):
-            raise ConfigError(
-                f"'synops' estimates fan-out along a chain of modules (an nn.Sequential); "
-                f"{type(model).__name__} has a forward of its own (residual additions or functional "
-                "calls) whose spikes it would undercount: use l1, hoyer, hoyer-square or macs for it"
-            )
+        """The bound penalty for ``model`` (its structure is traced once, here): a spike's
+        fan-out counts every branch reading its layer, residual shortcuts included."""
         return SynOpsPenalty(trace_structure(model, input_shape), options, self.momentum, self.scale_gradient,
                              self.fast)
 
@@ -415,17 +404,3 @@ class MacsRegularizer:
             raise ConfigError("train.penalty_timesteps applies to synops; macs counts one DNN inference")
         return MacsPenalty(layer_geometries(model, input_shape), options, self.eps, self.momentum, self.scale_gradient,
                            self.fast)
-
-
-def is_module_chain(model: nn.Module) -> bool:
-    """Whether ``model`` is an ``nn.Sequential`` whose children are leaf modules or such chains.
-
-    Example:
-        >>> is_module_chain(nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.ReLU())))
-        True
-        >>> is_module_chain(nn.Linear(2, 2))
-        False
-    """
-    if type(model) is not nn.Sequential:
-        return False
-    return all(next(c.children(), None) is None or is_module_chain(c) for c in model.children())

@@ -28,6 +28,7 @@ from snnergy.simulation.spec import (
     list_of, module_spec, stage_from_spec,
 )
 from snnergy.simulation.stages import ChannelScale, Shortcut, SpikingStage  # noqa: F401 - re-exported
+from snnergy.structure import Activation, NetworkPlan, Stage, branch_of
 
 SPEC_FORMAT = "snnergy.snn"
 #: Version 2 adds ``stages[i].shortcuts``; version 1 files (no shortcuts) are still read.
@@ -100,6 +101,28 @@ class SpikingNetwork(nn.Module):
             for shortcut in stage.shortcuts:
                 last[shortcut.source] = i
         return last
+
+    def plan(self) -> NetworkPlan:
+        """The network's :class:`~snnergy.structure.NetworkPlan`: every stage's and shortcut's
+        shapes, poolings and layer geometry (what counting reads), from one dummy pass.
+
+        A :class:`ChannelScale` shortcut is an identity branch; the neurons are listed as the
+        rate model's ``relu`` activations.
+        """
+        shapes: dict[str | None, tuple[int, ...]] = {None: tuple(self.input_shape)}
+        stages, weighted, previous = [], [], None
+        for stage in self.stages:
+            main = branch_of(stage.name, previous, list(stage.pre), stage.layer, shapes[previous])
+            shortcuts = tuple(branch_of(c.name, c.source, list(c.pre), c.layer, shapes[c.source])
+                              for c in stage.shortcuts)
+            neuron = None
+            if stage.spiking:
+                neuron = Activation(stage.neuron_name, "relu", {}, main.out_shape)
+                shapes[stage.neuron_name] = main.out_shape
+            stages.append(Stage(main, shortcuts, neuron))
+            weighted += [b.geometry for b in (main, *shortcuts) if b.geometry is not None]
+            previous = stage.neuron_name
+        return NetworkPlan(tuple(self.input_shape), tuple(stages), tuple(weighted))
 
     def shapes(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
         """Per stage name: (the layer's per-sample input shape, its output shape)."""

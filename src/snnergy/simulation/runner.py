@@ -18,7 +18,7 @@ from snnergy.errors import DataError
 from snnergy.simulation.memory import default_max_memory
 from snnergy.simulation.memory import plan as plan_memory
 from snnergy.simulation.network import SpikingNetwork, SpikingStage  # SpikingStage: used by the doctest
-from snnergy.simulation.simulator import MAX_ELEMENTS, Simulator, _prepare
+from snnergy.simulation.simulator import MAX_ELEMENTS, Simulator, prepare_input
 
 
 @dataclass
@@ -115,7 +115,7 @@ def run_simulation(snn: SpikingNetwork, data: Any, config: SimulateConfig = Simu
             if trace.input_counts is not None:
                 inputs = trace.input_counts if inputs is None else inputs + trace.input_counts
             with torch.no_grad():
-                acts, _ = net.activations(_prepare(net, x.to(device)))
+                acts, _ = net.activations(prepare_input(net, x.to(device)))
             for name, act in acts.items():
                 moments.setdefault(name, _Moments()).add(act, trace.final_counts[name] / steps)
             samples += x.shape[0]

@@ -136,7 +136,7 @@ class Simulator:
             ConfigError: ``$SNNERGY_KERNELS`` is invalid, or ``require`` and the kernels cannot be
                 built (on a CPU; see :mod:`snnergy.simulation.kernels`).
         """
-        x = _prepare(self.snn, x)
+        x = prepare_input(self.snn, x)
         if x.device.type == "cpu":
             kernels.prepare()  # the defined build point: once per process (the library once per machine)
         steps, batch = self.timesteps[-1], x.shape[0]
@@ -323,7 +323,7 @@ def simulate_reference(snn: SpikingNetwork, x: Tensor, timesteps: Iterable[int],
     """
     reported = check_timesteps(timesteps)
     _choice(input, INPUTS, "input")
-    x = _prepare(snn, x)
+    x = prepare_input(snn, x)
     train = encode_poisson(x, reported[-1], generator) if input == "poisson" else None
     v: dict[str, Tensor] = {}
     running: dict[str, Tensor] = {}  # spikes summed over the batch and steps 1..t ("": input)
@@ -366,7 +366,8 @@ def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     return value
 
 
-def _prepare(snn: SpikingNetwork, x: Tensor) -> Tensor:
+def prepare_input(snn: SpikingNetwork, x: Tensor) -> Tensor:
+    """``x`` on the network's device and dtype, after checking its per-sample shape."""
     if not isinstance(x, Tensor) or tuple(x.shape[1:]) != snn.input_shape:
         shape = tuple(x.shape[1:]) if isinstance(x, Tensor) else type(x).__name__
         raise DataError(f"input batch has per-sample shape {shape}; the SNN expects {snn.input_shape}")

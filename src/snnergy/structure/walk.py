@@ -1,8 +1,11 @@
-"""The walk of a traced graph: pre-activations as sums of terms, and the plan of the stages.
+"""The walk of a traced graph: pre-activations as sums of terms, ordered into stages.
 
-A :class:`_Walker` classifies each node (ReLU, sum, Conv2d/Linear, BatchNorm, weightless op...),
-reads every ReLU's input (and the output) as a sum of :class:`_Term` s, and orders the ReLUs into
-the stages of a chain with shortcuts (:meth:`_Walker.plan`); see :mod:`snnergy.conversion.graph`.
+A :class:`Walker` classifies each node (activation, sum, Conv2d/Linear, BatchNorm, weightless
+op...), reads every activation's input (and the output) as a sum of :class:`Term` s, and orders
+the activations into the stages of a chain with shortcuts (:meth:`Walker.stages`). Activations
+come from the registry :data:`~snnergy.structure.activations.ACTIVATIONS`, hints for everything
+else from :mod:`snnergy.structure.hints`. :func:`snnergy.structure.trace` turns the result into
+a :class:`~snnergy.structure.plan.NetworkPlan`.
 """
 
 from __future__ import annotations
@@ -17,24 +20,28 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from snnergy.conversion.fx_trace import _function_hint, _function_name, _trace, _user_line
-from snnergy.conversion.sequential import DROPPED, _check_options, _fold, _hint
 from snnergy.errors import ConversionError
+from snnergy.structure.activations import ActivationKind, kind_of_function, kind_of_method, kind_of_module
+from snnergy.structure.hints import function_hint, module_hint
+from snnergy.structure.tracing import function_name, trace_graph, user_line
 
-_RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_, F.relu_)
+DROPPED = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
+"""Modules that are no-ops at inference."""
+WEIGHTED = (nn.Conv2d, nn.Linear)
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 _ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 _DROP_FUNCTIONS = (F.dropout, F.dropout1d, F.dropout2d)
 _FLATTEN_FUNCTIONS = (torch.flatten, torch.reshape)
 _POOL_FUNCTIONS = (F.avg_pool2d, F.adaptive_avg_pool2d)
-_METHODS = {"relu": "relu", "relu_": "relu", "add": "add", "add_": "add", "contiguous": "drop",
+_METHODS = {"add": "add", "add_": "add", "contiguous": "drop",
             "flatten": "flatten", "view": "flatten", "reshape": "flatten", "mean": "mean"}
-_NORMS = {nn.BatchNorm2d: nn.Conv2d, nn.BatchNorm1d: nn.Linear}
+_NORM_FOR = {nn.BatchNorm2d: nn.Conv2d, nn.BatchNorm1d: nn.Linear}
 _AVG_POOL_ARGS = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
                   "divisor_override")
 
 
 @dataclass
-class _Term:
+class Term:
     """One summand of a pre-activation: ``layer(pre(source))`` (``layer`` None: identity)."""
 
     source: fx.Node | None  # a ReLU node; None: the network input
@@ -45,16 +52,16 @@ class _Term:
 
 
 @dataclass
-class _Plan:
-    """A stage to build: its neurons (None: the readout), own term and shortcut terms."""
+class StageTerms:
+    """A stage: its neurons (an activation node; None: the readout), own term and shortcut terms."""
 
     neuron: fx.Node | None
-    main: _Term
-    shortcuts: list[_Term] = field(default_factory=list)
+    main: Term
+    shortcuts: list[Term] = field(default_factory=list)
 
 
-class _Walker:
-    """Reads pre-activations off a traced graph and plans the stages."""
+class Walker:
+    """Reads pre-activations off a traced graph and orders them into stages."""
 
     def __init__(self, graph_module: fx.GraphModule, values: dict[fx.Node, Any], model: nn.Module) -> None:
         self.model = model
@@ -64,18 +71,28 @@ class _Walker:
         self.values = values
         self.order = {node: i for i, node in enumerate(self.graph.nodes)}
 
+    def activation(self, node: fx.Node) -> ActivationKind | None:
+        """The registered activation kind ``node`` computes, else None."""
+        if node.op == "call_module":
+            return kind_of_module(self.modules[node.target])
+        if node.op == "call_function":
+            return kind_of_function(node.target)
+        if node.op == "call_method":
+            return kind_of_method(str(node.target))
+        return None
+
     def kind(self, node: fx.Node) -> str:
-        """input, relu, add, weighted, norm, drop, flatten, pool, mean or other."""
+        """input, relu (any registered activation), add, weighted, norm, drop, flatten, pool, mean or other."""
         if node.op == "placeholder":
             return "input"
+        if self.activation(node) is not None:
+            return "relu"
         if node.op == "call_module":
             module = self.modules[node.target]
             kind = type(module)
-            if kind is nn.ReLU:
-                return "relu"
-            if kind in (nn.Conv2d, nn.Linear):
+            if kind in WEIGHTED:
                 return "weighted"
-            if kind in _NORMS:
+            if kind in _NORM_FOR:
                 return "norm"
             if kind in DROPPED:
                 return "drop"
@@ -86,8 +103,6 @@ class _Walker:
             return "other"
         if node.op == "call_function":
             target = node.target
-            if target in _RELU_FUNCTIONS:
-                return "relu"
             if target in _ADD_FUNCTIONS:
                 return "add"
             if target in _DROP_FUNCTIONS:
@@ -113,7 +128,7 @@ class _Walker:
         if node.op == "call_module":
             what = f"module '{node.target}' ({type(self.modules[node.target]).__name__})"
         elif node.op == "call_function":
-            what = f"op '{node.name}' ({_function_name(node.target)})"
+            what = f"op '{node.name}' ({function_name(node.target)})"
         elif node.op == "call_method":
             what = f"op '{node.name}' (Tensor.{node.target})"
         else:
@@ -123,29 +138,29 @@ class _Walker:
             path, kind = list(stack.values())[-1]
             kind_name = kind.__name__ if isinstance(kind, type) else str(kind).rsplit(".", 1)[-1]
             what += f" in module '{path}' ({kind_name})"
-        return what + _user_line(self.stack_trace(node))
+        return what + user_line(self.stack_trace(node))
 
     def stack_trace(self, node: fx.Node) -> str | None:
         """The node's stack trace, from a second trace that records them (made on first need)."""
         if self.traces is None:
-            graph = _trace(self.model, stack_traces=True).graph
+            graph = trace_graph(self.model, stack_traces=True).graph
             self.traces = {n.name: n.stack_trace for n in graph.nodes}
         return self.traces.get(node.name)
 
     def unsupported(self, node: fx.Node) -> ConversionError:
         if node.op == "call_module":
-            hint = _hint(self.modules[node.target])
+            hint = module_hint(self.modules[node.target])
         else:
-            hint = _function_hint(node)
+            hint = function_hint(node.target)
         return self.error(node, f"is not supported: {hint}")
 
     # -- pre-activations
 
-    def terms(self, node: fx.Node) -> list[_Term]:
+    def terms(self, node: fx.Node) -> list[Term]:
         """The summands of the pre-activation ``node`` (a ReLU's input or the output)."""
         kind = self.kind(node)
         if kind in ("relu", "input"):
-            return [_Term(node if kind == "relu" else None, [], out=node)]
+            return [Term(node if kind == "relu" else None, [], out=node)]
         if kind == "add":
             self.single_use(node)
             args = self.add_operands(node)
@@ -161,7 +176,7 @@ class _Walker:
             return [self.folded(node)]
         if kind in ("pool", "flatten", "mean"):
             source, pre = self.path(node, node)
-            return [_Term(source, pre, out=node)]
+            return [Term(source, pre, out=node)]
         raise self.unsupported(node)
 
     def add_operands(self, node: fx.Node) -> list[fx.Node]:
@@ -181,32 +196,53 @@ class _Walker:
             raise self.error(node, f"is used by {len(node.users)} ops ({users}); a value before its ReLU "
                                    "may feed only one ReLU, sum or the output")
 
-    def weighted(self, node: fx.Node) -> _Term:
+    def weighted(self, node: fx.Node) -> Term:
         layer = copy.deepcopy(self.modules[node.target])
-        _check_options(str(node.target), layer)
+        check_options(str(node.target), layer)
         source, pre = self.path(node.args[0], node)
-        return _Term(source, pre, layer, node, node)
+        return Term(source, pre, layer, node, node)
 
-    def folded(self, node: fx.Node) -> _Term:
+    def folded(self, node: fx.Node) -> Term:
         norm = self.modules[node.target]
-        inner = node.args[0]
-        expected = _NORMS[type(norm)]
-        if not isinstance(inner, fx.Node) or self.kind(inner) != "weighted" or \
-                type(self.modules[inner.target]) is not expected:
-            raise self.error(node, f"must directly follow a {expected.__name__} (it is folded into "
-                                   "its weights)")
+        inner = self.check_norm(node)
         self.single_use(inner)
         term = self.weighted(inner)
-        out = getattr(term.layer, "out_channels", None) or term.layer.out_features
+        with torch.no_grad():
+            fold_norm(term.layer, norm)
+        term.out = node
+        return term
+
+    def check_norm(self, node: fx.Node) -> fx.Node:
+        """The weighted layer a BatchNorm ``node`` folds into (its placement, size and statistics checked)."""
+        norm = self.modules[node.target]
+        inner = node.args[0] if node.args else None
+        expected = _NORM_FOR[type(norm)]
+        if not isinstance(inner, fx.Node) or self.kind(inner) != "weighted" or \
+                type(self.modules[inner.target]) is not expected:
+            raise self.error(node, "must directly follow a Conv2d (BatchNorm2d) or a Linear (BatchNorm1d): "
+                                   "it is folded into that layer's weights")
+        layer = self.modules[inner.target]
+        out = getattr(layer, "out_channels", None) or layer.out_features
         if norm.num_features != out:
             raise self.error(node, f"normalizes {norm.num_features} channels but '{inner.target}' gives {out}")
         if norm.running_mean is None or norm.running_var is None:
             raise self.error(node, "has no running statistics (track_running_stats=False), so it "
                                    "cannot be folded")
-        with torch.no_grad():
-            _fold(term.layer, norm)
-        term.out = node
-        return term
+        return inner
+
+    def check_modules(self) -> None:
+        """Checks every module call in forward order before anything runs: its type, its options
+        and, for a BatchNorm, what it folds into (so a layer the plan cannot take is named even
+        when it would also break the forward pass)."""
+        for node in self.graph.nodes:
+            if node.op != "call_module":
+                continue
+            kind = self.kind(node)
+            if kind == "other":
+                raise self.unsupported(node)
+            check_options(str(node.target), self.modules[node.target])
+            if kind == "norm":
+                self.check_norm(node)
 
     def path(self, node: Any, consumer: fx.Node) -> tuple[fx.Node | None, list[nn.Module]]:
         """Source (a ReLU node, None: input) and weightless ops from it to ``node``, in order."""
@@ -225,8 +261,9 @@ class _Walker:
                 ops.extend(reversed(self.weightless(node)))
             elif kind in ("weighted", "norm", "add"):
                 raise self.error(consumer, f"reads {self.describe(node)} without a ReLU in between; only "
-                                           "spikes (a ReLU's output or the input) can feed a layer, "
-                                           "through pooling and flattening")
+                                           "spikes (an activation's output or the input) can feed a layer, "
+                                           "through pooling and flattening: put pooling and flattening "
+                                           "after the ReLU")
             else:
                 raise self.unsupported(node)
             node = node.args[0]
@@ -250,6 +287,8 @@ class _Walker:
         if not isinstance(source, Tensor) or not isinstance(out, Tensor):
             raise self.error(node, "does not map a tensor to a tensor")
         kind = self.kind(node)
+        if node.op == "call_module":
+            check_options(str(node.target), self.modules[node.target])
         if kind == "flatten":
             if out.shape == source.shape:
                 return []
@@ -262,7 +301,8 @@ class _Walker:
             mapped = source
             for op in ops:
                 mapped = op(mapped)
-        if mapped.shape != out.shape or not torch.allclose(mapped, out, rtol=1e-5, atol=1e-6):
+        exact = out.is_meta or torch.allclose(mapped, out, rtol=1e-5, atol=1e-6)  # meta: a model sized, not run
+        if mapped.shape != out.shape or not exact:
             raise self.error(node, "could not be mapped onto nn.AvgPool2d exactly")
         return ops
 
@@ -304,26 +344,36 @@ class _Walker:
 
     # -- stages
 
-    def plan(self) -> list[_Plan]:
-        """Stages in execution order: one per ReLU, then the readout (the output)."""
+    def stages(self) -> list[StageTerms]:
+        """Stages in execution order: one per activation, then the readout (the output)."""
         output = next(n for n in self.graph.nodes if n.op == "output")
         result = output.args[0]
         if not isinstance(result, fx.Node) or not isinstance(self.values.get(result), Tensor):
             raise self.error(output, f"returns {type(self.values.get(result, result)).__name__}; "
                                      "the model must return one tensor of logits")
+        if not any(self.kind(n) == "weighted" for n in self.graph.nodes):
+            raise ConversionError("the model has no Conv2d or Linear layer to convert")
         readout = self.terms(result)
-        pre_activations: dict[fx.Node, list[_Term]] = {}
+        if not any(isinstance(t.layer, nn.Linear) for t in readout):
+            raise ConversionError(
+                f"the model must end with a Linear layer giving the logits (no activation or pooling "
+                f"after it: its accumulated potential is the readout); it ends with {self.describe(result)}")
+        pre_activations: dict[fx.Node, list[Term]] = {}
         todo = [t.source for t in readout if t.source is not None]
         while todo:
             relu = todo.pop()
             if relu in pre_activations:
                 continue
-            if not isinstance(relu.args[0], fx.Node):
+            if not relu.args or not isinstance(relu.args[0], fx.Node):
                 raise self.error(relu, "has no tensor input")
-            pre_activations[relu] = self.terms(relu.args[0])
-            todo.extend(t.source for t in pre_activations[relu] if t.source is not None)
+            terms = self.terms(relu.args[0])
+            if not any(t.layer is not None for t in terms):
+                raise self.error(relu, "must follow a Conv2d/Linear or its BatchNorm (its input is the "
+                                       "current of a weighted layer; pooling and flattening go after it)")
+            pre_activations[relu] = terms
+            todo.extend(t.source for t in terms if t.source is not None)
         neurons = sorted(pre_activations, key=self.order.__getitem__)
-        plans, previous = [], None
+        stages, previous = [], None
         for neuron, terms in [*((n, pre_activations[n]) for n in neurons), (None, readout)]:
             main = next((t for t in terms if t.layer is not None and t.source is previous), None)
             if main is None:
@@ -333,6 +383,38 @@ class _Walker:
                     f"{where} has no Conv2d/Linear reading the previous ReLU layer ({before}); snnergy "
                     "converts a chain of layers, each reading the one before, plus shortcut branches "
                     "(identity, pooling or one Conv2d/Linear) from earlier layers")
-            plans.append(_Plan(neuron, main, [t for t in terms if t is not main]))
+            stages.append(StageTerms(neuron, main, [t for t in terms if t is not main]))
             previous = neuron
-        return plans
+        return stages
+
+
+def check_options(name: str, module: nn.Module) -> None:
+    """Refuses options of supported layer types that a plan cannot represent."""
+    if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
+        raise ConversionError(f"layer '{name}' (Conv2d) uses padding_mode='{module.padding_mode}'; "
+                              "use padding_mode='zeros'")
+    if isinstance(module, nn.Flatten) and (module.start_dim, module.end_dim) != (1, -1):
+        raise ConversionError(f"layer '{name}' (Flatten) must flatten dims 1..-1 (the default), "
+                              f"got start_dim={module.start_dim}, end_dim={module.end_dim}")
+
+
+def fold_norm(layer: nn.Module, norm: nn.Module) -> None:
+    """Folds BatchNorm ``norm`` into ``layer`` in place, in float64 (``layer`` must be a copy).
+
+    ``W' = (gamma/sigma) W``, ``b' = (gamma/sigma)(b - mu) + beta``, ``sigma = sqrt(var + eps)``
+    (SNN Toolbox ``absorb_bn_parameters``; SpikingJelly ``fuse_conv_bn_eval``). A layer without
+    bias gains one.
+    """
+    dtype = layer.weight.dtype
+    sigma = torch.sqrt(norm.running_var.double() + norm.eps)
+    gamma = norm.weight.double() if norm.weight is not None else torch.ones_like(sigma)
+    beta = norm.bias.double() if norm.bias is not None else torch.zeros_like(sigma)
+    scale = gamma / sigma
+    weight = layer.weight.double() * scale.view(-1, *[1] * (layer.weight.dim() - 1))
+    bias = layer.bias.double() if layer.bias is not None else torch.zeros_like(sigma)
+    layer.weight.copy_(weight.to(dtype))
+    new_bias = (scale * (bias - norm.running_mean.double()) + beta).to(dtype)
+    if layer.bias is None:
+        layer.bias = nn.Parameter(new_bias)
+    else:
+        layer.bias.copy_(new_bias)

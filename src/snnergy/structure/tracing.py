@@ -1,9 +1,12 @@
 """Tracing a model with torch.fx, and naming a node or a failure by the user's source line.
 
-:func:`_trace` traces (a failure raises a :class:`~snnergy.errors.ConversionError` naming the
-user's line from the exception's traceback); :func:`_run` records every node's value on one
-sample (shapes, and concrete values for arguments such as ``x.size(3)``); :func:`_user_line`
+:func:`trace_graph` traces (a failure raises a :class:`~snnergy.errors.ConversionError` naming
+the user's line from the exception's traceback); :func:`run_graph` records every node's value on
+one sample (shapes, and concrete values for arguments such as ``x.size(3)``); :func:`user_line`
 reads the innermost frame outside torch from a node's recorded stack trace.
+
+Subclasses of the layer types a plan knows stay leaves of the graph (a subclass may change
+``forward``), so they are refused by their exact type instead of being traced through.
 """
 
 from __future__ import annotations
@@ -18,17 +21,29 @@ import torch.fx as fx
 from torch import Tensor, nn
 
 from snnergy.errors import ConversionError, DataError
+from snnergy.structure.activations import activation_module_types
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 
+#: Layer types whose subclasses stay leaves of the traced graph.
+_KNOWN_LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+                 nn.Flatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 
-def _trace(model: nn.Module, stack_traces: bool = False) -> fx.GraphModule:
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if isinstance(m, (*_KNOWN_LAYERS, *activation_module_types())):
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+
+def trace_graph(model: nn.Module, stack_traces: bool = False) -> fx.GraphModule:
     """Traces ``model``; a failure names the user's line.
 
     Recording stack traces makes torch.fx import torch._dynamo (seconds), so the walk traces
     without them and traces again with them only to name the line of a node in an error.
     """
-    tracer = fx.Tracer()
+    tracer = _Tracer()
     tracer.record_stack_traces = stack_traces
     try:
         graph = tracer.trace(model)
@@ -48,7 +63,7 @@ def _tb_frames(err: BaseException) -> list[tuple[str, int, str]]:
             for f in traceback.extract_tb(err.__traceback__)]
 
 
-def _run(graph_module: fx.GraphModule, sample: Tensor) -> dict[fx.Node, Any]:
+def run_graph(graph_module: fx.GraphModule, sample: Tensor) -> dict[fx.Node, Any]:
     """Every node's value on ``sample`` (one interpreted forward, no gradient)."""
     values: dict[fx.Node, Any] = {}
 
@@ -67,7 +82,7 @@ def _run(graph_module: fx.GraphModule, sample: Tensor) -> dict[fx.Node, Any]:
     return values
 
 
-def _function_name(target: Any) -> str:
+def function_name(target: Any) -> str:
     name = getattr(target, "__name__", repr(target))
     module = getattr(target, "__module__", None) or ""
     if module in ("_operator", "operator"):
@@ -77,27 +92,7 @@ def _function_name(target: Any) -> str:
     return f"{module}.{name}"
 
 
-def _function_hint(node: fx.Node) -> str:
-    name = str(getattr(node.target, "__name__", node.target))
-    if "max_pool" in name or name in ("max", "amax"):
-        return "use average pooling (max pooling has no exact spiking equivalent)"
-    if name in ("sigmoid", "tanh", "gelu", "silu", "elu", "leaky_relu", "relu6", "hardtanh", "softplus",
-                "hardswish", "mish", "selu", "clamp", "clip"):
-        return "use ReLU (an integrate-and-fire rate approximates a ReLU only)"
-    if name in ("softmax", "log_softmax"):
-        return "remove it: the readout is the last layer's logits (its accumulated potential)"
-    if name in ("cat", "concat", "stack"):
-        return ("concatenation is not supported; snnergy converts chains of layers with residual "
-                "additions")
-    if name in ("mul", "matmul", "truediv", "div", "sub", "neg", "pow"):
-        return "only sums of branches are supported (put scalings into a Conv2d/Linear)"
-    if name in ("conv2d", "linear"):
-        return "use the nn.Conv2d / nn.Linear modules (their weights must be module parameters)"
-    return ("supported: Conv2d, Linear, BatchNorm after them, ReLU, average pooling, flatten/view, "
-            "dropout, and sums of branches")
-
-
-def _user_line(stack_trace: str | None) -> str:
+def user_line(stack_trace: str | None) -> str:
     """`` at file:line `code` `` of the innermost user frame (outside torch) of a node's trace."""
     if not stack_trace:
         return ""

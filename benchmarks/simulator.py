@@ -20,7 +20,7 @@ number of copies of the batch and is built before the clock starts.
 snnergy methods: ``snnergy_looped`` / ``snnergy_batched`` / ``snnergy_event`` / ``snnergy_auto`` are
 :func:`snnergy.simulation.simulate_batch` with that ``mode`` (``auto`` times both ways for each
 stage on every call, as a one-off ``simulate_batch`` does); ``snnergy_auto_planned`` reuses one
-:class:`snnergy.simulation.Simulator` whose plan was made during the warm-up (what the dataset
+:class:`snnergy.simulation.Simulator` whose paths were chosen during the warm-up (what the dataset
 runner does after its first batch); ``experiments_simulate`` is
 :func:`snnergy.experiments.simulate` on ``(x, y)``: simulation in memory-bounded sub-batches,
 rate correlations, SynOps counting and energy, so the overhead of the whole pipeline is visible.
@@ -169,7 +169,7 @@ def methods_for(snn: SpikingNetwork, dnn: nn.Sequential, x: Tensor, y: Tensor, s
                 settings: Settings) -> tuple[list[Method], Simulator, list[SNNRecord]]:
     """The timed methods for one (model, T), in the order they alternate within a repeat.
 
-    Also returns the simulator of ``snnergy_auto_planned``, whose ``plan`` the warm-up fills, and
+    Also returns the simulator of ``snnergy_auto_planned``, whose ``paths`` the warm-up fills, and
     a list that holds the record of the latest ``experiments_simulate`` run.
     """
     x_ref = x[: settings.reference_batch]
@@ -271,7 +271,7 @@ def bench(settings: Settings) -> tuple[list[Row], list[str]]:
             medians = measure(methods, settings.repeats, device)
             for m in methods:
                 rows.append(Row(name, steps, m.name, m.batch, m.repeats, medians[m.name]))
-            paths = ", ".join(f"{stage} {path}" for stage, path in planned.plan.items())
+            paths = ", ".join(f"{stage} {path}" for stage, path in planned.paths.items())
             line = f"{name} {activity(records[-1])}; auto plan: {paths}"
             notes.append(line)
             print(f"{line} [{time.perf_counter() - start:.0f} s]", flush=True)

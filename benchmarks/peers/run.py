@@ -96,7 +96,7 @@ class Method:
 
     name: str
     run: Callable[[], Tensor | None]
-    plan: dict[str, str] | None = None  # snnergy: the path of each stage (after the warm-up)
+    paths: dict[str, str] | None = None  # snnergy: the path of each stage (after the warm-up)
 
 
 # ---------------------------------------------------------------------------- models
@@ -135,7 +135,7 @@ def methods_for(snn: SpikingNetwork, dnn: nn.Sequential, x: Tensor, steps: int) 
            Method("dense_big_batch", _none(dense_big_batch(dnn, x, steps)))]
     for mode in simulator_module.MODES:
         sim = Simulator(snn, [steps], mode=mode)
-        out.append(Method(f"snnergy_{mode}", lambda sim=sim: sim.run(x).potentials[-1], sim.plan))
+        out.append(Method(f"snnergy_{mode}", lambda sim=sim: sim.run(x).potentials[-1], sim.paths))
     single = peers.spikingjelly_network(snn, "s")
     multi = peers.spikingjelly_network(snn, "m")
     sinabs = peers.sinabs_network(snn, x.shape[0])
@@ -308,9 +308,9 @@ def run(s: Settings) -> tuple[list[dict], list[dict], list[str]]:
             methods = methods_for(snn, dnn, x, steps)
             medians, outputs = measure_methods(methods, s.repeats)
             timing += timing_rows(dataset, tag, steps, x, y, dnn, medians, outputs, s.repeats)
-            plan = next(m.plan for m in methods if m.name == "snnergy_auto")
-            notes.append(f"{dataset} {tag} T={steps}: snnergy_auto paths {plan}")
-            print(f"  T={steps}, batch {len(x)}: timed [{time.perf_counter() - start:.0f} s]; auto: {plan}",
+            paths = next(m.paths for m in methods if m.name == "snnergy_auto")
+            notes.append(f"{dataset} {tag} T={steps}: snnergy_auto paths {paths}")
+            print(f"  T={steps}, batch {len(x)}: timed [{time.perf_counter() - start:.0f} s]; auto: {paths}",
                   flush=True)
     return timing, counts, notes
 

@@ -1,7 +1,7 @@
 """Energy profiles (per-operation energies with their source) and the energy estimate.
 
 An :class:`EnergyProfile` prices the three operation types of :class:`~snnergy.records.OpCounts`
-in picojoules; :func:`estimate_energy` turns counts into joules per sample (DESIGN.md):
+in picojoules; :func:`estimate_energy` turns counts into joules per sample (docs/design.md):
 ``E = macs*E_mac + synops*E_ac + neuron_updates*E_neuron``. For a DNN, ``macs`` are its effective
 MACs; for an SNN, ``synops`` plus the analog first layer's ``input_macs`` and the neuron updates.
 

@@ -3,7 +3,7 @@
 Stages exchange these plain records, never each other's classes: ``counting`` takes an
 :class:`ActivityRecord` and :class:`LayerGeometry` shapes, ``energy`` sees only :class:`OpCounts`,
 and ``reporting`` reads the ``to_dict`` form of :class:`DNNRecord` and :class:`SNNRecord` from
-``results.json`` (schema in DESIGN.md). Every count is *per sample*.
+``results.json`` (schema in docs/design.md). Every count is *per sample*.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ class DNNRecord:
         return sum(self.sparsity.values()) / len(self.sparsity) if self.sparsity else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, keys as in DESIGN.md's results schema."""
+        """JSON-ready form, keys as in docs/design.md's results schema."""
         return asdict(self)
 
 
@@ -207,5 +207,5 @@ class SNNRecord:
     input_density: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, keys as in DESIGN.md's results schema."""
+        """JSON-ready form, keys as in docs/design.md's results schema."""
         return asdict(self)

@@ -152,7 +152,7 @@ def test_event_mode_falls_back_per_stage_and_says_why() -> None:
     x = torch.rand(7, 1, 6, 6, dtype=torch.float64)
     sim = Simulator(snn, [2, 6], input="poisson", mode="event")
     trace = sim.run(x, torch.Generator().manual_seed(1))
-    assert sim.plan == {"conv1": "event", "conv2": "batched", "fc": "event"}
+    assert sim.paths == {"conv1": "event", "conv2": "batched", "fc": "event"}
     assert set(sim.unsupported) == {"conv2"} and "dilated" in sim.unsupported["conv2"]
     ref = simulate_reference(snn, x, [2, 6], input="poisson", generator=torch.Generator().manual_seed(1))
     assert torch.equal(trace.potentials, ref.potentials)
@@ -165,8 +165,8 @@ def test_auto_plans_on_the_middle_chunk_and_records_densities() -> None:
     # widest stage: conv2, 4x6x6 in + 4x6x6 out = 288 values per sample: chunks of 5 steps
     sim = Simulator(snn, [40], input="analog", mode="auto", max_elements=7 * 288 * 5)
     sim.run(x)
-    assert sim.plan["conv1"] == "batched"  # analog first stage: computed once
-    assert sim.plan["conv2"] in ("batched", "looped") and sim.plan["fc"] in ("batched", "looped", "event")
+    assert sim.paths["conv1"] == "batched"  # analog first stage: computed once
+    assert sim.paths["conv2"] in ("batched", "looped") and sim.paths["fc"] in ("batched", "looped", "event")
     assert set(sim.density) == {"conv2", "fc"} and all(0 < d < 1 for d in sim.density.values())
 
 
@@ -179,8 +179,8 @@ def test_auto_takes_the_event_path_below_the_density_threshold() -> None:
         sim = Simulator(snn, [20], input="poisson", mode="auto", event_density=threshold)
         runs[threshold] = (sim, sim.run(x, torch.Generator().manual_seed(2)))
     sparse, dense = runs[1.0][0], runs[0.0][0]
-    assert sparse.plan == {"conv1": "event", "conv2": "batched", "fc": "event"}  # conv2: no event path
-    assert dense.plan == {"conv1": "batched", "conv2": "batched", "fc": "batched"}
+    assert sparse.paths == {"conv1": "event", "conv2": "batched", "fc": "event"}  # conv2: no event path
+    assert dense.paths == {"conv1": "batched", "conv2": "batched", "fc": "batched"}
     assert sparse.density == dense.density and 0 < sparse.density["fc"] < 1  # measured on the data alone
     assert torch.equal(runs[1.0][1].potentials, runs[0.0][1].potentials)
 
@@ -198,7 +198,7 @@ FALLBACK = textwrap.dedent("""
     print(kernels.unavailable_reason())
     ref = simulate_reference(snn, x, [3, 9])
     assert torch.equal(trace.potentials, ref.potentials)
-    assert sim.plan == {"conv1": "batched", "conv2": "batched", "fc": "batched"}, sim.plan
+    assert sim.paths == {"conv1": "batched", "conv2": "batched", "fc": "batched"}, sim.paths
     assert "compiled kernels are unavailable" in sim.unsupported["fc"], sim.unsupported
     print("fallback ok")
 """)

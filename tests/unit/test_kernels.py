@@ -91,7 +91,7 @@ BUILD = """
     sim = Simulator(snn, [4], input="poisson", mode="event")
     sim.run(torch.rand(3, 1, 6, 6, dtype=torch.float64), torch.Generator().manual_seed(0))
     assert kernels.available(), kernels.unavailable_reason()
-    assert sim.plan == {"conv1": "event", "conv2": "event", "fc": "event"}, sim.plan
+    assert sim.paths == {"conv1": "event", "conv2": "event", "fc": "event"}, sim.paths
     print("built ok")
 """
 
@@ -141,19 +141,19 @@ def test_off_gives_the_same_spikes_as_auto_through_the_pytorch_loops(monkeypatch
     assert all(torch.equal(traces["auto"].spike_counts[k], traces["off"].spike_counts[k]) for k in traces["off"].spike_counts)
     assert all(torch.equal(traces["auto"].final_counts[k], traces["off"].final_counts[k]) for k in traces["off"].final_counts)
     # off: the event path is not offered, and every stage says why
-    assert "event" not in sims["off"].plan.values()
+    assert "event" not in sims["off"].paths.values()
     assert sims["off"].unsupported == {name: f"the compiled kernels are unavailable ({kernels.SWITCH}=off)"
                                        for name in ("conv1", "conv2", "fc")}
     assert not kernels.available() and kernels.unavailable_reason() == f"{kernels.SWITCH}=off"
     sim = Simulator(snn, [3], input="poisson", mode="event")
     sim.run(x, torch.Generator().manual_seed(3))
-    assert sim.plan == {"conv1": "batched", "conv2": "batched", "fc": "batched"}
+    assert sim.paths == {"conv1": "batched", "conv2": "batched", "fc": "batched"}
 
 
 OFF = """
     sim = Simulator(small_net(), [5], mode="event")
     sim.run(torch.rand(2, 1, 6, 6, dtype=torch.float64))
-    assert not kernels.available() and set(sim.plan.values()) == {"batched"}, sim.plan
+    assert not kernels.available() and set(sim.paths.values()) == {"batched"}, sim.paths
     print("off ok")
 """
 

@@ -370,3 +370,19 @@ def test_maps_of_different_batch_sizes_take_the_reference_path() -> None:
     # layer means are per layer: [0, 3, 4] -> 7/3; [[1], [3]] -> 2; sum 13/3 (no common batch to stack)
     rec = ActivityRecord({"relu1": torch.tensor([[0.0, 3.0, 4.0]]), "relu2": torch.tensor([[1.0], [3.0]])})
     assert activity_penalty(rec, "l1").item() == pytest.approx(13 / 3)
+
+
+def test_a_plain_function_registered_as_it_is_counts_as_its_reference() -> None:
+    from snnergy.regularizers import REGULARIZERS, LayerwiseRegularizer, activity_penalty
+
+    def sum_abs(a: torch.Tensor) -> torch.Tensor:
+        return a.abs().flatten(1).sum(1)
+
+    REGULARIZERS.add("test-sum-abs", sum_abs)
+    try:
+        rec = ActivityRecord({"relu1": torch.tensor([[0.0, 3.0, 4.0]]), "relu2": torch.tensor([[1.0]])})
+        # batch mean per layer, summed over layers: 7 + 1
+        assert activity_penalty(rec, "test-sum-abs").item() == 8.0
+        assert activity_penalty(rec, "test-sum-abs") == LayerwiseRegularizer(sum_abs).penalty(rec)
+    finally:
+        REGULARIZERS.remove("test-sum-abs")

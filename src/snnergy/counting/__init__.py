@@ -1,6 +1,6 @@
 """Operation counting: fan-out, nominal/dense/effective MACs, SynOps and sparsity.
 
-One fan-out implementation serves both networks (DESIGN.md, "Definitions"):
+One fan-out implementation serves both networks (docs/design.md, "Definitions"):
 
 - the *fan-out* of an input element of a Conv2d/Linear layer is the number of MACs it takes part
   in, exact at borders, strides, padding, dilation and groups (:func:`fanout_map`);

@@ -1,6 +1,6 @@
 """DNN counts: per-layer nominal/dense/effective MACs, input density and activation sparsity.
 
-Counts follow DESIGN.md: effective MACs count, for each Conv/Linear layer, the fan-out of every
+Counts follow docs/design.md: effective MACs count, for each Conv/Linear layer, the fan-out of every
 non-zero value of that layer's *actual* input (what a zero-skipping accelerator sees, after pooling
 and flattening); sparsity is the fraction of exact zeros in each post-ReLU map.
 :class:`DNNCounter` adds them up batch by batch from recorded activations and layer inputs

@@ -214,7 +214,7 @@ def neuron_fanout(
     """Fan-out of each spiking neuron into the next weighted layer, through average pools.
 
     A spike is a binary event of one neuron: the pooled value is not a spike, and the spike still
-    reaches every output its pooled positions feed (DESIGN.md, SynOps). So a neuron's fan-out is
+    reaches every output its pooled positions feed (docs/design.md, SynOps). So a neuron's fan-out is
     the sum, over the pooled positions whose window contains it, of their fan-out: the adjoint of
     sum-pooling applied to the next layer's :func:`fanout_map`. Flattening is a reshape.
 

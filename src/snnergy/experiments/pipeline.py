@@ -140,7 +140,7 @@ def measure_trained(trained: TrainedModel) -> DNNRecord:
 
 
 def result_record(config: ExperimentConfig, dnn: DNNRecord | None = None, snn: Any = None) -> dict[str, Any]:
-    """One record of ``results.json`` (DESIGN.md schema): config, dnn and snn parts."""
+    """One record of ``results.json`` (docs/design.md schema): config, dnn and snn parts."""
     record: dict[str, Any] = {"config": flat_config(config)}
     if dnn is not None:
         record["dnn"] = dnn.to_dict()
@@ -150,7 +150,7 @@ def result_record(config: ExperimentConfig, dnn: DNNRecord | None = None, snn: A
 
 
 def flat_config(config: ExperimentConfig) -> dict[str, Any]:
-    """The headline keys of DESIGN.md's ``config`` part first, then the full resolved config."""
+    """The headline keys of docs/design.md's ``config`` part first, then the full resolved config."""
     return {
         "dataset": config.data.dataset,
         "model": config.model.name,

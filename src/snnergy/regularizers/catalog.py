@@ -53,13 +53,15 @@ def is_model_aware(entry: object) -> bool:
 
 
 def _entry(name: str) -> RegularizerEntry:
+    """The entry called ``name``; a plain per-layer function ``f(a) -> Tensor`` registered as it is
+    counts as ``LayerwiseRegularizer(f)`` (its reference, no fast path)."""
     entry = REGULARIZERS.get(name)
-    if not callable(getattr(entry, "bind", None)):
-        raise ConfigError(
-            f"regularizer '{name}' is registered as a {type(entry).__name__}, not a regularizer entry; "
-            f"register a per-layer function f as REGULARIZERS.add('{name}', LayerwiseRegularizer(f))"
-        )
-    return entry
+    if callable(getattr(entry, "bind", None)):
+        return entry
+    if callable(entry):
+        return LayerwiseRegularizer(entry)
+    raise ConfigError(f"regularizer '{name}' is registered as a {type(entry).__name__}, which is neither a "
+                      f"regularizer entry nor a per-layer function")
 
 
 def activity_penalty(

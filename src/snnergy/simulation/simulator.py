@@ -123,11 +123,6 @@ class Simulator:
         self._tables: dict[tuple[str, bool], EventTable] = {}
         self._sources = set(snn.shortcut_sources())
 
-    @property
-    def plan(self) -> dict[str, str]:
-        """Deprecated name of :attr:`paths`."""
-        return self.paths
-
     @torch.no_grad()
     def run(self, x: Tensor, generator: torch.Generator | None = None) -> BatchTrace:
         """Simulates one batch ``x`` ``(B, *input_shape)``.

@@ -14,7 +14,7 @@ from snnergy.cli import main
 from snnergy.errors import ConfigError
 from snnergy.experiments.store import write_results
 from snnergy.reporting import pareto
-from snnergy.reporting.sweep_report import sweep_report_markdown, write_sweep_report
+from snnergy.reporting import sweep_report_markdown, write_sweep_report
 
 P = "cmos45-fp32"
 

@@ -10,7 +10,7 @@ import pytest
 from snnergy.cli import main
 from snnergy.config import ExperimentConfig, TrainConfig, config_to_dict
 from snnergy.errors import ConfigError
-from snnergy.experiments.sweep import config_hash, expand, load_sweep, parse_sweep
+from snnergy.experiments.grid import config_hash, expand, load_sweep, parse_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 

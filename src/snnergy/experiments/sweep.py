@@ -23,18 +23,8 @@ from snnergy.errors import ConfigError, ResultsError
 from snnergy.reporting import DEFAULT_PROFILE, write_report
 from snnergy.reporting.identity import config_hash
 
-from snnergy.experiments.grid import (
-    NAMED_FIELDS,
-    RUN_FOLDERS,
-    SWEEP_TABLES,
-    Sweep,
-    SweepLayout,
-    check_names,
-    expand,
-    load_sweep,
-    parse_sweep,
-)
-from snnergy.experiments.runner import cpu_count, execute, outcomes, run_configuration
+from snnergy.experiments.grid import Sweep, SweepLayout, load_sweep, parse_sweep
+from snnergy.experiments.runner import outcomes
 from snnergy.experiments.store import write_results
 from snnergy.experiments.sweep_store import STORE_FILE, Outcome, SweepStore
 
@@ -215,27 +205,15 @@ def _progress_bar(total: int, enabled: bool) -> Any:
 
 
 __all__ = [
-    "NAMED_FIELDS",
-    "RUN_FOLDERS",
-    "STORE_FILE",
     "SWEEP_JSON",
-    "SWEEP_TABLES",
-    "Outcome",
     "Sweep",
-    "SweepLayout",
-    "SweepStore",
     "SweepSummary",
-    "check_names",
     "check_profile",
     "config_hash",
-    "cpu_count",
-    "execute",
-    "expand",
     "load_sweep",
     "ordered_records",
     "parse_sweep",
     "read_layout",
-    "run_configuration",
     "run_sweep",
     "stored_records",
 ]

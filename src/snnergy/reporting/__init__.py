@@ -23,7 +23,7 @@ from snnergy.reporting.tables import (
     result_rows,
     write_csv,
 )
-from snnergy.reporting.writer import REPORT_STYLES, write_report, write_sweep_report
+from snnergy.reporting.writer import REPORT_STYLES, write_report
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -53,5 +53,4 @@ __all__ = [
     "verdict",
     "write_csv",
     "write_report",
-    "write_sweep_report",
 ]

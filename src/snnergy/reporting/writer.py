@@ -102,15 +102,4 @@ def write_report(
     return path
 
 
-def write_sweep_report(
-    out: str | Path,
-    records: Sequence[Mapping[str, Any]],
-    profile: str = DEFAULT_PROFILE,
-    drop: float = 0.01,
-    target: float | None = None,
-) -> Path:
-    """:func:`write_report` in the ``sweep`` style."""
-    return write_report(out, records, profile, drop, target, style="sweep")
-
-
-__all__ = ["REPORT_STYLES", "compare_style", "sweep_style", "write_report", "write_sweep_report"]
+__all__ = ["REPORT_STYLES", "compare_style", "sweep_style", "write_report"]

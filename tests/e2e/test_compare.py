@@ -88,3 +88,32 @@ def test_convert_refuses_missing_run(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["convert", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "checkpoint folder not found" in capsys.readouterr().err
     assert main(["simulate", str(tmp_path / "nope")]) == 2
+
+
+def test_a_compare_folder_is_a_sweep_folder(compared: Path) -> None:
+    from snnergy.experiments.sweep_store import SweepStore
+
+    with SweepStore(compared / "sweep.sqlite", readonly=True) as store:
+        assert store.records() == json.loads((compared / "results.json").read_text())
+    assert json.loads((compared / "sweep.json").read_text())["layout"]["report"] == "compare"
+    before = (compared / "report.md").read_text()
+    assert main(["report", str(compared)]) == 0  # the one writer, in the folder's style
+    assert (compared / "report.md").read_text() == before
+
+
+def test_compare_resumes_a_folder_written_before_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from snnergy import experiments
+    from snnergy.config import DataConfig, ExperimentConfig, ModelConfig, SimulateConfig, TrainConfig
+
+    base = ExperimentConfig(data=DataConfig(dataset="synthetic-blobs"), model=ModelConfig(name="tiny-mlp"),
+                            train=TrainConfig(epochs=1), simulate=SimulateConfig(timesteps=(4,)), device="cpu")
+    first = experiments.compare(base, grid=[("none", 0.0), ("l1", 0.1)], out=tmp_path)
+    (tmp_path / "sweep.sqlite").unlink()  # as an older snnergy left it: results.json only
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished configuration was trained again")
+
+    monkeypatch.setattr("snnergy.experiments.runner.run_configuration", no_training)
+    seen: list[dict] = []
+    again = experiments.compare(base, grid=[("none", 0.0), ("l1", 0.1)], out=tmp_path, on_result=seen.append)
+    assert again == first == seen

@@ -14,7 +14,7 @@ from snnergy.cli import main
 from snnergy.errors import ConfigError
 from snnergy.experiments.store import write_results
 from snnergy.reporting import pareto
-from snnergy.reporting.sweep_report import sweep_report_markdown, write_sweep_report
+from snnergy.reporting import sweep_report_markdown, write_report
 
 P = "cmos45-fp32"
 
@@ -164,4 +164,4 @@ def test_report_command_on_a_results_folder(tmp_path: Path, capsys: pytest.Captu
 
 def test_unknown_profile_in_write_report(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="stored: cmos45-fp32"):
-        write_sweep_report(tmp_path, RECORDS, "tpu")
+        write_report(tmp_path, RECORDS, "tpu", style="sweep")

@@ -59,3 +59,59 @@ def test_failed_configurations_are_listed(tmp_path: Path) -> None:
     assert path.read_text().startswith("# snnergy report")
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
         "accuracy_energy.png", "accuracy_timesteps.png", "layers.png"]
+
+
+def test_reporting_imports_flow_one_way() -> None:
+    """No import circle between reporting's files (at module level or inside functions), and
+    none of them imports the package itself (its __init__ imports them all)."""
+    import ast
+
+    import snnergy.reporting
+
+    folder = Path(snnergy.reporting.__file__).parent
+    edges: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        if path.stem == "__init__":
+            continue
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                assert name != "snnergy.reporting", f"{path.name} imports the reporting package"
+                if name.startswith("snnergy.reporting."):
+                    found.add(name.split(".")[2])
+        edges[path.stem] = found
+    done: set[str] = set()
+
+    def visit(module: str, trail: tuple[str, ...]) -> None:
+        assert module not in trail, f"import circle: {' -> '.join([*trail, module])}"
+        if module in done:
+            return
+        for target in edges.get(module, ()):
+            visit(target, (*trail, module))
+        done.add(module)
+
+    for module in edges:
+        visit(module, ())
+    assert not any("writer" in targets for targets in edges.values())  # the writer is on top
+
+
+def test_one_writer_two_styles(tmp_path: Path) -> None:
+    from snnergy.errors import ConfigError
+    from snnergy.reporting import REPORT_STYLES
+
+    assert REPORT_STYLES.names() == ["compare", "sweep"]
+    compare = write_report(tmp_path / "c", RECORDS)
+    assert compare.read_text().startswith("# snnergy report") and "## Which regularizer?" in compare.read_text()
+    sweep = write_report(tmp_path / "s", RECORDS, style="sweep")
+    assert sweep.read_text().startswith("# snnergy sweep report")
+    assert (tmp_path / "s" / "summary.csv").is_file() and not (tmp_path / "c" / "summary.csv").exists()
+    with pytest.raises(ConfigError, match="unknown report style 'fancy'"):
+        write_report(tmp_path, RECORDS, style="fancy")
+
+
+def test_compare_report_takes_an_absolute_target() -> None:
+    lines = verdict(RECORDS, target=0.93)
+    assert lines[0].startswith("Target: accuracy >= 0.9300 (given)")
+    assert "hoyer (strength 0.03)" in lines[1]  # the cheapest DNN at 0.94 >= 0.93

@@ -10,7 +10,7 @@ import pytest
 from snnergy.cli import main
 from snnergy.config import ExperimentConfig, TrainConfig, config_to_dict
 from snnergy.errors import ConfigError
-from snnergy.experiments.sweep import config_hash, expand, load_sweep, parse_sweep
+from snnergy.experiments.grid import config_hash, expand, load_sweep, parse_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -172,3 +172,61 @@ def test_report_profile_must_be_configured(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="report profile 'cmos45-fp32' is not among the configured profiles"):
         run_sweep(sweep, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_compare_builds_a_sweep_of_the_same_configurations() -> None:
+    from dataclasses import replace
+
+    from snnergy.config import DataConfig, SimulateConfig
+    from snnergy.experiments.compare import COMPARE_LAYOUT, compare_sweep, default_grid
+
+    base = ExperimentConfig(data=DataConfig(dataset="digits"), simulate=SimulateConfig(timesteps=(8, 32)), seed=3)
+    grid = [("none", 0.0), *default_grid(["l1"]), ("hoyer", 0.01)]
+    sweep = compare_sweep(base, grid)
+    # exactly the configurations compare ran before it was a sweep: the base with each (regularizer, strength)
+    assert sweep.configs == tuple(replace(base, train=replace(base.train, regularizer=n, strength=s)) for n, s in grid)
+    assert sweep.layout == COMPARE_LAYOUT and sweep.source == "compare"
+    assert [sweep.layout.run_folder(c) for c in sweep.configs] == ["none-0", "l1-0.03", "l1-0.1", "l1-0.15", "hoyer-0.01"]
+    with pytest.raises(ConfigError, match="unknown regularizer 'l3'"):
+        compare_sweep(base, [("l3", 0.1)])
+
+
+def test_one_identity_for_configs_records_and_groups() -> None:
+    import json
+
+    from snnergy.experiments import result_record
+    from snnergy.reporting.identity import SEED_KEYS, config_hash as identity_hash, record_hash
+
+    a = ExperimentConfig(train=TrainConfig(regularizer="l1", strength=0.1))
+    assert config_hash is identity_hash  # the sweep's identity is the one identity
+    record = json.loads(json.dumps(result_record(a)))  # as read back from results.json or the store
+    assert record_hash(record) == config_hash(a) == config_hash(config_to_dict(a))
+    other_seed = json.loads(json.dumps(result_record(ExperimentConfig(train=a.train, seed=5))))
+    assert record_hash(other_seed) != record_hash(record)
+    assert record_hash(other_seed, SEED_KEYS) == record_hash(record, SEED_KEYS)
+
+
+def test_layout_names_the_run_folders_and_the_report() -> None:
+    from snnergy.experiments.grid import SweepLayout
+
+    config = ExperimentConfig(train=TrainConfig(regularizer="l1", strength=0.1))
+    assert SweepLayout().run_folder(config) == config_hash(config)[:12]
+    assert SweepLayout(run_folders="label").run_folder(config) == "l1-0.1"
+    with pytest.raises(ConfigError, match="run_folders must be one of id, label"):
+        SweepLayout(run_folders="name")
+    with pytest.raises(ConfigError, match="unknown report style 'fancy'"):
+        SweepLayout(report="fancy")
+    assert parse_sweep({}).to_dict()["layout"] == {"run_folders": "id", "report": "sweep", "failed_in_results": False}
+
+
+def test_run_without_a_folder_keeps_nothing_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from snnergy.experiments.sweep import run_sweep
+
+    monkeypatch.chdir(tmp_path)
+    sweep = parse_sweep({"base": {"data": {"dataset": "synthetic-blobs"}, "model": {"name": "tiny-mlp"},
+                                  "train": {"epochs": 1}, "simulate": {"timesteps": [4]}, "device": "cpu"},
+                         "grid": {"seed": [0, 1]}})
+    summary = run_sweep(sweep, None)
+    assert (summary.finished, summary.out, summary.report) == (2, None, None)
+    assert [r["config"]["seed"] for r in summary.records] == [0, 1]
+    assert list(tmp_path.iterdir()) == []

@@ -238,19 +238,21 @@ def _run_sweep(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def _run_report(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from snnergy.experiments import read_results
+    from snnergy.experiments.sweep import read_layout
     from snnergy.experiments.sweep_store import STORE_FILE, SweepStore
-    from snnergy.reporting.sweep_report import write_sweep_report
+    from snnergy.reporting import write_report
 
     if extra:
         raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
     if (args.out / STORE_FILE).is_file():
         with SweepStore(args.out / STORE_FILE, readonly=True) as store:
             records = store.records(include_failed=True)
+        style = read_layout(args.out).report
     elif (args.out / "results.json").is_file():
-        records = read_results(args.out)
+        records, style = read_results(args.out), "sweep"
     else:
         raise ConfigError(f"{args.out}: neither {STORE_FILE} nor results.json here; run `snnergy sweep` first")
-    path = write_sweep_report(args.out, records, args.profile, args.target_drop, args.target_accuracy)
+    path = write_report(args.out, records, args.profile, args.target_drop, args.target_accuracy, style=style)
     finished = sum("error" not in r for r in records)
     print(f"{finished} finished and {len(records) - finished} failed runs; wrote {path} and {args.out}/plots/")
     return 0

@@ -1,11 +1,13 @@
 """Experiments: one configuration end to end, comparisons over regularizers, and result files.
 
 This is the Python API behind the command line: ``train`` -> ``measure`` (DNN record) ->
-``convert`` -> ``simulate`` (SNN record), and ``compare`` over regularizers and strengths.
+``convert`` -> ``simulate`` (SNN record); ``run_sweep`` runs many configurations (a sweep file's,
+or ``compare``'s over regularizers and strengths) through one runner, store and report.
 """
 
 from snnergy.energy import describe_profiles
-from snnergy.experiments.compare import DEFAULT_REGULARIZERS, DEFAULT_STRENGTHS, compare, default_grid, run_configuration
+from snnergy.experiments.compare import DEFAULT_REGULARIZERS, DEFAULT_STRENGTHS, compare, compare_sweep, default_grid
+from snnergy.experiments.grid import Sweep, SweepLayout, load_sweep, parse_sweep
 from snnergy.experiments.measure import measure
 from snnergy.experiments.pipeline import TrainedModel, measure_trained, result_record, train
 from snnergy.experiments.snn import simulate
@@ -19,18 +21,22 @@ from snnergy.experiments.steps import (
     simulate_converted,
 )
 from snnergy.experiments.store import read_results, write_config, write_results
-from snnergy.experiments.sweep import Sweep, SweepSummary, config_hash, load_sweep, parse_sweep, run_sweep
+from snnergy.experiments.runner import run_configuration
+from snnergy.experiments.sweep import SweepSummary, run_sweep
 from snnergy.experiments.sweep_store import Outcome, SweepStore
+from snnergy.reporting.identity import config_hash
 
 __all__ = [
     "DEFAULT_REGULARIZERS",
     "DEFAULT_STRENGTHS",
     "Outcome",
     "Sweep",
+    "SweepLayout",
     "SweepStore",
     "SweepSummary",
     "TrainedModel",
     "compare",
+    "compare_sweep",
     "config_hash",
     "convert",
     "convert_checkpoint",

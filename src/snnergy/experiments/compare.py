@@ -1,32 +1,41 @@
 """``snnergy compare``: train each regularizer at a few strengths, measure the DNN, convert,
 simulate the SNN, and write results, report and plots.
 
-Each finished configuration is written to ``results.json``/``results.csv`` at once, so an
-interrupted comparison keeps every configuration it finished; the same command run again reuses
-them and resumes the interrupted configuration's training after its last finished epoch.
+A comparison is a sweep built in code (:func:`compare_sweep`: the base configuration with a grid
+over ``train`` tables, one per (regularizer, strength)) and run by the sweep's driver
+(:func:`~snnergy.experiments.sweep.run_sweep`): the same runner, store (``OUT/sweep.sqlite``),
+configuration identity and report writer as ``snnergy sweep``. Its own :data:`COMPARE_LAYOUT`
+keeps the comparison's outputs: ``runs/<regularizer>-<strength>/checkpoint/``, failed
+configurations listed in ``results.json``, and the per-configuration report. Each finished
+configuration is stored and written to ``results.json``/``results.csv`` at once, so an interrupted
+comparison keeps every configuration it finished; the same command run again reuses them and
+resumes the interrupted configuration's training after its last finished epoch.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from snnergy.config import ExperimentConfig, config_to_dict
-from snnergy.conversion import convert as convert_model
-from snnergy.data import calibration_set
-from snnergy.energy import ENERGY_PROFILES
-from snnergy.errors import ConfigError, SnnergyError
+from snnergy.errors import ConfigError
 from snnergy.regularizers import REGULARIZERS
-from snnergy.reporting import DEFAULT_PROFILE, write_report
+from snnergy.reporting import DEFAULT_PROFILE
+from snnergy.reporting.identity import record_hash
 
-from snnergy.experiments.pipeline import measure_trained, result_record, train
-from snnergy.experiments.snn import simulate
-from snnergy.experiments.store import RESULTS_JSON, read_results, write_config, write_results
+from snnergy.experiments.grid import Sweep, SweepLayout, parse_sweep
+from snnergy.experiments.runner import run_configuration
+from snnergy.experiments.store import RESULTS_JSON, read_results, write_config
+from snnergy.experiments.sweep import check_profile, run_sweep, stored_records
+from snnergy.experiments.sweep_store import STORE_FILE, Outcome, SweepStore
 
 DEFAULT_REGULARIZERS = ("none", "l1", "hoyer", "hoyer-square")
+COMPARE_LAYOUT = SweepLayout(run_folders="label", report="compare", failed_in_results=True)
+"""How a comparison's folder is written: ``runs/<regularizer>-<strength>/``, the per-configuration
+report, failed configurations listed in ``results.json``."""
 
 # Strengths per regularizer (per-element normalized penalties, see snnergy.regularizers), chosen
 # on digits/LeNet (30 epochs, Adam 1e-2) so that the three give visibly different sparsity: from
@@ -72,25 +81,20 @@ def default_grid(regularizers: Sequence[str]) -> list[tuple[str, float]]:
     return grid
 
 
-def run_configuration(config: ExperimentConfig, out: Path | None, progress: bool = False) -> dict[str, Any]:
-    """Train, measure, convert and simulate one configuration; returns its result record."""
-    trained = train(config, out=out, progress=progress)
-    dnn = measure_trained(trained)
-    calibration = calibration_set(trained.splits, config.data.calibration_size, seed=config.seed)
-    snn = convert_model(trained.model, calibration.to(trained.device), config.convert)
-    record = simulate(
-        snn,
-        (trained.splits.test_x, trained.splits.test_y),
-        timesteps=config.simulate.timesteps,
-        input=config.simulate.input,
-        max_samples=config.simulate.max_samples,
-        max_memory=config.simulate.max_memory,
-        profiles=config.profiles,
-        seed=config.seed,
-        device=trained.device,
-        progress=progress,
-    )
-    return result_record(config, dnn, record)
+def compare_sweep(base: ExperimentConfig, grid: Sequence[tuple[str, float]]) -> Sweep:
+    """The sweep a comparison runs: ``base`` with one ``train`` table per (regularizer, strength),
+    validated like a sweep file (``none`` runs once, at strength 0).
+
+    Example:
+        >>> sweep = compare_sweep(ExperimentConfig(), [("none", 0.0), ("l1", 0.1)])
+        >>> [(c.train.regularizer, c.train.strength) for c in sweep.configs], sweep.layout.run_folder(sweep.configs[1])
+        ([('none', 0.0), ('l1', 0.1)], 'l1-0.1')
+    """
+    for name, _ in grid:
+        REGULARIZERS.get(name)
+    tables = [{"regularizer": name, "strength": float(strength)} for name, strength in grid]
+    sweep = parse_sweep({"base": config_to_dict(base), "grid": {"train": tables}}, source="compare")
+    return replace(sweep, layout=COMPARE_LAYOUT)
 
 
 def compare(
@@ -108,54 +112,58 @@ def compare(
         base: Dataset, model, training, conversion and simulation settings shared by all runs.
         grid: (regularizer, strength) pairs (``None``: :data:`DEFAULT_REGULARIZERS` at their
             :data:`DEFAULT_STRENGTHS`).
-        out: Folder for ``results.json``, ``results.csv``, ``report.md``, ``plots/`` and each
-            configuration's checkpoint (``runs/<regularizer>-<strength>/checkpoint``).
+        out: Folder for ``results.json``, ``results.csv``, ``report.md``, ``plots/``, the store
+            ``sweep.sqlite`` and each configuration's checkpoint
+            (``runs/<regularizer>-<strength>/checkpoint``); ``None``: nothing written.
         profile: Energy profile of the report and plots.
         progress: Show progress bars.
-        on_result: Called with each finished (or failed) record.
+        on_result: Called with each record, reused or finished (or failed) now.
 
     Returns:
-        One record per configuration; a configuration that fails with a
-        :class:`~snnergy.errors.SnnergyError` is recorded with an ``error`` part and the
-        comparison goes on.
+        One record per configuration, in grid order; a configuration that fails is recorded
+        with an ``error`` part and the comparison goes on (and runs again next time).
     """
     base = base or ExperimentConfig()
     grid = list(grid) if grid is not None else default_grid(DEFAULT_REGULARIZERS)
-    for name, _ in grid:
-        REGULARIZERS.get(name)
-    ENERGY_PROFILES.get(profile)
-    if base.profiles is not None and profile not in base.profiles:
-        raise ConfigError(f"report profile '{profile}' is not among the configured profiles {list(base.profiles)}")
-    records: list[dict[str, Any]] = []
-    finished = finished_records(out) if out is not None else {}
+    sweep = compare_sweep(base, grid)
+    check_profile(sweep, profile)
     if out is not None:
+        adopt_results(out)
         write_config(out, base)
-    for name, strength in grid:
-        config = replace(base, train=replace(base.train, regularizer=name, strength=float(strength)))
-        run_out = Path(out) / "runs" / f"{name}-{strength:g}" if out is not None else None
-        record = finished.get(_identity(config))
-        if record is None:
-            try:
-                record = run_configuration(config, run_out, progress)
-            except SnnergyError as err:
-                record = {**result_record(config), "error": str(err)}
-        records.append(record)
-        if out is not None:
-            write_results(out, records)
-        if on_result is not None:
-            on_result(record)
-    if out is not None:
-        write_report(out, records, profile)
-    return records
+        for record in stored_records(out, sweep.configs):
+            if on_result is not None:
+                on_result(record)
+    summary = run_sweep(
+        sweep, out, retry_failed=True, profile=profile, run_progress=progress,
+        on_outcome=(lambda outcome: on_result(outcome.record)) if on_result is not None else None,
+    )
+    return list(summary.records)
 
 
-def finished_records(out: str | Path) -> dict[str, dict[str, Any]]:
-    """The finished (not failed) records of an earlier comparison in ``out``, by configuration:
-    a rerun of the same command reuses them instead of training again (it resumes)."""
-    if not (Path(out) / RESULTS_JSON).is_file():
-        return {}
-    return {json.dumps(r["config"]["resolved"], sort_keys=True): r for r in read_results(out) if "error" not in r}
+def adopt_results(out: str | Path) -> int:
+    """Stores the finished records of a ``results.json`` written by a comparison before the store
+    existed (an older snnergy), so that the same command still resumes; returns how many. Only
+    complete comparison records (with an ``snn`` part) count: a ``snnergy train`` folder's record
+    is not a finished comparison."""
+    out = Path(out)
+    if (out / STORE_FILE).is_file() or not (out / RESULTS_JSON).is_file():
+        return 0
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    finished = [r for r in read_results(out)
+                if "error" not in r and r.get("snn") and isinstance(r["config"].get("resolved"), Mapping)]
+    with SweepStore(out / STORE_FILE) as store:
+        for record in finished:
+            store.put(Outcome(record_hash(record), "finished", dict(record["config"]["resolved"]), record, None, now, now, 0.0))
+    return len(finished)
 
 
-def _identity(config: ExperimentConfig) -> str:
-    return json.dumps(json.loads(json.dumps(config_to_dict(config))), sort_keys=True)
+__all__ = [
+    "COMPARE_LAYOUT",
+    "DEFAULT_REGULARIZERS",
+    "DEFAULT_STRENGTHS",
+    "adopt_results",
+    "compare",
+    "compare_sweep",
+    "default_grid",
+    "run_configuration",
+]

@@ -59,7 +59,7 @@ class Outcome:
     """One configuration's result as stored: a row of ``runs``.
 
     Attributes:
-        id: SHA-256 of the resolved config (see :func:`snnergy.experiments.sweep.config_hash`).
+        id: SHA-256 of the resolved config (:func:`snnergy.reporting.identity.config_hash`).
         status: ``"finished"`` or ``"failed"``.
         config: The resolved config (``config_to_dict``).
         record: The result record (failed: its ``config`` part plus ``error``).
@@ -85,7 +85,8 @@ class SweepStore:
     """The SQLite results store of one run folder; a context manager.
 
     Args:
-        path: The database file (created with its tables if missing).
+        path: The database file (created with its tables if missing); ``None``: a store in memory,
+            gone when closed (a sweep run without a folder).
         readonly: Open an existing store for reading only (for reports).
 
     Example:
@@ -100,13 +101,17 @@ class SweepStore:
         ({'a1': 'failed'}, True)
     """
 
-    def __init__(self, path: str | Path, readonly: bool = False) -> None:
-        self.path = Path(path)
-        if readonly and not self.path.is_file():
+    def __init__(self, path: str | Path | None, readonly: bool = False) -> None:
+        self.path = Path(path) if path is not None else Path(":memory:")
+        if readonly and (path is None or not self.path.is_file()):
             raise ResultsError(f"{self.path}: no sweep store here; run `snnergy sweep` first")
         try:
             if readonly:
                 self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+            elif path is None:
+                self._db = sqlite3.connect(":memory:", isolation_level=None)
+                self._db.executescript(_SCHEMA)
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)

@@ -1,19 +1,18 @@
 """Reporting: tables (Markdown, CSV), plots (PNG) and the Markdown report, from result records.
 
 It reads only the JSON form of results (``results.json``: a list of records with ``config``,
-``dnn`` and optionally ``snn`` parts, DESIGN.md's schema), never the stages' classes.
+``dnn`` and optionally ``snn`` parts, DESIGN.md's schema), never the stages' classes. Data flows
+one way: ``tables`` -> ``filters`` -> ``report`` (per configuration) and ``pareto`` (over seeds)
+-> ``plots`` and ``sweep_report`` -> ``writer`` (:func:`write_report`, the one report writer);
+``identity`` names a configuration, ``schema`` checks records.
 """
 
+from snnergy.reporting.filters import config_label, config_name, ok_records, reference_accuracy, usable_records
+from snnergy.reporting.identity import config_hash, record_hash
 from snnergy.reporting.pareto import iso_accuracy, pareto_front, snn_fronts
+from snnergy.reporting.report import format_summary, report_markdown, summary_rows, verdict
 from snnergy.reporting.schema import check_record, check_records
-from snnergy.reporting.report import (
-    format_summary,
-    report_markdown,
-    summary_rows,
-    verdict,
-    write_report,
-)
-from snnergy.reporting.sweep_report import sweep_report_markdown, write_sweep_report
+from snnergy.reporting.sweep_report import sweep_report_markdown
 from snnergy.reporting.tables import (
     DEFAULT_PROFILE,
     collapsed_layers,
@@ -24,26 +23,34 @@ from snnergy.reporting.tables import (
     result_rows,
     write_csv,
 )
+from snnergy.reporting.writer import REPORT_STYLES, write_report
 
 __all__ = [
     "DEFAULT_PROFILE",
+    "REPORT_STYLES",
     "check_record",
     "check_records",
     "collapsed_layers",
+    "config_hash",
+    "config_label",
+    "config_name",
     "csv_text",
     "dnn_row",
     "format_summary",
     "format_value",
     "iso_accuracy",
     "markdown_table",
+    "ok_records",
     "pareto_front",
+    "record_hash",
+    "reference_accuracy",
     "report_markdown",
     "result_rows",
     "snn_fronts",
     "summary_rows",
     "sweep_report_markdown",
+    "usable_records",
     "verdict",
     "write_csv",
     "write_report",
-    "write_sweep_report",
 ]

@@ -18,10 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from snnergy.reporting.report import ok_records, reference_accuracy
+from snnergy.reporting.filters import config_label, ok_records, reference_accuracy
+from snnergy.reporting.identity import SEED_KEYS, record_hash, resolved_config
 from snnergy.reporting.tables import collapsed_layers
 
-IGNORED_KEYS = ("seed", "device")  # not part of a configuration's identity
+IGNORED_KEYS = SEED_KEYS  # runs differing only by these are one configuration
 HEADLINE_KEYS = ("data.dataset", "model.name", "train.regularizer", "train.strength", "dataset", "model", "regularizer", "strength")
 
 
@@ -77,11 +78,10 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def identity(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The record's config as dotted keys, without seed and device: what makes a configuration."""
-    cfg = record["config"]
-    flat = _flatten(cfg["resolved"]) if isinstance(cfg.get("resolved"), Mapping) else _flatten(cfg)
-    return {k: v for k, v in flat.items() if k not in IGNORED_KEYS}
+def settings(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record's config as dotted keys, without seed and device: what tells configurations apart
+    in labels (their identity is :func:`~snnergy.reporting.identity.record_hash` without seed)."""
+    return {k: v for k, v in _flatten(resolved_config(record)).items() if k not in IGNORED_KEYS}
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class Group:
     """One configuration with its runs over seeds.
 
     Attributes:
-        key: Canonical JSON of :func:`identity`.
+        key: Its identity: :func:`~snnergy.reporting.identity.record_hash` without seed and device.
         label: Short name: regularizer and strength, plus any other setting that varies.
         dataset: Dataset name.
         model: Model name.
@@ -132,18 +132,18 @@ def group_records(records: Sequence[Mapping[str, Any]]) -> list[Group]:
         [('none', [0, 1]), ('l1 0.1', [0, 1])]
     """
     finished = ok_records(records)
-    identities = [identity(r) for r in finished]
+    identities = [settings(r) for r in finished]
     varying = sorted(
         key for key in {k for ident in identities for k in ident}
         if key not in HEADLINE_KEYS and len({json.dumps(i.get(key), sort_keys=True) for i in identities}) > 1
     )
     order: dict[str, list[Mapping[str, Any]]] = {}
-    for record, ident in zip(finished, identities):
-        order.setdefault(json.dumps(ident, sort_keys=True, default=str), []).append(record)
+    for record in finished:
+        order.setdefault(record_hash(record, IGNORED_KEYS), []).append(record)
     groups = []
     for key, members in order.items():
-        cfg, ident = members[0]["config"], identity(members[0])
-        name = cfg["regularizer"] if cfg["regularizer"] == "none" else f"{cfg['regularizer']} {cfg['strength']:g}"
+        cfg, ident = members[0]["config"], settings(members[0])
+        name = config_label(members[0])
         extras = [f"{k}={_short(ident.get(k))}" for k in varying]
         label = ", ".join([name, *extras])
         groups.append(Group(key, label, cfg["dataset"], cfg["model"], cfg["regularizer"], cfg["strength"], tuple(members)))

@@ -9,7 +9,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from snnergy.reporting.report import layer_rows, ok_records
+from snnergy.reporting.filters import config_label, ok_records
+from snnergy.reporting.pareto import dnn_fronts, dnn_stats, layer_stats, snn_fronts, snn_points
+from snnergy.reporting.report import layer_rows
 
 
 def _pyplot():
@@ -29,11 +31,6 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _label(record: Mapping[str, Any]) -> str:
-    cfg = record["config"]
-    return cfg["regularizer"] if cfg["regularizer"] == "none" else f"{cfg['regularizer']} {cfg['strength']:g}"
-
-
 def _colors(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     plt = _pyplot()
     names = sorted({r["config"]["regularizer"] for r in records})
@@ -49,10 +46,10 @@ def plot_accuracy_energy(records: Sequence[Mapping[str, Any]], path: Path, profi
     for r in records:
         color = colors[r["config"]["regularizer"]]
         left.scatter(r["dnn"]["energy_j"][profile], r["dnn"]["accuracy"], color=color)
-        left.annotate(_label(r), (r["dnn"]["energy_j"][profile], r["dnn"]["accuracy"]), fontsize=7)
+        left.annotate(config_label(r), (r["dnn"]["energy_j"][profile], r["dnn"]["accuracy"]), fontsize=7)
         snn = r.get("snn")
         if snn and profile in snn["energy_j"]:
-            right.plot(snn["energy_j"][profile], snn["accuracy"], "o-", color=color, ms=3, label=_label(r))
+            right.plot(snn["energy_j"][profile], snn["accuracy"], "o-", color=color, ms=3, label=config_label(r))
     left.set(xscale="log", xlabel=f"DNN energy per sample (J, {profile})", ylabel="accuracy", title="DNN (zero-skipping)")
     right.set(xscale="log", xlabel=f"SNN energy per sample (J, {profile})", ylabel="accuracy", title="SNN (points: increasing T)")
     right.legend(fontsize=7)
@@ -71,7 +68,7 @@ def plot_accuracy_timesteps(records: Sequence[Mapping[str, Any]], path: Path) ->
         if not snn:
             continue
         color = colors[r["config"]["regularizer"]]
-        ax.plot(snn["timesteps"], snn["accuracy"], "o-", ms=3, color=color, label=_label(r))
+        ax.plot(snn["timesteps"], snn["accuracy"], "o-", ms=3, color=color, label=config_label(r))
         ax.axhline(r["dnn"]["accuracy"], color=color, ls="--", lw=0.7)
     ax.set(xscale="log", xlabel="timesteps T", ylabel="SNN accuracy", title="Accuracy vs timesteps (dashed: DNN)")
     ax.set_xscale("log", base=2)
@@ -125,21 +122,19 @@ def _slug(text: str) -> str:
 def plot_pareto(groups: Sequence[Any], path: Path, profile: str, target: float | None = None) -> Path:
     """Two panels per regularizer colour: accuracy vs SNN energy over every (configuration, T)
     point, and DNN accuracy vs effective MACs; each regularizer's Pareto front drawn as a line."""
-    from snnergy.reporting import pareto
-
     plt = _pyplot()
     names = list(dict.fromkeys(g.regularizer for g in groups))
     cmap = plt.get_cmap("tab10")
     colors = {name: cmap(i % 10) for i, name in enumerate(names)}
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for reg, front in pareto.snn_fronts(groups, profile).items():
-        points = [p for g in groups if g.regularizer == reg for p in pareto.snn_points(g, profile)]
+    for reg, front in snn_fronts(groups, profile).items():
+        points = [p for g in groups if g.regularizer == reg for p in snn_points(g, profile)]
         left.scatter([p.energy_j for p in points], [p.accuracy for p in points], color=colors[reg], s=8, alpha=0.3)
         left.plot([p.energy_j for p in front], [p.accuracy for p in front], "o-", color=colors[reg], ms=4, label=reg)
-    for reg, front in pareto.dnn_fronts(groups, profile).items():
-        stats = [pareto.dnn_stats(g, profile) for g in groups if g.regularizer == reg]
+    for reg, front in dnn_fronts(groups, profile).items():
+        stats = [dnn_stats(g, profile) for g in groups if g.regularizer == reg]
         right.scatter([s["macs_effective"][0] for s in stats], [s["accuracy"][0] for s in stats], color=colors[reg], s=8, alpha=0.3)
-        fstats = [pareto.dnn_stats(g, profile) for g in front]
+        fstats = [dnn_stats(g, profile) for g in front]
         right.plot([s["macs_effective"][0] for s in fstats], [s["accuracy"][0] for s in fstats], "o-", color=colors[reg], ms=4, label=reg)
     left.set(xscale="log", xlabel=f"SNN energy per sample (J, {profile})", ylabel="accuracy (seed mean)", title="SNN: (configuration, T) points")
     right.set(xscale="log", xlabel="DNN effective MACs per sample", ylabel="accuracy (seed mean)", title="DNN (zero-skipping)")
@@ -153,13 +148,11 @@ def plot_pareto(groups: Sequence[Any], path: Path, profile: str, target: float |
 
 def plot_front_timesteps(groups: Sequence[Any], path: Path, profile: str, target: float | None = None) -> Path:
     """SNN accuracy vs T (mean ± std over seeds) for the configurations on an SNN Pareto front."""
-    from snnergy.reporting import pareto
-
     plt = _pyplot()
-    members = list(dict.fromkeys(p.group for front in pareto.snn_fronts(groups, profile).values() for p in front))
+    members = list(dict.fromkeys(p.group for front in snn_fronts(groups, profile).values() for p in front))
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for g in members:
-        points = pareto.snn_points(g, profile)
+        points = snn_points(g, profile)
         ts = [p.timesteps for p in points]
         acc = [p.accuracy for p in points]
         std = [p.accuracy_std for p in points]
@@ -176,14 +169,12 @@ def plot_front_timesteps(groups: Sequence[Any], path: Path, profile: str, target
 
 def write_sweep_plots(folder: Path, groups: Sequence[Any], profile: str, target: float | None, name: str) -> list[Path]:
     """The sweep report's plots of one (dataset, model) section; returns their paths."""
-    from snnergy.reporting import pareto
-
     folder.mkdir(parents=True, exist_ok=True)
     slug = _slug(name)
     paths = [plot_pareto(groups, folder / f"pareto_{slug}.png", profile, target)]
     if any(r.get("snn") for g in groups for r in g.records):
         paths.append(plot_front_timesteps(groups, folder / f"timesteps_{slug}.png", profile, target))
-    members = list(dict.fromkeys(p.group for front in pareto.snn_fronts(groups, profile).values() for p in front)) or list(groups)
-    rows = [row for g in members for row in pareto.layer_stats(g)]
+    members = list(dict.fromkeys(p.group for front in snn_fronts(groups, profile).values() for p in front)) or list(groups)
+    rows = [row for g in members for row in layer_stats(g)]
     paths.append(plot_layer_rows(rows, folder / f"layers_{slug}.png"))
     return paths

@@ -1,4 +1,7 @@
-"""The Markdown report: which regularizer gives an accurate-enough network for the least energy."""
+"""The comparison report (``snnergy compare``): one row per configuration and a verdict on which
+regularizer gives an accurate-enough network for the least energy.
+
+Markdown text only; :mod:`snnergy.reporting.writer` writes it with its plots."""
 
 from __future__ import annotations
 
@@ -7,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from snnergy.checkpoints import atomic_write
-from snnergy.reporting.tables import DEFAULT_PROFILE, collapsed_layers, dnn_row, energy_ratio, format_value, markdown_table
+from snnergy.reporting.filters import collapsed_line, config_name, ok_records, reference_accuracy, usable_records
+from snnergy.reporting.tables import DEFAULT_PROFILE, collapsed_layers, dnn_row, energy_ratio, markdown_table
 
 SUMMARY_COLUMNS = [
     ("regularizer", "regularizer"),
@@ -25,16 +28,6 @@ SUMMARY_COLUMNS = [
     ("t_within", "T to DNN-1pp"),
     ("note", "note"),
 ]
-
-
-def ok_records(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Records of configurations that finished (no ``error`` part)."""
-    return [r for r in records if "error" not in r and "dnn" in r]
-
-
-def usable_records(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Finished records whose network did not collapse: the candidates of every verdict."""
-    return [r for r in ok_records(records) if not collapsed_layers(r)]
 
 
 def _first_t_within(snn: Mapping[str, Any], target: float) -> int | None:
@@ -82,23 +75,19 @@ def summary_rows(
     return rows
 
 
-def reference_accuracy(records: Sequence[Mapping[str, Any]]) -> tuple[float, str]:
-    """The accuracy every configuration is judged against: the unregularized DNN's (mean over its
-    runs), or the best DNN's when no unregularized run exists."""
-    plain = [r["dnn"]["accuracy"] for r in ok_records(records) if r["config"]["regularizer"] == "none"]
-    if plain:
-        return sum(plain) / len(plain), "unregularized DNN"
-    best = max((r["dnn"]["accuracy"] for r in ok_records(records)), default=math.nan)
-    return best, "best DNN"
-
-
-def verdict(records: Sequence[Mapping[str, Any]], profile: str = DEFAULT_PROFILE, drop: float = 0.01) -> list[str]:
-    """Lines answering: within ``drop`` of the reference accuracy, which configuration spends
-    the least energy as a DNN, and which (configuration, T) as an SNN? Collapsed networks are
-    never candidates; a last line names them."""
-    reference, what = reference_accuracy(records)
-    target = reference - drop
-    lines = [f"Target: accuracy >= {target:.4f} ({what} {reference:.4f} minus {drop * 100:.3g} pp), profile `{profile}`."]
+def verdict(
+    records: Sequence[Mapping[str, Any]], profile: str = DEFAULT_PROFILE, drop: float = 0.01, target: float | None = None
+) -> list[str]:
+    """Lines answering: within ``drop`` of the reference accuracy (or at ``target`` and above, when
+    given), which configuration spends the least energy as a DNN, and which (configuration, T) as
+    an SNN? Collapsed networks are never candidates; a last line names them."""
+    if target is None:
+        reference, what = reference_accuracy(records)
+        target = reference - drop
+        how = f"{what} {reference:.4f} minus {drop * 100:.3g} pp"
+    else:
+        how = "given"
+    lines = [f"Target: accuracy >= {target:.4f} ({how}), profile `{profile}`."]
     dnn_ok = [r for r in usable_records(records) if r["dnn"]["accuracy"] >= target and profile in r["dnn"]["energy_j"]]
     if dnn_ok:
         best = min(dnn_ok, key=lambda r: r["dnn"]["energy_j"][profile])
@@ -131,22 +120,6 @@ def verdict(records: Sequence[Mapping[str, Any]], profile: str = DEFAULT_PROFILE
     return lines
 
 
-def collapsed_line(names: Sequence[str]) -> str:
-    """The report's sentence naming the collapsed configurations it left out.
-
-    Example:
-        >>> collapsed_line(["l1 (strength 9) (relu2)"])
-        '- Collapsed networks (a layer silent on every input; excluded from the verdict and the energy ratios): l1 (strength 9) (relu2).'
-    """
-    return ("- Collapsed networks (a layer silent on every input; excluded from the verdict and the energy ratios): "
-            + "; ".join(names) + ".")
-
-
-def config_name(record: Mapping[str, Any]) -> str:
-    cfg = record["config"]
-    return cfg["regularizer"] if cfg["regularizer"] == "none" else f"{cfg['regularizer']} (strength {cfg['strength']:g})"
-
-
 def layer_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per configuration and layer: DNN sparsity, SNN spike rate and DNN-SNN correlation."""
     rows = []
@@ -170,8 +143,17 @@ def report_markdown(
     profile: str = DEFAULT_PROFILE,
     drop: float = 0.01,
     plots: Sequence[str] = (),
+    target: float | None = None,
 ) -> str:
-    """The whole ``report.md`` text."""
+    """The whole ``report.md`` text of a comparison.
+
+    Args:
+        records: Result records, failed ones (with ``error``) included.
+        profile: Energy profile of every energy column.
+        drop: Target = unregularized DNN accuracy minus ``drop``.
+        plots: Relative paths of the plots to show.
+        target: An absolute target accuracy instead.
+    """
     finished = ok_records(records)
     first = finished[0]["config"] if finished else (records[0]["config"] if records else {})
     lines = [
@@ -183,7 +165,7 @@ def report_markdown(
         "",
         "## Which regularizer?",
         "",
-        *verdict(records, profile, drop),
+        *verdict(records, profile, drop, target),
         "",
         "## Configurations",
         "",
@@ -206,34 +188,16 @@ def report_markdown(
     return "\n".join(lines) + "\n"
 
 
-def write_report(
-    out: str | Path, records: Sequence[Mapping[str, Any]], profile: str = DEFAULT_PROFILE, drop: float = 0.01
-) -> Path:
-    """Writes ``out/report.md`` and ``out/plots/*.png``; returns the report's path."""
-    from snnergy.reporting.plots import write_plots
-
-    out = Path(out)
-    plots = write_plots(out / "plots", records, profile) if ok_records(records) else []
-    text = report_markdown(records, profile, drop, [str(Path(p).relative_to(out)) for p in plots])
-    path = out / "report.md"
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    return path
-
-
 def format_summary(records: Sequence[Mapping[str, Any]], profile: str = DEFAULT_PROFILE, drop: float = 0.01) -> str:
     """The summary table as printed by ``snnergy compare``."""
     return markdown_table(summary_rows(records, profile, drop), [c for c, _ in SUMMARY_COLUMNS], [h for _, h in SUMMARY_COLUMNS])
 
 
 __all__ = [
-    "collapsed_layers",
-    "collapsed_line",
-    "config_name",
+    "SUMMARY_COLUMNS",
     "format_summary",
-    "format_value",
-    "ok_records",
+    "layer_rows",
     "report_markdown",
     "summary_rows",
     "verdict",
-    "write_report",
 ]

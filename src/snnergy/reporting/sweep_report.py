@@ -1,6 +1,8 @@
 """The sweep report (``snnergy report``): per dataset and model, the iso-accuracy verdict, mean ± std
 over seeds, Pareto fronts of accuracy against SNN energy and DNN effective MACs, the smallest T
-reaching the target, and per-layer sparsity and spike rates."""
+reaching the target, and per-layer sparsity and spike rates.
+
+Markdown text only; :mod:`snnergy.reporting.writer` writes it with its plots and tables."""
 
 from __future__ import annotations
 
@@ -9,9 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from snnergy.checkpoints import atomic_write
-from snnergy.errors import ConfigError
-from snnergy.reporting.report import collapsed_line, config_name, ok_records
+import snnergy.reporting.pareto as pareto
+from snnergy.reporting.filters import collapsed_line, config_name, ok_records
 from snnergy.reporting.tables import DEFAULT_PROFILE, format_value, markdown_table
 
 CONFIGURATION_COLUMNS = [
@@ -58,8 +59,6 @@ def _with_std(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _section_markdown(groups: Sequence[Any], profile: str, drop: float, target: float | None, plots: Sequence[str]) -> list[str]:
-    from snnergy.reporting import pareto
-
     goal, how = pareto.target_accuracy(groups, drop, target)
     iso = pareto.iso_accuracy(groups, goal, profile)
     snn_fronts = pareto.snn_fronts(groups, profile)
@@ -148,8 +147,6 @@ def sweep_report_markdown(
         target: An absolute target accuracy instead.
         plots: Relative plot paths per (dataset, model).
     """
-    from snnergy.reporting import pareto
-
     parts = pareto.sections(records)
     finished = ok_records(records)
     configurations = sum(len(groups) for _, _, groups in parts)
@@ -169,39 +166,4 @@ def sweep_report_markdown(
     return "\n".join(lines) + "\n"
 
 
-def write_sweep_report(
-    out: str | Path,
-    records: Sequence[Mapping[str, Any]],
-    profile: str = DEFAULT_PROFILE,
-    drop: float = 0.01,
-    target: float | None = None,
-) -> Path:
-    """Writes ``out/report.md``, ``out/plots/*.png``, ``out/summary.csv`` (one row per
-    configuration, mean and std columns) and ``out/layers.csv``; returns the report's path."""
-    from snnergy.reporting import pareto
-    from snnergy.reporting.plots import write_sweep_plots
-    from snnergy.reporting.tables import write_csv
-
-    stored = sorted({name for r in ok_records(records) for name in r["dnn"].get("energy_j", {})})
-    if stored and profile not in stored:
-        raise ConfigError(f"energy profile '{profile}' is not in the stored results; stored: {', '.join(stored)}")
-    out = Path(out)
-    plots: dict[tuple[str, str], list[str]] = {}
-    summary: list[dict[str, Any]] = []
-    layers: list[dict[str, Any]] = []
-    for dataset, model, groups in pareto.sections(records):
-        goal, _ = pareto.target_accuracy(groups, drop, target)
-        paths = write_sweep_plots(out / "plots", groups, profile, goal, f"{dataset}_{model}")
-        plots[(dataset, model)] = [str(Path(p).relative_to(out)) for p in paths]
-        summary += pareto.configuration_rows(groups, profile, goal)
-        layers += [{"dataset": dataset, "model": model, **row} for g in groups for row in pareto.layer_stats(g)]
-    if summary:
-        write_csv(out / "summary.csv", summary)
-        write_csv(out / "layers.csv", layers)
-    text = sweep_report_markdown(records, profile, drop, target, plots)
-    path = out / "report.md"
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    return path
-
-
-__all__ = ["sweep_report_markdown", "write_sweep_report"]
+__all__ = ["CONFIGURATION_COLUMNS", "sweep_report_markdown"]

@@ -1,0 +1,105 @@
+"""The one report writer of both drivers: ``report.md`` with its plots, from result records.
+
+:func:`write_report` writes ``OUT/report.md`` in one of the :data:`REPORT_STYLES`:
+
+- ``compare`` (``snnergy compare``): one row per configuration and the verdict "which regularizer
+  reaches the unregularized accuracy minus 1 pp for the least energy", with
+  ``plots/accuracy_energy.png``, ``plots/accuracy_timesteps.png`` and ``plots/layers.png``;
+- ``sweep`` (``snnergy sweep``, ``snnergy report``): per (dataset, model) the configurations as
+  mean ± std over seeds, Pareto fronts and the iso-accuracy verdict, with ``plots/pareto_*.png``,
+  ``plots/timesteps_*.png``, ``plots/layers_*.png``, ``summary.csv`` and ``layers.csv``.
+
+It sits on top of the other reporting modules (data flows one way: tables -> filters ->
+report/pareto -> plots/sweep_report -> writer) and nothing in ``reporting`` imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from snnergy.checkpoints import atomic_write
+from snnergy.errors import ConfigError
+from snnergy.registry import Registry
+from snnergy.reporting.filters import ok_records
+from snnergy.reporting.pareto import configuration_rows, layer_stats, sections, target_accuracy
+from snnergy.reporting.plots import write_plots, write_sweep_plots
+from snnergy.reporting.report import report_markdown
+from snnergy.reporting.sweep_report import sweep_report_markdown
+from snnergy.reporting.tables import DEFAULT_PROFILE, write_csv
+
+ReportStyle = Callable[[Path, Sequence[Mapping[str, Any]], str, float, "float | None"], str]
+"""``(out, records, profile, drop, target) -> report.md text``; writes its plots and tables into ``out``."""
+
+REPORT_STYLES: Registry[ReportStyle] = Registry("report style")
+
+
+@REPORT_STYLES.register("compare")
+def compare_style(out: Path, records: Sequence[Mapping[str, Any]], profile: str, drop: float, target: float | None) -> str:
+    """One row per configuration and run; plots of accuracy against energy and timesteps, and layers."""
+    plots = write_plots(out / "plots", records, profile) if ok_records(records) else []
+    return report_markdown(records, profile, drop, [str(Path(p).relative_to(out)) for p in plots], target)
+
+
+@REPORT_STYLES.register("sweep")
+def sweep_style(out: Path, records: Sequence[Mapping[str, Any]], profile: str, drop: float, target: float | None) -> str:
+    """Per (dataset, model): configurations over seeds, Pareto fronts, iso-accuracy; their plots,
+    ``summary.csv`` (one row per configuration, mean and std columns) and ``layers.csv``."""
+    plots: dict[tuple[str, str], list[str]] = {}
+    summary: list[dict[str, Any]] = []
+    layers: list[dict[str, Any]] = []
+    for dataset, model, groups in sections(records):
+        goal, _ = target_accuracy(groups, drop, target)
+        paths = write_sweep_plots(out / "plots", groups, profile, goal, f"{dataset}_{model}")
+        plots[(dataset, model)] = [str(Path(p).relative_to(out)) for p in paths]
+        summary += configuration_rows(groups, profile, goal)
+        layers += [{"dataset": dataset, "model": model, **row} for g in groups for row in layer_stats(g)]
+    if summary:
+        write_csv(out / "summary.csv", summary)
+        write_csv(out / "layers.csv", layers)
+    return sweep_report_markdown(records, profile, drop, target, plots)
+
+
+def write_report(
+    out: str | Path,
+    records: Sequence[Mapping[str, Any]],
+    profile: str = DEFAULT_PROFILE,
+    drop: float = 0.01,
+    target: float | None = None,
+    style: str = "compare",
+) -> Path:
+    """Writes ``out/report.md`` and the style's plots and tables; returns the report's path.
+
+    Args:
+        out: The run folder.
+        records: Result records, failed ones (with ``error``) included.
+        profile: Energy profile of every energy column; must be among the stored ones.
+        drop: Target = unregularized DNN accuracy minus ``drop``.
+        target: An absolute target accuracy instead.
+        style: A name in :data:`REPORT_STYLES` (``compare`` or ``sweep``).
+
+    Raises:
+        ConfigError: An unknown style, or a profile the records do not hold.
+
+    Example:
+        >>> import tempfile
+        >>> failed = {"config": {"dataset": "d", "model": "m", "regularizer": "l1", "strength": 9.0, "seed": 0},
+        ...           "error": "TrainingError: diverged"}
+        >>> path = write_report(tempfile.mkdtemp(), [failed], style="sweep")
+        >>> "## Failed configurations" in path.read_text()
+        True
+    """
+    render = REPORT_STYLES.get(style)
+    stored = sorted({name for r in ok_records(records) for name in r["dnn"].get("energy_j", {})})
+    if stored and profile not in stored:
+        raise ConfigError(f"energy profile '{profile}' is not in the stored results; stored: {', '.join(stored)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = render(out, records, profile, drop, target)
+    path = out / "report.md"
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return path
+
+
+__all__ = ["REPORT_STYLES", "compare_style", "sweep_style", "write_report"]

@@ -45,7 +45,7 @@ def test_simulate_takes_a_loader_or_a_pair_and_one_largest_t() -> None:
     assert loader_density.keys() == pair_density.keys()
     assert all(abs(loader_density[k] - pair_density[k]) < 0.05 for k in pair_density)
     assert loader_record == pair_record
-    # the record of DESIGN.md: accuracy and SynOps per T, energy per profile per T; labels are
+    # the record of docs/design.md: accuracy and SynOps per T, energy per profile per T; labels are
     # the DNN's own predictions, so a faithful conversion approaches accuracy 1 at large T
     assert by_pair.accuracy[-1] >= 0.9 and by_pair.synops[-1] > by_pair.synops[0] > 0
     assert set(by_pair.energy_j) == set(snnergy.ENERGY_PROFILES.names())

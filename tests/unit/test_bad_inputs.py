@@ -405,7 +405,7 @@ def results_case(name: str, text: str | bytes | Callable[[list], object], gap: s
 
 
 def good_record() -> dict:
-    """A valid record (DESIGN.md schema), T = 4 and 8."""
+    """A valid record (docs/design.md schema), T = 4 and 8."""
     return {
         "config": {"dataset": "digits", "model": "lenet", "regularizer": "l1", "strength": 0.1, "seed": 0},
         "dnn": {"accuracy": 0.9, "sparsity": {"relu1": 0.5}, "macs_nominal": 12.0, "macs_dense": 10.0,

@@ -21,7 +21,7 @@ P = "cmos45-fp32"
 
 def rec(reg: str, strength: float, seed: int, acc: float, macs: float, snn_acc: list[float], snn_energy: list[float],
         percentile: float = 99.9, sparsity: float = 0.5, rate: float = 0.1) -> dict[str, Any]:
-    """A result record with DESIGN.md's schema; DNN energy = MACs x 1e-12 J, T = 1, 2, 4."""
+    """A result record with docs/design.md's schema; DNN energy = MACs x 1e-12 J, T = 1, 2, 4."""
     resolved = {"train": {"regularizer": reg, "strength": strength}, "convert": {"percentile": percentile},
                 "seed": seed, "device": "cpu"}
     return {

@@ -69,8 +69,9 @@ EPILOG = {
           snnergy compare --regularizers none,l1 --strengths 0.1,1 --timesteps 8,32,128 --input poisson
           snnergy compare --regularizers none,l1@0.1,hoyer-square@0.01,hoyer-square@0.03
 
-        writes OUT/results.json, OUT/results.csv, OUT/report.md, OUT/plots/*.png, OUT/config.json
-        and one checkpoint per configuration in OUT/runs/<regularizer>-<strength>/checkpoint""",
+        writes OUT/results.json, OUT/results.csv, OUT/report.md, OUT/plots/*.png, OUT/config.json,
+        the sweep store OUT/sweep.sqlite with OUT/sweep.json (compare runs as a sweep: a killed
+        compare resumes), and one checkpoint per configuration in OUT/runs/<regularizer>-<strength>/checkpoint""",
     "convert": """\
         examples:
           snnergy convert runs/hs --percentile 99.9 --out runs/hs-snn

@@ -21,7 +21,7 @@ from snnergy.errors import SnnergyError
 from snnergy.reporting.identity import config_hash
 
 from snnergy.experiments.pipeline import measure_trained, result_record, train
-from snnergy.experiments.snn import simulate
+from snnergy.experiments.steps import simulate_test_split
 from snnergy.experiments.sweep_store import Outcome
 
 Job = tuple[ExperimentConfig, "str | None"]
@@ -34,18 +34,7 @@ def run_configuration(config: ExperimentConfig, out: Path | None, progress: bool
     dnn = measure_trained(trained)
     calibration = calibration_set(trained.splits, config.data.calibration_size, seed=config.seed)
     snn = convert_model(trained.model, calibration.to(trained.device), config.convert)
-    record = simulate(
-        snn,
-        (trained.splits.test_x, trained.splits.test_y),
-        timesteps=config.simulate.timesteps,
-        input=config.simulate.input,
-        max_samples=config.simulate.max_samples,
-        max_memory=config.simulate.max_memory,
-        profiles=config.profiles,
-        seed=config.seed,
-        device=trained.device,
-        progress=progress,
-    )
+    record = simulate_test_split(snn, config, trained.splits, trained.device, progress)
     return result_record(config, dnn, record)
 
 

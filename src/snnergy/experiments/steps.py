@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from snnergy.checkpoints import read_json
 from snnergy.config import ConvertConfig, ExperimentConfig, config_from_dict
 from snnergy.conversion import convert as convert_model
-from snnergy.data import calibration_set, load_dataset
+from snnergy.data import DatasetSplits, calibration_set, load_dataset
 from snnergy.errors import CheckpointError, ConfigError
 from snnergy.interop import export_nir, load_model_file
 from snnergy.records import SNNRecord
@@ -115,22 +117,21 @@ def load_converted(folder: str | Path) -> tuple[SpikingNetwork, ExperimentConfig
     return snn, config
 
 
+def simulate_test_split(snn: SpikingNetwork, config: ExperimentConfig, splits: DatasetSplits, device: torch.device,
+                        progress: bool = False) -> SNNRecord:
+    """The SNN record of ``snn`` on the test split, with the config's simulate slice, profiles and seed."""
+    return simulate(snn, (splits.test_x, splits.test_y), config.simulate, profiles=config.profiles,
+                    seed=config.seed, device=device, progress=progress)
+
+
 def simulate_converted(snn: SpikingNetwork, config: ExperimentConfig, out: str | Path, progress: bool = False) -> SNNRecord:
     """Simulates on the test split of the config's dataset and writes ``results.json``/``.csv``."""
     splits = load_dataset(config.data, seed=config.seed)
-    record = simulate(
-        snn,
-        (splits.test_x, splits.test_y),
-        config.simulate,
-        profiles=config.profiles,
-        seed=config.seed,
-        device=resolve_device(config.device),
-        progress=progress,
-    )
+    record = simulate_test_split(snn, config, splits, resolve_device(config.device), progress)
     write_config(out, config)
     write_results(out, [result_record(config, snn=record)])
     return record
 
 
-__all__ = ["RESULTS_JSON", "convert", "convert_checkpoint", "convert_model_file", "export_run_nir", "load_converted",
+__all__ = ["RESULTS_JSON", "convert", "simulate_test_split", "convert_checkpoint", "convert_model_file", "export_run_nir", "load_converted",
            "load_run", "simulate_converted"]

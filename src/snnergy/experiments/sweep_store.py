@@ -2,7 +2,7 @@
 
 ``OUT/sweep.sqlite`` holds table ``runs``: ``id`` (the configuration's hash, primary key),
 ``status`` (``finished`` or ``failed``), ``config`` (resolved config, JSON), ``record`` (the
-result record, JSON, DESIGN.md's schema), ``error``, ``started_at``/``finished_at`` (UTC, ISO
+result record, JSON, docs/design.md's schema), ``error``, ``started_at``/``finished_at`` (UTC, ISO
 8601), ``wall_s`` and ``attempts``. Only the sweep's parent process writes, one row per
 transaction, in WAL mode with ``synchronous=FULL``: a sweep killed at any moment (``kill -9``
 included) keeps every committed row and never leaves a half-written one. A finished row is

@@ -1,7 +1,7 @@
 """Reporting: tables (Markdown, CSV), plots (PNG) and the Markdown report, from result records.
 
 It reads only the JSON form of results (``results.json``: a list of records with ``config``,
-``dnn`` and optionally ``snn`` parts, DESIGN.md's schema), never the stages' classes. Data flows
+``dnn`` and optionally ``snn`` parts, docs/design.md's schema), never the stages' classes. Data flows
 one way: ``tables`` -> ``filters`` -> ``report`` (per configuration) and ``pareto`` (over seeds)
 -> ``plots`` and ``sweep_report`` -> ``writer`` (:func:`write_report`, the one report writer);
 ``identity`` names a configuration, ``schema`` checks records.

@@ -1,7 +1,7 @@
 """Sweep statistics: configurations averaged over seeds, Pareto fronts, smallest T to a target,
 and the iso-accuracy summary ("which regularizer reaches the target for the least energy?").
 
-It reads result records only (DESIGN.md's schema). A *configuration* (:class:`Group`) is every
+It reads result records only (docs/design.md's schema). A *configuration* (:class:`Group`) is every
 record whose resolved config is the same but for ``seed`` and ``device``; its numbers are means
 over those seeds. An SNN point is a (configuration, T) pair, since energy grows with T while
 accuracy converges. Fronts maximize accuracy and minimize cost (energy, or effective MACs).

@@ -1,6 +1,6 @@
 """The result record's schema, checked when records are read back from ``results.json`` or the store.
 
-A record (DESIGN.md) is a JSON object with a ``config`` part and, for a finished configuration, a
+A record (docs/design.md) is a JSON object with a ``config`` part and, for a finished configuration, a
 ``dnn`` and/or an ``snn`` part; a failed one has an ``error`` string instead. :func:`check_records`
 checks the types, ranges and list lengths the reports rely on, and that no number is NaN or
 infinite (``results.json`` is written with ``allow_nan=False``, so one found there was put there by

@@ -1,7 +1,7 @@
 """Tables of results: flat rows, Markdown and CSV.
 
 It sees only the JSON form of results (``results.json``: a list of records with ``config``,
-``dnn`` and optionally ``snn`` parts, DESIGN.md's schema), never the stages' classes.
+``dnn`` and optionally ``snn`` parts, docs/design.md's schema), never the stages' classes.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -153,11 +154,11 @@ def _run_ray(jobs: Sequence[Job], address: str, workers: int | None) -> Iterator
         import ray
     except ImportError:
         raise SnnergyError("--ray needs Ray: pip install 'snnergy[ray]'") from None
-    import snnergy
+    package = sys.modules[__name__.split(".")[0]]  # the snnergy package, shipped to the workers
 
     started_here = not ray.is_initialized()
     if started_here:
-        common: dict[str, Any] = {"log_to_driver": False, "runtime_env": {"py_modules": [snnergy]}}
+        common: dict[str, Any] = {"log_to_driver": False, "runtime_env": {"py_modules": [package]}}
         local: dict[str, Any] = {**common, "include_dashboard": False}
         if workers:
             local["num_cpus"] = workers

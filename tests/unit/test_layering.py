@@ -129,3 +129,26 @@ def test_no_import_cycles_between_files() -> None:
     for m in sorted(graph):
         if m not in state:
             visit(m)
+
+
+TESTS = Path(__file__).resolve().parent
+# Suites of the whole package rather than of one module.
+CROSS_CUTTING = {"api_calls", "bad_inputs", "gpu", "layering"}
+
+
+@pytest.mark.parametrize("path", sorted(TESTS.rglob("test_*.py")), ids=lambda p: str(p.relative_to(TESTS)))
+def test_unit_tests_mirror_the_source_tree(path: Path) -> None:
+    # tests/unit/<package>/test_<module>.py: the folder is a package of src/snnergy, and the file
+    # names one of its modules (or modules, e.g. test_nir for nir_export/nir_import) or an entry
+    # point its __init__ exports; top-level files name a top-level module or a cross-cutting suite
+    name = path.stem.removeprefix("test_")
+    folder = path.parent.relative_to(TESTS)
+    if folder == Path("."):
+        assert (PACKAGE / f"{name}.py").is_file() or name in CROSS_CUTTING, f"{path.name}: no module snnergy.{name}"
+        return
+    package = PACKAGE / folder
+    assert (package / "__init__.py").is_file(), f"tests/unit/{folder}: no package snnergy.{folder}"
+    modules = [p.stem for p in package.glob("*.py")]
+    exported = (package / "__init__.py").read_text()
+    assert any(m.startswith(name) for m in modules) or f'"{name}"' in exported, \
+        f"{path.relative_to(TESTS)}: names no module or entry point of snnergy.{str(folder).replace('/', '.')}"

@@ -10,7 +10,7 @@ over all steps (drawn in one go, so that the draws do not depend on the chunking
 :func:`bytes_per_sample` adds these up, and :func:`plan` gives the per-sample state half of the
 budget (less the counts at every reported T, held once per batch), and a quarter to
 :data:`CHUNK_BUFFERS` chunk-sized buffers; a quarter is left for temporaries
-(``tests/unit/test_memory.py`` checks the peak of a LeNet-sized run at T = 512 against the budget).
+(``tests/unit/simulation/test_memory.py`` checks the peak of a LeNet-sized run at T = 512 against the budget).
 """
 
 from __future__ import annotations

@@ -21,17 +21,7 @@ from snnergy.simulation import kernels
 from snnergy.simulation.events import unsupported
 from snnergy.simulation.neurons import if_step_
 
-SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-def need_kernels() -> None:
-    """Builds the compiled kernels (as the first simulation does), or skips the test with the
-    reason when they cannot exist here (switched off, no C compiler). With a compiler they must build."""
-    if kernels.setting() == "off":
-        pytest.skip(f"the compiled kernels are switched off ({kernels.SWITCH}=off)")
-    if kernels.compiler() is None:
-        pytest.skip(f"no C compiler '{os.environ.get('CC') or 'cc'}' on PATH: the compiled kernels cannot be built")
-    assert kernels.prepare(), f"the compiled kernels must build here: {kernels.unavailable_reason()}"
+SRC = Path(__file__).resolve().parents[3] / "src"
 
 
 def small_net() -> SpikingNetwork:
@@ -63,8 +53,7 @@ def run_script(body: str, tmp_path: Path, **env: str) -> subprocess.CompletedPro
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 @pytest.mark.parametrize("static", [False, True])
-def test_compiled_scan_is_bitwise_the_pytorch_step(dtype: torch.dtype, reset: str, static: bool) -> None:
-    need_kernels()
+def test_compiled_scan_is_bitwise_the_pytorch_step(kernels_built: None, dtype: torch.dtype, reset: str, static: bool) -> None:
     torch.manual_seed(0)
     neuron = IFNeuron(0.7, reset)
     steps, batch, shape = 9, 5, (3, 4, 5)
@@ -185,7 +174,6 @@ def test_require_without_a_compiler_is_one_clear_error(tmp_path: Path) -> None:
         "PyTorch loops)")
 
 
-def test_require_with_a_compiler_builds(monkeypatch: pytest.MonkeyPatch) -> None:
-    need_kernels()
+def test_require_with_a_compiler_builds(kernels_built: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(kernels.SWITCH, "require")
     assert kernels.prepare() and kernels.available() and kernels.unavailable_reason() is None

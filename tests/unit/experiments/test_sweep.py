@@ -12,7 +12,7 @@ from snnergy.config import ExperimentConfig, TrainConfig, config_to_dict
 from snnergy.errors import ConfigError
 from snnergy.experiments.grid import config_hash, expand, load_sweep, parse_sweep
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def write(tmp_path: Path, text: str) -> Path:

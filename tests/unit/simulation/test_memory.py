@@ -18,7 +18,7 @@ from snnergy.errors import ConfigError
 from snnergy.simulation import SpikingNetwork, SpikingStage, run_simulation
 from snnergy.simulation.memory import bytes_per_sample, plan
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+SRC = Path(__file__).resolve().parents[3] / "src"
 
 
 def small_net(width: int = 32) -> SpikingNetwork:

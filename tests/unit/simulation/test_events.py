@@ -22,17 +22,7 @@ from snnergy.simulation import IFNeuron, Simulator, SpikingNetwork, SpikingStage
 from snnergy.simulation import kernels
 from snnergy.simulation.events import EventTable, unsupported
 
-SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-def need_kernels() -> None:
-    """Builds the compiled kernels (as the first simulation does), or skips the test with the
-    reason when they cannot exist here (switched off, no C compiler). With a compiler they must build."""
-    if kernels.setting() == "off":
-        pytest.skip(f"the compiled kernels are switched off ({kernels.SWITCH}=off)")
-    if kernels.compiler() is None:
-        pytest.skip(f"no C compiler '{os.environ.get('CC') or 'cc'}' on PATH: the compiled kernels cannot be built")
-    assert kernels.prepare(), f"the compiled kernels must build here: {kernels.unavailable_reason()}"
+SRC = Path(__file__).resolve().parents[3] / "src"
 
 
 def stage(pre: list[nn.Module], layer: nn.Module) -> SpikingStage:
@@ -61,9 +51,9 @@ CASES = {
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("compiled", [True, False], ids=["kernel", "pytorch"])
 def test_event_currents_equal_the_dense_stage(name: str, channels_last: bool, compiled: bool,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+                                               monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     if compiled:
-        need_kernels()
+        request.getfixturevalue("kernels_built")
     else:  # the table's PyTorch stand-in for the kernel
         monkeypatch.setenv(kernels.SWITCH, "off")
     torch.manual_seed(0)
@@ -138,16 +128,14 @@ def net_with_an_unsupported_stage() -> SpikingNetwork:
     return snn
 
 
-def test_the_event_path_needs_the_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
-    need_kernels()
+def test_the_event_path_needs_the_kernels(kernels_built: None, monkeypatch: pytest.MonkeyPatch) -> None:
     assert unsupported(stage([nn.AvgPool2d(2), nn.Flatten()], nn.Linear(4, 2))) is None
     monkeypatch.setenv(kernels.SWITCH, "off")
     assert unsupported(stage([nn.AvgPool2d(2), nn.Flatten()], nn.Linear(4, 2))) \
         == f"the compiled kernels are unavailable ({kernels.SWITCH}=off)"
 
 
-def test_event_mode_falls_back_per_stage_and_says_why() -> None:
-    need_kernels()
+def test_event_mode_falls_back_per_stage_and_says_why(kernels_built: None) -> None:
     snn = net_with_an_unsupported_stage()
     x = torch.rand(7, 1, 6, 6, dtype=torch.float64)
     sim = Simulator(snn, [2, 6], input="poisson", mode="event")
@@ -170,8 +158,7 @@ def test_auto_plans_on_the_middle_chunk_and_records_densities() -> None:
     assert set(sim.density) == {"conv2", "fc"} and all(0 < d < 1 for d in sim.density.values())
 
 
-def test_auto_takes_the_event_path_below_the_density_threshold() -> None:
-    need_kernels()
+def test_auto_takes_the_event_path_below_the_density_threshold(kernels_built: None) -> None:
     snn = net_with_an_unsupported_stage()
     x = torch.rand(7, 1, 6, 6, dtype=torch.float64)
     runs = {}

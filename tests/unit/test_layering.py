@@ -20,7 +20,9 @@ ALLOWED = {
     "checkpoints": {"errors"},
     "data": UTILITIES,
     # the network plan: one traced description of a model that every stage reads
-    "structure": UTILITIES,
+    "structure": UTILITIES | {"layers"},
+    # trained-threshold activations (QCFS, trained clip): torch modules only
+    "layers": UTILITIES,
     "models": UTILITIES | {"structure"},
     # data: the one batch iterator (snnergy.data.batches); data imports only utilities
     "simulation": UTILITIES | {"data", "structure"},

@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from snnergy.layers import QCFS, TrainedClip, threshold_parameters
 from snnergy.registry import Registry
 
 
-def _no_parameters(module: nn.Module | None) -> dict[str, float]:
+def _no_parameters(module: nn.Module | None) -> dict[str, Any]:
     return {}
 
 
@@ -32,15 +33,16 @@ class ActivationKind:
             ``forward``).
         functions: Functions (``F.relu``, ``torch.relu``...) that are this activation in a traced graph.
         methods: Tensor method names (``x.relu()``) that are this activation.
-        parameters: Reads the kind's parameters (e.g. a trained threshold) off a module; the
-            functional form (``None``) has the defaults.
+        parameters: Reads the kind's parameters off a module (the functional form, ``None``,
+            has the defaults). A ``threshold`` entry (a list: one value, or one per channel) is the
+            activation's own conversion scale (trained thresholds: no percentile).
     """
 
     name: str
     modules: tuple[type[nn.Module], ...]
     functions: tuple[Callable[..., Any], ...] = ()
     methods: tuple[str, ...] = ()
-    parameters: Callable[[nn.Module | None], dict[str, float]] = field(default=_no_parameters)
+    parameters: Callable[[nn.Module | None], dict[str, Any]] = field(default=_no_parameters)
 
 
 ACTIVATIONS: Registry[ActivationKind] = Registry("activation")
@@ -48,14 +50,17 @@ ACTIVATIONS: Registry[ActivationKind] = Registry("activation")
 
 ACTIVATIONS.add("relu", ActivationKind(
     "relu", (nn.ReLU,), (F.relu, F.relu_, torch.relu, torch.relu_), ("relu", "relu_")))
+# Trained thresholds (snnergy.layers): QCFS (Bu et al., ICLR 2022) and a trained clip (Ho & Chang, DAC 2021)
+ACTIVATIONS.add("qcfs", ActivationKind("qcfs", (QCFS,), parameters=threshold_parameters))
+ACTIVATIONS.add("clip", ActivationKind("clip", (TrainedClip,), parameters=threshold_parameters))
 
 
 def activation_module_types() -> tuple[type[nn.Module], ...]:
     """Every module type of every registered kind (what activity recording hooks).
 
     Example:
-        >>> activation_module_types()
-        (<class 'torch.nn.modules.activation.ReLU'>,)
+        >>> [t.__name__ for t in activation_module_types()]
+        ['ReLU', 'QCFS', 'TrainedClip']
     """
     return tuple(t for name in ACTIVATIONS.names() for t in ACTIVATIONS.get(name).modules)
 

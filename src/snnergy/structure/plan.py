@@ -34,13 +34,14 @@ class Activation:
         name: The module's qualified name (the key of ``ActivityRecord.activations``), or the
             graph node's name for a functional call or a module run more than once.
         kind: Its key in :data:`~snnergy.structure.activations.ACTIVATIONS`.
-        parameters: The kind's parameters read off the module (empty for ReLU).
+        parameters: The kind's parameters read off the module (empty for ReLU; ``threshold`` and
+            ``levels`` for trained thresholds).
         shape: Per-sample output shape.
     """
 
     name: str
     kind: str
-    parameters: Mapping[str, float]
+    parameters: Mapping[str, Any]
     shape: tuple[int, ...]
 
 

@@ -44,7 +44,7 @@ _AVG_POOL_ARGS = ("input", "kernel_size", "stride", "padding", "ceil_mode", "cou
 class Term:
     """One summand of a pre-activation: ``layer(pre(source))`` (``layer`` None: identity)."""
 
-    source: fx.Node | None  # a ReLU node; None: the network input
+    source: fx.Node | None  # an activation node; None: the network input
     pre: list[nn.Module]
     layer: nn.Module | None = None
     node: fx.Node | None = None  # the weighted layer's node
@@ -82,11 +82,11 @@ class Walker:
         return None
 
     def kind(self, node: fx.Node) -> str:
-        """input, relu (any registered activation), add, weighted, norm, drop, flatten, pool, mean or other."""
+        """input, activation (any registered kind), add, weighted, norm, drop, flatten, pool, mean or other."""
         if node.op == "placeholder":
             return "input"
         if self.activation(node) is not None:
-            return "relu"
+            return "activation"
         if node.op == "call_module":
             module = self.modules[node.target]
             kind = type(module)
@@ -159,8 +159,8 @@ class Walker:
     def terms(self, node: fx.Node) -> list[Term]:
         """The summands of the pre-activation ``node`` (a ReLU's input or the output)."""
         kind = self.kind(node)
-        if kind in ("relu", "input"):
-            return [Term(node if kind == "relu" else None, [], out=node)]
+        if kind in ("activation", "input"):
+            return [Term(node if kind == "activation" else None, [], out=node)]
         if kind == "add":
             self.single_use(node)
             args = self.add_operands(node)
@@ -251,7 +251,7 @@ class Walker:
             if not isinstance(node, fx.Node):
                 raise self.error(consumer, f"reads {node!r}, not a tensor of the graph")
             kind = self.kind(node)
-            if kind == "relu":
+            if kind == "activation":
                 return node, ops[::-1]
             if kind == "input":
                 return None, ops[::-1]

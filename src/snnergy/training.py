@@ -151,7 +151,7 @@ def fit(
     """Trains ``model`` in place on ``splits.train``; returns the per-epoch log.
 
     Args:
-        model: A network whose activation modules the recorder sees (``nn.ReLU``).
+        model: A network whose activation modules the recorder sees (``nn.ReLU``, ``QCFS``, ``TrainedClip``).
         splits: Train and test tensors (the test split is evaluated after each epoch).
         cfg: Optimizer, schedule, regularizer and strength.
         batch_size: Training batch size.

@@ -36,6 +36,9 @@ SCHEDULES = ("cosine", "constant")
 RESETS = ("subtract", "zero")
 #: Input encodings of the simulation (``simulate.input``); :mod:`snnergy.simulation` uses these names.
 INPUTS = ("analog", "poisson")
+#: Activations of the models (``model.activation``); the keys of :data:`snnergy.structure.ACTIVATIONS`
+#: (a test checks it), built by :func:`snnergy.layers.make_activation`.
+ACTIVATION_NAMES = ("relu", "qcfs", "clip")
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit seed
 
 
@@ -103,14 +106,27 @@ class ModelConfig:
     Attributes:
         name: Name in :data:`snnergy.models.MODELS`.
         width: Multiplier on the number of channels/units (1.0 is the documented default size).
+        activation: The models' activation, in :data:`ACTIVATION_NAMES`: ``"relu"``, ``"qcfs"``
+            (quantization-clip-floor-shift, Bu et al. ICLR 2022) or ``"clip"`` (trained clipping,
+            Ho & Chang 2021); the last two train their threshold ``theta`` (the converted SNN's).
+        levels: QCFS quantization levels ``L`` (other activations ignore it).
+        channelwise_threshold: One trained ``theta`` per channel instead of one per layer
+            (``relu`` ignores it).
     """
 
     name: str = "lenet"
     width: float = 1.0
+    activation: str = "relu"
+    levels: int = 8
+    channelwise_threshold: bool = False
 
     def __post_init__(self) -> None:
         _require(_number(self.width, 0.0, low_open=True), "model.width", "a positive finite number",
                  self.width)
+        _one_of(self.activation, ACTIVATION_NAMES, "model.activation", "activation")
+        _require(_positive_int(self.levels), "model.levels", "an integer >= 1", self.levels)
+        _require(isinstance(self.channelwise_threshold, bool), "model.channelwise_threshold", "true or false",
+                 self.channelwise_threshold)
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,11 @@ class TrainConfig:
             becomes the estimated energy per sample in joules on it (``None``: operation counts).
         penalty_timesteps: ``synops`` only: the value counts a T-step inference (SynOps, or energy
             with ``penalty_profile``); 1 (default) gives SynOps per timestep.
+        init_from: A run folder of ``snnergy train`` (or its ``checkpoint/`` subfolder, or one
+            configuration's folder of a compare/sweep) whose weights start this training instead
+            of a random initialization (same architecture; the activation may differ: a ReLU
+            checkpoint starts a QCFS model, whose thresholds then start from data). ``None``:
+            random initialization.
     """
 
     epochs: int = 30
@@ -152,6 +173,7 @@ class TrainConfig:
     budget: float | None = None
     penalty_profile: str | None = None
     penalty_timesteps: int = 1
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         _require(_is_int(self.epochs) and self.epochs >= 0, "train.epochs", "an integer >= 0", self.epochs)
@@ -167,6 +189,9 @@ class TrainConfig:
             _require(_number(self.budget, 0.0), "train.budget", "a finite number >= 0 or None", self.budget)
         _require(_positive_int(self.penalty_timesteps), "train.penalty_timesteps", "an integer >= 1",
                  self.penalty_timesteps)
+        if self.init_from is not None:
+            _require(isinstance(self.init_from, str) and bool(self.init_from.strip()), "train.init_from",
+                     "a run folder (a non-empty string) or None", self.init_from)
 
 
 @dataclass(frozen=True)
@@ -299,7 +324,7 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any], where: str = "") -> 
         >>> config_from_dict(TrainConfig, {"lr_rate": 0.01})
         Traceback (most recent call last):
         ...
-        snnergy.errors.ConfigError: unknown config key 'lr_rate'; allowed: epochs, lr, optimizer, momentum, weight_decay, schedule, regularizer, strength, layer_weights, budget, penalty_profile, penalty_timesteps
+        snnergy.errors.ConfigError: unknown config key 'lr_rate'; allowed: epochs, lr, optimizer, momentum, weight_decay, schedule, regularizer, strength, layer_weights, budget, penalty_profile, penalty_timesteps, init_from
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"config section '{where or cls.__name__}' must be a table, got {data!r}")

@@ -7,6 +7,10 @@ with :func:`check_supported`, i.e. :func:`snnergy.structure.trace`: the one netw
 conversion, counting and the regularizers read, with an error naming the offending layer and
 what to use instead (max pooling has no exact spiking equivalent, so use AvgPool2d, as SNN Toolbox
 and SpikingJelly recommend; see REFERENCE.md section 2).
+
+The builders write ``nn.ReLU``; :func:`build_model` swaps each for ``config.activation`` (a
+trained-threshold ``qcfs`` or ``clip`` module, :func:`snnergy.layers.make_activation`, the one
+factory), keeping every child's name (``relu1`` stays ``relu1``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from torch import nn
 
 from snnergy.config import ModelConfig
 from snnergy.errors import ConfigError
+from snnergy.layers import swap_activations
 from snnergy.registry import Registry
 from snnergy.structure import NetworkPlan, trace
 
@@ -366,7 +371,8 @@ def build_model(
     """Builds the registered model ``config.name`` for this input and class count, checked.
 
     Args:
-        config: Model name and width multiplier.
+        config: Model name, width multiplier and activation (``relu``, or ``qcfs`` with
+            ``levels`` / ``clip``, one threshold per layer or per channel, each starting at 1).
         input_shape: Per-sample input shape ``(C, H, W)``.
         num_classes: Number of logits (at least 1).
 
@@ -381,6 +387,8 @@ def build_model(
         >>> model = build_model(ModelConfig("lenet"), (1, 8, 8), 10)
         >>> model(torch.zeros(2, 1, 8, 8)).shape
         torch.Size([2, 10])
+        >>> build_model(ModelConfig("lenet", activation="qcfs", levels=4), (1, 8, 8), 10).relu1
+        QCFS(levels=4, threshold=1)
     """
     builder = MODELS.get(config.name)
     width = config.width
@@ -397,5 +405,7 @@ def build_model(
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     shape = tuple(int(s) for s in shape)
     model = builder(shape, int(num_classes), float(width))  # type: ignore[arg-type]
+    if config.activation != "relu":
+        model = swap_activations(model, config.activation, config.levels, config.channelwise_threshold, shape)
     check_supported(model, shape)
     return model

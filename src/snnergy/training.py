@@ -7,6 +7,11 @@ regularizer bound to the model once before training (:func:`snnergy.regularizers
 the conventions and formulas are documented in :mod:`snnergy.regularizers`).
 A non-finite loss stops training with a :class:`~snnergy.errors.TrainingError`; the checkpoint of
 the last finished epoch, written atomically, stays untouched.
+
+Before the first step of a fresh run, the weights come from ``train.init_from`` when it names a
+run (:func:`init_from_run`), and every trained threshold (QCFS, trained clip) the checkpoint did
+not provide starts from the first training batch (:func:`snnergy.layers.initialize_thresholds`).
+A resumed run restores its thresholds with the rest of its state and initializes nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from snnergy.checkpoints import check_state, load_state_into, load_tensors, read
 from snnergy.config import ConvertConfig, ExperimentConfig, TrainConfig, config_from_dict, config_to_dict
 from snnergy.data import DatasetSplits, make_loader
 from snnergy.errors import CheckpointError, ConfigError, TrainingError
+from snnergy.layers import initialize_thresholds, is_trained_threshold
 from snnergy.models import build_model
 from snnergy.regularizers import REGULARIZERS, PenaltyOptions, bind_penalty
 from snnergy.train_state import TrainState
@@ -140,11 +146,12 @@ def fit(
     convert_config: ConvertConfig | None = None,
     resume: TrainState | None = None,
     on_state: Callable[[TrainState], None] | None = None,
+    init_thresholds: bool = True,
 ) -> list[EpochLog]:
     """Trains ``model`` in place on ``splits.train``; returns the per-epoch log.
 
     Args:
-        model: A network whose activation modules the recorder sees (``nn.ReLU``).
+        model: A network whose activation modules the recorder sees (``nn.ReLU``, ``QCFS``, ``TrainedClip``).
         splits: Train and test tensors (the test split is evaluated after each epoch).
         cfg: Optimizer, schedule, regularizer and strength.
         batch_size: Training batch size.
@@ -159,11 +166,15 @@ def fit(
             random states, penalty estimates and the log of the finished epochs; the returned
             log includes those epochs. A state with every epoch finished trains nothing.
         on_state: Called after each finished epoch with the state to resume from (e.g. to save it).
+        init_thresholds: Without ``resume``: start each trained threshold that ``cfg.init_from``
+            did not load from the first training batch (:func:`snnergy.layers.initialize_thresholds`);
+            ``False`` keeps the model's thresholds as they are.
 
     Raises:
         TrainingError: The loss became NaN or inf (the message names the epoch and batch).
         ConfigError: Unknown optimizer, schedule or regularizer, or penalty options that do not
             apply to the regularizer (e.g. a budget for ``l1``).
+        CheckpointError: ``cfg.init_from`` holds no checkpoint, or one that does not fit the model.
     """
     REGULARIZERS.get(cfg.regularizer)  # fail before training on a typo
     options = PenaltyOptions.from_configs(cfg, convert_config)
@@ -171,8 +182,12 @@ def fit(
         raise ConfigError("train.epochs must be >= 0, train.lr > 0 and train.strength >= 0")
     device = torch.device(device)
     model.to(device)
-    optimizer = _optimizer(model, cfg)
     loader = make_loader(splits.train_x, splits.train_y, batch_size, shuffle=True, seed=seed)
+    if resume is None:
+        loaded = init_from_run(model, cfg.init_from) if cfg.init_from is not None else set()
+        if init_thresholds:
+            _start_thresholds(model, loader, loaded, device)
+    optimizer = _optimizer(model, cfg)
     test_loader = make_loader(splits.test_x, splits.test_y, max(batch_size, 256))
     regularize = cfg.regularizer != "none" and cfg.strength > 0
     # bound once: model-aware penalties read the model's structure here
@@ -236,6 +251,81 @@ def fit(
             on_state(_snapshot(epoch, step, model, optimizer, loader, penalty_of, history))
     model.eval()
     return history
+
+
+def init_from_run(model: nn.Module, run: str | Path) -> set[str]:
+    """Loads the weights of the checkpoint in ``run`` into ``model`` (``train.init_from``).
+
+    ``run`` is a folder written by ``snnergy train`` (``run/checkpoint``), its checkpoint folder, or
+    one configuration's folder of a compare or sweep (``OUT/runs/<id>``). Every tensor of the
+    checkpoint must exist in ``model`` with its shape; every tensor of ``model`` must come from it,
+    except trained thresholds (a ReLU checkpoint starts a QCFS or clip model: its thresholds are
+    left for :func:`snnergy.layers.initialize_thresholds`).
+
+    Returns:
+        The names of the tensors loaded.
+
+    Raises:
+        CheckpointError: No checkpoint in ``run``, or one that does not fit ``model`` (naming the
+            folder and the first mismatching tensor).
+
+    Example:
+        >>> import tempfile
+        >>> from snnergy.config import ExperimentConfig, ModelConfig
+        >>> relu, qcfs = (build_model(ModelConfig("tiny-mlp", activation=a), (1, 2, 2), 3) for a in ("relu", "qcfs"))
+        >>> run = Path(tempfile.mkdtemp())
+        >>> save_checkpoint(run / "checkpoint", relu, ExperimentConfig(model=ModelConfig("tiny-mlp")),
+        ...                 input_shape=(1, 2, 2), num_classes=3)
+        >>> sorted(init_from_run(qcfs, run))  # relu1.threshold is left to the data
+        ['fc1.bias', 'fc1.weight', 'fc2.bias', 'fc2.weight']
+        >>> bool(torch.equal(qcfs.fc1.weight, relu.fc1.weight))
+        True
+    """
+    folder = Path(run)
+    if not (folder / META_FILE).is_file() and (folder / "checkpoint" / META_FILE).is_file():
+        folder = folder / "checkpoint"
+    if not (folder / META_FILE).is_file():
+        raise CheckpointError(
+            f"train.init_from: {run}: no checkpoint there (expected {Path(run) / 'checkpoint' / META_FILE} or "
+            f"{Path(run) / META_FILE}; for a compare or sweep folder, name one configuration: OUT/runs/<id>)"
+        )
+    source = load_checkpoint(folder).model.state_dict()
+    target = model.state_dict()
+    thresholds = {f"{n}.threshold" if n else "threshold" for n, m in model.named_modules() if is_trained_threshold(m)}
+    where = f"train.init_from: {folder}"
+    extra = sorted(set(source) - set(target))
+    if extra:
+        raise CheckpointError(f"{where}: the checkpoint's tensor '{extra[0]}' has no place in this model "
+                              "(another architecture or activation?)")
+    missing = sorted(set(target) - set(source) - thresholds)
+    if missing:
+        raise CheckpointError(f"{where}: this model's tensor '{missing[0]}' is not in the checkpoint "
+                              "(another architecture?)")
+    wrong = [n for n in sorted(source) if tuple(source[n].shape) != tuple(target[n].shape)]
+    if wrong:
+        name = wrong[0]
+        raise CheckpointError(f"{where}: tensor '{name}' has shape {tuple(source[name].shape)} in the checkpoint, "
+                              f"this model expects {tuple(target[name].shape)} (another width, dataset or "
+                              "channelwise setting?)")
+    model.load_state_dict(source, strict=False)
+    return set(source)
+
+
+def _start_thresholds(model: nn.Module, loader: DataLoader, loaded: set[str], device: torch.device) -> None:
+    """Starts the trained thresholds not in ``loaded`` from the first training batch: the batch the
+    first step will see (the shuffling generator's state is given back)."""
+    names = [n for n, m in model.named_modules() if is_trained_threshold(m) and f"{n}.threshold" not in loaded]
+    if not names:
+        return
+    state = loader.generator.get_state() if loader.generator is not None else None
+    try:
+        first = next(iter(loader), None)
+    finally:
+        if state is not None:
+            loader.generator.set_state(state)
+    if first is not None:
+        model.train()
+        initialize_thresholds(model, first[0].to(device), names)
 
 
 def _zeros(act: torch.Tensor) -> int:

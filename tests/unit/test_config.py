@@ -110,3 +110,37 @@ def test_inputs_and_resets_are_defined_once() -> None:
     assert simulation.INPUTS is simulator.INPUTS is config.INPUTS
     assert simulation.RESETS is neurons.RESETS is config.RESETS
     assert simulation.check_timesteps is config.check_timesteps
+
+
+def test_activation_names_are_the_activation_registry() -> None:
+    from snnergy.config import ACTIVATION_NAMES
+    from snnergy.structure import ACTIVATIONS
+
+    assert ACTIVATION_NAMES == tuple(ACTIVATIONS.names())
+
+
+def test_model_activation_options_are_checked() -> None:
+    from snnergy.config import ModelConfig
+
+    defaults = ModelConfig()
+    assert (defaults.activation, defaults.levels, defaults.channelwise_threshold) == ("relu", 8, False)
+    cfg = apply_overrides(ExperimentConfig(), {"model.activation": "qcfs", "model.levels": "4",
+                                               "model.channelwise_threshold": "true"})
+    assert (cfg.model.activation, cfg.model.levels, cfg.model.channelwise_threshold) == ("qcfs", 4, True)
+    with pytest.raises(ConfigError, match="model.activation: unknown activation 'gelu'; allowed: relu, qcfs, clip"):
+        ModelConfig(activation="gelu")
+    for levels in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="model.levels must be an integer >= 1"):
+            ModelConfig(levels=levels)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="model.channelwise_threshold must be true or false"):
+        ModelConfig(channelwise_threshold=1)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="expects an integer"):
+        apply_overrides(ExperimentConfig(), {"model.levels": "2.5"})
+
+
+def test_init_from_is_a_folder_or_none() -> None:
+    assert TrainConfig().init_from is None
+    assert TrainConfig(init_from="runs/relu").init_from == "runs/relu"
+    for bad in ("", "  ", 3):
+        with pytest.raises(ConfigError, match="train.init_from must be a run folder"):
+            TrainConfig(init_from=bad)  # type: ignore[arg-type]

@@ -21,9 +21,11 @@ ALLOWED = {
     "data": UTILITIES,
     # the network plan: one traced description of a model that every stage reads
     "structure": UTILITIES | {"layers"},
-    # trained-threshold activations (QCFS, trained clip): torch modules only
-    "layers": UTILITIES,
-    "models": UTILITIES | {"structure"},
+    # trained-threshold activations (QCFS, trained clip): torch modules, and theta's start from
+    # the converter's percentile definition (normalization imports only errors)
+    "layers": UTILITIES | {"normalization"},
+    # the registry models build their activations with layers' one factory
+    "models": UTILITIES | {"structure", "layers"},
     # data: the one batch iterator (snnergy.data.batches); data imports only utilities
     "simulation": UTILITIES | {"data", "structure"},
     "activity": UTILITIES | {"structure"},
@@ -36,7 +38,7 @@ ALLOWED = {
     "regularizers": UTILITIES | {"counting", "energy", "normalization", "structure"},
     "energy": UTILITIES,
     "train_state": UTILITIES,
-    "training": UTILITIES | {"data", "models", "activity", "regularizers", "train_state"},
+    "training": UTILITIES | {"data", "models", "layers", "activity", "regularizers", "train_state"},
     "conversion": UTILITIES | {"data", "structure", "simulation", "normalization"},
     "reporting": UTILITIES,
     # user model files in, NIR out: reads and writes the converted network's classes

@@ -243,3 +243,24 @@ def test_resnet_sizes_and_shortcuts(shape: tuple[int, int, int], pool: tuple[int
 def test_resnet_refuses_tiny_inputs() -> None:
     with pytest.raises(ConfigError, match="at least 4x4"):
         build_model(ModelConfig("resnet"), (1, 3, 3), 10)
+
+
+@pytest.mark.parametrize("activation", ["qcfs", "clip"])
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_builds_with_trained_thresholds_under_the_same_names(name: str, activation: str) -> None:
+    from snnergy.structure import trace
+
+    relu = trace(build_model(ModelConfig(name), (1, 8, 8), 10), (1, 8, 8))
+    for channelwise in (False, True):
+        model = build_model(ModelConfig(name, activation=activation, levels=4, channelwise_threshold=channelwise),
+                            (1, 8, 8), 10)
+        plan = trace(model, (1, 8, 8))
+        assert [a.name for a in plan.activations] == [a.name for a in relu.activations]
+        assert {a.kind for a in plan.activations} == {activation}
+        assert not any(isinstance(m, nn.ReLU) for m in model.modules())
+        for act in plan.activations:
+            # each threshold starts at 1: one per layer, or one per channel of the layer's input
+            channels = act.shape[0] if channelwise else 1
+            assert act.parameters["threshold"] == [1.0] * channels, act.name
+            assert act.parameters.get("levels") == (4 if activation == "qcfs" else None)
+        assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)

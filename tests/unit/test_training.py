@@ -1,16 +1,19 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from snnergy.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from snnergy.data import load_dataset, make_loader
+from snnergy.models import build_model
 from snnergy.errors import CheckpointError, ConfigError, TrainingError
 from snnergy.experiments import train
 from snnergy.train_state import STATE_FILE, load_train_state
-from snnergy.training import load_checkpoint, resolve_device
+from snnergy.training import fit, load_checkpoint, resolve_device
 
 
 def blobs_config(**train_kw) -> ExperimentConfig:
@@ -187,3 +190,108 @@ def test_a_damaged_training_state_is_one_clear_error(tmp_path: Path) -> None:
     state.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")  # a valid, empty safetensors file
     with pytest.raises(CheckpointError, match="not a snnergy training state"):
         train(blobs_config(epochs=1), out=tmp_path)
+
+
+# --------------------------------------------------------------------------- trained thresholds, init_from
+
+
+def qcfs_config(**train_kw) -> ExperimentConfig:
+    base = blobs_config(**train_kw)
+    return replace(base, model=ModelConfig(name="tiny-mlp", activation="qcfs", levels=4))
+
+
+def test_a_qcfs_net_learns_and_trains_its_threshold() -> None:
+    from snnergy.layers import initialize_thresholds
+
+    config = qcfs_config(epochs=3)
+    torch.manual_seed(config.seed)
+    splits = load_dataset(config.data, seed=config.seed)
+    fresh = build_model(config.model, splits.input_shape, splits.num_classes)
+    first_x = next(iter(make_loader(splits.train_x, splits.train_y, 32, shuffle=True, seed=config.seed)))[0]
+    start = initialize_thresholds(fresh, first_x)["relu1"][0]  # what training starts from (first batch)
+    trained = train(config)
+    losses = [h.task_loss for h in trained.history]
+    assert losses[-1] < losses[0] and trained.history[-1].test_accuracy > 0.8  # 4 blobs: chance 25 %
+    assert trained.model.relu1.threshold.item() != pytest.approx(start, rel=1e-3)  # theta moved by its gradient
+    assert start != 1.0
+
+
+def test_thresholds_start_from_the_first_training_batch() -> None:
+    # epochs = 0: nothing but the start. By hand: the first batch of the seeded shuffling loader
+    # through fc1, then the 99.9th percentile of its positive part (initial_threshold).
+    from snnergy.layers import initial_threshold
+
+    config = replace(qcfs_config(epochs=0), model=ModelConfig("tiny-mlp", activation="clip", channelwise_threshold=True))
+    torch.manual_seed(config.seed)
+    splits = load_dataset(config.data, seed=config.seed)
+    model = build_model(config.model, splits.input_shape, splits.num_classes)
+    x = next(iter(make_loader(splits.train_x, splits.train_y, 32, shuffle=True, seed=config.seed)))[0]
+    with torch.no_grad():
+        expected = initial_threshold(model.fc1(model.flatten(x)), channels=16)
+    fit(model, splits, config.train, batch_size=32, seed=config.seed)
+    assert torch.equal(model.relu1.threshold.detach(), expected)
+    untouched = build_model(config.model, splits.input_shape, splits.num_classes)
+    fit(untouched, splits, config.train, batch_size=32, init_thresholds=False)
+    assert torch.equal(untouched.relu1.threshold.detach(), torch.ones(16))
+
+
+def test_a_resumed_qcfs_run_does_not_restart_its_thresholds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import snnergy.experiments.pipeline as pipeline
+    import snnergy.training as training
+
+    calls: list[list[str]] = []
+    real_init = training.initialize_thresholds
+    monkeypatch.setattr(training, "initialize_thresholds",
+                        lambda model, x, names=None: calls.append(list(names)) or real_init(model, x, names))
+    config = qcfs_config(epochs=3)
+    plain = train(config, out=tmp_path / "plain").model.state_dict()
+    real = pipeline.save_train_state
+
+    def stop_after_first(path, state):
+        real(path, state)
+        if state.epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "save_train_state", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out=tmp_path / "cut")
+    monkeypatch.setattr(pipeline, "save_train_state", real)
+    resumed = train(config, out=tmp_path / "cut")
+    assert calls == [["relu1"], ["relu1"]]  # the plain run and the cut run; not the resumed one
+    state = resumed.model.state_dict()
+    assert all(torch.equal(plain[k], state[k]) for k in plain) and "relu1.threshold" in plain
+
+
+def test_init_from_loads_the_weights_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import snnergy.training as training
+
+    relu = train(blobs_config(epochs=1), out=tmp_path / "relu").model.state_dict()
+    config = replace(qcfs_config(epochs=0, init_from=str(tmp_path / "relu")))
+    started = train(config).model
+    for name, tensor in relu.items():  # every weight of the ReLU run, to the bit
+        assert torch.equal(started.state_dict()[name], tensor), name
+    assert started.relu1.threshold.item() != 1.0  # the threshold came from the data
+    # a QCFS checkpoint brings its thresholds: nothing starts from data; the checkpoint/ folder works too
+    train(qcfs_config(epochs=1), out=tmp_path / "qcfs")
+    calls: list[object] = []
+    monkeypatch.setattr(training, "initialize_thresholds", lambda *a, **k: calls.append(a))
+    source = load_checkpoint(tmp_path / "qcfs" / "checkpoint").model.state_dict()
+    again = train(qcfs_config(epochs=0, init_from=str(tmp_path / "qcfs" / "checkpoint"))).model.state_dict()
+    assert calls == [] and all(torch.equal(again[k], source[k]) for k in source)
+
+
+def test_init_from_a_mismatched_or_missing_checkpoint_is_one_clear_error(tmp_path: Path) -> None:
+    train(blobs_config(epochs=1), out=tmp_path / "relu")
+    wide = replace(qcfs_config(epochs=1, init_from=str(tmp_path / "relu")),
+                   model=ModelConfig("tiny-mlp", width=2.0, activation="qcfs"))
+    with pytest.raises(CheckpointError, match=r"train.init_from: .*relu.*: tensor 'fc1.bias' has shape \(16,\) "
+                                              r"in the checkpoint, this model expects \(32,\)"):
+        train(wide)
+    other = replace(blobs_config(epochs=1, init_from=str(tmp_path / "relu")), model=ModelConfig("mlp"))
+    with pytest.raises(CheckpointError, match="this model's tensor 'fc3.bias' is not in the checkpoint"):
+        train(other)
+    train(qcfs_config(epochs=1), out=tmp_path / "qcfs")
+    with pytest.raises(CheckpointError, match="the checkpoint's tensor 'relu1.threshold' has no place in this model"):
+        train(blobs_config(epochs=1, init_from=str(tmp_path / "qcfs")))  # a QCFS run into a ReLU model
+    with pytest.raises(CheckpointError, match=f"train.init_from: {tmp_path / 'nothing'}: no checkpoint there"):
+        train(blobs_config(epochs=1, init_from=str(tmp_path / "nothing")))

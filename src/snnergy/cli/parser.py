@@ -17,18 +17,27 @@ from snnergy.config import RESETS, ExperimentConfig, apply_overrides, doubling_t
 from snnergy.errors import ConfigError
 
 # Named options and the config field each one sets (dotted path).
-TRAIN_OPTIONS: dict[str, tuple[str, type, str]] = {
+def _run_folder(text: str) -> str:
+    """argparse type of ``--init-from``: the folder as an absolute path (sweep workers and the
+    recorded config then find it from anywhere)."""
+    return str(Path(text).expanduser().resolve())
+
+
+TRAIN_OPTIONS: dict[str, tuple[str, Any, str]] = {
     "dataset": ("data.dataset", str, "dataset name (digits, fashion-mnist, mnist, cifar10, ...)"),
     "data-dir": ("data.data_dir", str, "folder with the dataset's files"),
     "batch-size": ("data.batch_size", int, "batch size"),
     "model": ("model.name", str, "model name (mlp, lenet, vgg, ...)"),
     "width": ("model.width", float, "channel/unit multiplier of the model"),
+    "activation": ("model.activation", str, "relu, qcfs (trained threshold, quantized to --levels) or clip (trained threshold)"),
+    "levels": ("model.levels", int, "QCFS quantization levels L (default 8)"),
     "regularizer": ("train.regularizer", str, "activity regularizer (none, l1, l2, hoyer, hoyer-square, transformed-l1, synops, macs)"),
     "strength": ("train.strength", float, "regularizer strength lambda"),
     "epochs": ("train.epochs", int, "training epochs"),
     "lr": ("train.lr", float, "learning rate"),
     "optimizer": ("train.optimizer", str, "adam or sgd"),
     "weight-decay": ("train.weight_decay", float, "weight decay"),
+    "init-from": ("train.init_from", _run_folder, "start from the weights of this run's checkpoint (a snnergy train folder, or OUT/runs/<id> of a compare)"),
 }
 
 
@@ -59,6 +68,8 @@ EPILOG = {
           snnergy train --dataset fashion-mnist --model lenet --regularizer hoyer-square \\
                         --strength 1e-3 --epochs 5 --out runs/hs
           snnergy train --config my.toml --train.weight_decay 1e-4 --out runs/wd
+          snnergy train --activation qcfs --levels 8 --out runs/qcfs          # trained thresholds
+          snnergy train --activation qcfs --init-from runs/train --epochs 10 --out runs/ft  # from a ReLU run
 
         writes OUT/checkpoint/ (safetensors + JSON), OUT/results.json, OUT/results.csv, OUT/config.json""",
     "compare": """\
@@ -68,6 +79,7 @@ EPILOG = {
                           --regularizers none,l1,hoyer,hoyer-square --epochs 5 --out runs/fm
           snnergy compare --regularizers none,l1 --strengths 0.1,1 --timesteps 8,32,128 --input poisson
           snnergy compare --regularizers none,l1@0.1,hoyer-square@0.01,hoyer-square@0.03
+          snnergy compare --activation qcfs --levels 8 --regularizers none,l1   # every configuration QCFS
 
         writes OUT/results.json, OUT/results.csv, OUT/report.md, OUT/plots/*.png, OUT/config.json,
         the sweep store OUT/sweep.sqlite with OUT/sweep.json (compare runs as a sweep: a killed
@@ -137,6 +149,9 @@ class Parser(argparse.ArgumentParser):
 def _add_config_options(parser: argparse.ArgumentParser, options: dict[str, tuple[str, Any, str]]) -> None:
     for flag, (path, kind, text) in options.items():
         parser.add_argument(f"--{flag}", dest=path, type=kind or _timesteps, default=None, help=text)
+    if options is TRAIN_OPTIONS:
+        parser.add_argument("--channelwise-threshold", dest="model.channelwise_threshold", action="store_const",
+                            const=True, default=None, help="one trained threshold per channel (qcfs, clip)")
 
 
 def _names(text: str) -> list[str]:

@@ -97,3 +97,28 @@ def test_truncated_dataset_file_exits_2_naming_the_file(tmp_path: Path, capsys: 
     assert main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--quiet", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "truncated" in err and "Traceback" not in err
+
+
+def test_train_with_qcfs_from_a_relu_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from safetensors.torch import load_file
+
+    common = ["--dataset", "synthetic-blobs", "--model", "tiny-mlp", "--epochs", "1", "--device", "cpu", "--quiet"]
+    assert main(["train", *common, "--out", str(tmp_path / "relu")]) == 0
+    code = main(["train", *common, "--activation", "qcfs", "--levels", "4", "--channelwise-threshold",
+                 "--init-from", str(tmp_path / "relu"), "--out", str(tmp_path / "qcfs")])
+    assert code == 0
+    resolved = json.loads((tmp_path / "qcfs" / "results.json").read_text())[0]["config"]["resolved"]
+    assert resolved["model"]["activation"] == "qcfs" and resolved["model"]["levels"] == 4
+    assert resolved["model"]["channelwise_threshold"] is True
+    assert resolved["train"]["init_from"] == str((tmp_path / "relu").resolve())
+    weights = load_file(str(tmp_path / "qcfs" / "checkpoint" / "model.safetensors"))
+    assert weights["relu1.threshold"].shape == (16,)  # tiny-mlp: 16 hidden units, one theta each
+    capsys.readouterr()
+    # a folder without a checkpoint: one line naming it
+    assert main(["train", *common, "--activation", "qcfs", "--init-from", str(tmp_path),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("snnergy: error:") and "train.init_from" in err and str(tmp_path) in err
+    assert "Traceback" not in err
+    assert main(["train", *common, "--activation", "gelu", "--out", str(tmp_path / "o")]) == 2
+    assert "model.activation: unknown activation 'gelu'" in capsys.readouterr().err

@@ -203,16 +203,23 @@ class ConvertConfig:
             (100 is the maximum, Diehl et al. 2015).
         channelwise: One scale per output channel instead of per layer.
         reset: ``"subtract"`` (reset by subtraction) or ``"zero"``.
+        v0: Initial membrane potential as a fraction of the threshold, in [0, 1): every neuron
+            starts at ``v0 * threshold``. ``None``: 1/2 when the net has trained-threshold
+            activations (QCFS, trained clip: Bu et al., ICLR 2022; Hao et al., ICLR 2023), else 0
+            (Rueckauer et al. 2017).
     """
 
     percentile: float = 99.9
     channelwise: bool = False
     reset: str = "subtract"
+    v0: float | None = None
 
     def __post_init__(self) -> None:
         _require(_number(self.percentile, 0.0, 100.0, low_open=True), "convert.percentile", "in (0, 100]",
                  self.percentile)
         _one_of(self.reset, RESETS, "convert.reset", "reset")
+        _require(self.v0 is None or (_number(self.v0, 0.0, 1.0) and self.v0 < 1.0), "convert.v0",
+                 "a fraction of the threshold in [0, 1) or None", self.v0)
 
 
 def doubling_timesteps(largest: int) -> tuple[int, ...]:
@@ -301,7 +308,7 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
     Example:
         >>> config_to_dict(ConvertConfig())
-        {'percentile': 99.9, 'channelwise': False, 'reset': 'subtract'}
+        {'percentile': 99.9, 'channelwise': False, 'reset': 'subtract', 'v0': None}
     """
     return dataclasses.asdict(config, dict_factory=lambda items: {k: _plain(v) for k, v in items})
 

@@ -229,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--percentile", dest="convert.percentile", type=float, default=None, help="normalization percentile of non-zero activations (100 = max; default 99.9)")
     convert.add_argument("--channelwise", dest="convert.channelwise", action="store_const", const=True, default=None, help="one scale per channel")
     convert.add_argument("--reset", dest="convert.reset", choices=RESETS, default=None, help="neuron reset (default subtract)")
+    convert.add_argument("--v0", dest="convert.v0", type=float, default=None, help="initial membrane potential, a fraction of the threshold in [0, 1) (default 1/2 with trained thresholds qcfs/clip, else 0)")
     convert.add_argument("--calibration-size", dest="data.calibration_size", type=int, default=None, help="training samples used for normalization")
     convert.add_argument("--data-dir", dest="data.data_dir", type=str, default=None, help="folder with the dataset's files")
     _add_config_options(convert, COMMON_OPTIONS)

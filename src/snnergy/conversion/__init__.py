@@ -6,11 +6,19 @@ an ``nn.Sequential`` or any torch.fx-traceable model, residual additions include
 
 1. BatchNorm is folded into the Conv2d/Linear before it (the plan holds folded copies;
    ``W' = (gamma/sigma) W``, ``b' = (gamma/sigma)(b - mu) + beta``);
-2. lambda_l, the p-th percentile of each activation layer's non-zero activations on calibration
-   data, is measured on the un-normalized network (:mod:`snnergy.conversion.calibration`), whose
-   logits are checked against the model's first;
+2. lambda_l of a trained-threshold activation (QCFS, trained clip: its plan parameters hold
+   ``threshold``) is its theta_l, one value or one per channel, no data needed; lambda_l of any
+   other activation (ReLU) is the p-th percentile of its non-zero activations on calibration
+   data, measured on the network's rate model (BN folded, trained thresholds normalized;
+   :mod:`snnergy.conversion.calibration`), whose logits are checked against the model's first
+   (with each trained threshold's clip at theta in place of the activation: the rate limit);
 3. each branch is normalized by its source's and its neurons' scales
-   (:mod:`snnergy.conversion.network`) and activations become IF neurons with threshold 1.
+   (:mod:`snnergy.conversion.network`) and activations become IF neurons with threshold 1,
+   starting at ``v0`` (``convert.v0``; by default 1/2 when the net has trained thresholds, else 0:
+   Bu et al., ICLR 2022; Hao et al., ICLR 2023).
+
+A net whose activations all carry a threshold needs no calibration data
+(``convert(model, input_shape=(C, H, W))``); each layer of a mixed net takes its own way.
 
 The DNN is never modified; anything the plan cannot describe raises a
 :class:`~snnergy.errors.ConversionError` naming the layer (and, for traced code, the source line)
@@ -20,34 +28,52 @@ and what to use instead.
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
 
 from snnergy.config import ConvertConfig
-from snnergy.conversion.calibration import CALIBRATION_BATCH, MAX_VALUES, batches, measure_scales
+from snnergy.conversion.calibration import (
+    CALIBRATION_BATCH, MAX_VALUES, batches, measure_scales, rate_reference, trained_scales,
+)
 from snnergy.conversion.network import build_network, normalized_layer
-from snnergy.errors import ConversionError, DataError
+from snnergy.errors import ConfigError, ConversionError, DataError
 from snnergy.simulation import IFNeuron, SpikingNetwork
 from snnergy.structure import NetworkPlan, trace
 
 #: Tolerance of the check that the un-normalized network reproduces the model's logits.
 _CHECK_RTOL = 1e-3
+#: ``convert.v0`` when it is ``None`` and the net has trained-threshold activations: half the
+#: threshold (Bu et al., ICLR 2022: with the shift 1/2 of QCFS the expected conversion error is
+#: zero; Hao et al., ICLR 2023). Percentile-ReLU nets start at 0 (Rueckauer et al. 2017).
+TRAINED_V0 = 0.5
 
 
-def convert(model: nn.Module, calibration: Tensor | Iterable[Any],
-            config: ConvertConfig = ConvertConfig()) -> SpikingNetwork:
-    """Converts a ReLU network into a rate-coded spiking network (a new object).
+def convert(model: nn.Module, calibration: Tensor | Iterable[Any] | None = None,
+            config: ConvertConfig = ConvertConfig(), *,
+            input_shape: tuple[int, ...] | None = None) -> SpikingNetwork:
+    """Converts a ReLU / trained-threshold network into a rate-coded spiking network (a new object).
 
     Args:
         model: The trained DNN (any model :func:`snnergy.structure.trace` describes); left untouched.
-        calibration: Calibration inputs ``(N, ...)`` or an iterable of ``x`` / ``(x, y)`` batches.
-        config: Percentile, channel-wise scales and the neuron reset.
+        calibration: Calibration inputs ``(N, ...)`` or an iterable of ``x`` / ``(x, y)`` batches;
+            ``None`` when every activation carries its threshold (QCFS, trained clip).
+        config: Percentile and channel-wise scales (of the ReLU layers), the neuron reset and the
+            initial potential ``v0``.
+        input_shape: The per-sample input shape, needed without calibration data (with it, it
+            must agree with the data).
 
     Returns:
         The :class:`~snnergy.simulation.SpikingNetwork`, on the model's device. Its rate-model
-        forward (ReLU in place of IF) gives the DNN's logits up to float error.
+        forward (ReLU, or the clip at 1 for trained thresholds, in place of IF) gives the DNN's
+        logits up to float error (for QCFS: those of the DNN with its clip at theta in place of
+        the quantized activation).
+
+    Raises:
+        ConfigError: No calibration data and no ``input_shape``, or both and they disagree.
+        DataError: No (or empty) calibration data while some activation (ReLU) needs it.
+        ConversionError: Anything the plan cannot describe.
 
     Example:
         >>> torch.manual_seed(0) and None
@@ -56,18 +82,29 @@ def convert(model: nn.Module, calibration: Tensor | Iterable[Any],
         >>> snn = convert(net, x)
         >>> [stage.name for stage in snn.stages], torch.allclose(snn(x), net(x), atol=1e-5)
         (['1', '3'], True)
+        >>> from snnergy.layers import QCFS
+        >>> qnet = nn.Sequential(nn.Flatten(), nn.Linear(4, 8), QCFS(levels=4, threshold=2.0), nn.Linear(8, 3))
+        >>> qsnn = convert(qnet, input_shape=(2, 2))  # lambda = theta: no data needed
+        >>> qsnn.scales, qsnn.neuron.v0, qsnn.clipped
+        ({'2': [2.0]}, 0.5, ('2',))
     """
-    plan, raw, inputs = _calibrated_plan(model, calibration)
-    scales, silent = measure_scales(raw, inputs, config)
-    neuron = IFNeuron(threshold=1.0, reset=config.reset)
-    snn = build_network(plan, scales, neuron)
+    plan, raw, inputs = _calibrated_plan(model, calibration, input_shape)
+    fixed = trained_scales(plan)
+    measured, silent = measure_scales(raw, inputs, config)
+    scales = {name: fixed[name] if name in fixed else measured[name]
+              for name in (a.name for a in plan.activations)}
+    v0 = config.v0 if config.v0 is not None else (TRAINED_V0 if fixed else 0.0)
+    neuron = IFNeuron(threshold=1.0, reset=config.reset, v0=v0)
+    snn = build_network(plan, scales, neuron, raw.clipped)
     return SpikingNetwork(snn.stages, snn.input_shape, neuron,
-                          {k: [float(v) for v in s.reshape(-1)] for k, s in scales.items()}, silent)
+                          {k: [float(v) for v in s.reshape(-1)] for k, s in scales.items()}, silent,
+                          raw.clipped)
 
 
 def activation_scales(model: nn.Module, calibration: Tensor | Iterable[Any], percentile: float = 99.9,
                       channelwise: bool = False, *, max_values: int = MAX_VALUES) -> dict[str, Tensor]:
-    """lambda of each activation layer: the p-th percentile of its non-zero activations.
+    """lambda of each activation layer, as :func:`convert` takes it: theta for a trained-threshold
+    activation, else the p-th percentile of its non-zero activations.
 
     The percentile interpolates linearly between order statistics (NumPy's default) and has no
     size limit. Exact while a layer's values (non-zero ones, or all with ``channelwise``) number
@@ -83,7 +120,8 @@ def activation_scales(model: nn.Module, calibration: Tensor | Iterable[Any], per
         max_values: Memory bound on the stored values of one layer.
 
     Returns:
-        By activation name, float64 scales: a 0-d tensor, or ``(C,)`` when channelwise.
+        By activation name, float64 scales: a 0-d tensor, or ``(C,)`` when channelwise (a
+        trained threshold: its ``(1,)`` or ``(C,)`` theta).
 
     Example:
         >>> net = nn.Sequential(nn.Linear(1, 1), nn.ReLU(), nn.Linear(1, 1))
@@ -94,8 +132,8 @@ def activation_scales(model: nn.Module, calibration: Tensor | Iterable[Any], per
         (4.0, 3.0)
     """
     config = ConvertConfig(percentile=percentile, channelwise=channelwise)  # validates
-    _, raw, inputs = _calibrated_plan(model, calibration)
-    return measure_scales(raw, inputs, config, max_values)[0]
+    plan, raw, inputs = _calibrated_plan(model, calibration)
+    return {**measure_scales(raw, inputs, config, max_values)[0], **trained_scales(plan)}
 
 
 def fold_batchnorm(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
@@ -129,27 +167,51 @@ def fold_batchnorm(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
     return folded
 
 
-def _calibrated_plan(model: nn.Module, calibration: Tensor | Iterable[Any]
+def _calibrated_plan(model: nn.Module, calibration: Tensor | Iterable[Any] | None,
+                     input_shape: tuple[int, ...] | None = None
                      ) -> tuple[NetworkPlan, SpikingNetwork, Iterable[Tensor]]:
-    """The plan (traced on the first calibration batch), the un-normalized network (its logits
-    checked against the model's) and every calibration batch."""
+    """The plan (traced on the first calibration batch), the rate-model network with only the
+    trained thresholds normalized (its logits checked against the model's, trained thresholds
+    as their clip) and every calibration batch.
+
+    Without calibration data the plan is traced (and the logits checked) on two deterministic
+    uniform samples of ``input_shape``, and a ReLU layer (which needs data) is refused.
+    """
     param = next((p for p in model.parameters()), None)
     if param is None:
         raise ConversionError(f"model {type(model).__name__} has no Conv2d or Linear layer to convert")
-    stream = batches(calibration, param.device, param.dtype)
-    first = next(stream, None)
-    if first is None:
-        raise DataError("calibration data is empty")
+    shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+    stream: Iterator[Tensor] = iter(())
+    if calibration is None:
+        if shape is None:
+            raise ConfigError("convert: without calibration data give the per-sample input shape, "
+                              "e.g. convert(model, input_shape=(1, 28, 28))")
+        first = torch.rand((2, *shape), generator=torch.Generator().manual_seed(0)).to(param.device, param.dtype)
+    else:
+        stream = batches(calibration, param.device, param.dtype)
+        first = next(stream, None)
+        if first is None:
+            raise DataError("calibration data is empty")
+        if shape is not None and shape != tuple(first.shape[1:]):
+            raise ConfigError(f"convert: input_shape={shape} disagrees with the calibration data's "
+                              f"per-sample shape {tuple(first.shape[1:])}")
     net = copy.deepcopy(model).eval()
     plan = trace(net, tuple(first.shape[1:]), first[:2])
-    raw = build_network(plan, {}, IFNeuron())
+    fixed = trained_scales(plan)
+    if calibration is None:
+        needs = [a.name for a in plan.activations if a.name not in fixed]
+        if needs:
+            raise DataError(f"convert: activations {needs} ({', '.join(sorted({a.kind for a in plan.activations if a.name in needs}))}) "
+                            "take their scale from calibration data (a percentile); give calibration data, "
+                            "or use trained-threshold activations (qcfs, clip) throughout")
+    raw = build_network(plan, fixed, IFNeuron(), tuple(fixed))
     with torch.no_grad():
         try:
             ours = raw(first)
         except RuntimeError as err:
             raise DataError(f"calibration batch of shape {tuple(first.shape)} does not fit the model: {err}") from None
-        _check_logits(ours, net(first))
-    return plan, raw, _chain([first], stream)
+        _check_logits(ours, rate_reference(net)(first))
+    return plan, raw, _chain([first] if calibration is not None else [], stream)
 
 
 def _chain(*parts: Iterable[Tensor]) -> Iterable[Tensor]:
@@ -164,11 +226,13 @@ def _check_logits(ours: Tensor, theirs: Any) -> None:
     tolerance = _CHECK_RTOL * (1.0 + float(theirs.abs().max()))
     if not torch.allclose(ours, theirs, rtol=_CHECK_RTOL, atol=tolerance):
         raise ConversionError(
-            f"the converted graph (BN folded, before normalization) differs from the model's "
+            f"the converted graph (BN folded, before normalization; trained thresholds as their clip) "
+            f"differs from the model's "
             f"logits by up to {float((ours - theirs).abs().max()):.3g}; an op was mapped wrongly, "
             "report this model to snnergy")
 
 
 __all__ = [
-    "CALIBRATION_BATCH", "MAX_VALUES", "activation_scales", "convert", "fold_batchnorm", "normalized_layer",
+    "CALIBRATION_BATCH", "MAX_VALUES", "TRAINED_V0", "activation_scales", "convert", "fold_batchnorm",
+    "normalized_layer",
 ]

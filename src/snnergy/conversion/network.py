@@ -20,8 +20,10 @@ from snnergy.simulation import ChannelScale, IFNeuron, Shortcut, SpikingNetwork,
 from snnergy.structure import Branch, NetworkPlan
 
 
-def build_network(plan: NetworkPlan, scales: dict[str, Tensor], neuron: IFNeuron) -> SpikingNetwork:
-    """The network with each branch normalized by its source's and its neurons' scales (missing: 1)."""
+def build_network(plan: NetworkPlan, scales: dict[str, Tensor], neuron: IFNeuron,
+                  clipped: tuple[str, ...] = ()) -> SpikingNetwork:
+    """The network with each branch normalized by its source's and its neurons' scales (missing: 1);
+    ``clipped`` names the trained-threshold neurons (their rate model clips at 1)."""
     one = torch.ones((), dtype=torch.float64)
 
     def scale(name: str | None) -> Tensor:
@@ -43,7 +45,7 @@ def build_network(plan: NetworkPlan, scales: dict[str, Tensor], neuron: IFNeuron
             shortcuts.append(Shortcut(branch.name, branch.source, _pre(branch), module))
         stages.append(SpikingStage(main.name, out_name, _pre(main), layer, stage.neuron is not None, shortcuts))
     try:
-        return SpikingNetwork(stages, plan.input_shape, neuron)
+        return SpikingNetwork(stages, plan.input_shape, neuron, clipped=clipped)
     except ConfigError as err:
         raise ConversionError(f"cannot build the spiking network: {err}") from None
 

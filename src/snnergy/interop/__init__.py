@@ -7,7 +7,7 @@
 """
 
 from snnergy.interop.model_file import load_model_file, load_weights, parse_model_spec
-from snnergy.interop.nir_export import RESET_KEY, export_nir
+from snnergy.interop.nir_export import RESET_KEY, V0_KEY, export_nir
 from snnergy.interop.nir_import import import_nir
 
-__all__ = ["RESET_KEY", "export_nir", "import_nir", "load_model_file", "load_weights", "parse_model_spec"]
+__all__ = ["RESET_KEY", "V0_KEY", "export_nir", "import_nir", "load_model_file", "load_weights", "parse_model_spec"]

@@ -23,6 +23,11 @@ How snnergy's semantics map onto NIR's:
   otherwise resets to zero (``v_reset`` must then be 0). The cost of reset to zero, measured on
   converted LeNets, is documented in README's NIR section; NIR writes ``v > v_threshold`` where
   snnergy fires at equality too, which matters only for potentials exactly on the threshold.
+- **Initial potential.** NIR's IF has no initial-potential field. snnergy's neurons start at
+  ``v0 * v_threshold`` (``convert.v0``: 1/2 for trained-threshold nets, Bu et al., ICLR 2022):
+  the export writes ``v0`` (the fraction) as the metadata ``{"snnergy_v0": v0}`` of every IF node
+  and of the graph; :func:`import_nir` honours it (0 when absent), other readers ignore it and
+  start at 0 (which costs a trained-threshold net accuracy at low T).
 - **Readout.** The last weighted node feeds ``Output`` directly: the output is that layer's
   current at each step, and snnergy's prediction is the argmax of its sum over steps. An ``I``
   (integrator) node before ``Output`` is accepted on import, its ``r`` folded into the weights.
@@ -59,6 +64,8 @@ from snnergy.simulation import ChannelScale, SpikingNetwork
 
 #: Metadata key of each IF node holding snnergy's reset rule.
 RESET_KEY = "snnergy_reset"
+#: Metadata key of each IF node (and the graph) holding the initial potential, a fraction of the threshold.
+V0_KEY = "snnergy_v0"
 INPUT_NODE, OUTPUT_NODE = "input", "output"
 
 
@@ -119,14 +126,15 @@ def export_nir(snn: SpikingNetwork, path: str | Path | None = None) -> Any:
             if stage.spiking:
                 ones = np.ones(shape, dtype=np.float32)
                 nodes[target] = nir.IF(r=ones, v_threshold=ones * np.float32(snn.neuron.threshold),
-                                       v_reset=np.zeros_like(ones), metadata={RESET_KEY: snn.neuron.reset})
+                                       v_reset=np.zeros_like(ones),
+                                       metadata={RESET_KEY: snn.neuron.reset, V0_KEY: float(snn.neuron.v0)})
                 produced[stage.neuron_name] = (target, torch.relu(y))
             node, x = target, y
     nodes[OUTPUT_NODE] = nir.Output(output_type=np.array(shape))
     metadata = {"generator": f"snnergy {__version__}",
                 "readout": "the output is the last layer's current at each step; the prediction is "
                            "the argmax of its sum over steps",
-                RESET_KEY: snn.neuron.reset}
+                RESET_KEY: snn.neuron.reset, V0_KEY: float(snn.neuron.v0)}
     try:
         graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
     except (ValueError, TypeError, AssertionError) as err:
@@ -220,4 +228,4 @@ def read_nir(nir: Any, path: str | Path) -> Any:
         raise CheckpointError(f"{path}: not a readable NIR file ({type(err).__name__}: {err})") from None
 
 
-__all__ = ["INPUT_NODE", "OUTPUT_NODE", "RESET_KEY", "export_nir", "load_nir", "read_nir"]
+__all__ = ["INPUT_NODE", "OUTPUT_NODE", "RESET_KEY", "V0_KEY", "export_nir", "load_nir", "read_nir"]

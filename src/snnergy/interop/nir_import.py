@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from snnergy.errors import ConfigError, ConversionError
-from snnergy.interop.nir_export import RESET_KEY, load_nir, read_nir
+from snnergy.interop.nir_export import RESET_KEY, V0_KEY, load_nir, read_nir
 from snnergy.simulation import RESETS, ChannelScale, IFNeuron, Shortcut, SpikingNetwork, SpikingStage
 
 _PRE_NODES = ("AvgPool2d", "SumPool2d", "Flatten")
@@ -92,6 +92,7 @@ class _Importer:
                 raise ConversionError(f"node '{name}' ({self.kind[name]}) feeds no IF neurons and no Output")
         stages: list[SpikingStage] = []
         resets: dict[str, str] = {}
+        starts: dict[str, float] = {}
         current, visited = self.input, {self.input}
         remaining = list(junctions)
         while remaining:
@@ -107,14 +108,19 @@ class _Importer:
             stages.append(self._stage(junction, branches[junction], current, junction == readout))
             if junction != readout:
                 resets[junction] = _reset_of(self.nodes[junction], junction)
+                starts[junction] = _v0_of(self.nodes[junction], junction)
             visited.add(junction)
             remaining.remove(junction)
             current = junction
         if len(set(resets.values())) > 1:
             raise ConversionError(f"IF nodes disagree on the reset rule ({resets}); snnergy uses one for the network")
         reset = next(iter(resets.values()), "subtract")
+        if len(set(starts.values())) > 1:
+            raise ConversionError(f"IF nodes disagree on the initial potential {V0_KEY} ({starts}); "
+                                  "snnergy uses one for the network")
+        v0 = next(iter(starts.values()), 0.0)
         try:
-            return SpikingNetwork(stages, self.input_shape, IFNeuron(1.0, reset))
+            return SpikingNetwork(stages, self.input_shape, IFNeuron(1.0, reset, v0))
         except ConfigError as err:
             raise ConversionError(f"NIR graph: {err}") from None
 
@@ -320,5 +326,14 @@ def _reset_of(node: Any, name: str) -> str:
     if np.any(np.asarray(node.v_reset, dtype=np.float64) != 0):
         raise ConversionError(f"node '{name}' (IF): v_reset must be 0 (snnergy resets to zero or by subtraction)")
     return "zero"
+
+def _v0_of(node: Any, name: str) -> float:
+    """The metadata ``snnergy_v0`` (initial potential, a fraction of the threshold), 0 when absent."""
+    value = (getattr(node, "metadata", None) or {}).get(V0_KEY, 0.0)
+    value = value.item() if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.size == 1) else value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ConversionError(f"node '{name}' (IF): metadata {V0_KEY}={value!r} must be a number in [0, 1)")
+    return float(value)
+
 
 __all__ = ["import_nir"]

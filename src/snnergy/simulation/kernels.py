@@ -247,7 +247,8 @@ def if_scan(currents: Tensor, v: Tensor, out: Tensor, counts: Tensor, final: Ten
     Args:
         currents: ``(n, B, *shape)`` currents, or with ``static`` one ``(B, *shape)`` current used
             at every step.
-        v: ``(B, *shape)`` potentials, updated.
+        v: ``(B, *shape)`` potentials, updated (the caller starts them at the neuron's initial
+            potential ``v0 * threshold``).
         out: ``(n, B, *shape)`` spikes, overwritten.
         counts: ``(n, *shape)``, overwritten with each step's spikes summed over the batch (exact
             while ``B < 2**24`` in float32).

@@ -8,7 +8,9 @@ input, through weightless ops and one weighted op (a Conv2d/Linear or a per-chan
 before its neurons (or its readout).
 :meth:`SpikingNetwork.to_spec` and :meth:`SpikingNetwork.from_spec` describe it as JSON, checked
 key by key, and :func:`save_snn` / :func:`load_snn` write and read it as safetensors weights plus
-that spec, never unpickling.
+that spec, never unpickling. The spec keeps the neuron (threshold, reset, initial potential ``v0``)
+and which neurons came from trained-threshold activations (``clipped``: their rate model is
+``clamp(x, 0, 1)``, the others' ReLU).
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from snnergy.simulation.stages import ChannelScale, Shortcut, SpikingStage  # no
 from snnergy.structure import Activation, NetworkPlan, Stage, branch_of
 
 SPEC_FORMAT = "snnergy.snn"
-#: Version 2 adds ``stages[i].shortcuts``; version 1 files (no shortcuts) are still read.
-SPEC_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: Version 2 adds ``stages[i].shortcuts``, version 3 ``neuron.v0`` and ``clipped``; older files are
+#: still read (no shortcuts before 2; ``v0 = 0`` and no clipped neurons before 3).
+SPEC_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 #: Most elements one sample may hold at the input or at any layer (:func:`load_snn` refuses more):
 #: 4e8 bytes in float32, far above any network here (a 224 x 224 x 64 conv output is 3.2e6).
 MAX_SAMPLE_ELEMENTS = 10**8
@@ -49,11 +52,14 @@ class SpikingNetwork(nn.Module):
         scales: Normalization scale lambda of each spiking layer (one value or one per channel),
             by neuron name, for reports.
         silent_layers: Neuron names with no non-zero activation on the calibration data.
+        clipped: Neuron names of trained-threshold activations (QCFS, trained clip), converted
+            with lambda = theta: their rate model is ``clamp(x, 0, 1)`` (the activation's clip
+            at theta, normalized), the others' ``relu(x)``.
     """
 
     def __init__(self, stages: Sequence[SpikingStage], input_shape: Sequence[int],
                  neuron: IFNeuron = IFNeuron(), scales: dict[str, list[float]] | None = None,
-                 silent_layers: Sequence[str] = ()) -> None:
+                 silent_layers: Sequence[str] = (), clipped: Sequence[str] = ()) -> None:
         super().__init__()
         if not stages:
             raise ConfigError("a SpikingNetwork needs at least one stage")
@@ -72,24 +78,35 @@ class SpikingNetwork(nn.Module):
                     raise ConfigError(f"stage '{stage.name}': shortcut '{shortcut.name}' reads "
                                       f"'{shortcut.source}', which is not an earlier stage's neurons")
             earlier.add(stage.neuron_name)
+        unknown = [name for name in clipped if name not in earlier or name is None]
+        if unknown:
+            raise ConfigError(f"clipped neurons {unknown} are not neuron names of this network")
         self.stages = nn.ModuleList(stages)
         self.input_shape = tuple(int(s) for s in input_shape)
         self.neuron = neuron
         self.scales = {k: [float(v) for v in vals] for k, vals in (scales or {}).items()}
         self.silent_layers = tuple(silent_layers)
+        self.clipped = tuple(clipped)
 
     def forward(self, x: Tensor) -> Tensor:
-        """The rate model (ReLU in place of IF): logits of the normalized DNN for ``x`` ``(B, ...)``."""
+        """The rate model (ReLU, or ``clamp(x, 0, 1)`` for :attr:`clipped` neurons, in place of IF):
+        logits of the normalized DNN for ``x`` ``(B, ...)``."""
         return self.activations(x)[1]
 
     def activations(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-        """Rate-model activations ``(B, *shape)`` by neuron name (the DNN's / lambda) and logits."""
+        """Rate-model activations ``(B, *shape)`` by neuron name (the DNN's / lambda) and logits.
+
+        A neuron's rate model is ``relu(x)``, or ``clamp(x, 0, 1)`` when it is :attr:`clipped`
+        (a trained-threshold activation: theta * clamp(x / theta, 0, 1) is its clip at theta;
+        QCFS's floor is what ``T = L`` steps reproduce, not the rate limit).
+        """
         acts: dict[str, Tensor] = {}
+        clipped = set(self.clipped)
         outputs: dict[str | None, Tensor] = {None: x}  # what shortcuts read
         for stage in self.stages:
             x = stage.total_current(x, outputs) if len(stage.shortcuts) else stage(x)
             if stage.spiking:
-                x = torch.relu(x)
+                x = torch.clamp(x, 0.0, 1.0) if stage.neuron_name in clipped else torch.relu(x)
                 acts[stage.neuron_name] = x
                 outputs[stage.neuron_name] = x
         return acts, x
@@ -107,7 +124,7 @@ class SpikingNetwork(nn.Module):
         shapes, poolings and layer geometry (what counting reads), from one dummy pass.
 
         A :class:`ChannelScale` shortcut is an identity branch; the neurons are listed as the
-        rate model's ``relu`` activations.
+        rate model's activations: ``relu``, or ``clip`` at threshold 1 for :attr:`clipped` ones.
         """
         shapes: dict[str | None, tuple[int, ...]] = {None: tuple(self.input_shape)}
         stages, weighted, previous = [], [], None
@@ -117,7 +134,8 @@ class SpikingNetwork(nn.Module):
                               for c in stage.shortcuts)
             neuron = None
             if stage.spiking:
-                neuron = Activation(stage.neuron_name, "relu", {}, main.out_shape)
+                neuron = Activation(stage.neuron_name, "clip", {"threshold": [1.0]}, main.out_shape) \
+                    if stage.neuron_name in self.clipped else Activation(stage.neuron_name, "relu", {}, main.out_shape)
                 shapes[stage.neuron_name] = main.out_shape
             stages.append(Stage(main, shortcuts, neuron))
             weighted += [b.geometry for b in (main, *shortcuts) if b.geometry is not None]
@@ -148,7 +166,8 @@ class SpikingNetwork(nn.Module):
         """JSON-ready description (weights excluded): rebuild it with :meth:`from_spec`."""
         return {
             "format": SPEC_FORMAT, "version": SPEC_VERSION, "input_shape": list(self.input_shape),
-            "neuron": {"threshold": float(self.neuron.threshold), "reset": self.neuron.reset},
+            "neuron": {"threshold": float(self.neuron.threshold), "reset": self.neuron.reset,
+                       "v0": float(self.neuron.v0)},
             "stages": [{"name": s.name, "neuron_name": s.neuron_name, "spiking": s.spiking,
                         "pre": [module_spec(op, OPS, "op") for op in s.pre],
                         "layer": module_spec(s.layer, LAYERS, "kind"),
@@ -159,6 +178,7 @@ class SpikingNetwork(nn.Module):
                        for s in self.stages],
             "scales": {k: list(v) for k, v in self.scales.items()},
             "silent_layers": list(self.silent_layers),
+            "clipped": list(self.clipped),
         }
 
     @classmethod
@@ -178,13 +198,17 @@ class SpikingNetwork(nn.Module):
         threshold = check_field(neuron, "threshold", "neuron", lambda v: NUM[0](v) and F32_TINY <= v <= F32_MAX,
                            f"a number in [{F32_TINY:.3g}, {F32_MAX:.3g}] (a normal float32)")
         reset = check_field(neuron, "reset", "neuron", lambda v: v in RESETS, f"one of {RESETS}")
+        v0, clipped = 0.0, []  # version 1 and 2 networks started at 0 and had ReLU rate models only
+        if version >= 3:
+            v0 = check_field(neuron, "v0", "neuron", lambda v: NUM[0](v) and 0 <= v < 1, "a number in [0, 1)")
+            clipped = check_field(spec, "clipped", "", lambda v: list_of(v, STR[0]), "a string list")
         raw = check_field(spec, "stages", "", lambda v: isinstance(v, list) and v, "a non-empty list")
         stages = [stage_from_spec(s, f"stages[{i}]", version) for i, s in enumerate(raw)]
         scales = check_field(spec, "scales", "", lambda v: is_dict(v) and all(
             list_of(x, NUM[0]) for x in v.values()), "an object of number lists")
         silent = check_field(spec, "silent_layers", "", lambda v: list_of(v, STR[0]), "a string list")
         try:
-            return cls(stages, shape, IFNeuron(float(threshold), reset), scales, silent)
+            return cls(stages, shape, IFNeuron(float(threshold), reset, float(v0)), scales, silent, clipped)
         except ConfigError as err:
             raise CheckpointError(f"snn spec: {err}") from None
 

@@ -18,7 +18,9 @@ few neurons spike yet) and takes ``"event"`` where it supports it and the densit
 :data:`EVENT_DENSITY`, ``"batched"`` elsewhere (:attr:`Simulator.paths`, :attr:`Simulator.density`).
 The choice depends on the data only, not on timings, so a run gives the same numbers every time.
 On a CPU the IF scan runs in a compiled kernel (:mod:`snnergy.simulation.kernels`) with the same
-arithmetic as :func:`~snnergy.simulation.neurons.if_step_`, counting spikes as it goes. The first
+arithmetic as :func:`~snnergy.simulation.neurons.if_step_`, counting spikes as it goes. Every
+path (and :func:`simulate_reference`) starts the potentials at the neuron's initial potential
+``v0 * threshold`` (:meth:`~snnergy.simulation.IFNeuron.initial`; 0 by default). The first
 run on a CPU builds the kernels if ``$SNNERGY_KERNELS`` allows (:func:`~snnergy.simulation.kernels.prepare`,
 once per machine, with a message on stderr); without them the PyTorch loops give the same spikes.
 :func:`simulate_reference` is the plain step-by-step loop kept for tests;
@@ -193,7 +195,7 @@ class Simulator:
                 if stage.spiking:
                     name = stage.neuron_name
                     if name not in v:
-                        v[name] = torch.zeros_like(currents if static else currents[0])
+                        v[name] = self.snn.neuron.initial(currents if static else currents[0])
                         final[name] = torch.zeros_like(v[name])
                     spikes, step_counts = _scan(currents, v[name], final[name], self.snn.neuron, n, static)
                     cumulative = step_counts.to(torch.float64).cumsum(0)
@@ -337,7 +339,7 @@ def simulate_reference(snn: SpikingNetwork, x: Tensor, timesteps: Iterable[int],
                 current = current + shortcut(outputs[shortcut.source])
             if stage.spiking:
                 name = stage.neuron_name
-                s, v[name] = if_step(current, v.get(name, torch.zeros_like(current)), snn.neuron)
+                s, v[name] = if_step(current, v[name] if name in v else snn.neuron.initial(current), snn.neuron)
                 outputs[name] = s
                 running[name] = running.get(name, 0.0) + s.sum(0, dtype=torch.float64)
                 final[name] = final.get(name, 0.0) + s.to(torch.float64)

@@ -122,3 +122,16 @@ def test_train_with_qcfs_from_a_relu_run(tmp_path: Path, capsys: pytest.CaptureF
     assert "Traceback" not in err
     assert main(["train", *common, "--activation", "gelu", "--out", str(tmp_path / "o")]) == 2
     assert "model.activation: unknown activation 'gelu'" in capsys.readouterr().err
+
+
+def test_convert_v0_option_reaches_the_snn_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "synthetic-blobs", "--model", "tiny-mlp", "--epochs", "1",
+                 "--device", "cpu", "--quiet", "--out", str(run)]) == 0
+    assert main(["convert", str(run), "--v0", "0.25", "--device", "cpu", "--out", str(tmp_path / "snn")]) == 0
+    assert json.loads((tmp_path / "snn" / "snn.json").read_text())["neuron"]["v0"] == 0.25
+    assert main(["convert", str(run), "--device", "cpu", "--out", str(tmp_path / "snn0")]) == 0
+    assert json.loads((tmp_path / "snn0" / "snn.json").read_text())["neuron"]["v0"] == 0.0  # ReLU: 0
+    capsys.readouterr()
+    assert main(["convert", str(run), "--v0", "1", "--out", str(tmp_path / "bad")]) == 2
+    assert "convert.v0 must be a fraction of the threshold in [0, 1)" in capsys.readouterr().err

@@ -352,7 +352,7 @@ def test_shortcut_spec_round_trip(tmp_path) -> None:
     save_snn(snn, tmp_path)
     loaded = load_snn(tmp_path)
     spec = json.loads((tmp_path / "snn.json").read_text())
-    assert spec == snn.to_spec() and spec["version"] == 2
+    assert spec == snn.to_spec() and spec["version"] == 3
     assert spec["stages"][2]["shortcuts"] == [
         {"name": "identity:relu", "source": "relu", "pre": [], "layer": {"kind": "scale", "features": 1}}]
     assert spec["stages"][3]["shortcuts"][0]["layer"]["kind"] == "conv2d"

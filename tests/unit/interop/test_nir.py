@@ -12,7 +12,7 @@ from torch import nn
 
 import snnergy
 from snnergy.errors import CheckpointError, ConversionError
-from snnergy.interop import RESET_KEY, export_nir, import_nir
+from snnergy.interop import RESET_KEY, V0_KEY, export_nir, import_nir
 from snnergy.simulation import IFNeuron, SpikingNetwork, SpikingStage, simulate_batch, simulate_reference
 
 nir = pytest.importorskip("nir", reason="the optional package nir is not installed (pip install 'snnergy[nir]')")
@@ -256,3 +256,37 @@ def test_nir_reset_to_zero_costs_accuracy_on_a_digits_lenet(tmp_path: Path) -> N
     counts_zero = simulate_batch(plain, x, [128]).final_counts[first]
     assert bool((counts_zero <= counts_sub).all()) and float(counts_zero.sum()) < float(counts_sub.sum())
     assert zero.synops[-1] < subtract.synops[-1]
+
+
+# ---------------------------------------------------------------------------- initial potential v0
+
+
+def test_v0_travels_in_the_metadata_and_round_trips(tmp_path: Path) -> None:
+    snn, x = lenet_snn()
+    snn.neuron = IFNeuron(1.0, "subtract", 0.5)
+    export_nir(snn, tmp_path / "net.nir")
+    graph = nir.read(tmp_path / "net.nir")
+    assert all(float(graph.nodes[name].metadata[V0_KEY]) == 0.5 for name in ("1", "5", "9"))
+    assert float(graph.metadata[V0_KEY]) == 0.5
+    back = import_nir(graph)
+    assert back.neuron == IFNeuron(1.0, "subtract", 0.5)
+    a, b = simulate_batch(snn, x[:16], [1, 8, 32], mode="looped"), simulate_batch(back, x[:16], [1, 8, 32], mode="looped")
+    assert torch.equal(a.potentials, b.potentials)
+    assert all(torch.equal(a.final_counts[k], b.final_counts[k]) for k in a.final_counts)
+    graph.nodes["5"].metadata[V0_KEY] = 0.25
+    with pytest.raises(ConversionError, match=f"disagree on the initial potential {V0_KEY}"):
+        import_nir(graph)
+
+
+def test_import_reads_v0_and_starts_at_zero_without_it() -> None:
+    # r = 1, threshold 1, input 0.25 per step, reset by subtraction: from v0 = 1/2 the potential
+    # is 0.75, 1.0 -> spike at step 2; from 0 (no metadata: NIR's IF has no initial potential)
+    # it is 0.25, 0.5: no spike yet
+    half = import_nir(one_neuron_graph(1.0, 1.0, {RESET_KEY: "subtract", V0_KEY: 0.5}))
+    plain = import_nir(one_neuron_graph(1.0, 1.0, {RESET_KEY: "subtract"}))
+    assert half.neuron.v0 == 0.5 and plain.neuron.v0 == 0.0
+    x = torch.tensor([[0.25]])
+    assert simulate_reference(half, x, [2]).spike_counts["if1"].item() == 1.0
+    assert simulate_reference(plain, x, [2]).spike_counts["if1"].item() == 0.0
+    with pytest.raises(ConversionError, match=rf"'if1' \(IF\): metadata {V0_KEY}=1.5 must be a number in \[0, 1\)"):
+        import_nir(one_neuron_graph(1.0, 1.0, {V0_KEY: 1.5}))

@@ -446,11 +446,12 @@ def iso_factor_lines(groups: Sequence[Group], target: float, profile: str) -> li
         lines.append(f"- Its energy at t = {point.timesteps}: input layer {parts['input_layer']:.3g} J, spiking layers "
                      f"{parts['spiking_layers']:.3g} J, neuron updates {parts['neuron_updates']:.3g} J.")
         reference = base_point.energy_j if base_point is not None else point.energy_j
+        whose = "the unregularized ReLU SNN's" if base_point is not None else "this SNN's"
         if parts["input_layer"] > 0:
             lines.append(
                 f"- Input-layer floor: the analog first layer costs {parts['input_layer']:.3g} J/sample whatever the "
                 f"regularizer, so the SNN energy can fall at most {reference / parts['input_layer']:.3g}x below "
-                f"{reference:.3g} J (REFERENCE.md section 7)."
+                f"{whose} {reference:.3g} J (REFERENCE.md section 7)."
             )
     return lines
 

@@ -26,7 +26,9 @@ from snnergy.registry import Registry
 __all__ = [
     "ENERGY_PROFILES",
     "EnergyProfile",
+    "BREAKDOWN_PARTS",
     "describe_profiles",
+    "energy_breakdown",
     "energy_by_profile",
     "estimate_energy",
 ]
@@ -230,6 +232,38 @@ def estimate_energy(counts: OpCounts, profile: EnergyProfile | str) -> float:
         + counts.neuron_updates * spec.e_neuron_pj
     )
     return picojoules * _JOULES_PER_PICOJOULE
+
+
+BREAKDOWN_PARTS = ("input_layer", "spiking_layers", "neuron_updates")
+"""The parts of :func:`energy_breakdown`, in the order of the energy formula's terms."""
+
+
+def energy_breakdown(counts: OpCounts, profile: EnergyProfile | str) -> dict[str, float]:
+    """The three terms of :func:`estimate_energy`, in joules per sample: what an SNN spends where.
+
+    - ``input_layer``: ``macs * E_mac``, for an SNN the analog first layer's ``input_macs``, paid
+      once per sample whatever the regularizer: the floor its energy cannot fall below
+      (REFERENCE.md section 7, "The input-layer floor");
+    - ``spiking_layers``: ``synops * E_ac``, the accumulates the spikes trigger;
+    - ``neuron_updates``: ``neuron_updates * E_neuron`` (0 on profiles that charge none).
+
+    The parts sum to :func:`estimate_energy` of the same counts (up to float rounding).
+
+    Raises:
+        ConfigError: as :func:`estimate_energy`.
+
+    Example:
+        >>> # 1e5 MACs x 4.6 pJ, 1e6 SynOps x 0.9 pJ, no neuron cost on cmos45-fp32
+        >>> {k: round(v, 15) for k, v in energy_breakdown(OpCounts(1e5, 1e6, 10.0), "cmos45-fp32").items()}
+        {'input_layer': 4.6e-07, 'spiking_layers': 9e-07, 'neuron_updates': 0.0}
+    """
+    spec = _resolve(profile)
+    estimate_energy(counts, spec)  # the same checks
+    return {
+        "input_layer": counts.macs * spec.e_mac_pj * _JOULES_PER_PICOJOULE,
+        "spiking_layers": counts.synops * spec.e_ac_pj * _JOULES_PER_PICOJOULE,
+        "neuron_updates": counts.neuron_updates * spec.e_neuron_pj * _JOULES_PER_PICOJOULE,
+    }
 
 
 def energy_by_profile(counts: OpCounts, names: Sequence[str] | None = None) -> dict[str, float]:

@@ -130,6 +130,10 @@ class DNNRecord:
         energy_j: ``macs_effective * E_mac`` in joules per sample, by energy profile.
         layers: Per-layer counts, by weighted layer name.
         samples: Number of evaluated samples.
+        accuracy_snn_samples: Top-1 accuracy on the samples the SNN is simulated on (the first
+            ``snn_samples`` of the split, ``simulate.max_samples``): the reference of the
+            iso-accuracy target, so that DNN and SNN are judged on the same images.
+        snn_samples: How many samples ``accuracy_snn_samples`` is over.
         collapsed: Derived, not passed: the activation layers whose every activation is zero on the
             evaluated samples (sparsity exactly 1). A network with such a layer has *collapsed*: its
             output no longer depends on its input, and its "savings" are not a trade-off to report.
@@ -147,6 +151,8 @@ class DNNRecord:
     energy_j: dict[str, float]
     layers: dict[str, LayerCounts] = field(default_factory=dict)
     samples: int = 0
+    accuracy_snn_samples: float | None = None
+    snn_samples: int = 0
     collapsed: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -160,6 +166,30 @@ class DNNRecord:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, keys as in docs/design.md's results schema."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class SNNCurve:
+    """An SNN's accuracy, SynOps and energy after every step ``t = 1..T_max`` (``T_max``: the largest
+    reported T), for the iso-accuracy question "at which smallest t does it reach the target?",
+    which a coarse list of T would answer too late (docs/design.md).
+
+    Attributes:
+        timesteps: The t of the curve, increasing: every integer ``1..T_max`` (a coarser grid,
+            still holding every reported T, only when the counts at every t would not fit in memory).
+        accuracy: Readout accuracy after each t.
+        synops: SynOps per sample over steps 1..t.
+        energy_j: Joules per sample on each profile after each t.
+
+    Example:
+        >>> SNNCurve([1, 2], [0.5, 0.9], [10.0, 20.0], {"p": [1e-9, 2e-9]}).synops[-1]
+        20.0
+    """
+
+    timesteps: list[int]
+    accuracy: list[float]
+    synops: list[float]
+    energy_j: dict[str, list[float]]
 
 
 @dataclass
@@ -189,6 +219,10 @@ class SNNRecord:
             computed: every path gives the same spikes.
         input_density: Fraction of each stage's inputs that were non-zero where its path was
             chosen (the analog first stage has none).
+        energy_breakdown_j: By profile, ``energy_j`` split into its terms at each T
+            (:func:`~snnergy.energy.energy_breakdown`): ``input_layer`` (``input_macs * E_mac``),
+            ``spiking_layers`` (``synops * E_ac``), ``neuron_updates`` (``neuron_updates * E_neuron``).
+        curve: Accuracy, SynOps and energy at every step up to the largest T (:class:`SNNCurve`).
     """
 
     timesteps: list[int]
@@ -205,6 +239,8 @@ class SNNRecord:
     silent_layers: list[str] = field(default_factory=list)
     paths: dict[str, str] = field(default_factory=dict)
     input_density: dict[str, float] = field(default_factory=dict)
+    energy_breakdown_j: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    curve: SNNCurve | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, keys as in docs/design.md's results schema."""

@@ -117,3 +117,18 @@ def test_energy_by_profile_and_describe():
     keys = {"name", "spiking", "e_mac_pj", "e_ac_pj", "e_neuron_pj", "source", "notes"}
     assert set(rows[0]) == keys
     assert rows[0]["e_mac_pj"] == 4.6 and rows[0]["e_ac_pj"] == 0.9
+
+
+def test_energy_breakdown_sums_to_the_estimate_by_hand():
+    from snnergy.energy import BREAKDOWN_PARTS, energy_breakdown
+
+    counts = OpCounts(macs=1000.0, synops=2000.0, neuron_updates=300.0)
+    # Loihi: 1000 x 27.1 = 27,100 pJ; 2000 x 27.1 = 54,200 pJ; 300 x 81 = 24,300 pJ; total 105,600 pJ
+    parts = energy_breakdown(counts, "loihi")
+    assert tuple(parts) == BREAKDOWN_PARTS
+    assert parts["input_layer"] == pytest.approx(27_100e-12)
+    assert parts["spiking_layers"] == pytest.approx(54_200e-12)
+    assert parts["neuron_updates"] == pytest.approx(24_300e-12)
+    assert sum(parts.values()) == pytest.approx(105_600e-12) == pytest.approx(estimate_energy(counts, "loihi"))
+    with pytest.raises(ConfigError):
+        energy_breakdown(OpCounts(macs=-1.0), "loihi")

@@ -27,6 +27,7 @@ def measure(
     *,
     profiles: Sequence[str] | None = None,
     device: torch.device | str = "cpu",
+    snn_samples: int | None = None,
 ) -> DNNRecord:
     """Measures a trained DNN on ``data``: the ``dnn`` record of ``results.json``.
 
@@ -35,10 +36,12 @@ def measure(
         data: A DataLoader of ``(x, y)`` or an ``(inputs, labels)`` pair; inputs ``(N, C, H, W)``.
         profiles: Energy profiles to report (``None``: all registered).
         device: Where to run the forward passes.
+        snn_samples: The SNN is simulated on the first this many samples of ``data``
+            (``simulate.max_samples``; ``None``: all): ``accuracy_snn_samples`` is over them.
 
     Returns:
-        Accuracy, per-layer sparsity, MAC totals per sample, per-layer counts and the energy
-        ``macs_effective * E_mac`` per sample on each profile.
+        Accuracy (on all samples, and on the SNN's), per-layer sparsity, MAC totals per sample,
+        per-layer counts and the energy ``macs_effective * E_mac`` per sample on each profile.
     """
     was_training = model.training
     model.eval().to(device)
@@ -49,12 +52,17 @@ def measure(
     # the geometry probe runs its own forward pass: before the recorder, so only the data is counted
     counter = DNNCounter(layer_geometries(model, tuple(first[0].shape[1:])))
     correct = samples = 0
+    subset_correct = subset = 0
     with ActivityRecorder(model, activations=True, layer_inputs=True, detach=True) as recorder:
         for x, y in itertools.chain([first], stream):
             x = x.to(device)
             logits = model(x)
             record = recorder.record()
-            correct += int((logits.argmax(1).cpu() == y).sum())
+            hits = logits.argmax(1).cpu() == y
+            correct += int(hits.sum())
+            take = len(y) if snn_samples is None else max(0, min(len(y), snn_samples - samples))
+            subset_correct += int(hits[:take].sum())
+            subset += take
             samples += len(y)
             counter.add(record.activations, record.layer_inputs)
     model.train(was_training)
@@ -71,6 +79,8 @@ def measure(
         energy_j=energy_by_profile(OpCounts(macs=macs_effective), profiles),
         layers=counts.layers,
         samples=samples,
+        accuracy_snn_samples=subset_correct / subset if subset else None,
+        snn_samples=subset,
     )
 
 

@@ -130,12 +130,14 @@ def resumable_state(folder: Path, config: ExperimentConfig) -> TrainState | None
 
 
 def measure_trained(trained: TrainedModel) -> DNNRecord:
-    """Measures a trained model on its test split with the configured energy profiles."""
+    """Measures a trained model on its test split with the configured energy profiles, with its
+    accuracy on the test samples the SNN is simulated on (``simulate.max_samples``)."""
     return measure(
         trained.model,
         (trained.splits.test_x, trained.splits.test_y),
         profiles=trained.config.profiles,
         device=trained.device,
+        snn_samples=trained.config.simulate.max_samples,
     )
 
 

@@ -4,13 +4,22 @@ It reads only the JSON form of results (``results.json``: a list of records with
 ``dnn`` and optionally ``snn`` parts, docs/design.md's schema), never the stages' classes. Data flows
 one way: ``tables`` -> ``filters`` -> ``report`` (per configuration) and ``pareto`` (over seeds)
 -> ``plots`` and ``sweep_report`` -> ``writer`` (:func:`write_report`, the one report writer);
-``identity`` names a configuration, ``schema`` checks records.
+``curves`` (after ``filters``) reads one SNN's every-t curve, smallest sufficient t, energy breakdown
+and input-layer floor; ``identity`` names a configuration, ``schema`` checks records.
 """
 
-from snnergy.reporting.filters import config_label, config_name, ok_records, reference_accuracy, usable_records
+from snnergy.reporting.curves import breakdown_at, smallest_sufficient, snn_curve
+from snnergy.reporting.filters import (
+    config_label,
+    config_name,
+    dnn_reference,
+    ok_records,
+    reference_accuracy,
+    usable_records,
+)
 from snnergy.reporting.identity import config_hash, record_hash
 from snnergy.reporting.pareto import iso_accuracy, pareto_front, snn_fronts
-from snnergy.reporting.report import format_summary, report_markdown, summary_rows, verdict
+from snnergy.reporting.report import breakdown_rows, format_summary, report_markdown, summary_rows, verdict
 from snnergy.reporting.schema import check_record, check_records
 from snnergy.reporting.sweep_report import sweep_report_markdown
 from snnergy.reporting.tables import (
@@ -28,6 +37,8 @@ from snnergy.reporting.writer import REPORT_STYLES, write_report
 __all__ = [
     "DEFAULT_PROFILE",
     "REPORT_STYLES",
+    "breakdown_at",
+    "breakdown_rows",
     "check_record",
     "check_records",
     "collapsed_layers",
@@ -35,6 +46,7 @@ __all__ = [
     "config_label",
     "config_name",
     "csv_text",
+    "dnn_reference",
     "dnn_row",
     "format_summary",
     "format_value",
@@ -46,6 +58,8 @@ __all__ = [
     "reference_accuracy",
     "report_markdown",
     "result_rows",
+    "smallest_sufficient",
+    "snn_curve",
     "snn_fronts",
     "summary_rows",
     "sweep_report_markdown",

@@ -60,16 +60,41 @@ def collapsed_line(names: Sequence[str]) -> str:
             + "; ".join(names) + ".")
 
 
+def dnn_reference(record: Mapping[str, Any]) -> float:
+    """The DNN's accuracy on the test images its SNN ran (``dnn.accuracy_snn_samples``), else
+    ``dnn.accuracy`` (older records, or no SNN sample limit): what targets and DNN candidates are
+    judged on, so that DNN and SNN are compared on the same images.
+
+    Example:
+        >>> dnn_reference({"dnn": {"accuracy": 0.9, "accuracy_snn_samples": 0.88}}), dnn_reference({"dnn": {"accuracy": 0.9}})
+        (0.88, 0.9)
+    """
+    dnn = record["dnn"]
+    same = dnn.get("accuracy_snn_samples")
+    return same if same is not None else dnn["accuracy"]
+
+
 def reference_accuracy(records: Sequence[Mapping[str, Any]]) -> tuple[float, str]:
     """The accuracy every configuration is judged against: the unregularized DNN's (mean over its
-    runs), or the best DNN's when no unregularized run exists.
+    runs), or the best DNN's when no unregularized run exists; each on the test images its SNN ran
+    (:func:`dnn_reference`), and the description says how many when the records tell it.
 
     Example:
         >>> reference_accuracy([{"config": {"regularizer": "l1"}, "dnn": {"accuracy": 0.9}}])
         (0.9, 'best DNN')
+        >>> reference_accuracy([{"config": {"regularizer": "none"},
+        ...                      "dnn": {"accuracy": 0.9, "accuracy_snn_samples": 0.8, "snn_samples": 10}}])
+        (0.8, 'unregularized DNN on the 10 test images the SNN ran')
     """
-    plain = [r["dnn"]["accuracy"] for r in ok_records(records) if r["config"]["regularizer"] == "none"]
+    finished = ok_records(records)
+    plain = [r for r in finished if r["config"]["regularizer"] == "none"]
     if plain:
-        return sum(plain) / len(plain), "unregularized DNN"
-    best = max((r["dnn"]["accuracy"] for r in ok_records(records)), default=math.nan)
-    return best, "best DNN"
+        values = [dnn_reference(r) for r in plain]
+        reference, what, pool = sum(values) / len(values), "unregularized DNN", plain
+    else:
+        reference, what, pool = max((dnn_reference(r) for r in finished), default=math.nan), "best DNN", finished
+    counts = {r["dnn"].get("snn_samples") for r in pool if r["dnn"].get("accuracy_snn_samples") is not None}
+    if pool and len(counts) == 1 and None not in counts and all(
+            r["dnn"].get("accuracy_snn_samples") is not None for r in pool):
+        what += f" on the {counts.pop()} test images the SNN ran"
+    return reference, what

@@ -1,5 +1,9 @@
-"""Sweep statistics: configurations averaged over seeds, Pareto fronts, smallest T to a target,
+"""Sweep statistics: configurations averaged over seeds, Pareto fronts, smallest t to a target,
 and the iso-accuracy summary ("which regularizer reaches the target for the least energy?").
+
+Fronts and fixed-T columns use the listed T (``snn.timesteps``); the smallest t reaching a target
+and the iso-accuracy verdict use each run's curve at every t (``snn.curve``, the listed T for older
+records), with factors against the unregularized ReLU SNN (:mod:`snnergy.reporting.curves`).
 
 It reads result records only (docs/design.md's schema). A *configuration* (:class:`Group`) is every
 record whose resolved config is the same but for ``seed`` and ``device``; its numbers are means
@@ -18,7 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from snnergy.reporting.filters import config_label, ok_records, reference_accuracy
+import snnergy.reporting.curves as curves
+from snnergy.reporting.filters import config_label, dnn_reference, ok_records, reference_accuracy
 from snnergy.reporting.identity import SEED_KEYS, record_hash, resolved_config
 from snnergy.reporting.tables import collapsed_layers
 
@@ -223,6 +228,37 @@ def snn_points(group: Group, profile: str) -> list[SNNPoint]:
     return points
 
 
+def curve_points(group: Group, profile: str) -> list[SNNPoint]:
+    """The configuration's SNN points at every t of its runs' curves (``snn.curve``; the listed T
+    of runs without one) that all of its seeds share, seed means as :func:`snn_points`.
+
+    Example:
+        >>> snn = {"timesteps": [2], "accuracy": [0.9], "synops": [2.0], "energy_j": {"p": [2.0]},
+        ...        "curve": {"timesteps": [1, 2], "accuracy": [0.8, 0.9], "synops": [1.0, 2.0], "energy_j": {"p": [1.0, 2.0]}}}
+        >>> rec = {"config": {"dataset": "d", "model": "m", "regularizer": "none", "strength": 0.0, "seed": 0},
+        ...        "dnn": {"accuracy": 0.9}, "snn": snn}
+        >>> [(p.timesteps, p.accuracy) for p in curve_points(group_records([rec])[0], "p")]
+        [(1, 0.8), (2, 0.9)]
+    """
+    runs = [curves.snn_curve(r["snn"], profile) for r in group.records if r.get("snn")]
+    if not runs:
+        return []
+    common = [t for t in runs[0].timesteps if all(t in c.timesteps for c in runs[1:])]
+    points = []
+    for t in common:
+        at = [c.timesteps.index(t) for c in runs]
+        acc = mean_std([c.accuracy[i] for c, i in zip(runs, at)])
+        energy = mean_std([c.energy_j[i] for c, i in zip(runs, at)])
+        synops = mean_std([c.synops[i] for c, i in zip(runs, at)])
+        points.append(SNNPoint(group, t, acc[0], acc[1], energy[0], energy[1], synops[0]))
+    return points
+
+
+def every_t(group: Group) -> bool:
+    """Whether every run of the configuration has its curve at every t (``snn.curve``)."""
+    return all(bool((r.get("snn") or {}).get("curve")) for r in group.records)
+
+
 def snn_fronts(groups: Sequence[Group], profile: str) -> dict[str, list[SNNPoint]]:
     """Per regularizer, the Pareto front of SNN points (accuracy vs energy), by increasing energy;
     collapsed configurations are left out."""
@@ -258,13 +294,14 @@ def target_accuracy(groups: Sequence[Group], drop: float = 0.01, target: float |
 
 
 def smallest_t(group: Group, target: float, profile: str) -> SNNPoint | None:
-    """The first T at which the configuration's seed-mean SNN accuracy reaches ``target``."""
-    return next((p for p in snn_points(group, profile) if p.accuracy >= target), None)
+    """The first t at which the configuration's seed-mean SNN accuracy reaches ``target``, on its
+    curve at every t (:func:`curve_points`)."""
+    return next((p for p in curve_points(group, profile) if p.accuracy >= target), None)
 
 
 def configuration_rows(groups: Sequence[Group], profile: str, target: float) -> list[dict[str, Any]]:
-    """One row per configuration: DNN and largest-T SNN numbers as mean and std over seeds, and
-    the smallest T reaching ``target`` with its accuracy and energy."""
+    """One row per configuration: DNN and largest-T SNN numbers as mean and std over seeds (fixed T),
+    and the smallest t reaching ``target`` (every t) with its accuracy, energy and SynOps."""
     rows = []
     for g in groups:
         dnn = dnn_stats(g, profile)
@@ -288,16 +325,21 @@ def configuration_rows(groups: Sequence[Group], profile: str, target: float) -> 
     return rows
 
 
+def _reference(group: Group) -> float:
+    """Seed-mean DNN accuracy on the images the SNN ran (what the target is judged on)."""
+    return mean_std([dnn_reference(r) for r in group.records])[0]
+
+
 def iso_accuracy(groups: Sequence[Group], target: float, profile: str) -> list[dict[str, Any]]:
-    """Per regularizer: the lowest-energy DNN configuration and the lowest-energy SNN
-    (configuration, T) whose seed-mean accuracy reaches ``target`` (``None`` where none does);
-    collapsed configurations are never chosen."""
+    """Per regularizer: the lowest-energy DNN configuration (DNN accuracy on the images the SNN
+    ran) and the lowest-energy SNN configuration at its smallest t whose seed-mean accuracy reaches
+    ``target`` (every t); keys absent where none does; collapsed configurations are never chosen."""
     rows = []
     for regularizer in dict.fromkeys(g.regularizer for g in groups):
         members = [g for g in usable(groups) if g.regularizer == regularizer]
         dnn_ok = [(g, dnn_stats(g, profile)) for g in members]
-        dnn_ok = [(g, s) for g, s in dnn_ok if s["accuracy"][0] >= target and math.isfinite(s["energy_j"][0])]
-        snn_ok = [p for g in members for p in snn_points(g, profile) if p.accuracy >= target and math.isfinite(p.energy_j)]
+        dnn_ok = [(g, s) for g, s in dnn_ok if _reference(g) >= target and math.isfinite(s["energy_j"][0])]
+        snn_ok = [p for g in members for p in [smallest_t(g, target, profile)] if p is not None and math.isfinite(p.energy_j)]
         row: dict[str, Any] = {"regularizer": regularizer}
         if dnn_ok:
             g, s = min(dnn_ok, key=lambda item: item[1]["energy_j"][0])
@@ -334,6 +376,83 @@ def iso_accuracy_lines(rows: Sequence[Mapping[str, Any]], profile: str) -> list[
         )
     else:
         lines.append("- No DNN reaches the target.")
+    return lines
+
+
+def baseline_group(groups: Sequence[Group]) -> Group | None:
+    """The unregularized ReLU configuration (:func:`~snnergy.reporting.curves.is_baseline`) every
+    iso-accuracy factor is taken against: the full-width one (model width 1) when several."""
+    plain = [g for g in usable(groups) if curves.is_baseline(g.records[0])]
+    full = [g for g in plain if (settings(g.records[0]).get("model.width", 1.0) == 1.0)]
+    return (full or plain or [None])[0]
+
+
+def mean_breakdown(group: Group, profile: str, t: int) -> dict[str, float] | None:
+    """Seed-mean energy breakdown (:func:`~snnergy.reporting.curves.breakdown_at`) at ``t``."""
+    parts = [curves.breakdown_at(r["snn"], profile, t) for r in group.records if r.get("snn")]
+    if not parts or any(p is None for p in parts):
+        return None
+    return {name: mean_std([p[name] for p in parts])[0] for name in curves.PARTS}  # type: ignore[index]
+
+
+def iso_factor_lines(groups: Sequence[Group], target: float, profile: str) -> list[str]:
+    """The iso-accuracy answer over configurations (seed means, every t): the lowest-energy SNN at
+    the target against the unregularized ReLU SNN (times fewer SynOps, times less energy, timesteps),
+    its energy over the cheapest DNN's at the target, its energy breakdown and the input-layer floor.
+
+    Example:
+        >>> def rec(reg, acc, synops):  # curve at t = 1, 2; energy = SynOps (1 J each), input 0.5 J
+        ...     snn = {"timesteps": [2], "accuracy": [acc[1]], "synops": [synops[1]], "energy_j": {"p": [synops[1] + 0.5]},
+        ...            "energy_breakdown_j": {"p": {"input_layer": [0.5], "spiking_layers": [synops[1]], "neuron_updates": [0.0]}},
+        ...            "curve": {"timesteps": [1, 2], "accuracy": acc, "synops": synops, "energy_j": {"p": [s + 0.5 for s in synops]}}}
+        ...     return {"config": {"dataset": "d", "model": "m", "regularizer": reg, "strength": 0.0 if reg == "none" else 1.0,
+        ...                        "seed": 0}, "dnn": {"accuracy": 0.9, "energy_j": {"p": 10.0}, "macs_effective": 1.0}, "snn": snn}
+        >>> groups = group_records([rec("none", [0.5, 0.9], [3.0, 6.0]), rec("l1", [0.9, 0.9], [1.0, 2.0])])
+        >>> lines = iso_factor_lines(groups, 0.85, "p")
+        >>> # none reaches 0.85 at t = 2 (6 SynOps, 6.5 J); l1 at t = 1 (1 SynOp, 1.5 J): 6x, 6.5 / 1.5 = 4.33x
+        >>> "**6x fewer SynOps** and **4.33x less energy**" in lines[0], "**0.15**" in lines[1]
+        (True, True)
+    """
+    hits = [(g, smallest_t(g, target, profile)) for g in usable(groups)]
+    hits = [(g, p) for g, p in hits if p is not None and math.isfinite(p.energy_j)]
+    if not hits:
+        return []
+    group, point = min(hits, key=lambda item: item[1].energy_j)
+    grid = "every t" if every_t(group) else "listed T"
+    lines = []
+    base = baseline_group(groups)
+    base_point = smallest_t(base, target, profile) if base is not None else None
+    if base is None:
+        lines.append("- Iso-accuracy factors: no unregularized ReLU configuration to compare against.")
+    elif base_point is None:
+        lines.append(f"- Iso-accuracy factors: the unregularized ReLU SNN ({base.label}) does not reach the target.")
+    else:
+        lines.append(
+            f"- Iso-accuracy ({grid}), **{group.label} at t = {point.timesteps}** against the unregularized ReLU SNN "
+            f"({base.label} at t = {base_point.timesteps}, {base_point.synops:.3g} SynOps, {base_point.energy_j:.3g} J): "
+            f"**{curves.factor(base_point.synops, point.synops):.3g}x fewer SynOps** and "
+            f"**{curves.factor(base_point.energy_j, point.energy_j):.3g}x less energy**, "
+            f"in {point.timesteps} instead of {base_point.timesteps} timesteps."
+        )
+    dnns = [(g, dnn_stats(g, profile)["energy_j"][0]) for g in usable(groups) if _reference(g) >= target]
+    dnns = [(g, e) for g, e in dnns if math.isfinite(e)]
+    if dnns:
+        cheapest, energy = min(dnns, key=lambda item: item[1])
+        ratio = point.energy_j / energy if energy else math.nan
+        lines.append(f"- SNN/DNN energy at iso-accuracy: **{ratio:.3g}** ({point.energy_j:.3g} J against the cheapest "
+                     f"DNN at the target, {cheapest.label}, {energy:.3g} J).")
+    parts = mean_breakdown(group, profile, point.timesteps)
+    if parts is not None:
+        lines.append(f"- Its energy at t = {point.timesteps}: input layer {parts['input_layer']:.3g} J, spiking layers "
+                     f"{parts['spiking_layers']:.3g} J, neuron updates {parts['neuron_updates']:.3g} J.")
+        reference = base_point.energy_j if base_point is not None else point.energy_j
+        whose = "the unregularized ReLU SNN's" if base_point is not None else "this SNN's"
+        if parts["input_layer"] > 0:
+            lines.append(
+                f"- Input-layer floor: the analog first layer costs {parts['input_layer']:.3g} J/sample whatever the "
+                f"regularizer, so the SNN energy can fall at most {reference / parts['input_layer']:.3g}x below "
+                f"{whose} {reference:.3g} J (REFERENCE.md section 7)."
+            )
     return lines
 
 

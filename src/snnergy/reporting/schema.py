@@ -39,7 +39,10 @@ _NAMES: Check = (lambda v: isinstance(v, list) and all(isinstance(s, str) for s 
 CONFIG_KEYS: dict[str, Check] = {"dataset": _TEXT, "model": _TEXT, "regularizer": _TEXT, "strength": _NONNEG,
                                  "seed": _SEED}
 DNN_KEYS: dict[str, Check] = {"accuracy": _FRACTION, "macs_dense": _NONNEG, "macs_effective": _NONNEG}
-DNN_OPTIONAL: dict[str, Check] = {"macs_nominal": _NONNEG, "samples": _COUNT, "collapsed": _NAMES}
+DNN_OPTIONAL: dict[str, Check] = {"macs_nominal": _NONNEG, "samples": _COUNT, "collapsed": _NAMES,
+                                  "accuracy_snn_samples": (lambda v: v is None or _FRACTION[0](v),
+                                                           "a number in [0, 1] or null"),
+                                  "snn_samples": _COUNT}
 SNN_SERIES: dict[str, Check] = {"accuracy": _FRACTION, "synops": _NONNEG, "input_macs": _NONNEG,
                                 "neuron_updates": _NONNEG}
 _PATHS: Check = (lambda v: isinstance(v, Mapping) and all(p in ("batched", "looped", "event") for p in v.values()),
@@ -102,6 +105,20 @@ class _Checker:
                 stack.extend((v, f"{at}[{i}]") for i, v in enumerate(node))
 
 
+def _check_curve(c: _Checker, curve: Mapping[str, Any], steps: list[int]) -> None:
+    """``snn.curve``: increasing integer t ending at the largest T and holding every listed T, and
+    its series aligned with them."""
+    ts = curve.get("timesteps")
+    if not isinstance(ts, list) or not ts or not all(
+            _is_number(t) and not isinstance(t, float) and t >= 1 for t in ts) or \
+            any(a >= b for a, b in zip(ts, ts[1:])) or ts[-1] != max(steps) or not set(steps) <= set(ts):
+        c.fail("snn.curve.timesteps", "increasing integers >= 1 holding every snn.timesteps", ts)
+    c.series(curve.get("accuracy"), "snn.curve.accuracy", _FRACTION, len(ts))
+    c.series(curve.get("synops"), "snn.curve.synops", _NONNEG, len(ts))
+    for profile, values in c.table(curve.get("energy_j", {}), "snn.curve.energy_j").items():
+        c.series(values, f"snn.curve.energy_j.{profile}", _NONNEG, len(ts))
+
+
 def check_record(record: Any, where: str) -> dict[str, Any]:
     """Checks one result record (see the module docstring); returns it unchanged.
 
@@ -155,6 +172,11 @@ def check_record(record: Any, where: str) -> dict[str, Any]:
             c.series(values, f"snn.energy_j.{profile}", _NONNEG, len(steps))
         for layer, values in c.table(snn.get("synops_per_layer", {}), "snn.synops_per_layer").items():
             c.series(values, f"snn.synops_per_layer.{layer}", _NONNEG, len(steps))
+        for profile, parts in c.table(snn.get("energy_breakdown_j", {}), "snn.energy_breakdown_j").items():
+            for part, values in c.table(parts, f"snn.energy_breakdown_j.{profile}").items():
+                c.series(values, f"snn.energy_breakdown_j.{profile}.{part}", _NONNEG, len(steps))
+        if snn.get("curve") is not None:
+            _check_curve(c, c.table(snn["curve"], "snn.curve"), steps)
         c.values(snn.get("spike_rate", {}), "snn.spike_rate", _OPTIONAL_NUMBER)
         c.values(snn.get("correlation", {}), "snn.correlation", _OPTIONAL_NUMBER)
     return record

@@ -25,9 +25,10 @@ CONFIGURATION_COLUMNS = [
     ("timesteps", "T"),
     ("snn_accuracy", "SNN acc"),
     ("snn_energy_j", "SNN energy (J)"),
-    ("t_target", "T to target"),
-    ("t_target_accuracy", "acc at that T"),
-    ("t_target_energy_j", "energy at that T (J)"),
+    ("t_target", "t to target"),
+    ("t_target_accuracy", "acc at that t"),
+    ("t_target_synops", "SynOps at that t"),
+    ("t_target_energy_j", "energy at that t (J)"),
     ("note", "note"),
 ]
 
@@ -58,6 +59,16 @@ def _with_std(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return merged
 
 
+def _breakdown_rows(groups: Sequence[Any], profile: str, goal: float) -> list[dict[str, Any]]:
+    rows = []
+    for g in pareto.usable(groups):
+        point = pareto.smallest_t(g, goal, profile)
+        parts = pareto.mean_breakdown(g, profile, point.timesteps) if point is not None else None
+        if parts is not None:
+            rows.append({"configuration": g.label, "t": point.timesteps, **parts, "total": sum(parts.values())})
+    return rows
+
+
 def _section_markdown(groups: Sequence[Any], profile: str, drop: float, target: float | None, plots: Sequence[str]) -> list[str]:
     goal, how = pareto.target_accuracy(groups, drop, target)
     iso = pareto.iso_accuracy(groups, goal, profile)
@@ -70,6 +81,7 @@ def _section_markdown(groups: Sequence[Any], profile: str, drop: float, target: 
         f"Target: {how}; seed means, profile `{profile}`.",
         "",
         *pareto.iso_accuracy_lines(iso, profile),
+        *pareto.iso_factor_lines(groups, goal, profile),
         *([collapsed_line([f"{g.label} ({', '.join(g.collapsed)})" for g in groups if g.collapsed])]
           if any(g.collapsed for g in groups) else []),
         "",
@@ -81,7 +93,8 @@ def _section_markdown(groups: Sequence[Any], profile: str, drop: float, target: 
         "",
         "### Configurations (mean ± std over seeds)",
         "",
-        "SNN columns at the largest T; *T to target*: the smallest T whose mean accuracy reaches the target.",
+        "Fixed T: *T* .. *SNN energy* at the largest T. Iso-accuracy: *t to target*, the smallest t (every t "
+        "checked, the listed T for runs without a curve) whose mean accuracy reaches the target, and the numbers there.",
         "",
         markdown_table(
             _with_std(pareto.configuration_rows(groups, profile, goal)),
@@ -89,7 +102,18 @@ def _section_markdown(groups: Sequence[Any], profile: str, drop: float, target: 
             [h for _, h in CONFIGURATION_COLUMNS],
         ),
         "",
-        "### Pareto fronts: accuracy vs SNN energy",
+        "### Energy breakdown at the target",
+        "",
+        "Seed means at each configuration's *t to target*: input layer (analog first layer's MACs x E_mac, the "
+        "floor no regularizer lowers), spiking layers (SynOps x E_ac), neuron updates (x E_neuron where charged).",
+        "",
+        markdown_table(
+            _breakdown_rows(groups, profile, goal),
+            ["configuration", "t", "input_layer", "spiking_layers", "neuron_updates", "total"],
+            ["configuration", "t", "input layer (J)", "spiking layers (J)", "neuron updates (J)", "total (J)"],
+        ),
+        "",
+        "### Pareto fronts: accuracy vs SNN energy (listed T)",
         "",
         "Per regularizer, the (configuration, T) points no other point of that regularizer beats in both accuracy and energy.",
         "",

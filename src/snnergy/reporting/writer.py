@@ -9,7 +9,7 @@
   mean ± std over seeds, Pareto fronts and the iso-accuracy verdict, with ``plots/pareto_*.png``,
   ``plots/timesteps_*.png``, ``plots/layers_*.png``, ``summary.csv`` and ``layers.csv``.
 
-It sits on top of the other reporting modules (data flows one way: tables -> filters ->
+It sits on top of the other reporting modules (data flows one way: tables -> filters -> curves ->
 report/pareto -> plots/sweep_report -> writer) and nothing in ``reporting`` imports it.
 """
 

@@ -39,3 +39,22 @@ def test_effective_macs_and_sparsity_follow_the_data_hand_case() -> None:
     assert record.layers["0"].macs_effective == 1.0  # one non-zero input x 2 outputs / 2 samples
     assert record.layers["2"].macs_effective == 3.0
     assert record.sparsity["1"] == 0.5
+
+
+def test_accuracy_on_the_samples_the_snn_runs() -> None:
+    # A 1-input, 2-class linear model: class 1 when x > 0. Labels make samples 0, 1, 3 correct.
+    model = nn.Sequential(nn.Linear(1, 2))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[-1.0], [1.0]]))
+        model[0].bias.zero_()
+    x = torch.tensor([[1.0], [-1.0], [1.0], [-1.0], [1.0]])
+    y = torch.tensor([1, 0, 0, 0, 0])  # predictions 1, 0, 1, 0, 1: correct, correct, wrong, correct, wrong
+    whole = measure(model, (x, y))
+    assert whole.accuracy == 3 / 5 and whole.accuracy_snn_samples == 3 / 5 and whole.snn_samples == 5
+    # the SNN runs on the first 3 samples (simulate.max_samples = 3): 2 of them correct
+    first3 = measure(model, (x, y), snn_samples=3)
+    assert first3.accuracy == 3 / 5 and first3.accuracy_snn_samples == 2 / 3 and first3.snn_samples == 3
+    # across batches of 2: the subset ends inside the second batch
+    loader = [(x[:2], y[:2]), (x[2:4], y[2:4]), (x[4:], y[4:])]
+    assert measure(model, loader, snn_samples=3).accuracy_snn_samples == 2 / 3
+    assert measure(model, loader, snn_samples=100).accuracy_snn_samples == 3 / 5

@@ -175,3 +175,75 @@ def test_count_snn_from_hand_spike_counts() -> None:
     # Poisson input: 2 input spikes per T, each with fan-out 3 into fc1 (a dense Linear)
     assert poisson.input_macs == [0.0, 0.0] and poisson.synops_per_layer["input"] == [6.0, 6.0]
     assert poisson.synops == [8.0, 12.0]
+
+
+def test_curve_at_every_t_matches_the_listed_t_and_the_hand_spikes() -> None:
+    net = identity_net()
+    x = torch.tensor([[1.0, 0.5, 0.0]])
+    snn = convert(net, x, ConvertConfig(percentile=100.0))
+    record = simulate(snn, (x, torch.tensor([0])), timesteps=[1, 2, 4])
+    curve = record.curve
+    assert curve is not None and curve.timesteps == [1, 2, 3, 4]  # every t up to T_max = 4
+    # Spikes after t = 1..4 (neuron 0 every step, neuron 1 at steps 2 and 4): 1, 3, 4, 6; fan-out 2.
+    assert curve.synops == [2.0, 6.0, 8.0, 12.0]
+    # The every-t SynOps at the listed T are the record's SynOps.
+    assert [curve.synops[t - 1] for t in record.timesteps] == record.synops
+    assert [curve.accuracy[t - 1] for t in record.timesteps] == record.accuracy
+    # fp32 45 nm at t = 3: 8 SynOps x 0.9 pJ + 6 input MACs x 4.6 pJ = 34.8 pJ.
+    assert curve.energy_j["cmos45-fp32"][2] == pytest.approx(34.8e-12)
+    assert [curve.energy_j["loihi"][t - 1] for t in record.timesteps] == record.energy_j["loihi"]
+
+
+def test_energy_breakdown_sums_to_the_energy_by_hand() -> None:
+    net = identity_net()
+    x = torch.tensor([[1.0, 0.5, 0.0]])
+    snn = convert(net, x, ConvertConfig(percentile=100.0))
+    record = simulate(snn, (x, torch.tensor([0])), timesteps=[1, 2, 4])
+    # Loihi at T = 4 (counts derived in test_hand_derived_synops_input_macs_and_energy):
+    # input layer 6 MACs x 27.1 = 162.6 pJ; spiking layers 12 SynOps x 27.1 = 325.2 pJ;
+    # neuron updates 20 x 81 = 1620 pJ; total 2107.8 pJ.
+    parts = record.energy_breakdown_j["loihi"]
+    assert parts["input_layer"][-1] == pytest.approx(162.6e-12)
+    assert parts["spiking_layers"][-1] == pytest.approx(325.2e-12)
+    assert parts["neuron_updates"][-1] == pytest.approx(1620e-12)
+    for profile, energy in record.energy_j.items():
+        sums = [sum(values) for values in zip(*record.energy_breakdown_j[profile].values())]
+        assert sums == pytest.approx(energy, rel=1e-12), profile
+    # fp32 45 nm charges no neuron update: its third part is zero at every T.
+    assert record.energy_breakdown_j["cmos45-fp32"]["neuron_updates"] == [0.0, 0.0, 0.0]
+
+
+def test_every_t_simulation_keeps_the_listed_numbers() -> None:
+    """The record's listed-T numbers are those of a simulation reporting only the listed T."""
+    from snnergy.config import SimulateConfig
+    from snnergy.counting import count_snn
+    from snnergy.simulation import run_simulation
+
+    torch.manual_seed(1)
+    net = nn.Sequential(OrderedDict(fc1=nn.Linear(6, 8), relu1=nn.ReLU(), fc2=nn.Linear(8, 5), relu2=nn.ReLU(),
+                                    fc3=nn.Linear(5, 3)))
+    x, y = torch.rand(24, 6), torch.randint(0, 3, (24,))
+    snn = convert(net, x)
+    listed = [2, 5, 16]
+    record = simulate(snn, (x, y), timesteps=listed)
+    plain = run_simulation(snn, (x, y), SimulateConfig(timesteps=tuple(listed)))
+    counts = count_snn(snn, plain.timesteps, plain.samples, plain.spike_counts, plain.neurons, inputs=[x])
+    assert record.timesteps == listed and record.accuracy == plain.accuracy
+    assert record.synops == counts.synops and record.synops_per_layer == counts.synops_per_layer
+    assert record.spike_rate == counts.spike_rate
+    assert record.curve is not None and record.curve.timesteps == list(range(1, 17))
+    assert [record.curve.synops[t - 1] for t in listed] == record.synops
+    # SynOps and energy never decrease with t (spikes only add up)
+    assert all(a <= b for a, b in zip(record.curve.synops, record.curve.synops[1:]))
+
+
+def test_curve_grid_coarsens_only_when_the_counts_would_not_fit() -> None:
+    from snnergy.experiments.snn import curve_timesteps
+
+    # 10 neurons x 64 t x 16 B = 10,240 B: fits in a 1 MB budget's eighth (131,072 B)
+    assert curve_timesteps([4, 64], neurons=10, max_memory=2**20) == tuple(range(1, 65))
+    # 10,000 neurons: 64 t = 10.24 MB > 131,072 B; every 64th step: 1 t x 160 kB, still too much,
+    # the stride stops at T_max: the listed T alone
+    assert curve_timesteps([4, 64], neurons=10_000, max_memory=2**20) == (4, 64)
+    # 1,000 neurons: 16 kB per t, 8 t fit (128,000 B): stride 8, plus the listed 4
+    assert curve_timesteps([4, 64], neurons=1_000, max_memory=2**20) == (4, 8, 16, 24, 32, 40, 48, 56, 64)

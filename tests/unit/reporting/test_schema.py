@@ -1,0 +1,58 @@
+"""The schema check of the new SNN and DNN fields: curve, energy breakdown, accuracy on the SNN samples."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from snnergy.errors import ResultsError
+from snnergy.reporting.schema import check_record
+
+RECORD = {
+    "config": {"dataset": "d", "model": "m", "regularizer": "none", "strength": 0.0, "seed": 0},
+    "dnn": {"accuracy": 0.9, "macs_dense": 10.0, "macs_effective": 5.0, "sparsity": {}, "energy_j": {"p": 1.0},
+            "accuracy_snn_samples": 0.88, "snn_samples": 50},
+    "snn": {"timesteps": [1, 3], "accuracy": [0.5, 0.9], "synops": [1.0, 3.0], "input_macs": [2.0, 2.0],
+            "neuron_updates": [5.0, 15.0], "energy_j": {"p": [3.0, 5.0]},
+            "energy_breakdown_j": {"p": {"input_layer": [2.0, 2.0], "spiking_layers": [1.0, 3.0],
+                                         "neuron_updates": [0.0, 0.0]}},
+            "curve": {"timesteps": [1, 2, 3], "accuracy": [0.5, 0.7, 0.9], "synops": [1.0, 2.0, 3.0],
+                      "energy_j": {"p": [3.0, 4.0, 5.0]}}},
+}
+
+
+def changed(path: tuple, value: object) -> dict:
+    record = copy.deepcopy(RECORD)
+    node = record
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return record
+
+
+def test_new_fields_pass_and_old_records_without_them_too() -> None:
+    assert check_record(RECORD, "r") is RECORD
+    old = copy.deepcopy(RECORD)
+    for key in ("energy_breakdown_j", "curve"):
+        del old["snn"][key]
+    del old["dnn"]["accuracy_snn_samples"], old["dnn"]["snn_samples"]
+    check_record(old, "r")
+    check_record(changed(("snn", "curve"), None), "r")  # a record without a curve
+    check_record(changed(("dnn", "accuracy_snn_samples"), None), "r")
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("snn", "curve", "synops"), [1.0, 2.0], "snn.curve.synops' must be a list of 3 values"),
+    (("snn", "curve", "timesteps"), [1, 2], "snn.curve.timesteps' must be increasing integers"),  # ends before T = 3
+    (("snn", "curve", "timesteps"), [2, 1, 3], "snn.curve.timesteps' must be increasing integers"),
+    (("snn", "curve", "timesteps"), [2, 3, 4], "snn.curve.timesteps' must be increasing integers"),  # past T_max, no 1
+    (("snn", "curve", "accuracy"), [0.5, 1.5, 0.9], "snn.curve.accuracy\\[1\\]' must be a number in \\[0, 1\\]"),
+    (("snn", "curve", "energy_j", "p"), [1.0], "snn.curve.energy_j.p' must be a list of 3 values"),
+    (("snn", "energy_breakdown_j", "p", "input_layer"), [2.0], "snn.energy_breakdown_j.p.input_layer' must be a list of 2"),
+    (("snn", "energy_breakdown_j", "p", "spiking_layers"), [1.0, -3.0], "spiking_layers\\[1\\]' must be a number >= 0"),
+    (("dnn", "accuracy_snn_samples"), 1.5, "dnn.accuracy_snn_samples' must be a number in \\[0, 1\\] or null"),
+])
+def test_bad_new_fields_are_named(path: tuple, value: object, message: str) -> None:
+    with pytest.raises(ResultsError, match=message):
+        check_record(changed(path, value), "r")

@@ -34,6 +34,15 @@ estimate averages percentiles of training batches (64 samples, the weights still
 converter takes the percentile of the whole calibration set once, after training (the two
 differed by 2-9 % on digits/LeNet, issue 14).
 
+Measured on digits/LeNet (``snnergy compare --regularizers none,synops,l1``, target 0.97, the
+smallest T of 1, 2, 4, ... reaching it, ``cmos45-fp32``): strength 7e-7 now reaches the target
+at T = 16 with 1.98e5 SynOps, 1.98e-7 J (with ``scale_gradient`` it never did; its best, 3e-7,
+needed 2.36e5, 2.32e-7 J), relu1's scale 1.11 against 3.12. ``l1`` 0.03 still needs fewer
+(1.35e5, 1.41e-7 J at T = 8). With the scale constant the gradient ``f_i / lambda_l`` grows as a
+layer's activations (and, a batch later, its scale) shrink: at 1.5e-6 every layer fell silent,
+as the detached variant of the former scale did at twice a useful strength; keep the strength
+below that (``DEFAULT_STRENGTHS`` in :mod:`snnergy.experiments.compare`).
+
 Trained-threshold layers (``qcfs``, ``clip``: :mod:`snnergy.layers`; the plan's
 ``Activation.parameters`` hold ``threshold``): the converter's scale is the threshold ``theta``
 itself, so neuron ``i`` fires ``h_i / theta`` per step, exactly the converted SNN's rate (QCFS with

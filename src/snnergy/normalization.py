@@ -10,8 +10,12 @@ here. A normalization *strategy* is a frozen dataclass; today there is one:
   every calibration batch (:class:`PercentileAccumulator`); the penalties take it on one batch
   (:meth:`Percentile.batch_scale`, :func:`nonzero_percentile`).
 
-A new strategy (e.g. trained thresholds, where the scale is a parameter of the model) is one more
-class with the same two methods (:class:`Normalization`).
+A new strategy is one more class with the same two methods (:class:`Normalization`). Trained
+thresholds (``qcfs``, ``clip``, :mod:`snnergy.layers`) need none: the scale is the module's
+``threshold`` parameter, which the ``synops`` penalty reads live. The penalty's percentile is the
+converter's definition on one training batch at a time, a running estimate of the calibration
+set's (the remaining difference: batches during training against the whole calibration set
+after it).
 
 Both paths interpolate linearly between order statistics (NumPy's and ``torch.quantile``'s
 default), on the float64 values, at rank ``q / 100 * (count - 1)``. They differ only where they

@@ -15,19 +15,46 @@ the code that counts the SNN's SynOps). Per sample::
 
     S = sum_l sum_i min(a_i / lambda_l, 1) * f_i        (expected SynOps per timestep)
 
-``lambda_l`` estimates the converter's scale while the weights change: its *value* is a running
-estimate (exponential moving average of each batch's percentile, momentum 0.1, stable from batch
-to batch) and its *gradient* is that of the batch's percentile (:func:`scale_with_gradient`).
-The converter divides by the percentile, so scaling a layer's activations by ``c`` changes no
-rate: the value and its gradient are invariant, and a layer cannot lower its penalty by shrinking
-its activations and growing the next layer's weights. With a constant (detached) scale the
-gradient would instead push every activation down, the scale would follow, and so on until units
-die: on digits/LeNet such a penalty silenced every layer at twice a strength that still gained
-accuracy, while the gradient through the scale degrades gradually with the strength (measured,
-see ``DEFAULT_STRENGTHS`` in :mod:`snnergy.experiments.compare`; ``scale_gradient=False`` gives
-the detached variant). The readout layer does not spike. The value is
-``T * S`` (SynOps of a T-step inference, ``T = penalty_timesteps``, 1 by default), or with an
-energy profile the energy per sample in joules, as :func:`snnergy.energy.estimate_energy` prices
+``lambda_l`` is the converter's scale, estimated while the weights change: a running estimate
+(exponential moving average of each batch's percentile, momentum 0.1). Each batch is divided by
+the estimate of the batches *before* it (the first batch by its own percentile), and the estimate
+is a constant in the backward pass; then the batch updates it. So the penalty is non-decreasing
+in every activation: raising a layer's top activations (above ``lambda_l``) leaves the value
+unchanged and gets no gradient (the rate is capped), and the gradient never pushes an activation
+up. This closes a loophole of the former scale (issue 14): differentiating through the batch
+percentile (``scale_gradient=True``, :func:`scale_with_gradient`, kept to reproduce runs trained
+with it) made the penalty scale-invariant, but the gradient that balances it fell on the one or
+two order statistics the percentile interpolates, pushing the top activations up: ``lambda``
+grew (relu1 2.34 -> 3.18 on digits), fewer spikes per step, but a coarser resolution
+(``lambda / T`` per spike), so the SNN needed more timesteps and the saving vanished at
+iso-accuracy. With a constant scale the penalty reads ``sum_i f_i a_i / lambda_l`` below the
+cap: at iso-accuracy (the timesteps ``T`` the resolution ``lambda_l / T`` needs) the SNN's SynOps
+are ``T * S``, which that gradient measures. The remaining difference from the converter: the
+estimate averages percentiles of training batches (64 samples, the weights still moving), the
+converter takes the percentile of the whole calibration set once, after training (the two
+differed by 2-9 % on digits/LeNet, issue 14).
+
+Measured on digits/LeNet (``snnergy compare --regularizers none,synops,l1``, target 0.97, the
+smallest T of 1, 2, 4, ... reaching it, ``cmos45-fp32``): strength 7e-7 now reaches the target
+at T = 16 with 1.98e5 SynOps, 1.98e-7 J (with ``scale_gradient`` it never did; its best, 3e-7,
+needed 2.36e5, 2.32e-7 J), relu1's scale 1.11 against 3.12. ``l1`` 0.03 still needs fewer
+(1.35e5, 1.41e-7 J at T = 8). With the scale constant the gradient ``f_i / lambda_l`` grows as a
+layer's activations (and, a batch later, its scale) shrink: at 1.5e-6 every layer fell silent,
+as the detached variant of the former scale did at twice a useful strength; keep the strength
+below that (``DEFAULT_STRENGTHS`` in :mod:`snnergy.experiments.compare`).
+
+Trained-threshold layers (``qcfs``, ``clip``: :mod:`snnergy.layers`; the plan's
+``Activation.parameters`` hold ``threshold``): the converter's scale is the threshold ``theta``
+itself, so neuron ``i`` fires ``h_i / theta`` per step, exactly the converted SNN's rate (QCFS with
+``T = L`` and ``v0 = theta / 2``: ``k / L`` for an output ``theta * k / L``, Bu et al. 2022,
+Theorem 2), and the penalty divides by the module's live ``threshold`` parameter, found by the
+activation's name at bind time. It is differentiated through ``theta`` too: raising ``theta``
+lowers the rates, and the network's forward (the quantized activation) already pays the
+coarser steps ``theta / L``, so the task loss, not the penalty, judges that trade. These layers
+keep no running scale; a model with one takes the reference path (no fast path yet).
+
+The readout layer does not spike. The value is ``T * S`` (SynOps of a T-step inference,
+``T = penalty_timesteps``, 1 by default), or with an energy profile the energy per sample in joules, as :func:`snnergy.energy.estimate_energy` prices
 the SNN with analog input::
 
     E = 1e-12 * (T * S * E_ac + M_in * E_mac + T * N * E_neuron)
@@ -41,7 +68,8 @@ value (they matter for the budget) but not the gradient.
     M = sum_j sum_k f_jk * s(x_jk / mu_j),   s(r) = |r| / (|r| + eps),   eps = 0.1
 
 with ``f_jk`` the exact fan-out (:func:`snnergy.counting.fanout_map`) and ``mu_j`` the p-th
-percentile of the layer's non-zero input magnitudes (running value, batch gradient, as above).
+percentile of the layer's non-zero input magnitudes (running value with the batch percentile's
+gradient, :func:`scale_with_gradient`: ``macs`` keeps the scale-invariant form).
 ``s`` is a smooth
 non-zero indicator: ``s(0) = 0`` and ``s -> 1`` away from 0, so ``M`` tends to the effective MACs
 (:func:`snnergy.counting.effective_macs`) as ``eps -> 0``; but the exact count has no gradient,
@@ -68,6 +96,8 @@ reference.
 
 References:
     Rueckauer et al. 2017, Front. Neurosci. 11:682 (rates and data-based normalization);
+    Bu et al. 2022, ICLR, "Optimal ANN-SNN Conversion for High-accuracy and Ultra-low-latency
+    Spiking Neural Networks" (QCFS: the rate h / theta at T = L);
     Sorbaro, Liu, Bortone, Sheik 2020, Front. Neurosci. 14:662 (a synops loss on the ANN:
     activity x fan-out); Yang, Wen, Li 2020, DeepHoyer (transformed L1).
 """
@@ -77,7 +107,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -98,7 +128,7 @@ from snnergy.regularizers.estimates import (
     smooth_macs,
     update_scale,
 )
-from snnergy.regularizers.structure import ModelStructure, trace_structure
+from snnergy.regularizers.structure import ModelStructure, SpikingLayer, trace_structure
 
 JOULES_PER_PICOJOULE = 1e-12
 
@@ -186,19 +216,27 @@ class _RunningScales(ABC):
 
 
 class SynOpsPenalty(_RunningScales):
-    """``synops`` bound to one model (module docstring): holds fan-outs and running scales.
+    """``synops`` bound to one model (module docstring): holds fan-outs, running scales (of the
+    percentile-normalized layers) and the live thresholds (of the trained-threshold layers).
 
-    Calling it on a record updates the running scales with that batch, then returns the batch
-    penalty (a scalar). :meth:`values` gives the per-sample values without touching the scales.
-    ``fast``: the fast path (not for per-channel scales: then always the reference).
+    Calling it on a record returns the batch penalty (a scalar) and updates the running scales
+    with that batch. :meth:`values` gives the per-sample values without touching the scales.
+    ``fast``: the fast path; it is ``False`` (the reference) for per-channel scales and for models
+    with a trained-threshold layer (:attr:`thresholds` not empty), whatever was asked.
     """
 
     def __init__(self, structure: ModelStructure, options: PenaltyOptions, momentum: float,
-                 scale_gradient: bool = True, fast: bool = True) -> None:
+                 scale_gradient: bool = False, fast: bool = True,
+                 thresholds: Mapping[str, Tensor] | None = None) -> None:
         self.scale_gradient = scale_gradient
-        self.fast = fast and not options.channelwise
         if not structure.spiking:
             raise ConfigError("the model has no activation layer feeding a weighted layer: no spikes to count")
+        self.thresholds = dict(thresholds or {})
+        missing = [s.name for s in structure.spiking if s.trained_threshold and s.name not in self.thresholds]
+        if missing:
+            raise ConfigError(f"synops: no threshold for the trained-threshold layer(s) {', '.join(missing)}; "
+                              "bind the penalty with SynOpsRegularizer().bind(model, ...)")
+        self.fast = fast and not options.channelwise and not self.thresholds
         self.structure, self.options, self.momentum = structure, options, momentum
         self.profile = _profile(options)
         self._fanouts = {s.name: readers_fanout(s.readers, s.neuron_shape) for s in structure.spiking}
@@ -211,6 +249,26 @@ class SynOpsPenalty(_RunningScales):
         """With a profile, the first layer's input (for its MACs) must be recorded."""
         return self.profile is not None
 
+    def _percentile_layers(self) -> list[SpikingLayer]:
+        return [s for s in self.structure.spiking if s.name not in self.thresholds]
+
+    def __call__(self, record: ActivityRecord) -> Tensor:
+        """The batch penalty; then this batch updates the running scales. The value divides by
+        the scales of the batches before (this batch's percentile on the first), constants in
+        the backward pass; with ``scale_gradient`` (the former behaviour) the scales include
+        this batch and carry its percentile's gradient. The fast path, where it applies, gives
+        the same value and running scales, to the bit."""
+        values = self._fused_values(record) if self.fast else None
+        if values is None:
+            batch = self.batch_scales(record)  # once per batch
+            if self.scale_gradient:
+                self.observe(record, batch)
+                values = self.values(record, batch)
+            else:
+                values = self.values(record, batch)
+                self.observe(record, batch)
+        return budget_excess(values, self.options.budget)
+
     def _fused_values(self, record: ActivityRecord) -> Tensor | None:
         maps = [_map(record.activations, s.name, "activation map") for s in self.structure.spiking]
         if not fused_energy.applies(maps):
@@ -218,28 +276,42 @@ class SynOpsPenalty(_RunningScales):
         names = tuple(s.name for s in self.structure.spiking)
         fanouts = tuple(_placed(self._placed, self._fanouts, n, a) for n, a in zip(names, maps))
         plan = fused_energy.Plan(names, fanouts, self._scales, self.momentum, self.options.percentile,
-                                 self.scale_gradient)
+                                 self.scale_gradient, prior_scale=not self.scale_gradient)
         synops = self.options.timesteps * fused_energy.synops(plan, maps)
         return self._priced(synops, record)
 
     def batch_scales(self, record: ActivityRecord) -> dict[str, Tensor]:
-        """Each activation layer's scale on this batch, as the converter measures it
-        (:meth:`snnergy.normalization.Percentile.batch_scale`; differentiable when the map is)."""
+        """Each percentile-normalized layer's scale on this batch, as the converter measures it
+        (:meth:`snnergy.normalization.Percentile.batch_scale`; differentiable with
+        ``scale_gradient``). Trained-threshold layers have none: their scale is the threshold."""
         normalization = self.options.normalization
-        maps = {s.name: _map(record.activations, s.name, "activation map") for s in self.structure.spiking}
+        maps = {s.name: _map(record.activations, s.name, "activation map") for s in self._percentile_layers()}
         return {name: normalization.batch_scale(a if self.scale_gradient else a.detach()) for name, a in maps.items()}
 
     def values(self, record: ActivityRecord, batch: dict[str, Tensor] | None = None) -> Tensor:
         """Per-sample value: SynOps of ``timesteps`` steps, or joules on the profile. ``(B,)``.
 
-        Uses the running scales as they are (call :meth:`observe` first to include this batch).
+        Uses the running scales as they are (a layer never seen takes this batch's percentile,
+        ``batch``: :meth:`batch_scales`'s); with ``scale_gradient`` call :meth:`observe` first to
+        include this batch. A trained-threshold layer divides by its live threshold.
         """
         layers = self.structure.spiking
         maps = [_map(record.activations, s.name, "activation map") for s in layers]
-        scales = [self._scales.get(s.name, torch.tensor(math.nan, dtype=torch.float64)) for s in layers]
-        if self.scale_gradient:
-            batch = batch if batch is not None else self.batch_scales(record)
-            scales = [scale_with_gradient(lam, batch[s.name]) for lam, s in zip(scales, layers)]
+        if batch is None and any(s.name not in self._scales for s in self._percentile_layers()):
+            batch = self.batch_scales(record)
+        scales = []
+        for s in layers:
+            if s.name in self.thresholds:
+                scales.append(self.thresholds[s.name])  # differentiable: theta is the SNN's threshold
+                continue
+            lam = self._scales.get(s.name, torch.tensor(math.nan, dtype=torch.float64))
+            if self.scale_gradient:
+                batch = batch if batch is not None else self.batch_scales(record)
+                lam = scale_with_gradient(lam, batch[s.name])
+            elif batch is not None:  # a scale never seen (NaN) is this batch's, a constant
+                observed = batch[s.name].detach().to(lam.device)
+                lam = torch.where(torch.isnan(lam), observed, lam)
+            scales.append(lam)
         fanouts = [_placed(self._placed, self._fanouts, s.name, a) for s, a in zip(layers, maps)]
         return self._priced(self.options.timesteps * expected_synops(maps, fanouts, scales), record)
 
@@ -336,10 +408,12 @@ class SynOpsRegularizer:
 
     Attributes:
         momentum: Weight of each batch's percentile in the running scales.
-        scale_gradient: Differentiate through the scales (:func:`scale_with_gradient`); with
-            ``False`` they are constants (the gradient then pushes every activation down, and
-            the scales follow: see the module docstring).
+        scale_gradient: The former behaviour, kept to reproduce results trained with it: the
+            scale includes this batch's percentile and its gradient
+            (:func:`scale_with_gradient`), so a layer can lower the penalty by raising its top
+            activations (the module docstring). ``False`` (default): the scales are constants.
         fast: The fast path (one autograd node, the same values); ``False``: the reference.
+            Models with a trained-threshold layer always take the reference.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4))
@@ -347,10 +421,18 @@ class SynOpsRegularizer:
         >>> rec = ActivityRecord({"1": torch.tensor([[0.0, 1.0, 2.0]])})  # lambda = max = 2
         >>> penalty(rec)  # rates 0, 1/2, 1: 1.5 spikes per step x fan-out 4 (Linear(3, 4))
         tensor(6.)
+
+        A trained-threshold layer fires ``h / theta`` per step (QCFS: ``theta = 2``, ``L = 4``):
+
+        >>> from snnergy.layers import QCFS
+        >>> net = nn.Sequential(nn.Linear(2, 3), QCFS(levels=4, threshold=2.0), nn.Linear(3, 4))
+        >>> h = net[1](torch.tensor([[0.3, 1.1, 5.0]]))  # levels 1, 2, 4 of 4: 0.5, 1, 2
+        >>> SynOpsRegularizer().bind(net, (2,))(ActivityRecord({"1": h}))  # (1/4 + 1/2 + 1) x 4
+        tensor(7., grad_fn=<MeanBackward0>)
     """
 
     momentum: float = SCALE_MOMENTUM
-    scale_gradient: bool = True
+    scale_gradient: bool = False
     fast: bool = True
     model_aware: ClassVar[bool] = True
 
@@ -362,9 +444,27 @@ class SynOpsRegularizer:
 
     def bind(self, model: nn.Module, input_shape: tuple[int, ...], options: PenaltyOptions = PenaltyOptions()) -> SynOpsPenalty:
         """The bound penalty for ``model`` (its structure is traced once, here): a spike's
-        fan-out counts every branch reading its layer, residual shortcuts included."""
-        return SynOpsPenalty(trace_structure(model, input_shape), options, self.momentum, self.scale_gradient,
-                             self.fast)
+        fan-out counts every branch reading its layer, residual shortcuts included; each
+        trained-threshold layer's module is found by its name, and its ``threshold`` parameter
+        is used live (trained with the model)."""
+        structure = trace_structure(model, input_shape)
+        return SynOpsPenalty(structure, options, self.momentum, self.scale_gradient, self.fast,
+                             _thresholds(model, structure))
+
+
+def _thresholds(model: nn.Module, structure: ModelStructure) -> dict[str, Tensor]:
+    """The ``threshold`` parameter of each trained-threshold layer's module, by the layer's name."""
+    modules = dict(model.named_modules())
+    found = {}
+    for layer in structure.spiking:
+        if not layer.trained_threshold:
+            continue
+        threshold = getattr(modules.get(layer.name), "threshold", None)
+        if not isinstance(threshold, Tensor):
+            raise ConfigError(f"synops: activation '{layer.name}' ({layer.kind}) has no module with a "
+                              "'threshold' tensor; use the snnergy.layers modules (QCFS, TrainedClip)")
+        found[layer.name] = threshold
+    return found
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,9 @@ class Plan:
         percentile: The percentile p (0, 100].
         scale_gradient: Differentiate through the scales (else they are constants).
         eps: ``macs``: the smooth indicator's ``eps``; ``None``: ``synops``.
+        prior_scale: Divide by the running scale of the batches before this one (this batch's
+            percentile where there is none), then update it (``synops`` without
+            ``scale_gradient``); ``False``: update it first, then divide by it.
     """
 
     names: tuple[str, ...]
@@ -62,6 +65,7 @@ class Plan:
     percentile: float
     scale_gradient: bool
     eps: float | None = None
+    prior_scale: bool = False
 
 
 def applies(maps: Sequence[Tensor]) -> bool:
@@ -148,7 +152,10 @@ class _Node(torch.autograd.Function):
         total, layers = None, []
         for name, f, a, nonnegative in zip(plan.names, plan.fanouts, maps, relu, strict=True):
             magnitudes = (a if nonnegative else a.abs()).reshape(-1)
+            before = plan.scales.get(name)
             selection, batch, running = _observe(plan, name, a, magnitudes)
+            if plan.prior_scale and before is not None and not math.isnan(before.item()):
+                running = before.item()  # the scale of the batches before this one
             value_of_scale = 1.0 if math.isnan(running) else running  # NaN (never seen) counts as 1
             scale = torch.tensor(value_of_scale, dtype=a.dtype, device=a.device)  # as _broadcast rounds it
             gradient = plan.scale_gradient and math.isfinite(batch) and batch != 0

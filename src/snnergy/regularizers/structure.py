@@ -27,6 +27,9 @@ class SpikingLayer:
         next_layer: The weighted layer of the next stage.
         pools: The average poolings before it, in forward order.
         readers: Every branch reading this layer (the next stage's first, then shortcuts).
+        kind: Its activation kind (a key of :data:`~snnergy.structure.ACTIVATIONS`).
+        trained_threshold: Whether the kind carries its own threshold (the plan's parameters hold
+            ``threshold``: ``qcfs``, ``clip``); the converter then uses it as the scale.
     """
 
     name: str
@@ -34,6 +37,8 @@ class SpikingLayer:
     next_layer: LayerGeometry
     pools: tuple[PoolGeometry, ...]
     readers: tuple[Branch, ...] = ()
+    kind: str = "relu"
+    trained_threshold: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,8 @@ def trace_structure(model: nn.Module, input_shape: tuple[int, ...]) -> ModelStru
         >>> net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
         ...                     nn.Flatten(), nn.Linear(8, 3))
         >>> s = trace_structure(net, (1, 4, 4))
-        >>> [(x.name, x.neuron_shape, x.next_layer.name, len(x.pools)) for x in s.spiking]
-        [('1', (2, 4, 4), '4', 1)]
+        >>> [(x.name, x.neuron_shape, x.next_layer.name, len(x.pools), x.kind) for x in s.spiking]
+        [('1', (2, 4, 4), '4', 1, 'relu')]
         >>> [g.name for g in s.weighted], s.readout_neurons
         (['0', '4'], 3)
     """
@@ -82,5 +87,5 @@ def trace_structure(model: nn.Module, input_shape: tuple[int, ...]) -> ModelStru
         neuron = stage.neuron
         assert neuron is not None and following.main.source == neuron.name  # a chain: see structure.walk
         spiking.append(SpikingLayer(neuron.name, neuron.shape, following.main.geometry, following.main.pools,
-                                    plan.readers(neuron.name)))
+                                    plan.readers(neuron.name), neuron.kind, "threshold" in neuron.parameters))
     return ModelStructure(plan.weighted, tuple(spiking), plan.readout_neurons)

@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -19,6 +19,8 @@ from snnergy.counting import effective_macs, layer_geometries
 from snnergy.energy import ENERGY_PROFILES
 from snnergy.errors import ConfigError, ConversionError, SnnergyError
 from snnergy.experiments import compare, simulate, train
+from snnergy.layers import QCFS
+from snnergy.normalization import Percentile
 from snnergy.records import ActivityRecord
 from snnergy.regularizers import (
     MacsRegularizer,
@@ -375,6 +377,7 @@ CASES = [
     ("synops", PenaltyOptions(budget=300.0, timesteps=4), True),
     ("synops", PenaltyOptions(profile="loihi", percentile=100.0), True),
     ("synops", PenaltyOptions(percentile=50.0), False),
+    ("synops", PenaltyOptions(budget=300.0, timesteps=4), False),
     ("macs", PenaltyOptions(), True),
     ("macs", PenaltyOptions(profile="cmos45-fp32", budget=1e-9), True),
     ("macs", PenaltyOptions(percentile=99.0), False),
@@ -420,13 +423,24 @@ def test_fast_synops_gradient_by_hand() -> None:
     # the gradient of b = max = a_2, d lambda / d a_2 = running / b = 1, and
     # dS/d lambda = -sum(f a) / lambda^2 over uncapped rates = -(4 * 1 + 4 * 2) / 4 = -3.
     # So grad = [2, 2, 2 - 3] = [2, 2, -1]; scale invariance: sum a * grad = 0 + 2 - 2 = 0.
+    # This is the former behaviour (scale_gradient=True, kept as an option): the -1 pushes the top
+    # activation up, which lowers the penalty by coarsening the SNN (issue 14).
     net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4))
     a = torch.tensor([[0.0, 1.0, 2.0]], requires_grad=True)
-    value = bind_penalty("synops", net, (2,), PenaltyOptions(percentile=100.0))(ActivityRecord({"1": a}))
+    legacy = SynOpsRegularizer(scale_gradient=True).bind(net, (2,), PenaltyOptions(percentile=100.0))
+    value = legacy(ActivityRecord({"1": a}))
     assert value.item() == pytest.approx(6.0)
     value.backward()
     assert a.grad is not None
     torch.testing.assert_close(a.grad, torch.tensor([[2.0, 2.0, -1.0]]))
+    # The default: lambda is a constant in the backward pass, so dS/da_i = f / lambda = 2 on every
+    # uncapped rate (a_2 = lambda: rate 1, not above it), and no activation is pushed up.
+    b = torch.tensor([[0.0, 1.0, 2.0]], requires_grad=True)
+    value = bind_penalty("synops", net, (2,), PenaltyOptions(percentile=100.0))(ActivityRecord({"1": b}))
+    assert value.item() == pytest.approx(6.0)
+    value.backward()
+    assert b.grad is not None
+    torch.testing.assert_close(b.grad, torch.tensor([[2.0, 2.0, 2.0]]))
 
 
 def test_channelwise_scales_take_the_reference_path() -> None:
@@ -438,3 +452,144 @@ def test_channelwise_scales_take_the_reference_path() -> None:
     assert not fast.fast and not reference.fast
     value = fast(record_of(net, x)).item()
     assert value == reference(record_of(net, x)).item() == pytest.approx(HAND_SYNOPS)
+
+
+# ----------------------------------------------------------------------------- the scale cannot be gamed (issue 14)
+
+
+def _penalty_after(calibration: torch.Tensor, percentile: float, fast: bool, scale_gradient: bool = False):
+    """A synops penalty on Linear(2, n) -> ReLU -> Linear(n, 3) (fan-out 3) that has seen one batch."""
+    net = nn.Sequential(nn.Linear(2, calibration.shape[1]), nn.ReLU(), nn.Linear(calibration.shape[1], 3))
+    entry = SynOpsRegularizer(scale_gradient=scale_gradient, fast=fast)
+    bound = entry.bind(net, (2,), PenaltyOptions(percentile=percentile))
+    bound(ActivityRecord({"1": calibration}))
+    return bound
+
+
+_values = st.one_of(st.just(0.0), st.floats(0.0625, 10.0, width=32))
+
+
+@settings(max_examples=40, deadline=None)
+@given(calibration=st.lists(_values, min_size=16, max_size=16), batch=st.lists(_values, min_size=16, max_size=16),
+       raise_by=st.lists(st.floats(0.0, 100.0, width=32), min_size=16, max_size=16),
+       percentile=st.sampled_from([100.0, 99.9, 90.0, 50.0]), fast=st.booleans())
+def test_raising_top_activations_cannot_lower_the_penalty(calibration, batch, raise_by, percentile, fast) -> None:
+    # The converter's lambda (its own accumulator) on a calibration batch; the penalty's scale
+    # after that batch is the same number (the batch percentile, the converter's definition).
+    calib = torch.tensor(calibration).view(2, 8)
+    accumulator = Percentile(percentile).accumulator()
+    accumulator.add(calib)
+    lam = accumulator.scale()
+    assume(not math.isnan(lam.item()))
+    bound = _penalty_after(calib, percentile, fast)
+    assert bound.scales["1"].item() == pytest.approx(lam.item(), rel=1e-12)
+    # Raise the activations above lambda: their normalized spike counts min(a / lambda, 1) stay 1,
+    # so the converted SNN fires the same; the penalty must not drop.
+    x = torch.tensor(batch).view(2, 8)
+    raised = torch.where(x > lam.float(), x + torch.tensor(raise_by).view(2, 8), x)
+    assert torch.equal((x.double() / lam).clamp(max=1), (raised.double() / lam).clamp(max=1))
+    twin = _penalty_after(calib, percentile, fast)
+    a = x.clone().requires_grad_(True)
+    before, after = bound(ActivityRecord({"1": a})), twin(ActivityRecord({"1": raised}))
+    assert after.item() >= before.item()
+    # and no gradient rewards raising any activation: d penalty / d a >= 0, 0 above lambda
+    before.backward()
+    assert a.grad is not None and bool((a.grad >= 0).all())
+    assert bool((a.grad[x > lam.float()] == 0).all())
+
+
+def test_the_former_scale_gradient_could_lower_the_penalty_by_raising_the_top() -> None:
+    # calibration [1, 2, 4], percentile 100: lambda = 4. The batch [1, 2, 4] -> [1, 2, 8] keeps the
+    # normalized counts (1/4, 1/2, 1). Fan-out 3: 3 x 1.75 = 5.25 both, with the scale constant.
+    # The former behaviour took this batch into the scale first: 0.9 x 4 + 0.1 x 8 = 4.4, and
+    # rates 1/4.4, 2/4.4 and 1 (capped): 3 x (3 / 4.4 + 1) = 5.045 < 5.25: raising the top lowered
+    # the penalty while the converted SNN (lambda 4) fires exactly as before.
+    calib, x, raised = (torch.tensor([[1.0, 2.0, v]]) for v in (4.0, 4.0, 8.0))
+    for fast in (True, False):
+        now = [_penalty_after(calib, 100.0, fast)(ActivityRecord({"1": m})).item() for m in (x, raised)]
+        assert now == pytest.approx([5.25, 5.25])
+        former = [_penalty_after(calib, 100.0, fast, scale_gradient=True)(ActivityRecord({"1": m})).item()
+                  for m in (x, raised)]
+        assert former == pytest.approx([5.25, 3 * (3 / 4.4 + 1)])
+
+
+def _qcfs_net(threshold: float | list[float]) -> nn.Sequential:
+    """x = (1, 0) gives pre-activations z = (0.3, 1.1, 5.0); x = (0, 1) gives (-1, 0.6, 0.7)."""
+    channels = None if isinstance(threshold, float) else len(threshold)
+    qcfs = QCFS(levels=4, threshold=threshold if isinstance(threshold, float) else 1.0, channels=channels)
+    if channels is not None:
+        with torch.no_grad():
+            qcfs.threshold.copy_(torch.tensor(threshold))
+    net = nn.Sequential(OrderedDict([("fc1", nn.Linear(2, 3)), ("q1", qcfs), ("fc2", nn.Linear(3, 4))]))
+    with torch.no_grad():
+        net.fc1.weight.copy_(torch.tensor([[0.3, -1.0], [1.1, 0.6], [5.0, 0.7]]))
+        net.fc1.bias.zero_()
+    return net
+
+
+QCFS_INPUTS = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+
+
+@pytest.mark.parametrize("threshold", [2.0, [1.0, 2.0, 4.0]])
+def test_qcfs_penalty_is_the_snns_synops_at_t_equals_l(threshold) -> None:
+    # QCFS (L = 4) outputs h = theta * k / L with k = clip(floor(z L / theta + 1/2), 0, L). Bu et al.
+    # (ICLR 2022, Theorem 2): the converted IF neuron (threshold theta, reset by subtraction,
+    # v0 = theta / 2) driven by z for T = L steps fires exactly k spikes: its rate per step is
+    # k / L = h / theta. Each spike reaches fc2's 4 outputs (fan-out 4).
+    # theta = 2:  z = (0.3, 1.1, 5.0): z L / theta + 1/2 = 1.1, 2.7, 10.5 -> k = 1, 2, 4 (clipped)
+    #             z = (-1, 0.6, 0.7):                    -1.5, 1.7, 1.9  -> k = 0, 1, 1
+    # theta = (1, 2, 4) per channel: 1.7, 2.7, 5.5 -> k = 1, 2, 4;  -3.5, 1.7, 1.2 -> k = 0, 1, 1
+    # Either way: SynOps over T = L = 4 steps = 4 x (k summed): 4 x 7 = 28 and 4 x 2 = 8, mean 18;
+    # per step: 18 / 4 = 4.5.
+    net = _qcfs_net(threshold)
+    record = record_of(net, QCFS_INPUTS)
+    per_step = bind_penalty("synops", net, (2,))(record)
+    at_l = bind_penalty("synops", net, (2,), PenaltyOptions(timesteps=4))(record)
+    assert per_step.item() == pytest.approx(4.5)
+    assert at_l.item() == pytest.approx(18.0)
+
+
+def test_qcfs_penalty_differentiates_through_the_live_threshold() -> None:
+    # P = 4 x mean_b sum_i k_i / L; with the straight-through floor, d(k / L)/d theta = -z / theta^2
+    # where the clip is inactive (z = 5.0: k / L = 2.5 > 1, clipped; z = -1: -0.5 < 0, clipped):
+    # theta = 2: dP/d theta = 4 x (-(0.3 + 1.1) / 4 - (0.6 + 0.7) / 4) / 2 = -1.35. Raising theta
+    # lowers the rates, as the converted SNN (threshold theta) fires less.
+    net = _qcfs_net(2.0)
+    bound = bind_penalty("synops", net, (2,))
+    bound(record_of(net, QCFS_INPUTS)).backward()
+    assert net.q1.threshold.grad is not None
+    torch.testing.assert_close(net.q1.threshold.grad, torch.tensor([-1.35]))
+    # the bound penalty reads the parameter live: theta = 4 without binding again.
+    # z L / theta + 1/2 = 0.8, 1.6, 5.5 -> k = 0, 1, 4;  -0.5, 1.1, 1.2 -> k = 0, 1, 1: (5 + 2) x 4 / 4 / 2
+    with torch.no_grad():
+        net.q1.threshold.fill_(4.0)
+    assert bound(record_of(net, QCFS_INPUTS)).item() == pytest.approx(3.5)
+    assert bound.state_dict() == {}  # no running scale: the threshold is the scale
+
+
+def test_trained_thresholds_take_the_reference_path_and_mix_with_percentile_layers() -> None:
+    # q1 (QCFS, theta = 2) feeds fc2 (4 outputs) -> relu2 (percentile 100) -> fc3 (2 outputs).
+    # fc2 has zero weights and biases (1, 0, 0, 2): relu2 = (1, 0, 0, 2), lambda = 2, rates 1/2 and 1,
+    # fan-out 2: 3 per sample; q1 gives 4.5 x 4 / 4 = 4.5 per step at fan-out 4 (as above). Total 7.5.
+    net = _qcfs_net(2.0)
+    net.add_module("relu2", nn.ReLU())
+    net.add_module("fc3", nn.Linear(4, 2))
+    with torch.no_grad():
+        net.fc2.weight.zero_()
+        net.fc2.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 2.0]))
+    options = PenaltyOptions(percentile=100.0)
+    fast, reference = (bind_penalty("synops", net, (2,), options, fast=f) for f in (True, False))
+    assert not fast.fast and not reference.fast  # explicit fall-back: no fast path for thresholds
+    assert fast.thresholds.keys() == {"q1"}
+    value = fast(record_of(net, QCFS_INPUTS)).item()
+    assert value == reference(record_of(net, QCFS_INPUTS)).item() == pytest.approx(7.5)
+    assert list(fast.state_dict()) == ["relu2"]
+
+
+def test_a_trained_threshold_layer_without_its_threshold_is_a_config_error() -> None:
+    from snnergy.regularizers import SynOpsPenalty
+
+    structure = trace_structure(_qcfs_net(2.0), (2,))
+    assert [(s.name, s.kind, s.trained_threshold) for s in structure.spiking] == [("q1", "qcfs", True)]
+    with pytest.raises(ConfigError, match="no threshold for the trained-threshold layer"):
+        SynOpsPenalty(structure, PenaltyOptions(), momentum=0.1)

@@ -24,26 +24,33 @@ from snnergy.experiments.store import CONFIG_JSON, RESULTS_JSON, write_config, w
 
 def convert(
     model,
-    calibration,
+    calibration=None,
     config: ConvertConfig | None = None,
     *,
     percentile: float | None = None,
     channelwise: bool | None = None,
     reset: str | None = None,
+    v0: float | None = None,
+    input_shape: tuple[int, ...] | None = None,
 ) -> SpikingNetwork:
     """Converts a trained DNN to a rate-coded SNN (a copy; the DNN is untouched).
 
     Args:
-        model: An ``nn.Sequential`` of Conv2d/Linear, BatchNorm, ReLU, AvgPool2d, Flatten, Dropout.
-        calibration: Inputs ``(N, C, H, W)`` or a DataLoader, for data-based normalization.
+        model: Any model the network plan describes (:func:`snnergy.structure.trace`).
+        calibration: Inputs ``(N, C, H, W)`` or a DataLoader, for data-based normalization
+            (optional when every activation has a trained threshold: pass ``input_shape``).
         config: Conversion settings; the keyword arguments override its fields.
         percentile: Percentile of non-zero activations used as each layer's scale (100 = max).
         channelwise: One scale per output channel.
         reset: ``"subtract"`` or ``"zero"``.
+        v0: Initial membrane potential as a fraction of the threshold (``None``: 1/2 for trained
+            thresholds, 0 otherwise).
+        input_shape: Per-sample input shape, when there is no calibration data.
     """
     config = config or ConvertConfig()
-    changes = {k: v for k, v in {"percentile": percentile, "channelwise": channelwise, "reset": reset}.items() if v is not None}
-    return convert_model(model, calibration, replace(config, **changes))
+    fields = {"percentile": percentile, "channelwise": channelwise, "reset": reset, "v0": v0}
+    changes = {k: v for k, v in fields.items() if v is not None}
+    return convert_model(model, calibration, replace(config, **changes), input_shape=input_shape)
 
 
 def load_run(folder: str | Path) -> Checkpoint:

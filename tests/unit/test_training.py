@@ -116,10 +116,10 @@ def test_a_training_batch_record_holds_only_that_batch(monkeypatch: pytest.Monke
     assert seen and all(n <= 32 for sizes in seen for n in sizes.values())  # batch_size 32
 
 
-def test_resumed_training_equals_an_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def run_plain_and_resumed(config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An uninterrupted run's weights, and a run stopped after epoch 1 then resumed."""
     import snnergy.experiments.pipeline as pipeline
 
-    config = blobs_config(epochs=3, regularizer="synops", strength=1e-3)
     plain = train(config, out=tmp_path / "plain").model.state_dict()
     real = pipeline.save_train_state
 
@@ -132,7 +132,12 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path: Path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         train(config, out=tmp_path / "cut")
     monkeypatch.setattr(pipeline, "save_train_state", real)
-    resumed = train(config, out=tmp_path / "cut")
+    return plain, train(config, out=tmp_path / "cut")
+
+
+def test_resumed_training_equals_an_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = blobs_config(epochs=3, regularizer="synops", strength=1e-3)
+    plain, resumed = run_plain_and_resumed(config, tmp_path, monkeypatch)
     assert resumed.resumed_from == 1 and [h.epoch for h in resumed.history] == [1, 2, 3]
     state = resumed.model.state_dict()
     assert all(torch.equal(plain[k], state[k]) for k in plain)  # penalty scales, optimizer, RNG restored
@@ -236,7 +241,6 @@ def test_thresholds_start_from_the_first_training_batch() -> None:
 
 
 def test_a_resumed_qcfs_run_does_not_restart_its_thresholds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import snnergy.experiments.pipeline as pipeline
     import snnergy.training as training
 
     calls: list[list[str]] = []
@@ -244,19 +248,7 @@ def test_a_resumed_qcfs_run_does_not_restart_its_thresholds(tmp_path: Path, monk
     monkeypatch.setattr(training, "initialize_thresholds",
                         lambda model, x, names=None: calls.append(list(names)) or real_init(model, x, names))
     config = qcfs_config(epochs=3)
-    plain = train(config, out=tmp_path / "plain").model.state_dict()
-    real = pipeline.save_train_state
-
-    def stop_after_first(path, state):
-        real(path, state)
-        if state.epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(pipeline, "save_train_state", stop_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        train(config, out=tmp_path / "cut")
-    monkeypatch.setattr(pipeline, "save_train_state", real)
-    resumed = train(config, out=tmp_path / "cut")
+    plain, resumed = run_plain_and_resumed(config, tmp_path, monkeypatch)
     assert calls == [["relu1"], ["relu1"]]  # the plain run and the cut run; not the resumed one
     state = resumed.model.state_dict()
     assert all(torch.equal(plain[k], state[k]) for k in plain) and "relu1.threshold" in plain

@@ -18,7 +18,10 @@ strengths (strengths are only comparable within one regularizer; ``none`` runs o
 
 A grid key may also name a whole section with tables as values (``model = [{name = "lenet"},
 {name = "vgg", width = 0.5}]``): each table is merged into the base section, for settings that
-go together. Everything is validated before any run starts. Each configuration's identity is
+go together. The grid key ``config`` takes tables of whole-config settings (``config = [{model =
+{activation = "relu"}, train = {regularizer = "none"}}, {model = {activation = "qcfs"}, train =
+{regularizer = "synops", strength = 1e-6}}]``), each merged section by section into the base:
+for configurations that are chosen points rather than a product. Everything is validated before any run starts. Each configuration's identity is
 the SHA-256 of its resolved config (:func:`~snnergy.reporting.identity.config_hash`, the one
 identity of a configuration). :func:`snnergy.experiments.sweep.run_sweep` runs a sweep; ``snnergy
 compare`` builds one in code (:func:`snnergy.experiments.compare.compare_sweep`).
@@ -47,6 +50,8 @@ SWEEP_TABLES = ("description", "base", "grid", "strengths")
 # Config fields whose values must be registered names, and the registry that knows them.
 NAMED_FIELDS = {"data.dataset": DATASETS, "model.name": MODELS, "train.regularizer": REGULARIZERS}
 RUN_FOLDERS = ("id", "label")
+WHOLE_CONFIG_KEY = "config"
+"""The grid key whose values are tables of whole-config settings (chosen points, not a product)."""
 
 
 @dataclass(frozen=True)
@@ -238,7 +243,16 @@ def expand(
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Sets ``data[a][b][c] = value`` for ``"a.b.c"``; a table merged into a table section."""
+    """Sets ``data[a][b][c] = value`` for ``"a.b.c"``; a table merged into a table section; the key
+    ``config`` merges a table of sections (and top-level keys) into the whole config."""
+    if dotted == WHOLE_CONFIG_KEY:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"grid key '{dotted}' takes tables of config settings, got {value!r}")
+        for key, part in value.items():
+            if key not in data:
+                raise ConfigError(f"grid key '{dotted}': unknown config key '{key}'; allowed: {', '.join(data)}")
+            _set_dotted(data, key, part)
+        return
     node = data
     *parents, leaf = dotted.split(".")
     for i, part in enumerate(parents):
@@ -283,16 +297,29 @@ def check_names(config: ExperimentConfig, grid: Sequence[tuple[str, Any]] = ()) 
 
 
 def _source_of(field_path: str, grid: Sequence[tuple[str, Any]]) -> str:
-    for key, _ in grid:
+    for key, values in grid:
         if field_path == key or field_path.startswith(key + "."):
             return f"grid key '{key}'"
+        if key == WHOLE_CONFIG_KEY and any(_sets(v, field_path) for v in values):
+            return f"grid key '{key}'"
     return f"base.{field_path}"
+
+
+def _sets(table: Any, field_path: str) -> bool:
+    """Whether a ``config`` grid table sets ``field_path`` (``"train.regularizer"``)."""
+    node = table
+    for part in field_path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 __all__ = [
     "NAMED_FIELDS",
     "RUN_FOLDERS",
     "SWEEP_TABLES",
+    "WHOLE_CONFIG_KEY",
     "Sweep",
     "SweepLayout",
     "check_names",

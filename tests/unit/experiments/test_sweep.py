@@ -53,6 +53,24 @@ def test_section_tables_merge_into_the_base() -> None:
     assert [(c.model.name, c.model.width) for c in sweep.configs] == [("lenet", 2.0), ("vgg", 0.5)]
 
 
+def test_config_key_lists_chosen_points_not_a_product() -> None:
+    # 2 chosen configurations x 2 seeds = 4, not the 2 x 2 x 2 = 8 of a product of model x train x seed
+    sweep = parse_sweep({
+        "base": {"train": {"epochs": 2}},
+        "grid": {
+            "config": [
+                {"model": {"activation": "relu"}, "train": {"regularizer": "none"}},
+                {"model": {"activation": "qcfs", "levels": 4}, "train": {"regularizer": "synops", "strength": 1e-6}},
+            ],
+            "seed": [0, 1],
+        },
+    })
+    got = [(c.model.activation, c.model.levels, c.train.regularizer, c.train.strength, c.train.epochs, c.seed)
+           for c in sweep.configs]
+    assert got == [("relu", 8, "none", 0.0, 2, 0), ("relu", 8, "none", 0.0, 2, 1),
+                   ("qcfs", 4, "synops", 1e-6, 2, 0), ("qcfs", 4, "synops", 1e-6, 2, 1)]
+
+
 def test_no_grid_is_the_base_alone() -> None:
     sweep = parse_sweep({"base": {"seed": 3}})
     assert sweep.configs == (ExperimentConfig(seed=3),)
@@ -99,6 +117,9 @@ def test_to_dict_keeps_the_grid() -> None:
         ("[strengths]\nl1 = [-0.1]", ["strengths.l1 expects finite numbers >= 0"]),
         ("[grid]\nmodel = [\"lenet\"]", ["grid key 'model' is a section: its values must be tables"]),
         ("[grid\nseed = [0]", ["not a valid TOML file"]),
+        ("[grid]\nconfig = [1]", ["grid key 'config' takes tables of config settings"]),
+        ("[grid]\nconfig = [{trian = {lr = 0.1}}]", ["grid key 'config': unknown config key 'trian'", "allowed: data, model"]),
+        ("[grid]\nconfig = [{train = {regularizer = \"hoyr\"}}]", ["grid key 'config'", "unknown regularizer 'hoyr'"]),
     ],
 )
 def test_bad_sweep_files_name_file_and_key(tmp_path: Path, text: str, expected: list[str]) -> None:

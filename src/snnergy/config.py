@@ -159,6 +159,14 @@ class TrainConfig:
             of a random initialization (same architecture; the activation may differ: a ReLU
             checkpoint starts a QCFS model, whose thresholds then start from data). ``None``:
             random initialization.
+        distill: A run folder (found exactly like ``init_from``) whose model is the teacher of
+            knowledge distillation (Hinton, Vinyals & Dean 2015): the task loss becomes
+            ``(1 - distill_weight) * CE + distill_weight * T^2 * KL(teacher_T || student_T)``
+            with both softmaxes at temperature ``T = distill_temperature``. The teacher keeps its
+            own architecture and activation (same input shape and class count). ``None``: no
+            distillation.
+        distill_temperature: The softmax temperature ``T`` of distillation, > 0.
+        distill_weight: The share ``w`` of the distillation term in the task loss, in [0, 1].
     """
 
     epochs: int = 30
@@ -174,6 +182,9 @@ class TrainConfig:
     penalty_profile: str | None = None
     penalty_timesteps: int = 1
     init_from: str | None = None
+    distill: str | None = None
+    distill_temperature: float = 4.0
+    distill_weight: float = 0.5
 
     def __post_init__(self) -> None:
         _require(_is_int(self.epochs) and self.epochs >= 0, "train.epochs", "an integer >= 0", self.epochs)
@@ -192,6 +203,13 @@ class TrainConfig:
         if self.init_from is not None:
             _require(isinstance(self.init_from, str) and bool(self.init_from.strip()), "train.init_from",
                      "a run folder (a non-empty string) or None", self.init_from)
+        if self.distill is not None:
+            _require(isinstance(self.distill, str) and bool(self.distill.strip()), "train.distill",
+                     "a run folder (a non-empty string) or None", self.distill)
+        _require(_number(self.distill_temperature, 0.0, low_open=True), "train.distill_temperature",
+                 "a finite number > 0", self.distill_temperature)
+        _require(_number(self.distill_weight, 0.0, 1.0), "train.distill_weight", "a number in [0, 1]",
+                 self.distill_weight)
 
 
 @dataclass(frozen=True)
@@ -331,7 +349,7 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any], where: str = "") -> 
         >>> config_from_dict(TrainConfig, {"lr_rate": 0.01})
         Traceback (most recent call last):
         ...
-        snnergy.errors.ConfigError: unknown config key 'lr_rate'; allowed: epochs, lr, optimizer, momentum, weight_decay, schedule, regularizer, strength, layer_weights, budget, penalty_profile, penalty_timesteps, init_from
+        snnergy.errors.ConfigError: unknown config key 'lr_rate'; allowed: epochs, lr, optimizer, momentum, weight_decay, schedule, regularizer, strength, layer_weights, budget, penalty_profile, penalty_timesteps, init_from, distill, distill_temperature, distill_weight
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"config section '{where or cls.__name__}' must be a table, got {data!r}")

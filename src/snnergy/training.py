@@ -12,6 +12,12 @@ Before the first step of a fresh run, the weights come from ``train.init_from`` 
 run (:func:`init_from_run`), and every trained threshold (QCFS, trained clip) the checkpoint did
 not provide starts from the first training batch (:func:`snnergy.layers.initialize_thresholds`).
 A resumed run restores its thresholds with the rest of its state and initializes nothing.
+
+With ``train.distill`` (knowledge distillation, Hinton, Vinyals & Dean 2015, :mod:`snnergy.distillation`)
+the cross-entropy becomes ``(1 - w) * CE + w * T^2 * KL(teacher_T || student_T)``: the teacher is
+loaded once before training (:func:`load_teacher`), in eval mode on the training device, without
+gradients and outside the optimizer, and its logits are computed per batch under ``torch.no_grad()``.
+Without a teacher the loop is the one above, term for term.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from snnergy.activity import ActivityRecorder
 from snnergy.checkpoints import check_state, load_state_into, load_tensors, read_json, save_tensors, write_json
 from snnergy.config import ConvertConfig, ExperimentConfig, TrainConfig, config_from_dict, config_to_dict
 from snnergy.data import DatasetSplits, make_loader
+from snnergy.distillation import distillation_loss
 from snnergy.errors import CheckpointError, ConfigError, TrainingError
 from snnergy.layers import initialize_thresholds, is_trained_threshold
 from snnergy.models import build_model
@@ -59,6 +66,8 @@ class EpochLog:
         sparsity: Fraction of exact zeros over all recorded activation maps of the epoch.
         lr: Learning rate used in the epoch.
         seconds: Wall time of the epoch.
+        distillation: Mean distillation term ``T^2 * KL(teacher_T || student_T)`` (before
+            multiplying by ``train.distill_weight``); 0 without a teacher.
     """
 
     epoch: int
@@ -69,6 +78,7 @@ class EpochLog:
     sparsity: float
     lr: float
     seconds: float
+    distillation: float = 0.0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -153,7 +163,8 @@ def fit(
     Args:
         model: A network whose activation modules the recorder sees (``nn.ReLU``, ``QCFS``, ``TrainedClip``).
         splits: Train and test tensors (the test split is evaluated after each epoch).
-        cfg: Optimizer, schedule, regularizer and strength.
+        cfg: Optimizer, schedule, regularizer and strength; with ``cfg.distill`` the teacher run
+            of knowledge distillation (loaded here, again on resume: keep its folder unchanged).
         batch_size: Training batch size.
         seed: Seeds the shuffling order.
         device: Where to train.
@@ -174,13 +185,16 @@ def fit(
         TrainingError: The loss became NaN or inf (the message names the epoch and batch).
         ConfigError: Unknown optimizer, schedule or regularizer, or penalty options that do not
             apply to the regularizer (e.g. a budget for ``l1``).
-        CheckpointError: ``cfg.init_from`` holds no checkpoint, or one that does not fit the model.
+        CheckpointError: ``cfg.init_from`` holds no checkpoint, or one that does not fit the model;
+            ``cfg.distill`` holds no readable checkpoint, or a teacher of another input shape or
+            class count (raised before any training step).
     """
     REGULARIZERS.get(cfg.regularizer)  # fail before training on a typo
     options = PenaltyOptions.from_configs(cfg, convert_config)
     if cfg.epochs < 0 or cfg.lr <= 0 or cfg.strength < 0:
         raise ConfigError("train.epochs must be >= 0, train.lr > 0 and train.strength >= 0")
     device = torch.device(device)
+    teacher = load_teacher(cfg.distill, splits.input_shape, splits.num_classes, device) if cfg.distill else None
     model.to(device)
     loader = make_loader(splits.train_x, splits.train_y, batch_size, shuffle=True, seed=seed)
     if resume is None:
@@ -200,7 +214,7 @@ def fit(
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         model.train()
         start = time.perf_counter()
-        sums = {"task": 0.0, "penalty": 0.0, "correct": 0, "seen": 0, "zeros": 0, "elements": 0}
+        sums = {"task": 0.0, "penalty": 0.0, "distill": 0.0, "correct": 0, "seen": 0, "zeros": 0, "elements": 0}
         lr = _lr_at(cfg, step, total_steps)
         # hooks only around the training batches: evaluation below records nothing
         with ActivityRecorder(model, activations=True, layer_inputs=inputs, detach=False) as recorder:
@@ -213,11 +227,19 @@ def fit(
                 record = recorder.record()
                 task = F.cross_entropy(logits, y)
                 penalty = penalty_of(record) if penalty_of is not None else torch.zeros((), device=device)
-                loss = task + cfg.strength * penalty
+                if teacher is None:
+                    loss = task + cfg.strength * penalty
+                else:
+                    with torch.no_grad():
+                        target = teacher(x)
+                    parts = distillation_loss(logits, target, y, cfg.distill_temperature, cfg.distill_weight, task)
+                    loss = parts.total + cfg.strength * penalty
+                    sums["distill"] += float(parts.soft.detach()) * len(y)
                 if not bool(torch.isfinite(loss)):
+                    soft = f", distillation {float(parts.soft.detach()):.4g}" if teacher is not None else ""
                     raise TrainingError(
                         f"training diverged: loss is {float(loss.detach())} at epoch {epoch}, batch {batch} "
-                        f"(task loss {float(task.detach()):.4g}, penalty {float(penalty.detach()):.4g}); "
+                        f"(task loss {float(task.detach()):.4g}, penalty {float(penalty.detach()):.4g}{soft}); "
                         "lower train.lr or train.strength. The last finished epoch's checkpoint is kept."
                     )
                 optimizer.zero_grad(set_to_none=True)
@@ -243,6 +265,7 @@ def fit(
             sparsity=sums["zeros"] / max(sums["elements"], 1),
             lr=lr,
             seconds=time.perf_counter() - start,
+            distillation=sums["distill"] / seen,
         )
         history.append(log)
         if on_epoch is not None:
@@ -281,14 +304,7 @@ def init_from_run(model: nn.Module, run: str | Path) -> set[str]:
         >>> bool(torch.equal(qcfs.fc1.weight, relu.fc1.weight))
         True
     """
-    folder = Path(run)
-    if not (folder / META_FILE).is_file() and (folder / "checkpoint" / META_FILE).is_file():
-        folder = folder / "checkpoint"
-    if not (folder / META_FILE).is_file():
-        raise CheckpointError(
-            f"train.init_from: {run}: no checkpoint there (expected {Path(run) / 'checkpoint' / META_FILE} or "
-            f"{Path(run) / META_FILE}; for a compare or sweep folder, name one configuration: OUT/runs/<id>)"
-        )
+    folder = find_checkpoint(run, "train.init_from")
     source = load_checkpoint(folder).model.state_dict()
     target = model.state_dict()
     thresholds = {f"{n}.threshold" if n else "threshold" for n, m in model.named_modules() if is_trained_threshold(m)}
@@ -309,6 +325,85 @@ def init_from_run(model: nn.Module, run: str | Path) -> set[str]:
                               "channelwise setting?)")
     model.load_state_dict(source, strict=False)
     return set(source)
+
+
+def find_checkpoint(run: str | Path, key: str) -> Path:
+    """The checkpoint folder of ``run``: ``run`` itself when it holds a checkpoint, else
+    ``run/checkpoint`` (a ``snnergy train`` folder, or ``OUT/runs/<id>`` of a compare or sweep).
+
+    Args:
+        run: The folder a config key names (``train.init_from``, ``train.distill``).
+        key: That key, for the error message.
+
+    Raises:
+        CheckpointError: Neither holds a checkpoint (naming ``key``, the folder and both places looked at).
+
+    Example:
+        >>> find_checkpoint("/nonexistent", "train.distill")
+        Traceback (most recent call last):
+        ...
+        snnergy.errors.CheckpointError: train.distill: /nonexistent: no checkpoint there (expected /nonexistent/checkpoint/checkpoint.json or /nonexistent/checkpoint.json; for a compare or sweep folder, name one configuration: OUT/runs/<id>)
+    """
+    folder = Path(run)
+    if not (folder / META_FILE).is_file() and (folder / "checkpoint" / META_FILE).is_file():
+        folder = folder / "checkpoint"
+    if not (folder / META_FILE).is_file():
+        raise CheckpointError(
+            f"{key}: {run}: no checkpoint there (expected {Path(run) / 'checkpoint' / META_FILE} or "
+            f"{Path(run) / META_FILE}; for a compare or sweep folder, name one configuration: OUT/runs/<id>)"
+        )
+    return folder
+
+
+def load_teacher(run: str | Path, input_shape: tuple[int, ...], num_classes: int,
+                 device: torch.device | str = "cpu") -> nn.Module:
+    """The teacher of knowledge distillation (``train.distill``): the model of ``run``'s checkpoint,
+    built from its own saved config (any width, activation or registry model), in eval mode on
+    ``device``, with gradients off.
+
+    ``run`` is found like ``train.init_from`` (:func:`find_checkpoint`). Loading draws no random
+    numbers from the global generators (the model is built under ``torch.random.fork_rng``), so a
+    distilled run starts from the same state as one without a teacher.
+
+    Args:
+        run: A ``snnergy train`` folder, its ``checkpoint/`` subfolder, or ``OUT/runs/<id>``.
+        input_shape: The student's per-sample input shape; the teacher's must equal it.
+        num_classes: The student's class count; the teacher's must equal it.
+        device: Where the training runs.
+
+    Raises:
+        CheckpointError: No checkpoint in ``run``, a corrupt one, or a teacher of another input
+            shape or class count (naming the folder and both shapes).
+
+    Example:
+        >>> import tempfile
+        >>> from snnergy.config import ExperimentConfig, ModelConfig
+        >>> run = Path(tempfile.mkdtemp())
+        >>> save_checkpoint(run / "checkpoint", build_model(ModelConfig("tiny-mlp"), (1, 2, 2), 3),
+        ...                 ExperimentConfig(model=ModelConfig("tiny-mlp")), input_shape=(1, 2, 2), num_classes=3)
+        >>> teacher = load_teacher(run, (1, 2, 2), 3)
+        >>> teacher.training, any(p.requires_grad for p in teacher.parameters())
+        (False, False)
+        >>> load_teacher(run, (1, 2, 2), 4)
+        Traceback (most recent call last):
+        ...
+        snnergy.errors.CheckpointError: train.distill: ...: the teacher takes inputs of shape (1, 2, 2) with 3 classes, this run's data have shape (1, 2, 2) with 4 classes (another dataset?)
+    """
+    folder = find_checkpoint(run, "train.distill")
+    try:
+        with torch.random.fork_rng(devices=[]):
+            checkpoint = load_checkpoint(folder)
+    except CheckpointError as err:
+        raise CheckpointError(f"train.distill: {err}") from None
+    if tuple(checkpoint.input_shape) != tuple(input_shape) or checkpoint.num_classes != num_classes:
+        raise CheckpointError(
+            f"train.distill: {folder}: the teacher takes inputs of shape {tuple(checkpoint.input_shape)} with "
+            f"{checkpoint.num_classes} classes, this run's data have shape {tuple(input_shape)} with {num_classes} "
+            "classes (another dataset?)"
+        )
+    teacher = checkpoint.model.to(device).eval()
+    teacher.requires_grad_(False)
+    return teacher
 
 
 def _start_thresholds(model: nn.Module, loader: DataLoader, loaded: set[str], device: torch.device) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,20 @@ def test_init_from_is_a_folder_or_none() -> None:
     for bad in ("", "  ", 3):
         with pytest.raises(ConfigError, match="train.init_from must be a run folder"):
             TrainConfig(init_from=bad)  # type: ignore[arg-type]
+
+
+def test_distillation_options_are_checked() -> None:
+    cfg = TrainConfig()
+    assert (cfg.distill, cfg.distill_temperature, cfg.distill_weight) == (None, 4.0, 0.5)
+    assert TrainConfig(distill="runs/relu", distill_temperature=0.5, distill_weight=1.0).distill == "runs/relu"
+    assert TrainConfig(distill_weight=0.0).distill_weight == 0.0  # both ends of [0, 1] are allowed
+    for bad in ("", "  ", 3):
+        with pytest.raises(ConfigError, match="train.distill must be a run folder"):
+            TrainConfig(distill=bad)  # type: ignore[arg-type]
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ConfigError, match="train.distill_temperature must be a finite number > 0"):
+            TrainConfig(distill_temperature=bad)
+    for bad in (-0.1, 1.5, math.nan):
+        with pytest.raises(ConfigError, match=r"train.distill_weight must be a number in \[0, 1\]"):
+            TrainConfig(distill_weight=bad)
+    assert apply_overrides(ExperimentConfig(), {"train.distill_temperature": "2"}).train.distill_temperature == 2.0

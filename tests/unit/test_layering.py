@@ -38,7 +38,9 @@ ALLOWED = {
     "regularizers": UTILITIES | {"counting", "energy", "normalization", "structure"},
     "energy": UTILITIES,
     "train_state": UTILITIES,
-    "training": UTILITIES | {"data", "models", "layers", "activity", "regularizers", "train_state"},
+    # knowledge distillation's loss: a pure function of logits, which training adds to its loss
+    "distillation": UTILITIES,
+    "training": UTILITIES | {"data", "models", "layers", "activity", "regularizers", "train_state", "distillation"},
     "conversion": UTILITIES | {"data", "structure", "simulation", "normalization"},
     "reporting": UTILITIES,
     # user model files in, NIR out: reads and writes the converted network's classes

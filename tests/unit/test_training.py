@@ -287,3 +287,91 @@ def test_init_from_a_mismatched_or_missing_checkpoint_is_one_clear_error(tmp_pat
         train(blobs_config(epochs=1, init_from=str(tmp_path / "qcfs")))  # a QCFS run into a ReLU model
     with pytest.raises(CheckpointError, match=f"train.init_from: {tmp_path / 'nothing'}: no checkpoint there"):
         train(blobs_config(epochs=1, init_from=str(tmp_path / "nothing")))
+
+
+# --------------------------------------------------------------------------- knowledge distillation
+
+
+def kl_to(student: torch.nn.Module, teacher: torch.nn.Module, x: torch.Tensor, temperature: float) -> float:
+    """Mean KL(softmax(teacher / T) || softmax(student / T)) over ``x``."""
+    with torch.no_grad():
+        log_s = torch.log_softmax(student(x) / temperature, 1)
+        log_t = torch.log_softmax(teacher(x) / temperature, 1)
+        return float((log_t.exp() * (log_t - log_s)).sum(1).mean())
+
+
+def test_distillation_with_weight_zero_trains_exactly_like_plain_cross_entropy(tmp_path: Path) -> None:
+    # w = 0: the loss is 1 * CE + 0 * T^2 KL, whose gradient is CE's to the bit; the teacher is loaded
+    # without drawing random numbers, so the seeded run takes the very same steps.
+    train(replace(blobs_config(epochs=1), seed=5), out=tmp_path / "teacher")
+    plain = train(blobs_config(epochs=1))
+    distilled = train(blobs_config(epochs=1, distill=str(tmp_path / "teacher"), distill_weight=0.0))
+    a, b = plain.model.state_dict(), distilled.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert plain.history[0].distillation == 0.0 and distilled.history[0].distillation > 0  # logged, not used
+    assert plain.history[0].task_loss == distilled.history[0].task_loss
+
+
+def test_a_distilled_student_moves_toward_its_teacher(tmp_path: Path) -> None:
+    # The teacher is another width and activation (a ReLU tiny-mlp of width 2) than the QCFS student,
+    # and it is wrong on purpose: its output rows are rolled by one, so it predicts class y + 1 (mod 4)
+    # for a blob of class y. With w = 1 the student learns from the teacher alone, so it must follow
+    # the teacher's mapping and miss the labels; the KL to the teacher must drop.
+    from snnergy.training import save_checkpoint
+
+    teacher_config = replace(blobs_config(epochs=3), model=ModelConfig("tiny-mlp", width=2.0), seed=7)
+    teacher = train(teacher_config).model
+    with torch.no_grad():
+        for tensor in (teacher.fc2.weight, teacher.fc2.bias):
+            tensor.copy_(tensor.roll(1, 0))  # new logit k = old logit k - 1
+    save_checkpoint(tmp_path / "shifted", teacher, teacher_config, input_shape=(1, 8, 8), num_classes=4)
+    config = qcfs_config(epochs=4, distill=str(tmp_path / "shifted"), distill_weight=1.0)  # default T = 4
+    splits = load_dataset(config.data, seed=config.seed)
+    torch.manual_seed(config.seed)
+    fresh = build_model(config.model, splits.input_shape, splits.num_classes)  # the student's start
+    distilled = train(config)
+    x, y = splits.test_x, splits.test_y
+    with torch.no_grad():
+        said, learned = teacher(x).argmax(1), distilled.model(x).argmax(1)
+    assert float((said == (y + 1) % 4).float().mean()) > 0.9  # the teacher is wrong as built
+    assert float((learned == said).float().mean()) > 0.9  # the student follows it ...
+    assert distilled.history[-1].test_accuracy < 0.25  # ... and not the labels (chance: 25 %)
+    assert kl_to(distilled.model, teacher, x, 1.0) < 0.5 * kl_to(fresh, teacher, x, 1.0)
+    logged = [h.distillation for h in distilled.history]
+    assert logged[-1] < logged[0] and all(v > 0 for v in logged)
+
+
+def test_a_resumed_distilled_run_equals_an_uninterrupted_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    train(replace(blobs_config(epochs=1), seed=3), out=tmp_path / "teacher")
+    config = blobs_config(epochs=3, distill=str(tmp_path / "teacher"), regularizer="l1", strength=0.1)
+    plain, resumed = run_plain_and_resumed(config, tmp_path, monkeypatch)
+    assert resumed.resumed_from == 1 and [h.epoch for h in resumed.history] == [1, 2, 3]
+    assert all(h.distillation > 0 for h in resumed.history)
+    state = resumed.model.state_dict()
+    assert all(torch.equal(plain[k], state[k]) for k in plain)
+
+
+def test_a_bad_teacher_is_one_clear_error_before_training(tmp_path: Path) -> None:
+    from snnergy.training import save_checkpoint
+
+    out = tmp_path / "out"
+    with pytest.raises(CheckpointError, match=f"train.distill: {tmp_path / 'nothing'}: no checkpoint there"):
+        train(blobs_config(epochs=1, distill=str(tmp_path / "nothing")), out=out)
+    # another class count: a digits model (1, 8, 8) with 10 classes for the 4-class blobs
+    digits = ExperimentConfig(model=ModelConfig("tiny-mlp"))
+    save_checkpoint(tmp_path / "digits", build_model(digits.model, (1, 8, 8), 10), digits,
+                    input_shape=(1, 8, 8), num_classes=10)
+    with pytest.raises(CheckpointError, match=r"train.distill: .*digits: the teacher takes inputs of shape \(1, 8, 8\) "
+                                              r"with 10 classes, this run's data have shape \(1, 8, 8\) with 4 classes"):
+        train(blobs_config(epochs=1, distill=str(tmp_path / "digits")), out=out)
+    # another input shape
+    save_checkpoint(tmp_path / "small", build_model(digits.model, (1, 2, 2), 4), digits, input_shape=(1, 2, 2),
+                    num_classes=4)
+    with pytest.raises(CheckpointError, match=r"shape \(1, 2, 2\) with 4 classes, this run's data have shape \(1, 8, 8\)"):
+        train(blobs_config(epochs=1, distill=str(tmp_path / "small")), out=out)  # the checkpoint folder itself
+    # a corrupt teacher: truncated weights
+    weights = tmp_path / "small" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:50])
+    with pytest.raises(CheckpointError, match=r"train.distill: .*model.safetensors: not a valid safetensors file"):
+        train(blobs_config(epochs=1, distill=str(tmp_path / "small")), out=out)
+    assert not (out / "checkpoint").exists()  # no step taken, nothing written

@@ -28,12 +28,10 @@ def _run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     experiments.write_config(out, config)
     experiments.write_results(out, [experiments.result_record(config, dnn)])
     history = [vars(h) for h in trained.history]
-    print(
-        markdown_table(
-            history,
-            ["epoch", "task_loss", "penalty", "train_accuracy", "test_accuracy", "sparsity", "seconds"],
-        )
-    )
+    columns = ["epoch", "task_loss", "penalty", "train_accuracy", "test_accuracy", "sparsity", "seconds"]
+    if config.train.distill is not None:  # the distillation term T^2 KL, beside the penalty
+        columns.insert(3, "distillation")
+    print(markdown_table(history, columns))
     print()
     rows = [
         {"layer": name, "sparsity": dnn.sparsity.get(name)} for name in dnn.sparsity

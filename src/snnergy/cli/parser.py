@@ -18,7 +18,7 @@ from snnergy.errors import ConfigError
 
 # Named options and the config field each one sets (dotted path).
 def _run_folder(text: str) -> str:
-    """argparse type of ``--init-from``: the folder as an absolute path (sweep workers and the
+    """argparse type of ``--init-from`` and ``--distill``: the folder as an absolute path (sweep workers and the
     recorded config then find it from anywhere)."""
     return str(Path(text).expanduser().resolve())
 
@@ -38,6 +38,9 @@ TRAIN_OPTIONS: dict[str, tuple[str, Any, str]] = {
     "optimizer": ("train.optimizer", str, "adam or sgd"),
     "weight-decay": ("train.weight_decay", float, "weight decay"),
     "init-from": ("train.init_from", _run_folder, "start from the weights of this run's checkpoint (a snnergy train folder, or OUT/runs/<id> of a compare)"),
+    "distill": ("train.distill", _run_folder, "knowledge distillation from this run's model as the teacher (a snnergy train folder, or OUT/runs/<id> of a compare)"),
+    "distill-temperature": ("train.distill_temperature", float, "distillation softmax temperature T > 0 (default 4)"),
+    "distill-weight": ("train.distill_weight", float, "share w of the distillation term, in [0, 1] (default 0.5): (1-w) CE + w T^2 KL"),
 }
 
 
@@ -70,6 +73,7 @@ EPILOG = {
           snnergy train --config my.toml --train.weight_decay 1e-4 --out runs/wd
           snnergy train --activation qcfs --levels 8 --out runs/qcfs          # trained thresholds
           snnergy train --activation qcfs --init-from runs/train --epochs 10 --out runs/ft  # from a ReLU run
+          snnergy train --activation qcfs --levels 4 --distill runs/train --out runs/kd       # ReLU run as teacher
 
         writes OUT/checkpoint/ (safetensors + JSON), OUT/results.json, OUT/results.csv, OUT/config.json""",
     "compare": """\

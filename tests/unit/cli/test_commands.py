@@ -124,6 +124,35 @@ def test_train_with_qcfs_from_a_relu_run(tmp_path: Path, capsys: pytest.CaptureF
     assert "model.activation: unknown activation 'gelu'" in capsys.readouterr().err
 
 
+def test_train_distills_from_a_run_and_compare_takes_the_same_options(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from snnergy.cli import build_parser, resolve_config
+
+    common = ["--dataset", "synthetic-blobs", "--model", "tiny-mlp", "--epochs", "1", "--device", "cpu", "--quiet"]
+    assert main(["train", *common, "--out", str(tmp_path / "relu")]) == 0
+    capsys.readouterr()
+    assert main(["train", *common, "--activation", "qcfs", "--distill", str(tmp_path / "relu"),
+                 "--distill-temperature", "2", "--distill-weight", "0.7", "--out", str(tmp_path / "kd")]) == 0
+    resolved = json.loads((tmp_path / "kd" / "results.json").read_text())[0]["config"]["resolved"]["train"]
+    assert resolved["distill"] == str((tmp_path / "relu").resolve())
+    assert (resolved["distill_temperature"], resolved["distill_weight"]) == (2.0, 0.7)
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "| distillation |" in header and "| penalty |" in header  # the per-epoch log shows the term
+    # compare accepts the same options (every configuration distils from the same teacher)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(["compare", "--distill", "relu", "--distill-weight", "0.25"])
+    train = resolve_config(args, extra).train
+    assert train.distill == str(Path("relu").resolve()) and train.distill_weight == 0.25
+    # bad values: one line each, no traceback
+    for flag, value, message in (("--distill-temperature", "0", "train.distill_temperature must be a finite number > 0"),
+                                 ("--distill-weight", "1.5", "train.distill_weight must be a number in [0, 1]"),
+                                 ("--distill", str(tmp_path / "none"), "train.distill: ")):
+        assert main(["train", *common, "--distill", str(tmp_path / "relu"), flag, value,
+                     "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("snnergy: error:") and message in err and "Traceback" not in err
+
+
 def test_convert_v0_option_reaches_the_snn_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     assert main(["train", "--dataset", "synthetic-blobs", "--model", "tiny-mlp", "--epochs", "1",

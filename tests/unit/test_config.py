@@ -144,3 +144,25 @@ def test_init_from_is_a_folder_or_none() -> None:
     for bad in ("", "  ", 3):
         with pytest.raises(ConfigError, match="train.init_from must be a run folder"):
             TrainConfig(init_from=bad)  # type: ignore[arg-type]
+
+
+def test_finetune_section_defaults_to_no_fine_tuning_and_is_checked() -> None:
+    from snnergy.config import FinetuneConfig
+
+    cfg = ExperimentConfig()
+    assert cfg.finetune == FinetuneConfig() and cfg.finetune.timesteps == 0  # today's results unchanged
+    # a config saved before the section existed reads with its defaults
+    old = {k: v for k, v in config_to_dict(cfg).items() if k != "finetune"}
+    assert config_from_dict(ExperimentConfig, old) == cfg
+    tuned = apply_overrides(cfg, {"finetune.timesteps": "8", "finetune.strength": "3e-7", "finetune.train_limit": "500"})
+    assert (tuned.finetune.timesteps, tuned.finetune.strength, tuned.finetune.train_limit) == (8, 3e-7, 500)
+    for key, value, message in [
+        ("timesteps", -1, "finetune.timesteps must be an integer >= 0 (0: no fine-tuning)"),
+        ("epochs", 0, "finetune.epochs must be an integer >= 1"),
+        ("lr", 0.0, "finetune.lr must be a finite number > 0"),
+        ("strength", -1e-7, "finetune.strength must be a finite number >= 0"),
+        ("train_limit", 0, "finetune.train_limit must be at least 1 or None"),
+        ("slope", 0.0, "finetune.slope must be a finite number > 0"),
+    ]:
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            FinetuneConfig(**{key: value})

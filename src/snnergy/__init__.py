@@ -10,6 +10,7 @@ from snnergy.config import (
     ConvertConfig,
     DataConfig,
     ExperimentConfig,
+    FinetuneConfig,
     ModelConfig,
     SimulateConfig,
     TrainConfig,
@@ -21,6 +22,7 @@ from snnergy.energy import ENERGY_PROFILES, EnergyProfile, estimate_energy
 from snnergy.errors import SnnergyError
 from snnergy.experiments import compare, convert, measure, simulate, train
 from snnergy.experiments.sweep import run_sweep as sweep
+from snnergy.finetuning import finetune
 from snnergy.interop import export_nir, import_nir
 from snnergy.models import MODELS, build_model
 from snnergy.records import ActivityRecord, DNNRecord, OpCounts, SNNRecord
@@ -38,6 +40,7 @@ __all__ = [
     "DataConfig",
     "EnergyProfile",
     "ExperimentConfig",
+    "FinetuneConfig",
     "ModelConfig",
     "OpCounts",
     "PenaltyOptions",
@@ -55,6 +58,7 @@ __all__ = [
     "convert",
     "estimate_energy",
     "export_nir",
+    "finetune",
     "import_nir",
     "load_config",
     "load_dataset",

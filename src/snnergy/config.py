@@ -298,8 +298,47 @@ class SimulateConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """SNN-in-the-loop fine-tuning of the converted network (:mod:`snnergy.finetuning`), between
+    conversion and simulation.
+
+    The converted SNN is unrolled for ``timesteps`` steps (IF neurons, its reset and ``v0``) with a
+    surrogate gradient for the spikes (the arctan of Fang et al., ICCV 2021); its weights and one
+    threshold per spiking layer are trained with Adam on the cross-entropy of the readout plus
+    ``strength`` x its own SynOps per sample.
+
+    Attributes:
+        timesteps: T of the unrolled network; 0 (default) means no fine-tuning.
+        epochs: Passes over the (limited) training split.
+        lr: Adam's learning rate.
+        strength: Weight of the SynOps penalty, per SynOp of the T-step inference (so a strength
+            is an energy per operation when the loss is read in joules); 0: accuracy only.
+        train_limit: Training samples drawn per epoch (``None``: the whole training split).
+        slope: The arctan surrogate's ``alpha``: the spike's derivative is
+            ``alpha / 2 / (1 + (pi / 2 * alpha * (v - theta))**2)`` (SpikingJelly's default 2).
+    """
+
+    timesteps: int = 0
+    epochs: int = 1
+    lr: float = 1e-4
+    strength: float = 0.0
+    train_limit: int | None = None
+    slope: float = 2.0
+
+    def __post_init__(self) -> None:
+        _require(_is_int(self.timesteps) and self.timesteps >= 0, "finetune.timesteps",
+                 "an integer >= 0 (0: no fine-tuning)", self.timesteps)
+        _require(_positive_int(self.epochs), "finetune.epochs", "an integer >= 1", self.epochs)
+        _require(_number(self.lr, 0.0, low_open=True), "finetune.lr", "a finite number > 0", self.lr)
+        _require(_number(self.strength, 0.0), "finetune.strength", "a finite number >= 0", self.strength)
+        _require(_positive_int(self.train_limit, allow_none=True), "finetune.train_limit", "at least 1 or None",
+                 self.train_limit)
+        _require(_number(self.slope, 0.0, low_open=True), "finetune.slope", "a finite number > 0", self.slope)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
-    """One configuration end to end: data, model, training, conversion, simulation.
+    """One configuration end to end: data, model, training, conversion, (SNN fine-tuning,) simulation.
 
     Attributes:
         seed: Seeds data splits, initialization and Poisson input.
@@ -312,6 +351,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     convert: ConvertConfig = field(default_factory=ConvertConfig)
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     seed: int = 0
     device: str = "auto"
     profiles: tuple[str, ...] | None = None

@@ -162,3 +162,24 @@ def test_distillation_options_are_checked() -> None:
         with pytest.raises(ConfigError, match=r"train.distill_weight must be a number in \[0, 1\]"):
             TrainConfig(distill_weight=bad)
     assert apply_overrides(ExperimentConfig(), {"train.distill_temperature": "2"}).train.distill_temperature == 2.0
+
+def test_finetune_section_defaults_to_no_fine_tuning_and_is_checked() -> None:
+    from snnergy.config import FinetuneConfig
+
+    cfg = ExperimentConfig()
+    assert cfg.finetune == FinetuneConfig() and cfg.finetune.timesteps == 0  # today's results unchanged
+    # a config saved before the section existed reads with its defaults
+    old = {k: v for k, v in config_to_dict(cfg).items() if k != "finetune"}
+    assert config_from_dict(ExperimentConfig, old) == cfg
+    tuned = apply_overrides(cfg, {"finetune.timesteps": "8", "finetune.strength": "3e-7", "finetune.train_limit": "500"})
+    assert (tuned.finetune.timesteps, tuned.finetune.strength, tuned.finetune.train_limit) == (8, 3e-7, 500)
+    for key, value, message in [
+        ("timesteps", -1, "finetune.timesteps must be an integer >= 0 (0: no fine-tuning)"),
+        ("epochs", 0, "finetune.epochs must be an integer >= 1"),
+        ("lr", 0.0, "finetune.lr must be a finite number > 0"),
+        ("strength", -1e-7, "finetune.strength must be a finite number >= 0"),
+        ("train_limit", 0, "finetune.train_limit must be at least 1 or None"),
+        ("slope", 0.0, "finetune.slope must be a finite number > 0"),
+    ]:
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            FinetuneConfig(**{key: value})

@@ -42,13 +42,16 @@ ALLOWED = {
     "distillation": UTILITIES,
     "training": UTILITIES | {"data", "models", "layers", "activity", "regularizers", "train_state", "distillation"},
     "conversion": UTILITIES | {"data", "structure", "simulation", "normalization"},
+    # SNN-in-the-loop fine-tuning: an unrolled copy of the simulation's network, its SynOps with
+    # counting's exact fan-out
+    "finetuning": UTILITIES | {"structure", "simulation", "counting"},
     "reporting": UTILITIES,
     # user model files in, NIR out: reads and writes the converted network's classes
     "interop": UTILITIES | {"simulation"},
     "cli": UTILITIES | {"experiments", "reporting"},
     # one run end to end: glue over every stage
     "experiments": UTILITIES | {"data", "structure", "normalization", "models", "simulation", "activity", "counting", "regularizers",
-                                "energy", "train_state", "training", "conversion", "reporting", "interop"},
+                                "energy", "train_state", "training", "conversion", "finetuning", "reporting", "interop"},
 }
 
 

@@ -256,6 +256,33 @@ def _run_report(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def _run_finetune(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """``snnergy finetune RUN --timesteps T``: unroll, fine-tune, simulate before and after."""
+    from snnergy import experiments
+    from snnergy.reporting import markdown_table
+
+    overrides = {path: value for path, value in vars(args).items()
+                 if ("." in path or path in COMMON_OPTIONS_PATHS) and value is not None}
+    done = experiments.finetune_folder(args.run, args.out, {**overrides, **parse_overrides(extra)},
+                                       progress=not args.quiet)
+    print(markdown_table([vars(e) for e in done.result.history],
+                         ["epoch", "loss", "task_loss", "synops", "train_accuracy", "seconds"]))
+    print("\nthresholds (x the converted network's): " + ", ".join(
+        f"{name} {value:.3f}" for name, value in done.result.thresholds.items()))
+    before, after = done.before, done.after
+    rows = [{"T": t, "accuracy_before": before.accuracy[k], "accuracy_after": after.accuracy[k],
+             "synops_before": before.synops[k], "synops_after": after.synops[k],
+             "energy_before": before.energy_j[args.profile][k], "energy_after": after.energy_j[args.profile][k]}
+            for k, t in enumerate(after.timesteps)]
+    print()
+    print(markdown_table(rows, list(rows[0]), ["T", "accuracy before", "accuracy after", "SynOps before",
+                                               "SynOps after", f"energy before (J, {args.profile})",
+                                               f"energy after (J, {args.profile})"]))
+    print(f"\nsimulated {after.samples} test samples, {after.input} input; wrote {args.out}/ "
+          f"(snn.safetensors, snn.json, config.json, results.json): `snnergy simulate {args.out}` runs it")
+    return 0
+
+
 COMMANDS = {
     "train": _run_train,
     "compare": _run_compare,
@@ -265,4 +292,5 @@ COMMANDS = {
     "export-nir": _run_export_nir,
     "sweep": _run_sweep,
     "report": _run_report,
+    "finetune": _run_finetune,
 }

@@ -59,6 +59,16 @@ SNN_OPTIONS: dict[str, tuple[str, Any, str]] = {
     "max-memory": ("simulate.max_memory", _byte_size, "memory the simulation may use, e.g. 2GiB (default: a quarter of the RAM)"),
     "percentile": ("convert.percentile", float, "normalization percentile (100 = max)"),
 }
+FINETUNE_OPTIONS: dict[str, tuple[str, Any, str]] = {
+    "epochs": ("finetune.epochs", int, "passes over the (limited) training split (default 1)"),
+    "lr": ("finetune.lr", float, "Adam learning rate (default 1e-4)"),
+    "strength": ("finetune.strength", float, "price of one SynOp of the T-step inference in the loss (default 0)"),
+    "train-limit": ("finetune.train_limit", int, "training samples per epoch (default: all)"),
+    "slope": ("finetune.slope", float, "the arctan surrogate's alpha (default 2)"),
+    "v0": ("convert.v0", float, "initial membrane potential, a fraction of the threshold in [0, 1) (default: the conversion's)"),
+    "max-samples": ("simulate.max_samples", int, "simulate at most this many test samples"),
+    "data-dir": ("data.data_dir", str, "folder with the dataset's files"),
+}
 COMMON_OPTIONS: dict[str, tuple[str, type, str]] = {
     "seed": ("seed", int, "random seed (data order, initialization, Poisson input)"),
     "device": ("device", str, "auto, cpu or cuda"),
@@ -101,6 +111,20 @@ EPILOG = {
         them), --weights loads a safetensors file of its state_dict (nothing is unpickled) and
         calibration data come from --dataset. Writes OUT/snn.safetensors, OUT/snn.json and
         OUT/config.json""",
+    "finetune": """\
+        examples:
+          snnergy train --out runs/train && snnergy finetune runs/train --timesteps 8 --out runs/ft8
+          snnergy finetune runs/train --timesteps 8 --epochs 4 --lr 1e-4 --strength 3e-7 --v0 0.5 --out runs/ft8e
+          snnergy finetune runs/hs-snn --timesteps 6 --train-limit 10000 --out runs/hs-ft6
+          snnergy simulate runs/ft8 --timesteps 32                 # the simulator judges the result
+
+        RUN is a training run (converted first with its saved config, as snnergy convert does) or a
+        converted SNN folder. The SNN is unrolled for T steps (IF, its reset and v0) with the arctan
+        surrogate gradient (Fang et al. 2021); its weights and one threshold per spiking layer are
+        trained (Adam) on the readout's cross-entropy + strength x its SynOps per sample (exact
+        fan-out). Writes OUT/snn.safetensors, OUT/snn.json (thresholds folded into the weights),
+        OUT/config.json and OUT/results.json, and prints the simulator's accuracy and SynOps
+        before and after, at T = 1, 2, 4, ..., T""",
     "export-nir": """\
         examples:
           snnergy export-nir runs/mine --out mine.nir
@@ -265,6 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--profile", default="cmos45-fp32", help="energy profile of every energy column")
     report.add_argument("--target-drop", type=float, default=0.01, help="target: unregularized DNN accuracy minus this (default 0.01)")
     report.add_argument("--target-accuracy", type=float, default=None, help="an absolute target accuracy instead")
+
+    finetune = command("finetune", "fine-tune a converted SNN through its IF neurons for T steps (surrogate gradient, SynOps penalty)")
+    finetune.add_argument("run", type=Path, help="folder written by snnergy train (or a compare's runs/<id>), or by snnergy convert")
+    finetune.add_argument("--timesteps", dest="finetune.timesteps", type=int, required=True, help="T of the unrolled network (>= 1); the simulation then reports 1, 2, 4, ..., T")
+    _add_config_options(finetune, FINETUNE_OPTIONS)
+    _add_config_options(finetune, COMMON_OPTIONS)
+    finetune.add_argument("--profile", default="cmos45-fp32", help="energy profile of the printed table")
+    finetune.add_argument("--out", type=Path, required=True, help="output folder for the fine-tuned SNN")
+    finetune.add_argument("--quiet", action="store_true", help="no progress bars")
 
     export = command("export-nir", "write a converted SNN as a NIR graph (Neuromorphic Intermediate Representation)")
     export.add_argument("snn", type=Path, help="folder written by snnergy convert")

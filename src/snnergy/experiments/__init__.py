@@ -1,11 +1,13 @@
 """Experiments: one configuration end to end, comparisons over regularizers, and result files.
 
 This is the Python API behind the command line: ``train`` -> ``measure`` (DNN record) ->
-``convert`` -> ``simulate`` (SNN record); ``run_sweep`` runs many configurations (a sweep file's,
+``convert`` -> (``finetune_split``, SNN-in-the-loop fine-tuning when ``finetune.timesteps`` > 0) ->
+``simulate`` (SNN record); ``run_sweep`` runs many configurations (a sweep file's,
 or ``compare``'s over regularizers and strengths) through one runner, store and report.
 """
 
 from snnergy.energy import describe_profiles
+from snnergy.experiments.finetune import FinetunedFolder, finetune_folder, finetune_split
 from snnergy.experiments.compare import DEFAULT_REGULARIZERS, DEFAULT_STRENGTHS, compare, compare_sweep, default_grid
 from snnergy.experiments.grid import Sweep, SweepLayout, load_sweep, parse_sweep
 from snnergy.experiments.measure import measure
@@ -44,6 +46,9 @@ __all__ = [
     "default_grid",
     "describe_profiles",
     "export_run_nir",
+    "FinetunedFolder",
+    "finetune_folder",
+    "finetune_split",
     "load_converted",
     "load_run",
     "load_sweep",

@@ -21,6 +21,7 @@ from snnergy.data import calibration_set
 from snnergy.errors import SnnergyError
 from snnergy.reporting.identity import config_hash
 
+from snnergy.experiments.finetune import finetune_split
 from snnergy.experiments.pipeline import measure_trained, result_record, train
 from snnergy.experiments.steps import simulate_test_split
 from snnergy.experiments.sweep_store import Outcome
@@ -30,13 +31,20 @@ Job = tuple[ExperimentConfig, "str | None"]
 
 
 def run_configuration(config: ExperimentConfig, out: Path | None, progress: bool = False) -> dict[str, Any]:
-    """Train, measure, convert and simulate one configuration; returns its result record."""
+    """Train, measure, convert, fine-tune the SNN (when ``finetune.timesteps`` > 0) and simulate one
+    configuration; returns its result record (with ``snn.finetune`` when fine-tuned)."""
     trained = train(config, out=out, progress=progress)
     dnn = measure_trained(trained)
     calibration = calibration_set(trained.splits, config.data.calibration_size, seed=config.seed)
     snn = convert_model(trained.model, calibration.to(trained.device), config.convert)
-    record = simulate_test_split(snn, config, trained.splits, trained.device, progress)
-    return result_record(config, dnn, record)
+    tuned = None
+    if config.finetune.timesteps > 0:  # SNN-in-the-loop fine-tuning (0: none, the default)
+        tuned = finetune_split(snn, config, trained.splits, trained.device, progress)
+        snn = tuned.snn
+    record = result_record(config, dnn, simulate_test_split(snn, config, trained.splits, trained.device, progress))
+    if tuned is not None:
+        record["snn"]["finetune"] = tuned.summary()
+    return record
 
 
 def _now() -> str:

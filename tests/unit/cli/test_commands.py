@@ -164,3 +164,48 @@ def test_convert_v0_option_reaches_the_snn_spec(tmp_path: Path, capsys: pytest.C
     capsys.readouterr()
     assert main(["convert", str(run), "--v0", "1", "--out", str(tmp_path / "bad")]) == 2
     assert "convert.v0 must be a fraction of the threshold in [0, 1)" in capsys.readouterr().err
+
+
+def test_finetune_writes_an_snn_that_simulate_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run, out = tmp_path / "run", tmp_path / "ft"
+    assert main(["train", "--dataset", "synthetic-blobs", "--model", "tiny-mlp", "--epochs", "1",
+                 "--device", "cpu", "--quiet", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["finetune", str(run), "--timesteps", "4", "--epochs", "2", "--lr", "1e-3", "--strength", "1e-4",
+                 "--train-limit", "64", "--v0", "0.5", "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy before" in printed and "SynOps after" in printed and "thresholds" in printed
+    config = json.loads((out / "config.json").read_text())
+    assert config["finetune"] == {"timesteps": 4, "epochs": 2, "lr": 1e-3, "strength": 1e-4, "train_limit": 64,
+                                  "slope": 2.0}
+    assert json.loads((out / "snn.json").read_text())["neuron"]["v0"] == 0.5
+    assert main(["simulate", str(out), "--timesteps", "4", "--quiet", "--out", str(tmp_path / "sim")]) == 0
+    [tuned] = json.loads((out / "results.json").read_text())
+    [judged] = json.loads((tmp_path / "sim" / "results.json").read_text())
+    assert judged["snn"]["accuracy"] == tuned["snn"]["accuracy"]  # the simulator's figures, both times
+
+
+@pytest.mark.parametrize("make,argv,message", [
+    (None, ["--timesteps", "4"], "no such folder"),
+    ("empty", ["--timesteps", "4"], "neither a converted SNN (snn.json"),
+    ("run", ["--timesteps", "0"], "finetune.timesteps must be >= 1"),
+    ("run", ["--timesteps", "4", "--epochs", "0"], "finetune.epochs must be an integer >= 1"),
+    ("run", [], "the following arguments are required: --timesteps"),
+])
+def test_finetune_bad_input_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], make: str | None,
+                                                  argv: list[str], message: str) -> None:
+    folder = tmp_path / "x"
+    if make == "empty":
+        folder.mkdir()
+    elif make == "run":
+        assert main(["train", "--dataset", "synthetic-blobs", "--model", "tiny-mlp", "--epochs", "1",
+                     "--device", "cpu", "--quiet", "--out", str(folder)]) == 0
+    capsys.readouterr()
+    try:
+        code = main(["finetune", str(folder), *argv, "--device", "cpu", "--quiet", "--out", str(tmp_path / "o")])
+    except SystemExit as exit:  # argparse's own usage errors
+        code = exit.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

@@ -15,6 +15,22 @@ from snnergy.errors import ConfigError
 from snnergy.cli.parser import COMMON_OPTIONS_PATHS, parse_overrides, resolve_config
 
 
+def check_out(args: argparse.Namespace) -> None:
+    """Refuses, before any work, an ``--out`` (or ``report``'s folder) that is a file, or for
+    ``export-nir`` a folder (it writes one file)."""
+    from snnergy.experiments.store import check_not_a_file
+
+    out = getattr(args, "out", None)
+    if out is None:
+        return
+    if args.command == "export-nir":
+        if Path(out).is_dir():
+            raise ConfigError(f"--out {out} is a folder: give the .nir file to write")
+        check_not_a_file(Path(out).parent)
+    else:
+        check_not_a_file(out)
+
+
 def _run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from snnergy import experiments
     from snnergy.reporting import markdown_table

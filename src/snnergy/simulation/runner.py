@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from snnergy.config import SimulateConfig
 from snnergy.data import batches
-from snnergy.errors import DataError
+from snnergy.errors import ConfigError, DataError
 from snnergy.simulation.memory import default_max_memory
 from snnergy.simulation.memory import plan as plan_memory
 from snnergy.simulation.network import SpikingNetwork, SpikingStage  # SpikingStage: used by the doctest
@@ -90,6 +90,11 @@ def run_simulation(snn: SpikingNetwork, data: Any, config: SimulateConfig = Simu
         >>> result.accuracy, result.spike_counts["relu1"].flatten().tolist()
         ([0.0, 0.5], [0.0, 1.0])
     """
+    readout = snn.shapes()[snn.stages[-1].name][1]
+    if len(readout) != 1:
+        raise ConfigError(f"the readout '{snn.stages[-1].name}' gives per-sample shape {readout}; the simulation "
+                          "scores one value per class (a 1-d output), e.g. a NIR graph whose Input carries a "
+                          f"batch dimension: its input shape here is {snn.input_shape}")
     device = torch.device(device)
     param = next(snn.parameters())
     net = snn if param.device == device else copy.deepcopy(snn).to(device)

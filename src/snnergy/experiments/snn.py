@@ -126,6 +126,7 @@ def simulate(
         input_counts=result.input_counts if poisson else None,
         inputs=None if poisson else (x for x, _ in batches(data)),
         max_samples=config.max_samples,
+        gated_counts=result.gated_counts,
     )
     energy: dict[str, list[float]] = {}
     parts: dict[str, dict[str, list[float]]] = {}

@@ -187,6 +187,10 @@ def _export_op(nir: Any, op: nn.Module, shape: tuple[int, ...], where: str) -> A
             raise ConversionError(f"'{where}' (AvgPool2d) has divisor_override={op.divisor_override}; "
                                   "NIR export supports none or 1 (SumPool2d)")
         return nir.AvgPool2d(**args)
+    if type(op) is nn.MaxPool2d:
+        raise ConversionError(f"'{where}' (MaxPool2d) cannot be exported: NIR has no max pooling node, and "
+                              "snnergy's spike-count gating (a stateful gate) has no NIR counterpart; train the "
+                              "model with AvgPool2d (e.g. lenet instead of lenet-max) to export it")
     raise ConversionError(f"'{where}' ({type(op).__name__}) has no NIR counterpart here")
 
 

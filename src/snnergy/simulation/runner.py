@@ -41,6 +41,8 @@ class SimulationResult:
             as batched); see :class:`~snnergy.simulation.Simulator`.
         density: Per stage name (but the analog first), the fraction of its inputs that were
             non-zero on the chunk where its path was chosen.
+        gated_counts: By name of a stage reading its neurons through max pooling, ``(K, *shape)``
+            float64 spikes of those neurons that passed the gate (:attr:`BatchTrace.gated_counts`).
     """
 
     timesteps: list[int]
@@ -52,6 +54,7 @@ class SimulationResult:
     correlation: dict[str, float]
     paths: dict[str, str]
     density: dict[str, float] = field(default_factory=dict)
+    gated_counts: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def accuracy(self) -> list[float]:
@@ -107,6 +110,7 @@ def run_simulation(snn: SpikingNetwork, data: Any, config: SimulateConfig = Simu
     sub_batch = fitting
     correct = [0] * len(sim.timesteps)
     counts: dict[str, Tensor] = {}
+    gated: dict[str, Tensor] = {}
     inputs: Tensor | None = None
     moments: dict[str, _Moments] = {}
     samples = 0
@@ -117,6 +121,7 @@ def run_simulation(snn: SpikingNetwork, data: Any, config: SimulateConfig = Simu
             labels = y.to(device)
             correct = [c + int(n) for c, n in zip(correct, (trace.potentials.argmax(-1) == labels).sum(1))]
             counts = {k: counts.get(k, 0) + v for k, v in trace.spike_counts.items()}
+            gated = {k: gated.get(k, 0) + v for k, v in trace.gated_counts.items()}
             if trace.input_counts is not None:
                 inputs = trace.input_counts if inputs is None else inputs + trace.input_counts
             with torch.no_grad():
@@ -132,7 +137,7 @@ def run_simulation(snn: SpikingNetwork, data: Any, config: SimulateConfig = Simu
     return SimulationResult(list(sim.timesteps), correct, samples, {k: v.cpu() for k, v in counts.items()},
                             None if inputs is None else inputs.cpu(), neurons,
                             {k: m.pearson() for k, m in moments.items()}, dict(sim.paths),
-                            dict(sim.density))
+                            dict(sim.density), {k: v.cpu() for k, v in gated.items()})
 
 
 def _total(data: Any, limit: int | None) -> int | None:

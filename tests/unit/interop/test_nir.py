@@ -366,3 +366,13 @@ def test_a_readout_that_is_not_one_dimensional_is_a_clear_error() -> None:
     snn = SpikingNetwork([stage1, stage2], (1, 4))
     with pytest.raises(ConfigError, match=r"gives per-sample shape \(1, 2\)"):
         snnergy.simulate(snn, (torch.rand(3, 1, 4), torch.zeros(3, dtype=torch.long)), timesteps=[2])
+
+
+def test_export_refuses_max_pooling_with_a_clear_error(tmp_path: Path) -> None:
+    # issue 15: max pooling converts by spike-count gating, which NIR cannot express
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3)).eval()
+    snn = snnergy.convert(net, torch.rand(8, 1, 4, 4))
+    with pytest.raises(ConversionError, match=r"\(MaxPool2d\) cannot be exported: NIR has no max pooling node"):
+        export_nir(snn, tmp_path / "m.nir")
+    assert not (tmp_path / "m.nir").exists()

@@ -180,9 +180,10 @@ def _run_export_nir(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     if extra:
         raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
-    snn = experiments.export_run_nir(args.snn, args.out)
+    snn = experiments.export_run_nir(args.snn, args.out, reader=args.reader, pooling=args.pooling)
     print(f"wrote {args.out}: {len(snn.stages)} weighted layers, IF neurons with reset "
-          f"'{snn.neuron.reset}' (NIR metadata snnergy_reset)")
+          f"'{snn.neuron.reset}' (NIR metadata snnergy_reset)"
+          + (f", for {args.reader}" if args.reader else "") + (f", pooling {args.pooling}" if args.pooling else ""))
     return 0
 
 

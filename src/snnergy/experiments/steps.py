@@ -110,15 +110,17 @@ def convert_model_file(spec: str, weights: str | Path, config: ExperimentConfig,
     return snn
 
 
-def export_run_nir(folder: str | Path, out: str | Path) -> SpikingNetwork:
-    """Writes the SNN of a ``snnergy convert`` folder to the NIR file ``out``."""
+def export_run_nir(folder: str | Path, out: str | Path, *, reader: str | None = None,
+                   pooling: str | None = None) -> SpikingNetwork:
+    """Writes the SNN of a ``snnergy convert`` folder to the NIR file ``out`` (``reader`` and
+    ``pooling``: see :func:`snnergy.interop.export_nir`)."""
     folder = Path(folder)
     if Path(out).is_dir():
         raise ConfigError(f"--out {out} is a folder: give the .nir file to write")
     if not (folder / "snn.json").is_file():
         raise CheckpointError(f"{folder}: no converted network here (snn.json); run `snnergy convert` first")
     snn = load_snn(folder)
-    export_nir(snn, out)
+    export_nir(snn, out, reader=reader, pooling=pooling)
     return snn
 
 

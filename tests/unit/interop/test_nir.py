@@ -376,3 +376,55 @@ def test_export_refuses_max_pooling_with_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match=r"\(MaxPool2d\) cannot be exported: NIR has no max pooling node"):
         export_nir(snn, tmp_path / "m.nir")
     assert not (tmp_path / "m.nir").exists()
+
+
+@pytest.mark.parametrize("reader", ["sinabs", "norse", "snntorch"])
+def test_export_for_torch_readers_writes_sum_pooling_and_keeps_the_function(reader: str, tmp_path: Path) -> None:
+    # issue 15: nirtorch readers map no AvgPool2d and apply Flatten to batched tensors. Each 2x2
+    # average pool becomes SumPool2d and its 1/4 moves into the next layer's weights (a power of
+    # two: exact), Flatten(start_dim=1) over (1, C, H, W); snnergy's import gives the same spikes.
+    snn, x = lenet_snn()
+    graph = export_nir(snn, tmp_path / "r.nir", reader=reader)
+    kinds = [type(node).__name__ for node in graph.nodes.values()]
+    assert "AvgPool2d" not in kinds and kinds.count("SumPool2d") == 2
+    flatten = next(node for node in graph.nodes.values() if isinstance(node, nir.Flatten))
+    assert flatten.start_dim == 1 and tuple(np.asarray(flatten.input_type["input"])) == (1, 6, 2, 2)
+    own = next(node for name, node in export_nir(snn).nodes.items() if isinstance(node, nir.Conv2d) and name != "0")
+    summed = next(node for name, node in graph.nodes.items() if isinstance(node, nir.Conv2d) and name != "0")
+    np.testing.assert_array_equal(np.asarray(summed.weight), np.asarray(own.weight) / 4)  # 1/(2*2) folded
+    np.testing.assert_array_equal(np.asarray(summed.bias), np.asarray(own.bias))  # the bias is not pooled
+    back = import_nir(tmp_path / "r.nir")
+    a, b = simulate_reference(snn, x[:16], [8, 32]), simulate_reference(back, x[:16], [8, 32])
+    assert torch.equal(a.potentials, b.potentials)
+    assert all(torch.equal(a.spike_counts[k], b.spike_counts[k]) for k in a.spike_counts)
+
+
+def test_export_options_are_checked_and_reach_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from snnergy.cli import main
+    from snnergy.errors import ConfigError
+    from snnergy.simulation import save_snn
+
+    snn, x = lenet_snn()
+    with pytest.raises(ConfigError, match="unknown NIR reader 'lava'; known: nir, sinabs, norse, snntorch"):
+        export_nir(snn, reader="lava")
+    with pytest.raises(ConfigError, match="pooling must be one of"):
+        export_nir(snn, pooling="max")
+    # --pooling sum alone keeps NIR's per-sample Flatten (the type-checked graph)
+    kinds = {type(n).__name__ for n in export_nir(snn, pooling="sum").nodes.values()}
+    assert "SumPool2d" in kinds and "AvgPool2d" not in kinds
+    save_snn(snn, tmp_path / "snn")
+    assert main(["export-nir", str(tmp_path / "snn"), "--for", "sinabs", "--out", str(tmp_path / "s.nir")]) == 0
+    assert "for sinabs" in capsys.readouterr().out
+    back = import_nir(tmp_path / "s.nir")
+    assert torch.equal(simulate_reference(snn, x[:4], [8]).potentials, simulate_reference(back, x[:4], [8]).potentials)
+
+
+def test_residual_export_for_readers_keeps_the_function(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    x = torch.rand(32, 1, 8, 8)
+    snn = snnergy.convert(Residual().eval(), calibration=x)
+    export_nir(snn, tmp_path / "res.nir", reader="sinabs")
+    back = import_nir(tmp_path / "res.nir")
+    a = simulate_batch(snn, x[:8], [4, 32], mode="looped")
+    b = simulate_batch(back, x[:8], [4, 32], mode="looped")
+    assert torch.equal(a.potentials, b.potentials)

@@ -76,9 +76,11 @@ POOLINGS = ("avg", "sum")
 FLATTENS = ("sample", "batch")
 #: ``export_nir(..., reader=...)`` / ``snnergy export-nir --for``: the options each reader needs.
 #: ``nir`` is snnergy's own subset (exact round trip, NIR's types checked).
+#: sinabs 3.1.3 reads ``Flatten.start_dim`` per sample (it adds 1 for the batch, ``sinabs/nir.py``);
+#: norse and snnTorch apply it to batched tensors (issue 15: snnTorch flattens the batch).
 READERS: dict[str, dict[str, str]] = {
     "nir": {"pooling": "avg", "flatten": "sample"},
-    "sinabs": {"pooling": "sum", "flatten": "batch"},
+    "sinabs": {"pooling": "sum", "flatten": "sample"},
     "norse": {"pooling": "sum", "flatten": "batch"},
     "snntorch": {"pooling": "sum", "flatten": "batch"},
 }
@@ -283,7 +285,10 @@ def read_nir(nir: Any, path: str | Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"{path}: NIR file not found")
     try:
-        return nir.read(str(path), type_check=False)
+        try:
+            return nir.read(str(path), type_check=False)
+        except TypeError:  # nir before 1.0.5 has no type_check (and checks no types on read)
+            return nir.read(str(path))
     except Exception as err:  # h5py and nir raise many types on hostile or truncated files
         raise CheckpointError(f"{path}: not a readable NIR file ({type(err).__name__}: {err})") from None
 

@@ -380,15 +380,19 @@ def test_export_refuses_max_pooling_with_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("reader", ["sinabs", "norse", "snntorch"])
 def test_export_for_torch_readers_writes_sum_pooling_and_keeps_the_function(reader: str, tmp_path: Path) -> None:
-    # issue 15: nirtorch readers map no AvgPool2d and apply Flatten to batched tensors. Each 2x2
-    # average pool becomes SumPool2d and its 1/4 moves into the next layer's weights (a power of
-    # two: exact), Flatten(start_dim=1) over (1, C, H, W); snnergy's import gives the same spikes.
+    # issue 15: nirtorch readers map no AvgPool2d. Each 2x2 average pool becomes SumPool2d and its
+    # 1/4 moves into the next layer's weights (a power of two: exact); norse and snnTorch apply
+    # Flatten to batched tensors: Flatten(start_dim=1) over (1, C, H, W); sinabs adds the batch dim
+    # itself (sinabs/nir.py): Flatten(start_dim=0). snnergy's import gives the same spikes.
     snn, x = lenet_snn()
     graph = export_nir(snn, tmp_path / "r.nir", reader=reader)
     kinds = [type(node).__name__ for node in graph.nodes.values()]
     assert "AvgPool2d" not in kinds and kinds.count("SumPool2d") == 2
     flatten = next(node for node in graph.nodes.values() if isinstance(node, nir.Flatten))
-    assert flatten.start_dim == 1 and tuple(np.asarray(flatten.input_type["input"])) == (1, 6, 2, 2)
+    if reader == "sinabs":
+        assert flatten.start_dim == 0 and tuple(np.asarray(flatten.input_type["input"])) == (6, 2, 2)
+    else:
+        assert flatten.start_dim == 1 and tuple(np.asarray(flatten.input_type["input"])) == (1, 6, 2, 2)
     own = next(node for name, node in export_nir(snn).nodes.items() if isinstance(node, nir.Conv2d) and name != "0")
     summed = next(node for name, node in graph.nodes.items() if isinstance(node, nir.Conv2d) and name != "0")
     np.testing.assert_array_equal(np.asarray(summed.weight), np.asarray(own.weight) / 4)  # 1/(2*2) folded

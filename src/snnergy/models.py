@@ -5,7 +5,8 @@ residual branches of the plan) is a flat :class:`torch.nn.Sequential` with meani
 (``conv1``, ``relu1``, ``pool1``, ..., ``fc3``). :func:`build_model` checks every model it builds
 with :func:`check_supported`, i.e. :func:`snnergy.structure.trace`: the one network plan that
 conversion, counting and the regularizers read, with an error naming the offending layer and
-what to use instead (max pooling has no exact spiking equivalent, so use AvgPool2d, as SNN Toolbox
+what to use instead (max pooling with kernel = stride right after a ReLU is converted by
+spike-count gating, ``lenet-max``; other max poolings are refused: use AvgPool2d, as SNN Toolbox
 and SpikingJelly recommend; see REFERENCE.md section 2).
 
 The builders write ``nn.ReLU``; :func:`build_model` swaps each for ``config.activation`` (a
@@ -55,11 +56,11 @@ def check_supported(model: nn.Module, input_shape: tuple[int, ...]) -> NetworkPl
         >>> plan = check_supported(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)), (4,))
         >>> [a.name for a in plan.activations]
         ['1']
-        >>> bad = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 2))
+        >>> bad = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(2), nn.Flatten(), nn.Linear(8, 2))
         >>> check_supported(bad, (1, 6, 6))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        snnergy.errors.ConversionError: module '2' (MaxPool2d) is not supported: use AvgPool2d ...
+        snnergy.errors.ConversionError: module '2' (AdaptiveMaxPool2d) is not supported: use nn.MaxPool2d ...
     """
     return trace(model, input_shape)
 
@@ -163,6 +164,22 @@ def lenet(input_shape: tuple[int, int, int], num_classes: int, width: float = 1.
         ("fc3", nn.Linear(f2, num_classes)),
     ]
     return nn.Sequential(OrderedDict(features + classifier))
+
+
+@MODELS.register("lenet-max")
+def lenet_max(input_shape: tuple[int, int, int], num_classes: int, width: float = 1.0) -> nn.Sequential:
+    """:func:`lenet` with max pooling (``nn.MaxPool2d(2)``) in place of each average pooling, as
+    most PyTorch LeNets are written; converted by spike-count gating
+    (:func:`snnergy.simulation.gate_max_pool`, Rueckauer et al. 2017).
+
+    Example:
+        >>> lenet_max((1, 8, 8), 10).pool1
+        MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)
+    """
+    model = lenet(input_shape, num_classes, width)
+    model.pool1 = nn.MaxPool2d(2)
+    model.pool2 = nn.MaxPool2d(2)
+    return model
 
 
 @MODELS.register("vgg")

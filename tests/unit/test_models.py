@@ -14,7 +14,8 @@ from snnergy.models import MODELS, build_model, check_supported, lenet, vgg
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
 # The layer types the registry's models are built from (exact types).
-SUPPORTED_LAYERS = (nn.Conv2d, nn.Linear, nn.ReLU, nn.AvgPool2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Flatten, nn.Dropout)
+SUPPORTED_LAYERS = (nn.Conv2d, nn.Linear, nn.ReLU, nn.AvgPool2d, nn.MaxPool2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Flatten,
+                    nn.Dropout)  # MaxPool2d: lenet-max (issue 15, converted by spike-count gating)
 
 
 def _params(model: nn.Module) -> int:
@@ -121,7 +122,7 @@ def test_building_leaves_batchnorm_statistics_untouched() -> None:
 
 
 def test_build_model_rejects_bad_arguments() -> None:
-    with pytest.raises(ConfigError, match="unknown model 'densenet'; known: mlp, lenet, vgg, resnet, resnet20, tiny-mlp"):
+    with pytest.raises(ConfigError, match="unknown model 'densenet'; known: mlp, lenet, lenet-max, vgg, resnet, resnet20, tiny-mlp"):
         build_model(ModelConfig("densenet"), (1, 8, 8), 10)
     for width in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ConfigError, match="model.width"):
@@ -147,7 +148,8 @@ def _lenet_like(pool: nn.Module, act: nn.Module) -> nn.Sequential:
 
 
 def test_check_supported_refuses_max_pooling() -> None:
-    model = _lenet_like(nn.MaxPool2d(2), nn.ReLU())
+    # overlapping windows: no spike-count gate (issue 15 converts MaxPool2d(k) with kernel = stride)
+    model = _lenet_like(nn.MaxPool2d(3, stride=1), nn.ReLU())
     with pytest.raises(ConversionError, match=r"'pool1' \(MaxPool2d\).*use AvgPool2d"):
         check_supported(model, (1, 6, 6))
 

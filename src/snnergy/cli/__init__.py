@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 
 from snnergy.errors import SnnergyError
 
-from snnergy.cli.commands import COMMANDS, compare_grid
+from snnergy.cli.commands import COMMANDS, check_out, compare_grid
 from snnergy.cli.parser import build_parser, parse_overrides, resolve_config
 
 __all__ = ["COMMANDS", "Interrupted", "build_parser", "compare_grid", "main", "parse_overrides", "resolve_config"]
@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     try:
         with _stop_cleanly_on_signals():
+            check_out(args)
             return COMMANDS[args.command](args, extra)
     except SnnergyError as err:
         print(f"snnergy: error: {err}", file=sys.stderr)

@@ -15,6 +15,22 @@ from snnergy.errors import ConfigError
 from snnergy.cli.parser import COMMON_OPTIONS_PATHS, parse_overrides, resolve_config
 
 
+def check_out(args: argparse.Namespace) -> None:
+    """Refuses, before any work, an ``--out`` (or ``report``'s folder) that is a file, or for
+    ``export-nir`` a folder (it writes one file)."""
+    from snnergy.experiments.store import check_not_a_file
+
+    out = getattr(args, "out", None)
+    if out is None:
+        return
+    if args.command == "export-nir":
+        if Path(out).is_dir():
+            raise ConfigError(f"--out {out} is a folder: give the .nir file to write")
+        check_not_a_file(Path(out).parent)
+    else:
+        check_not_a_file(out)
+
+
 def _run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from snnergy import experiments
     from snnergy.reporting import markdown_table
@@ -162,9 +178,10 @@ def _run_export_nir(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     if extra:
         raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
-    snn = experiments.export_run_nir(args.snn, args.out)
+    snn = experiments.export_run_nir(args.snn, args.out, reader=args.reader, pooling=args.pooling)
     print(f"wrote {args.out}: {len(snn.stages)} weighted layers, IF neurons with reset "
-          f"'{snn.neuron.reset}' (NIR metadata snnergy_reset)")
+          f"'{snn.neuron.reset}' (NIR metadata snnergy_reset)"
+          + (f", for {args.reader}" if args.reader else "") + (f", pooling {args.pooling}" if args.pooling else ""))
     return 0
 
 

@@ -128,6 +128,7 @@ EPILOG = {
     "export-nir": """\
         examples:
           snnergy export-nir runs/mine --out mine.nir
+          snnergy export-nir runs/mine --for norse --out mine-norse.nir   # SumPool2d, batch-keeping Flatten
           python -c "import nir; print(nir.read('mine.nir').nodes.keys())"
 
         SNN is a folder written by `snnergy convert`. Writes a NIR graph (HDF5): Input, Conv2d /
@@ -302,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     export = command("export-nir", "write a converted SNN as a NIR graph (Neuromorphic Intermediate Representation)")
     export.add_argument("snn", type=Path, help="folder written by snnergy convert")
     export.add_argument("--out", type=Path, required=True, help="the .nir file to write")
+    export.add_argument("--for", dest="reader", choices=("nir", "sinabs", "norse", "snntorch"), default=None,
+                        help="write for this reader (default nir: snnergy's subset); sinabs, norse, snntorch: "
+                             "average pooling as SumPool2d with 1/k^2 folded into the next layer; norse, snntorch: "
+                             "also Flatten(start_dim=1), keeping the batch")
+    export.add_argument("--pooling", choices=("avg", "sum"), default=None, help="average pooling as AvgPool2d (avg) or "
+                        "SumPool2d with 1/k^2 folded into the next layer (sum); overrides --for")
 
     command("profiles", "list the energy profiles with their sources")
     return parser

@@ -7,6 +7,9 @@ docs/design.md's numbers with the same fan-out code as the DNN's effective MACs
 - SynOps at T: sum over spiking layers of (spikes in steps 1..T x each neuron's fan-out into the next
   weighted layer, through average pooling), per sample. With Poisson input the input spikes
   perform SynOps into the first layer too.
+- Max pooling (spike-count gating, :func:`snnergy.simulation.gate_max_pool`): only the spikes
+  that pass their window's gate reach the next layer, each costing the pooled position's fan-out;
+  a blocked spike costs nothing (``gated_counts``).
 - Residual shortcuts: a neuron's fan-out also counts every shortcut that reads it. Through a
   shortcut Conv2d/Linear (e.g. a strided 1x1 convolution) a spike costs that layer's exact
   fan-out, like any weighted layer; through an identity shortcut (a per-channel scale after
@@ -34,7 +37,8 @@ import torch
 from torch import Tensor
 
 from snnergy.counting.ops import effective_macs, weighted_events
-from snnergy.counting.readers import readers_fanout
+from snnergy.counting.readers import gated_fanout, readers_fanout
+from snnergy.errors import SnnergyError
 from snnergy.structure import NetworkPlan
 
 
@@ -96,6 +100,7 @@ def count_snn(
     input_counts: Tensor | None = None,
     inputs: Iterable[Tensor] | None = None,
     max_samples: int | None = None,
+    gated_counts: Mapping[str, Tensor] | None = None,
 ) -> SNNCounts:
     """The per-sample counts of a simulation of ``snn`` (see the module docstring).
 
@@ -109,6 +114,8 @@ def count_snn(
             SynOps and the input MACs are zero. ``None``: analog input.
         inputs: Analog input: the simulated input batches, for the input MACs.
         max_samples: At most this many samples of ``inputs`` were simulated.
+        gated_counts: By name of a branch reading its neurons through max pooling, ``(K, *shape)``
+            spikes of those neurons that passed the gate: only they cost that branch's fan-out.
     """
     n = samples
     plan = snn.plan()
@@ -116,8 +123,15 @@ def count_snn(
     per_layer: dict[str, list[float]] = {}
     for activation in plan.activations:
         counts = spike_counts[activation.name].to(torch.float64)
-        fanout = readers_fanout(plan.readers(activation.name), tuple(counts.shape[1:]))
-        layer_synops = (weighted_events(fanout, counts) / n).tolist()
+        readers = plan.readers(activation.name)
+        shape = tuple(counts.shape[1:])
+        events = weighted_events(readers_fanout(readers, shape, gated=False), counts)
+        for branch in (b for b in readers if b.gate is not None):
+            if gated_counts is None or branch.name not in gated_counts:
+                raise SnnergyError(f"count_snn: '{branch.name}' reads '{activation.name}' through max pooling, "
+                                   "but the simulation gave no gated counts for it")
+            events = events + weighted_events(gated_fanout(branch, shape), gated_counts[branch.name].to(torch.float64))
+        layer_synops = (events / n).tolist()
         per_layer[activation.name] = layer_synops
         synops = [a + b for a, b in zip(synops, layer_synops)]
     if input_counts is not None:

@@ -22,6 +22,7 @@ from snnergy.train_state import STATE_FILE, TrainState, config_difference, load_
 from snnergy.training import EpochLog, fit, resolve_device, save_checkpoint, seed_everything
 
 from snnergy.experiments.measure import measure
+from snnergy.experiments.store import check_not_a_file
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -67,6 +68,8 @@ def train(
         1
     """
     config = config or ExperimentConfig()
+    if out is not None:
+        check_not_a_file(out)
     seed_everything(config.seed)
     device = resolve_device(config.device)
     splits = load_dataset(config.data, seed=config.seed)

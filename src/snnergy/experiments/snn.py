@@ -27,7 +27,8 @@ from snnergy.energy import energy_breakdown, energy_by_profile
 from snnergy.errors import SnnergyError
 from snnergy.records import OpCounts, SNNCurve, SNNRecord
 from snnergy.simulation import SpikingNetwork, run_simulation
-from snnergy.simulation.memory import default_max_memory
+from snnergy.simulation.memory import default_max_memory, plan_sizes, sample_bytes
+from snnergy.structure import NetworkPlan
 
 CURVE_MEMORY_SHARE = 8
 """The spike counts at every t (float64, a running total and one per sub-batch) may take at most
@@ -125,6 +126,7 @@ def simulate(
         input_counts=result.input_counts if poisson else None,
         inputs=None if poisson else (x for x, _ in batches(data)),
         max_samples=config.max_samples,
+        gated_counts=result.gated_counts,
     )
     energy: dict[str, list[float]] = {}
     parts: dict[str, dict[str, list[float]]] = {}
@@ -159,4 +161,30 @@ def simulate(
     )
 
 
-__all__ = ["CURVE_MEMORY_SHARE", "curve_timesteps", "doubling_timesteps", "simulate"]
+def check_memory(plan: NetworkPlan, config: SimulateConfig, device: torch.device | str = "cpu") -> None:
+    """Checks, from a network plan alone (before any training), that :func:`simulate` with
+    ``config`` fits its memory budget: the same bound the simulation itself applies
+    (:func:`snnergy.simulation.memory.plan`) over the curve's steps (:func:`curve_timesteps`).
+
+    Raises:
+        ConfigError: Not even one sample fits in ``config.max_memory``.
+
+    Example:
+        >>> from torch import nn
+        >>> from snnergy.structure import trace
+        >>> net = trace(nn.Sequential(nn.Flatten(), nn.Linear(4, 10), nn.ReLU(), nn.Linear(10, 3)), (4,))
+        >>> check_memory(net, SimulateConfig(timesteps=(8,), max_memory=2**20))  # fits
+        >>> check_memory(net, SimulateConfig(timesteps=(8,), max_memory=300))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        snnergy.errors.ConfigError: simulating T=8 needs about ... over half of simulate.max_memory = ...
+    """
+    neurons = sum(math.prod(a.shape) for a in plan.activations)
+    budget = config.max_memory if config.max_memory is not None else default_max_memory(device)
+    every = curve_timesteps(list(config.timesteps), neurons, budget)
+    poisson = config.input == "poisson"
+    per_sample = sample_bytes(neurons, plan.readout_neurons, math.prod(plan.input_shape), max(every), len(every), poisson)
+    plan_sizes(neurons, per_sample, max(every), len(every), budget, poisson)
+
+
+__all__ = ["CURVE_MEMORY_SHARE", "check_memory", "curve_timesteps", "doubling_timesteps", "simulate"]

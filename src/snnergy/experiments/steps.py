@@ -19,7 +19,7 @@ from snnergy.training import Checkpoint, load_checkpoint, resolve_device
 
 from snnergy.experiments.pipeline import CHECKPOINT_DIR, result_record
 from snnergy.experiments.snn import simulate
-from snnergy.experiments.store import CONFIG_JSON, RESULTS_JSON, write_config, write_results
+from snnergy.experiments.store import CONFIG_JSON, RESULTS_JSON, check_out_folder, write_config, write_results
 
 
 def convert(
@@ -63,7 +63,13 @@ def load_run(folder: str | Path) -> Checkpoint:
 
 def convert_checkpoint(checkpoint: Checkpoint, config: ExperimentConfig, out: str | Path) -> SpikingNetwork:
     """Converts a loaded checkpoint with calibration data from its dataset's training split and
-    writes the SNN (``snn.safetensors``, ``snn.json``) and the resolved config into ``out``."""
+    writes the SNN (``snn.safetensors``, ``snn.json``) and the resolved config into ``out``.
+
+    Raises:
+        ConfigError: ``out`` is a file or holds another run's results
+            (:func:`~snnergy.experiments.store.check_out_folder`), checked before any work.
+    """
+    check_out_folder(out, config, "convert")
     splits = load_dataset(config.data, seed=config.seed)
     if tuple(splits.input_shape) != tuple(checkpoint.input_shape):
         raise ConfigError(
@@ -89,6 +95,7 @@ def convert_model_file(spec: str, weights: str | Path, config: ExperimentConfig,
             model whose outputs do not match the dataset's classes.
         CheckpointError: Weights that do not match the model's ``state_dict``.
     """
+    check_out_folder(out, replace(config, model=replace(config.model, name=str(spec))), "convert")
     splits = load_dataset(config.data, seed=config.seed)
     model = load_model_file(spec, weights, input_shape=splits.input_shape, num_classes=splits.num_classes)
     calibration = calibration_set(splits, config.data.calibration_size, seed=config.seed)
@@ -103,13 +110,17 @@ def convert_model_file(spec: str, weights: str | Path, config: ExperimentConfig,
     return snn
 
 
-def export_run_nir(folder: str | Path, out: str | Path) -> SpikingNetwork:
-    """Writes the SNN of a ``snnergy convert`` folder to the NIR file ``out``."""
+def export_run_nir(folder: str | Path, out: str | Path, *, reader: str | None = None,
+                   pooling: str | None = None) -> SpikingNetwork:
+    """Writes the SNN of a ``snnergy convert`` folder to the NIR file ``out`` (``reader`` and
+    ``pooling``: see :func:`snnergy.interop.export_nir`)."""
     folder = Path(folder)
+    if Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a folder: give the .nir file to write")
     if not (folder / "snn.json").is_file():
         raise CheckpointError(f"{folder}: no converted network here (snn.json); run `snnergy convert` first")
     snn = load_snn(folder)
-    export_nir(snn, out)
+    export_nir(snn, out, reader=reader, pooling=pooling)
     return snn
 
 
@@ -132,7 +143,13 @@ def simulate_test_split(snn: SpikingNetwork, config: ExperimentConfig, splits: D
 
 
 def simulate_converted(snn: SpikingNetwork, config: ExperimentConfig, out: str | Path, progress: bool = False) -> SNNRecord:
-    """Simulates on the test split of the config's dataset and writes ``results.json``/``.csv``."""
+    """Simulates on the test split of the config's dataset and writes ``results.json``/``.csv``.
+
+    Raises:
+        ConfigError: ``out`` is a file or holds the results of another network
+            (:func:`~snnergy.experiments.store.check_out_folder`), checked before simulating.
+    """
+    check_out_folder(out, config, "simulate")
     splits = load_dataset(config.data, seed=config.seed)
     record = simulate_test_split(snn, config, splits, resolve_device(config.device), progress)
     write_config(out, config)

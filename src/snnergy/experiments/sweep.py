@@ -25,7 +25,7 @@ from snnergy.reporting.identity import config_hash
 
 from snnergy.experiments.grid import Sweep, SweepLayout, load_sweep, parse_sweep
 from snnergy.experiments.runner import outcomes
-from snnergy.experiments.store import write_results
+from snnergy.experiments.store import check_not_a_file, write_results
 from snnergy.experiments.sweep_store import STORE_FILE, Outcome, SweepStore
 
 SWEEP_JSON = "sweep.json"
@@ -162,7 +162,9 @@ def run_sweep(
     check_profile(sweep, profile)
     layout = sweep.layout
     folder = Path(out) if out is not None else None
+    check_budgets(sweep.configs)
     if folder is not None:
+        check_not_a_file(folder)
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / SWEEP_JSON, sweep.to_dict())
     ids = [config_hash(c) for c in sweep.configs]
@@ -196,6 +198,41 @@ def run_sweep(
     if folder is not None and everything and report:
         written = write_report(folder, everything, profile, drop, style=layout.report)
     return SweepSummary(len(sweep.configs), len(sweep.configs) - len(jobs), finished, failed, folder, written, tuple(mine))
+
+
+def check_budgets(configs: Sequence[ExperimentConfig]) -> None:
+    """Checks every configuration with a ``simulate.max_memory`` against its model's shapes
+    before anything trains (:func:`~snnergy.experiments.snn.check_memory`), so that a budget
+    too small fails at once instead of after each training. A configuration whose data or model
+    cannot be built is left to its run, which stores the failure as before.
+
+    Raises:
+        ConfigError: A configuration whose simulation cannot fit its budget, naming it.
+    """
+    from snnergy.data import load_dataset
+    from snnergy.errors import SnnergyError
+    from snnergy.experiments.snn import check_memory
+    from snnergy.models import build_model
+    from snnergy.structure import trace
+
+    seen: set[str] = set()
+    for config in configs:
+        if config.simulate.max_memory is None:
+            continue
+        key = repr((config.data, config.model, config.simulate))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            splits = load_dataset(config.data, seed=config.seed)
+            model = build_model(config.model, splits.input_shape, splits.num_classes)
+            plan = trace(model, splits.input_shape)
+        except SnnergyError:
+            continue
+        try:
+            check_memory(plan, config.simulate)
+        except ConfigError as err:
+            raise ConfigError(f"{config.model.name} on {config.data.dataset}: {err} (checked before training)") from None
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:

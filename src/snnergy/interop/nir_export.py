@@ -67,9 +67,27 @@ RESET_KEY = "snnergy_reset"
 #: Metadata key of each IF node (and the graph) holding the initial potential, a fraction of the threshold.
 V0_KEY = "snnergy_v0"
 INPUT_NODE, OUTPUT_NODE = "input", "output"
+#: How average pooling is written: ``"avg"`` (``AvgPool2d`` nodes) or ``"sum"`` (``SumPool2d`` with
+#: the 1/(kh kw) folded into the next weighted node: the readers built on nirtorch map no AvgPool2d).
+POOLINGS = ("avg", "sum")
+#: How flattening is written: ``"sample"`` (``Flatten(start_dim=0)`` over one sample's shape, NIR's
+#: types) or ``"batch"`` (``Flatten(start_dim=1)`` over ``(1, C, H, W)``: torch readers apply the
+#: node to batched tensors, and ``start_dim=0`` would fold the batch into the features).
+FLATTENS = ("sample", "batch")
+#: ``export_nir(..., reader=...)`` / ``snnergy export-nir --for``: the options each reader needs.
+#: ``nir`` is snnergy's own subset (exact round trip, NIR's types checked).
+#: sinabs 3.1.3 reads ``Flatten.start_dim`` per sample (it adds 1 for the batch, ``sinabs/nir.py``);
+#: norse and snnTorch apply it to batched tensors (issue 15: snnTorch flattens the batch).
+READERS: dict[str, dict[str, str]] = {
+    "nir": {"pooling": "avg", "flatten": "sample"},
+    "sinabs": {"pooling": "sum", "flatten": "sample"},
+    "norse": {"pooling": "sum", "flatten": "batch"},
+    "snntorch": {"pooling": "sum", "flatten": "batch"},
+}
 
 
-def export_nir(snn: SpikingNetwork, path: str | Path | None = None) -> Any:
+def export_nir(snn: SpikingNetwork, path: str | Path | None = None, *, reader: str | None = None,
+               pooling: str | None = None, flatten: str | None = None) -> Any:
     """Describes ``snn`` as a NIR graph and writes it to ``path`` (HDF5, NIR's file format).
 
     A residual shortcut becomes a second branch into its stage's IF node (or ``Output``): NIR sums
@@ -79,6 +97,14 @@ def export_nir(snn: SpikingNetwork, path: str | Path | None = None) -> Any:
     Args:
         snn: A converted network (:func:`snnergy.convert`).
         path: The ``.nir`` file to write; ``None`` only builds the graph.
+        reader: A preset of :data:`READERS` (``nir``, ``sinabs``, ``norse``, ``snntorch``; ``None``:
+            ``nir``); ``pooling`` and ``flatten`` override it.
+        pooling: ``"avg"`` or ``"sum"`` (:data:`POOLINGS`); ``"sum"`` writes each average pooling as
+            ``SumPool2d`` and multiplies the next weighted node's weights (not its bias) by
+            1/(kh kw): the same function (exact for power-of-two windows, e.g. 2x2).
+        flatten: ``"sample"`` or ``"batch"`` (:data:`FLATTENS`); ``"batch"`` writes
+            ``Flatten(start_dim=1)`` over ``(1, *shape)`` and the graph is built without NIR's type
+            check (which reads the batch as a feature dimension).
 
     Returns:
         The ``nir.NIRGraph`` (nodes named after the stages, neuron layers and shortcuts).
@@ -86,8 +112,16 @@ def export_nir(snn: SpikingNetwork, path: str | Path | None = None) -> Any:
     Raises:
         ConversionError: The network holds something NIR's subset here cannot express (an
             AvgPool2d with ``ceil_mode``, or with ``count_include_pad=False`` and padding).
-        ConfigError: The optional package ``nir`` is not installed.
+        ConfigError: The optional package ``nir`` is not installed, or an unknown ``reader``,
+            ``pooling`` or ``flatten``.
     """
+    if reader is not None and reader not in READERS:
+        raise ConfigError(f"unknown NIR reader '{reader}'; known: {', '.join(READERS)}")
+    options = dict(READERS[reader or "nir"])
+    options.update({k: v for k, v in {"pooling": pooling, "flatten": flatten}.items() if v is not None})
+    if options["pooling"] not in POOLINGS or options["flatten"] not in FLATTENS:
+        raise ConfigError(f"NIR export: pooling must be one of {POOLINGS} and flatten one of {FLATTENS}, "
+                          f"got {options['pooling']!r}, {options['flatten']!r}")
     nir = load_nir()
     names = _NameTable()
     names.take(INPUT_NODE)
@@ -101,13 +135,17 @@ def export_nir(snn: SpikingNetwork, path: str | Path | None = None) -> Any:
     def branch(source: str, x: torch.Tensor, pre: nn.Sequential, layer: nn.Module, prefix: str,
                layer_name: str) -> tuple[str, torch.Tensor]:
         """Adds ``pre`` ops then ``layer`` after node ``source``; returns the layer's node and output."""
+        factor = 1.0  # average poolings written as sums: their 1/(kh kw), folded into the layer
         for j, op in enumerate(pre):
             name = names.take(f"{prefix}.pre{j}")
-            nodes[name] = _export_op(nir, op, tuple(x.shape[1:]), f"{prefix}.pre[{j}]")
+            nodes[name] = _export_op(nir, op, tuple(x.shape[1:]), f"{prefix}.pre[{j}]", options)
+            if options["pooling"] == "sum" and type(op) is nn.AvgPool2d and op.divisor_override is None:
+                kh, kw = _pair(op.kernel_size)
+                factor /= kh * kw
             edges.append((source, name))
             source, x = name, op(x)
         name = names.take(layer_name)
-        nodes[name] = _export_layer(nir, layer, tuple(x.shape[1:]))
+        nodes[name] = _export_layer(nir, _scaled(layer, factor), tuple(x.shape[1:]))
         edges.append((source, name))
         return name, layer(x)
 
@@ -135,8 +173,9 @@ def export_nir(snn: SpikingNetwork, path: str | Path | None = None) -> Any:
                 "readout": "the output is the last layer's current at each step; the prediction is "
                            "the argmax of its sum over steps",
                 RESET_KEY: snn.neuron.reset, V0_KEY: float(snn.neuron.v0)}
+    metadata["snnergy_export"] = f"pooling={options['pooling']}, flatten={options['flatten']}"
     try:
-        graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+        graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=options["flatten"] == "sample")
     except (ValueError, TypeError, AssertionError) as err:
         raise ConversionError(f"NIR rejects the exported graph: {err}") from None
     if path is not None:
@@ -168,10 +207,26 @@ def _pair(value: Any) -> tuple[int, int]:
     return (int(value[0]), int(value[1])) if isinstance(value, (tuple, list)) else (int(value), int(value))
 
 
-def _export_op(nir: Any, op: nn.Module, shape: tuple[int, ...], where: str) -> Any:
+def _scaled(layer: nn.Module, factor: float) -> nn.Module:
+    """``layer`` with its weights (not its bias) times ``factor`` (a copy; the layer itself when 1)."""
+    if factor == 1.0:
+        return layer
+    import copy
+
+    scaled = copy.deepcopy(layer)
+    with torch.no_grad():
+        scaled.weight.mul_(factor)
+    return scaled
+
+
+def _export_op(nir: Any, op: nn.Module, shape: tuple[int, ...], where: str,
+               options: dict[str, str] | None = None) -> Any:
+    options = options or READERS["nir"]
     if type(op) is nn.Flatten:
         if (op.start_dim, op.end_dim) != (1, -1):
             raise ConversionError(f"'{where}' (Flatten) must flatten dims 1..-1 for NIR export")
+        if options["flatten"] == "batch":
+            return nir.Flatten(input_type=np.array((1, *shape)), start_dim=1, end_dim=-1)
         return nir.Flatten(input_type=np.array(shape), start_dim=0, end_dim=-1)
     if type(op) is nn.AvgPool2d:
         kernel, stride, padding = _pair(op.kernel_size), _pair(op.stride or op.kernel_size), _pair(op.padding)
@@ -181,12 +236,16 @@ def _export_op(nir: Any, op: nn.Module, shape: tuple[int, ...], where: str) -> A
             raise ConversionError(f"'{where}' (AvgPool2d) pads with count_include_pad=False, which NIR's "
                                   "pooling cannot express")
         args = {"kernel_size": np.array(kernel), "stride": np.array(stride), "padding": np.array(padding)}
-        if op.divisor_override == 1:  # a plain sum
-            return nir.SumPool2d(**args)
+        if op.divisor_override == 1 or (options["pooling"] == "sum" and op.divisor_override is None):
+            return nir.SumPool2d(**args)  # a plain sum (or an average whose 1/(kh kw) the next layer takes)
         if op.divisor_override is not None:
             raise ConversionError(f"'{where}' (AvgPool2d) has divisor_override={op.divisor_override}; "
                                   "NIR export supports none or 1 (SumPool2d)")
         return nir.AvgPool2d(**args)
+    if type(op) is nn.MaxPool2d:
+        raise ConversionError(f"'{where}' (MaxPool2d) cannot be exported: NIR has no max pooling node, and "
+                              "snnergy's spike-count gating (a stateful gate) has no NIR counterpart; train the "
+                              "model with AvgPool2d (e.g. lenet instead of lenet-max) to export it")
     raise ConversionError(f"'{where}' ({type(op).__name__}) has no NIR counterpart here")
 
 
@@ -218,14 +277,20 @@ def load_nir() -> Any:
 
 
 def read_nir(nir: Any, path: str | Path) -> Any:
-    """``nir.read`` with one :class:`CheckpointError` for a missing, hostile or truncated file."""
+    """``nir.read`` with one :class:`CheckpointError` for a missing, hostile or truncated file.
+
+    NIR's type check is off: graphs of torch readers carry a batch in some types (``Flatten`` over
+    ``(1, C, H, W)``), and :func:`~snnergy.interop.import_nir` checks every shape itself."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: NIR file not found")
     try:
-        return nir.read(str(path))
+        try:
+            return nir.read(str(path), type_check=False)
+        except TypeError:  # nir before 1.0.5 has no type_check (and checks no types on read)
+            return nir.read(str(path))
     except Exception as err:  # h5py and nir raise many types on hostile or truncated files
         raise CheckpointError(f"{path}: not a readable NIR file ({type(err).__name__}: {err})") from None
 
 
-__all__ = ["INPUT_NODE", "OUTPUT_NODE", "RESET_KEY", "V0_KEY", "export_nir", "load_nir", "read_nir"]
+__all__ = ["FLATTENS", "INPUT_NODE", "OUTPUT_NODE", "POOLINGS", "READERS", "RESET_KEY", "V0_KEY", "export_nir", "load_nir", "read_nir"]

@@ -23,8 +23,20 @@ _WEIGHTED_NODES = ("Conv2d", "Affine", "Linear")
 _KNOWN_NODES = ("Input", "Output", "IF", "I", "Scale", *_PRE_NODES, *_WEIGHTED_NODES)
 
 
-def import_nir(source: str | Path | Any) -> SpikingNetwork:
+def import_nir(source: str | Path | Any, reset: str | None = None) -> SpikingNetwork:
     """Builds a :class:`~snnergy.simulation.SpikingNetwork` from a NIR file or ``nir.NIRGraph``.
+
+    Args:
+        source: A ``.nir`` file or a ``nir.NIRGraph``.
+        reset: The IF neurons' reset, ``"subtract"`` or ``"zero"``, whatever the graph says
+            (``None``: the metadata ``snnergy_reset``, else NIR's reset to ``v_reset = 0``). Graphs
+            from readers that reset by subtraction but write NIR's reset to zero (sinabs's
+            ``IAFSqueeze``) need ``reset="subtract"`` to give their spikes.
+
+    The ``Input`` shape is one sample's, ``(F,)`` or ``(C, H, W)``; a leading batch of 1, as norse
+    and sinabs write (``(1, 64)``, ``(1, C, H, W)``), is dropped, and so is a leading 1 on the
+    arrays of IF, I and Scale nodes; ``Flatten`` may flatten every per-sample dim (``start_dim``
+    0) or every dim after the batch (``start_dim`` 1, NIR's default, as torch readers apply it).
 
     Accepts the subset :func:`export_nir` writes. Every IF node (and ``Output``, possibly behind an
     ``I`` integrator) sums one or more branches; a branch is pooling/flatten nodes then one weighted
@@ -35,20 +47,25 @@ def import_nir(source: str | Path | Any) -> SpikingNetwork:
 
     Raises:
         CheckpointError: The file is missing or is not a readable NIR file.
-        ConversionError: A node outside the subset, or an arrangement snnergy cannot simulate
-            (the message names the node).
+        ConversionError: A node outside the subset, an arrangement snnergy cannot simulate, a
+            batch other than 1, or a node whose shape does not fit its input (the message names the
+            node).
+        ConfigError: ``reset`` is not one of ``"subtract"``, ``"zero"``.
     """
+    if reset is not None and reset not in RESETS:
+        raise ConfigError(f"import_nir: reset must be one of {', '.join(RESETS)} (or None: the graph's), got {reset!r}")
     nir = load_nir()
     graph = read_nir(nir, source) if isinstance(source, (str, Path)) else source
     if not isinstance(graph, nir.NIRGraph):
         raise ConversionError(f"import_nir needs a path or a nir.NIRGraph, got {type(graph).__name__}")
-    return _Importer(graph).network()
+    return _Importer(graph, reset).network()
 
 
 class _Importer:
     """Reads a NIR graph junction by junction (IF nodes, then the readout), in chain order."""
 
-    def __init__(self, graph: Any) -> None:
+    def __init__(self, graph: Any, reset: str | None = None) -> None:
+        self.reset = reset
         self.nodes = dict(graph.nodes)
         self.kind = {name: type(node).__name__ for name, node in self.nodes.items()}
         self.incoming: dict[str, list[str]] = {name: [] for name in self.nodes}
@@ -74,9 +91,33 @@ class _Importer:
         shape = tuple(int(s) for s in np.asarray(self.nodes[self.input].input_type["input"]).reshape(-1))
         if not shape or min(shape) < 1:
             raise ConversionError(f"node '{self.input}' (Input) has no valid shape: {shape}")
+        shape = self._without_batch(shape)
         self.input_shape = shape
         self.shapes: dict[str, tuple[int, ...]] = {self.input: shape}  # output shape of each source
         self.seen: set[str] = set()  # nodes inside branches
+
+    def _without_batch(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """One sample's shape: ``(F,)`` or ``(C, H, W)``; a leading batch (rank 2 or 4) must be 1.
+
+        A rank-2 shape is ``(batch, F)`` when it starts with 1 or when an Affine/Linear node reads
+        it with F inputs; otherwise (a flattened ``(H, W)`` image) it is one sample's."""
+        rank = len(shape)
+        if rank in (1, 3):
+            return shape
+        readers = [self.nodes[n] for n in self.outgoing[self.input]]
+        flat_readers = rank == 2 and any(
+            type(r).__name__ in ("Affine", "Linear") and np.asarray(r.weight).ndim == 2
+            and np.asarray(r.weight).shape[1] == shape[1] for r in readers)
+        if rank == 4 or (rank == 2 and (shape[0] == 1 or flat_readers)):
+            if shape[0] != 1:
+                raise ConversionError(
+                    f"node '{self.input}' (Input) has shape {shape}: a batch of {shape[0]}; snnergy reads one "
+                    f"sample's shape, {shape[1:]} (or with a leading batch of 1, {(1, *shape[1:])})")
+            return shape[1:]
+        if rank == 2:
+            return shape
+        raise ConversionError(f"node '{self.input}' (Input) has shape {shape}: expected one sample's (F,) or "
+                              "(C, H, W), optionally after a batch of 1")
 
     def network(self) -> SpikingNetwork:
         readout = self.output
@@ -107,7 +148,7 @@ class _Importer:
                 raise ConversionError(f"'{readout}' is reached before IF nodes {[j for j in remaining if j != readout]}")
             stages.append(self._stage(junction, branches[junction], current, junction == readout))
             if junction != readout:
-                resets[junction] = _reset_of(self.nodes[junction], junction)
+                resets[junction] = self.reset or _reset_of(self.nodes[junction], junction)
                 starts[junction] = _v0_of(self.nodes[junction], junction)
             visited.add(junction)
             remaining.remove(junction)
@@ -119,6 +160,9 @@ class _Importer:
             raise ConversionError(f"IF nodes disagree on the initial potential {V0_KEY} ({starts}); "
                                   "snnergy uses one for the network")
         v0 = next(iter(starts.values()), 0.0)
+        if len(self.shapes[readout]) != 1:
+            raise ConversionError(f"node '{readout}' (the readout) gives per-sample shape {self.shapes[readout]}; "
+                                  "snnergy scores one value per class (a 1-d output)")
         try:
             return SpikingNetwork(stages, self.input_shape, IFNeuron(1.0, reset, v0))
         except ConfigError as err:
@@ -212,9 +256,11 @@ def _import_op(node: Any, name: str, shape: tuple[int, ...]) -> nn.Module:
     if kind == "Flatten":
         start, end = int(node.start_dim), int(node.end_dim)
         rank = len(shape)
-        if (start % rank if rank else 0) != 0 or (end % rank if rank else 0) != rank - 1:
-            raise ConversionError(f"node '{name}' (Flatten) must flatten all of its input {shape} "
-                                  f"(start_dim 0, end_dim -1), got {start}, {end}")
+        everything = (start % rank if rank else 0) == 0 and (end % rank if rank else 0) == rank - 1
+        after_batch = start == 1 and (end == -1 or end == rank)  # torch readers' batched Flatten
+        if not (everything or after_batch):
+            raise ConversionError(f"node '{name}' (Flatten) must flatten all of one sample's dims {shape} "
+                                  f"(start_dim 0, or 1 after the batch; end_dim -1), got {start}, {end}")
         return nn.Flatten()
     kernel = _pair_of(node.kernel_size, name, "kernel_size")
     stride = _pair_of(node.stride, name, "stride")
@@ -285,6 +331,8 @@ def _factor(value: Any, name: str, shape: tuple[int, ...], what: str) -> torch.T
     array = np.asarray(value, dtype=np.float64)
     if array.size == 1:
         array = np.full(shape, float(array.reshape(-1)[0]))
+    if array.ndim == len(shape) + 1 and array.shape[0] == 1:  # a leading batch of 1
+        array = array[0]
     if tuple(array.shape) != tuple(shape) or not np.all(np.isfinite(array)):
         raise ConversionError(f"node '{name}': {what} has shape {array.shape}, its input has {shape}")
     per_channel = array.reshape(shape[0], -1)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from snnergy.records import LayerGeometry, PoolGeometry
+from snnergy.errors import ConversionError
 from snnergy.structure import Branch, trace
 
 
@@ -82,6 +83,11 @@ def trace_structure(model: nn.Module, input_shape: tuple[int, ...]) -> ModelStru
         (['0', '4'], 3)
     """
     plan = trace(model, input_shape)
+    gated = [b.name for s in plan.stages for b in s.branches if b.gate is not None]
+    if gated:
+        raise ConversionError(f"the synops penalty does not model max pooling's spike-count gate (before "
+                              f"{', '.join(repr(g) for g in gated)}): use AvgPool2d, or the macs or per-layer "
+                              "penalties")
     spiking = []
     for stage, following in zip(plan.stages, plan.stages[1:]):
         neuron = stage.neuron

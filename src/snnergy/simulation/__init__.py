@@ -24,6 +24,7 @@ from snnergy.simulation.network import (
     Shortcut,
     SpikingNetwork,
     SpikingStage,
+    gate_max_pool,
     load_snn,
     save_snn,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "SpikingStage",
     "check_timesteps",
     "encode_poisson",
+    "gate_max_pool",
     "if_step",
     "load_snn",
     "run_simulation",

@@ -158,6 +158,8 @@ def unsupported(stage: SpikingStage, *, need_kernels: bool = True) -> str | None
             if _pair(op.kernel_size) != _pair(op.stride or op.kernel_size) or _pair(op.padding) != (0, 0) \
                     or op.ceil_mode or op.divisor_override is not None:
                 return "an AvgPool2d whose stride differs from its kernel, or with padding or ceil mode"
+        elif isinstance(op, nn.MaxPool2d):
+            return "a MaxPool2d (its spikes are gated by running spike counts, on the batched or looped path)"
         else:
             return f"a {type(op).__name__} before its layer"
     layer = stage.layer

@@ -62,9 +62,7 @@ def bytes_per_sample(snn: SpikingNetwork, steps: int, reported: int, poisson: bo
     shapes = snn.shapes()
     outputs = [math.prod(o) for _, o in shapes.values()]
     neurons = sum(o for o, s in zip(outputs, snn.stages) if s.spiking)
-    state = (_FLOAT + _FLOAT + _DOUBLE + _FLOAT) * neurons + _FLOAT * reported * outputs[-1]
-    train = steps * math.prod(snn.input_shape) * (_BOOL + _FLOAT) if poisson else 0
-    return state + train
+    return sample_bytes(neurons, outputs[-1], math.prod(snn.input_shape), steps, reported, poisson)
 
 
 def plan(snn: SpikingNetwork, steps: int, reported: int, max_memory: int, poisson: bool = False) -> tuple[int, int]:
@@ -84,10 +82,24 @@ def plan(snn: SpikingNetwork, steps: int, reported: int, max_memory: int, poisso
         >>> plan(SpikingNetwork([s1, s2], (4,)), steps=100, reported=2, max_memory=2**20)
         (2339, 10922)
     """
+    neurons = sum(math.prod(o) for s, (_, o) in zip(snn.stages, snn.shapes().values()) if s.spiking)
+    return plan_sizes(neurons, bytes_per_sample(snn, steps, reported, poisson), steps, reported, max_memory, poisson)
+
+
+def plan_sizes(neurons: int, per_sample: int, steps: int, reported: int, max_memory: int,
+               poisson: bool = False) -> tuple[int, int]:
+    """:func:`plan` from the numbers alone: ``neurons`` spiking neurons and ``per_sample`` bytes
+    (:func:`bytes_per_sample`, or :func:`sample_bytes` from a network plan before any training).
+
+    Raises:
+        ConfigError: Not even one sample fits.
+
+    Example:
+        >>> plan_sizes(10, 224, steps=100, reported=2, max_memory=2**20)  # the example of plan
+        (2339, 10922)
+    """
     if max_memory <= 0:
         raise ConfigError(f"simulate.max_memory must be a positive number of bytes, got {max_memory}")
-    per_sample = bytes_per_sample(snn, steps, reported, poisson)
-    neurons = sum(math.prod(o) for s, (_, o) in zip(snn.stages, snn.shapes().values()) if s.spiking)
     state = max_memory // 2 - 2 * _DOUBLE * reported * neurons  # counts: per group, and summed
     if per_sample > state:
         what = "mostly the Poisson input train over all steps" if poisson else "neuron state and counts"
@@ -99,5 +111,19 @@ def plan(snn: SpikingNetwork, steps: int, reported: int, max_memory: int, poisso
     return state // per_sample, max(1, max_memory // 4 // (_FLOAT * CHUNK_BUFFERS))
 
 
+def sample_bytes(neurons: int, readout: int, inputs: int, steps: int, reported: int, poisson: bool = False) -> int:
+    """:func:`bytes_per_sample` from sizes: ``neurons`` spiking neurons, ``readout`` output units,
+    ``inputs`` input elements per sample (what a network plan gives before the SNN exists).
+
+    Example:
+        >>> sample_bytes(10, 3, 4, steps=100, reported=2), sample_bytes(10, 3, 4, 100, 2, poisson=True)
+        (224, 2224)
+    """
+    state = (_FLOAT + _FLOAT + _DOUBLE + _FLOAT) * neurons + _FLOAT * reported * readout
+    return state + (steps * inputs * (_BOOL + _FLOAT) if poisson else 0)
+
+
 def _size(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+    if n >= 2**30:
+        return f"{n / 2**30:.2f} GiB"
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"

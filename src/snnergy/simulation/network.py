@@ -29,7 +29,7 @@ from snnergy.simulation.spec import (
     BRANCH_LAYERS, F32_MAX, F32_TINY, INT, LAYERS, NUM, OPS, POS, STR, check_field, first_line, is_dict,
     list_of, module_spec, stage_from_spec,
 )
-from snnergy.simulation.stages import ChannelScale, Shortcut, SpikingStage  # noqa: F401 - re-exported
+from snnergy.simulation.stages import ChannelScale, Shortcut, SpikingStage, gate_max_pool  # noqa: F401 - re-exported
 from snnergy.structure import Activation, NetworkPlan, Stage, branch_of
 
 SPEC_FORMAT = "snnergy.snn"
@@ -71,6 +71,13 @@ class SpikingNetwork(nn.Module):
         names = [s.name for s in stages] + [s.neuron_name for s in stages if s.neuron_name]
         if len(set(names)) != len(names):
             raise ConfigError(f"stage and neuron names must be unique, got {names}")
+        for i, stage in enumerate(stages):
+            pools = [j for branch in (stage, *stage.shortcuts) for j, op in enumerate(branch.pre)
+                     if isinstance(op, nn.MaxPool2d)]
+            if pools and (i == 0 or pools != [0] or any(isinstance(op, nn.MaxPool2d) for c in stage.shortcuts
+                                                          for op in c.pre)):
+                raise ConfigError(f"stage '{stage.name}': a MaxPool2d must be the first op of a stage's own "
+                                  "branch after spiking neurons (it gates their spikes by spike counts)")
         earlier: set[str | None] = {None}
         for stage in stages:
             for shortcut in stage.shortcuts:

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from snnergy.config import SimulateConfig
 from snnergy.data import batches
-from snnergy.errors import DataError
+from snnergy.errors import ConfigError, DataError
 from snnergy.simulation.memory import default_max_memory
 from snnergy.simulation.memory import plan as plan_memory
 from snnergy.simulation.network import SpikingNetwork, SpikingStage  # SpikingStage: used by the doctest
@@ -41,6 +41,8 @@ class SimulationResult:
             as batched); see :class:`~snnergy.simulation.Simulator`.
         density: Per stage name (but the analog first), the fraction of its inputs that were
             non-zero on the chunk where its path was chosen.
+        gated_counts: By name of a stage reading its neurons through max pooling, ``(K, *shape)``
+            float64 spikes of those neurons that passed the gate (:attr:`BatchTrace.gated_counts`).
     """
 
     timesteps: list[int]
@@ -52,6 +54,7 @@ class SimulationResult:
     correlation: dict[str, float]
     paths: dict[str, str]
     density: dict[str, float] = field(default_factory=dict)
+    gated_counts: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def accuracy(self) -> list[float]:
@@ -90,6 +93,11 @@ def run_simulation(snn: SpikingNetwork, data: Any, config: SimulateConfig = Simu
         >>> result.accuracy, result.spike_counts["relu1"].flatten().tolist()
         ([0.0, 0.5], [0.0, 1.0])
     """
+    readout = snn.shapes()[snn.stages[-1].name][1]
+    if len(readout) != 1:
+        raise ConfigError(f"the readout '{snn.stages[-1].name}' gives per-sample shape {readout}; the simulation "
+                          "scores one value per class (a 1-d output), e.g. a NIR graph whose Input carries a "
+                          f"batch dimension: its input shape here is {snn.input_shape}")
     device = torch.device(device)
     param = next(snn.parameters())
     net = snn if param.device == device else copy.deepcopy(snn).to(device)
@@ -102,6 +110,7 @@ def run_simulation(snn: SpikingNetwork, data: Any, config: SimulateConfig = Simu
     sub_batch = fitting
     correct = [0] * len(sim.timesteps)
     counts: dict[str, Tensor] = {}
+    gated: dict[str, Tensor] = {}
     inputs: Tensor | None = None
     moments: dict[str, _Moments] = {}
     samples = 0
@@ -112,6 +121,7 @@ def run_simulation(snn: SpikingNetwork, data: Any, config: SimulateConfig = Simu
             labels = y.to(device)
             correct = [c + int(n) for c, n in zip(correct, (trace.potentials.argmax(-1) == labels).sum(1))]
             counts = {k: counts.get(k, 0) + v for k, v in trace.spike_counts.items()}
+            gated = {k: gated.get(k, 0) + v for k, v in trace.gated_counts.items()}
             if trace.input_counts is not None:
                 inputs = trace.input_counts if inputs is None else inputs + trace.input_counts
             with torch.no_grad():
@@ -127,7 +137,7 @@ def run_simulation(snn: SpikingNetwork, data: Any, config: SimulateConfig = Simu
     return SimulationResult(list(sim.timesteps), correct, samples, {k: v.cpu() for k, v in counts.items()},
                             None if inputs is None else inputs.cpu(), neurons,
                             {k: m.pearson() for k, m in moments.items()}, dict(sim.paths),
-                            dict(sim.density))
+                            dict(sim.density), {k: v.cpu() for k, v in gated.items()})
 
 
 def _total(data: Any, limit: int | None) -> int | None:

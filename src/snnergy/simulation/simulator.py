@@ -30,7 +30,7 @@ once per machine, with a message on stderr); without them the PyTorch loops give
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import torch
@@ -40,7 +40,7 @@ from snnergy.config import INPUTS, check_timesteps
 from snnergy.errors import ConfigError, DataError
 from snnergy.simulation import kernels
 from snnergy.simulation.events import EventTable, unsupported
-from snnergy.simulation.network import SpikingNetwork, SpikingStage
+from snnergy.simulation.network import SpikingNetwork, SpikingStage, gate_max_pool
 from snnergy.simulation.neurons import IFNeuron, encode_poisson, if_step, if_step_
 
 MODES = ("auto", "batched", "looped", "event")
@@ -76,12 +76,16 @@ class BatchTrace:
         spike_counts: By neuron name, ``(K, *shape)`` float64 spikes over the batch and steps 1..T_k.
         input_counts: Poisson input: ``(K, *input_shape)`` input spikes likewise; analog: ``None``.
         final_counts: By neuron name, ``(B, *shape)`` float64 spikes of each sample over all steps.
+        gated_counts: By the name of a stage with a max pooling (:attr:`SpikingStage.gate`), the
+            ``(K, *shape)`` float64 spikes of its source neurons that passed the gate, over the
+            batch and steps 1..T_k (what their SynOps into that stage count).
     """
 
     potentials: Tensor
     spike_counts: dict[str, Tensor]
     input_counts: Tensor | None
     final_counts: dict[str, Tensor]
+    gated_counts: dict[str, Tensor] = field(default_factory=dict)
 
 
 class Simulator:
@@ -146,11 +150,12 @@ class Simulator:
         index = torch.tensor([t - 1 for t in self.timesteps], device=x.device)
         input_counts = None if train is None else \
             train.sum(1, dtype=torch.float64).cumsum(0).index_select(0, index)
-        names = parts[0][1].keys()
+        names, gated = parts[0][1].keys(), parts[0][3].keys()
         return BatchTrace(torch.cat([p[0] for p in parts], 1),
                           {k: sum((p[1][k] for p in parts[1:]), parts[0][1][k]) for k in names},
                           input_counts,
-                          {k: torch.cat([p[2][k] for p in parts]) for k in names})
+                          {k: torch.cat([p[2][k] for p in parts]) for k in names},
+                          {k: sum((p[3][k] for p in parts[1:]), parts[0][3][k]) for k in gated})
 
     def _chunking(self, batch: int, device: torch.device) -> tuple[int, int]:
         """(samples per group, steps per chunk): up to :data:`CHUNK_STEPS` steps, then as many
@@ -163,8 +168,9 @@ class Simulator:
         return group, max(1, min(self.timesteps[-1], budget // (group * self._widest)))
 
     def _run_group(self, x: Tensor, train: Tensor | None, chunk: int
-                   ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
-        """Simulates the samples ``x`` (their Poisson ``train``): potentials, counts, final counts."""
+                   ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
+        """Simulates the samples ``x`` (their Poisson ``train``): potentials, counts, final counts
+        and the counts of spikes through max-pooling gates."""
         steps, reported = self.timesteps[-1], set(self.timesteps)
         stages = self.snn.stages
         v: dict[str, Tensor] = {}
@@ -174,12 +180,24 @@ class Simulator:
         statics: dict[tuple[str, int], Tensor] = {}  # currents that are the same at every step
         potential: Tensor | float = 0.0
         potentials: list[Tensor] = []
+        gated: dict[str, list[Tensor]] = {s.name: [] for s in stages if s.gate is not None}
+        gated_running: dict[str, Tensor] = {}
         for t0 in range(0, steps, chunk):
             n = min(chunk, steps - t0)
             source = x if train is None else train[t0 : t0 + n].to(x.dtype)
             outputs: dict[str | None, Tensor] = {None: source}
             inputs = source
+            previous: str | None = None
             for i, stage in enumerate(stages):
+                if stage.gate is not None:  # spikes through max pooling: gated by spike counts
+                    before = final[previous] - inputs.sum(0)  # type: ignore[index]
+                    inputs, passed = gate_max_pool(stage.gate, inputs, before)
+                    cumulative = passed.sum(1, dtype=torch.float64).cumsum(0)
+                    if stage.name in gated_running:
+                        cumulative += gated_running[stage.name]
+                    gated_running[stage.name] = cumulative[-1]
+                    gated[stage.name] += [cumulative[t - 1 - t0] for t in range(t0 + 1, t0 + n + 1) if t in reported]
+                previous = stage.neuron_name
                 static = i == 0 and train is None
                 if static:  # analog first stage: the current W x + b is the same every step
                     self.paths[stage.name] = "batched"
@@ -212,7 +230,8 @@ class Simulator:
                         if t0 + j + 1 in reported:
                             potentials.append(potential)  # type: ignore[arg-type]
         counts = {k: torch.stack(s) for k, s in snapshots.items()}
-        return torch.stack(potentials), counts, {k: f.to(torch.float64) for k, f in final.items()}
+        return (torch.stack(potentials), counts, {k: f.to(torch.float64) for k, f in final.items()},
+                {k: torch.stack(g) for k, g in gated.items()})
 
     def _currents(self, stage: SpikingStage, inputs: Tensor, choose: bool) -> Tensor:
         """The stage's own currents ``(n, B, ...)`` for the chunk ``inputs`` ``(n, B, ...)``; with
@@ -224,11 +243,13 @@ class Simulator:
         return _PATH_CALLS[path](self, stage, inputs)
 
     def _batched(self, stage: SpikingStage, inputs: Tensor) -> Tensor:
-        out = stage(inputs.reshape(-1, *inputs.shape[2:]))
+        call = stage.after_gate if stage.gate is not None else stage  # gated: inputs are pooled already
+        out = call(inputs.reshape(-1, *inputs.shape[2:]))
         return out.reshape(inputs.shape[0], inputs.shape[1], *out.shape[1:])
 
     def _looped(self, stage: SpikingStage, inputs: Tensor) -> Tensor:
-        return torch.stack([stage(step) for step in inputs])
+        call = stage.after_gate if stage.gate is not None else stage
+        return torch.stack([call(step) for step in inputs])
 
     def _event(self, stage: SpikingStage, inputs: Tensor) -> Tensor:
         flat = inputs.reshape(-1, *inputs.shape[2:])
@@ -328,13 +349,22 @@ def simulate_reference(snn: SpikingNetwork, x: Tensor, timesteps: Iterable[int],
     counts: dict[str, list[Tensor]] = {}
     potential: Tensor | float = 0.0
     potentials = []
+    through: dict[str, Tensor] = {}  # spikes that passed each max-pooling gate, over the batch
+    gated: dict[str, list[Tensor]] = {}
     for t in range(reported[-1]):
         s = x if train is None else train[t]
         if train is not None:
             running[""] = running.get("", 0.0) + s.sum(0, dtype=torch.float64)
         outputs: dict[str | None, Tensor] = {None: s}  # this step's spikes, for shortcuts
+        previous: str | None = None
         for stage in snn.stages:
-            current = stage(s)
+            if stage.gate is not None:  # final[previous] holds steps 1..t
+                pooled, passed = gate_max_pool(stage.gate, s.unsqueeze(0), (final[previous] - s).to(s.dtype))
+                through[stage.name] = through.get(stage.name, 0.0) + passed[0].sum(0, dtype=torch.float64)
+                current = stage.after_gate(pooled[0])
+            else:
+                current = stage(s)
+            previous = stage.neuron_name
             for shortcut in stage.shortcuts:
                 current = current + shortcut(outputs[shortcut.source])
             if stage.spiking:
@@ -349,9 +379,11 @@ def simulate_reference(snn: SpikingNetwork, x: Tensor, timesteps: Iterable[int],
             potentials.append(potential)
             for name, value in running.items():
                 counts.setdefault(name, []).append(value)
+            for name, value in through.items():
+                gated.setdefault(name, []).append(value)
     inputs = torch.stack(counts.pop("")) if train is not None else None
     spikes = {k: torch.stack(c) for k, c in counts.items()}
-    return BatchTrace(torch.stack(potentials), spikes, inputs, final)
+    return BatchTrace(torch.stack(potentials), spikes, inputs, final, {k: torch.stack(g) for k, g in gated.items()})
 
 
 # ---------------------------------------------------------------------------- internals

@@ -33,6 +33,7 @@ OPS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
                                   "count_include_pad": _BOOL,
                                   "divisor_override": (lambda v: v is None or POS[0](v), "null or > 0")}),
     "flatten": (nn.Flatten, {"start_dim": INT, "end_dim": INT}),
+    "max_pool2d": (nn.MaxPool2d, {"kernel_size": _PAIR, "stride": _PAIR}),
 }
 LAYERS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "conv2d": (nn.Conv2d, {"in_channels": POS, "out_channels": POS, "kernel_size": _PAIR, "stride": _PAIR,

@@ -8,7 +8,44 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def gate_max_pool(pool: nn.MaxPool2d, spikes: Tensor, before: Tensor) -> tuple[Tensor, Tensor]:
+    """Max pooling of spike trains by spike-count gating (Rueckauer et al. 2017, Front. Neurosci.
+    11:682, section 2.2.6): at each step every window passes the spike of its neuron with the most
+    spikes so far (steps 1..t, this step included; the first in the window on a tie), so a
+    window's output rate tends to its neurons' highest rate, the max pooling of the rates.
+
+    Args:
+        pool: The DNN's ``nn.MaxPool2d`` (kernel = stride, no padding: non-overlapping windows).
+        spikes: ``(n, B, C, H, W)`` spikes of ``n`` consecutive steps.
+        before: ``(B, C, H, W)`` each neuron's spikes before these steps.
+
+    Returns:
+        ``(pooled, passed)``: the windows' output spikes ``(n, B, C, H', W')`` and, per neuron,
+        its spikes that passed ``(n, B, C, H, W)`` (what SynOps count).
+
+    Example:
+        >>> pool = nn.MaxPool2d(2)
+        >>> # one window of 4 neurons, 3 steps; neuron 1 has spiked twice before, neuron 2 once
+        >>> spikes = torch.tensor([[1., 0, 1, 0], [0, 1, 1, 0], [0, 0, 1, 0]]).view(3, 1, 1, 2, 2)
+        >>> before = torch.tensor([0., 2, 1, 0]).view(1, 1, 2, 2)
+        >>> # counts after each step: [1,2,2,0] -> neuron 1 (its spike: 0); [1,3,3,0] -> neuron 1
+        >>> # (spikes: 1); [1,3,4,0] -> neuron 2 (spikes: 1)
+        >>> pooled, passed = gate_max_pool(pool, spikes, before)
+        >>> pooled.flatten().tolist(), passed.sum(0).flatten().tolist()
+        ([0.0, 1.0, 1.0], [0.0, 1.0, 1.0, 0.0])
+    """
+    n, b, c, h, w = spikes.shape
+    counts = (before.unsqueeze(0) + spikes.cumsum(0)).reshape(n * b, c, h, w)
+    _, index = F.max_pool2d(counts, pool.kernel_size, pool.stride, 0, 1, False, return_indices=True)
+    flat = spikes.reshape(n * b, c, h * w)
+    picks = index.flatten(2)
+    pooled = flat.gather(2, picks).view(n, b, *index.shape[1:])
+    mask = torch.zeros_like(flat).scatter_(2, picks, 1.0)
+    return pooled, (flat * mask).view(n, b, c, h, w)
 
 
 
@@ -96,6 +133,19 @@ class SpikingStage(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """The current of the stage's own layer for input ``x`` ``(B, ...)`` (shortcuts excluded)."""
         return self.layer(self.pre(x))
+
+    @property
+    def gate(self) -> nn.MaxPool2d | None:
+        """The max pooling right after the previous neurons (``pre[0]``), which the simulation
+        computes by spike-count gating (:func:`gate_max_pool`); ``None`` without one."""
+        first = self.pre[0] if len(self.pre) else None
+        return first if isinstance(first, nn.MaxPool2d) else None
+
+    def after_gate(self, x: Tensor) -> Tensor:
+        """The current for the gated (max-pooled) spikes ``x``: the ops after :attr:`gate`, then the layer."""
+        for op in list(self.pre)[1:]:
+            x = op(x)
+        return self.layer(x)
 
     def total_current(self, x: Tensor, outputs: dict[str | None, Tensor]) -> Tensor:
         """Own current plus every shortcut's, each fed ``outputs[shortcut.source]``, in order."""

@@ -12,16 +12,17 @@ from typing import Any
 from torch import nn
 
 SUPPORTED_TEXT = ("Conv2d, Linear, BatchNorm1d/2d right after them, ReLU, AvgPool2d (or average pooling "
-                  "with a fixed window), Flatten, Dropout, Identity, and sums of branches")
+                  "with a fixed window), MaxPool2d with kernel = stride right after a ReLU, Flatten, Dropout, "
+                  "Identity, and sums of branches")
 """What a network plan is made of, for error messages."""
 
-_MAX_POOL = "use AvgPool2d (average pooling: max pooling has no exact spiking equivalent)"
+_MAX_POOL = ("use nn.MaxPool2d / F.max_pool2d with kernel_size = stride right after a ReLU (converted by "
+             "spike-count gating), or AvgPool2d")
 _ACTIVATION = "use ReLU (an integrate-and-fire rate approximates a ReLU only)"
 _SOFTMAX = "remove it: the readout is the last Linear's logits (its accumulated potential)"
 
 MODULE_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("MaxPool1d", "MaxPool2d", "MaxPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "LPPool1d",
-      "LPPool2d"), _MAX_POOL),
+    (("MaxPool1d", "MaxPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "LPPool1d", "LPPool2d"), _MAX_POOL),
     (("Softmax", "LogSoftmax", "Softmax2d"), _SOFTMAX),
     (("Conv1d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "LazyConv2d"),
      "use nn.Conv2d"),
@@ -32,7 +33,7 @@ MODULE_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
 """Rows ``(module type names, hint)``; activations of ``torch.nn`` not registered get ``use ReLU``."""
 
 FUNCTION_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("max_pool1d", "max_pool2d", "max_pool3d", "adaptive_max_pool2d", "max", "amax"), _MAX_POOL),
+    (("max_pool1d", "max_pool3d", "adaptive_max_pool2d", "max", "amax"), _MAX_POOL),
     (("sigmoid", "tanh", "gelu", "silu", "elu", "leaky_relu", "relu6", "hardtanh", "softplus",
       "hardswish", "mish", "selu", "clamp", "clip"), _ACTIVATION),
     (("softmax", "log_softmax"), _SOFTMAX),
@@ -49,8 +50,8 @@ def module_hint(module: nn.Module) -> str:
     """What to use instead of an unsupported module.
 
     Example:
-        >>> module_hint(nn.MaxPool2d(2))
-        'use AvgPool2d (average pooling: max pooling has no exact spiking equivalent)'
+        >>> module_hint(nn.AdaptiveMaxPool2d(2))
+        'use nn.MaxPool2d / F.max_pool2d with kernel_size = stride right after a ReLU (converted by spike-count gating), or AvgPool2d'
         >>> module_hint(nn.Sigmoid())
         'use ReLU (an integrate-and-fire rate approximates a ReLU only)'
     """

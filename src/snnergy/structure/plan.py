@@ -23,7 +23,7 @@ from snnergy.errors import ConfigError, ConversionError
 from snnergy.records import LayerGeometry, PoolGeometry
 from snnergy.structure.geometry import geometry_of, pool_geometry
 from snnergy.structure.tracing import run_graph, trace_graph
-from snnergy.structure.walk import StageTerms, Term, Walker
+from snnergy.structure.walk import StageTerms, Term, Walker, check_max_pool
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,6 +61,9 @@ class Branch:
         out_shape: Per-sample shape of the branch's value.
         pools: Geometry of each average pooling in ``pre``, in order.
         geometry: The weighted layer's geometry (``None`` for an identity branch).
+        gate: Geometry of a max pooling right after the source (``pre[0]``, kernel = stride), which
+            the SNN computes by spike-count gating (:func:`snnergy.simulation.gate_max_pool`);
+            ``None`` without one.
     """
 
     name: str
@@ -73,6 +76,7 @@ class Branch:
     out_shape: tuple[int, ...]
     pools: tuple[PoolGeometry, ...]
     geometry: LayerGeometry | None
+    gate: PoolGeometry | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -235,20 +239,40 @@ def branch_of(name: str, source: str | None, pre: Sequence[nn.Module], layer: nn
         >>> b.in_shape, b.out_shape, len(b.pools), b.geometry.kind
         ((8,), (3,), 1, 'linear')
     """
-    pools, x = [], torch.zeros((1, *source_shape))
+    pools, x, gate = [], torch.zeros((1, *source_shape)), None
     with torch.no_grad():
-        for op in pre:
+        for i, op in enumerate(pre):
             if isinstance(op, nn.AvgPool2d):
                 pools.append(pool_geometry(op, tuple(x.shape[1:])))
+            if isinstance(op, nn.MaxPool2d):
+                gate = _gate_of(name, source, i, op, tuple(int(d) for d in x.shape[1:]))
             x = op(x)
         in_shape = tuple(int(d) for d in x.shape[1:])
         if not isinstance(layer, (nn.Conv2d, nn.Linear)):
-            return Branch(name, source, tuple(pre), layer, None, source_shape, in_shape, in_shape, tuple(pools), None)
+            return Branch(name, source, tuple(pre), layer, None, source_shape, in_shape, in_shape, tuple(pools), None,
+                          gate)
         if out_shape is None:
             param = layer.weight
             out_shape = tuple(int(d) for d in layer(x.to(device=param.device, dtype=param.dtype)).shape[1:])
     geometry = geometry_of(layer, name, in_shape, out_shape)
-    return Branch(name, source, tuple(pre), layer, norm, source_shape, in_shape, out_shape, tuple(pools), geometry)
+    return Branch(name, source, tuple(pre), layer, norm, source_shape, in_shape, out_shape, tuple(pools), geometry,
+                  gate)
+
+
+def _gate_of(name: str, source: str | None, index: int, pool: nn.MaxPool2d,
+             in_shape: tuple[int, ...]) -> PoolGeometry:
+    """The :class:`PoolGeometry` of a branch's max pooling, which must come first, right after
+    an activation (its gate reads the neurons' spike counts)."""
+    if source is None or index != 0:
+        where = "the network input" if source is None else "another op"
+        raise ConversionError(f"the max pooling before '{name}' reads {where}; snnergy converts max pooling "
+                              "right after a ReLU only (its spikes are gated by the neurons' spike counts): "
+                              "put it first after the ReLU")
+    check_max_pool(name, pool)
+    kernel = (pool.kernel_size, pool.kernel_size) if isinstance(pool.kernel_size, int) else tuple(pool.kernel_size)
+    if len(in_shape) != 3:
+        raise ConversionError(f"the max pooling before '{name}' reads a {len(in_shape) + 1}-d tensor; it needs (B, C, H, W)")
+    return PoolGeometry(in_shape, kernel, kernel)
 
 
 def _names(stage_terms: list[StageTerms]) -> dict[int, str]:

@@ -33,6 +33,8 @@ _ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 _DROP_FUNCTIONS = (F.dropout, F.dropout1d, F.dropout2d)
 _FLATTEN_FUNCTIONS = (torch.flatten, torch.reshape)
 _POOL_FUNCTIONS = (F.avg_pool2d, F.adaptive_avg_pool2d)
+_MAX_POOL_FUNCTIONS = (F.max_pool2d, torch.max_pool2d)
+_MAX_POOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 _METHODS = {"add": "add", "add_": "add", "contiguous": "drop",
             "flatten": "flatten", "view": "flatten", "reshape": "flatten", "mean": "mean"}
 _NORM_FOR = {nn.BatchNorm2d: nn.Conv2d, nn.BatchNorm1d: nn.Linear}
@@ -82,7 +84,8 @@ class Walker:
         return None
 
     def kind(self, node: fx.Node) -> str:
-        """input, activation (any registered kind), add, weighted, norm, drop, flatten, pool, mean or other."""
+        """input, activation (any registered kind), add, weighted, norm, drop, flatten, pool, maxpool,
+        mean or other."""
         if node.op == "placeholder":
             return "input"
         if self.activation(node) is not None:
@@ -100,6 +103,8 @@ class Walker:
                 return "flatten"
             if kind in (nn.AvgPool2d, nn.AdaptiveAvgPool2d):
                 return "pool"
+            if kind is nn.MaxPool2d:
+                return "maxpool"
             return "other"
         if node.op == "call_function":
             target = node.target
@@ -111,6 +116,8 @@ class Walker:
                 return "flatten"
             if target in _POOL_FUNCTIONS:
                 return "pool"
+            if target in _MAX_POOL_FUNCTIONS:
+                return "maxpool"
             if target is torch.mean:
                 return "mean"
             return "other"
@@ -174,7 +181,7 @@ class Walker:
         if kind == "norm":
             self.single_use(node)
             return [self.folded(node)]
-        if kind in ("pool", "flatten", "mean"):
+        if kind in ("pool", "flatten", "mean", "maxpool"):
             source, pre = self.path(node, node)
             return [Term(source, pre, out=node)]
         raise self.unsupported(node)
@@ -257,7 +264,7 @@ class Walker:
                 return None, ops[::-1]
             if kind == "drop":
                 self.check_drop(node)
-            elif kind in ("pool", "flatten", "mean"):
+            elif kind in ("pool", "flatten", "mean", "maxpool"):
                 ops.extend(reversed(self.weightless(node)))
             elif kind in ("weighted", "norm", "add"):
                 raise self.error(consumer, f"reads {self.describe(node)} without a ReLU in between; only "
@@ -296,15 +303,31 @@ class Walker:
                 return [nn.Flatten()]
             raise self.error(node, f"reshapes {tuple(source.shape[1:])} to {tuple(out.shape[1:])} per "
                                    "sample; only flattening to (batch, features) is supported")
-        ops = self.pool_ops(node, kind, source)
+        ops = self.max_pool_ops(node) if kind == "maxpool" else self.pool_ops(node, kind, source)
         with torch.no_grad():
             mapped = source
             for op in ops:
                 mapped = op(mapped)
         exact = out.is_meta or torch.allclose(mapped, out, rtol=1e-5, atol=1e-6)  # meta: a model sized, not run
         if mapped.shape != out.shape or not exact:
-            raise self.error(node, "could not be mapped onto nn.AvgPool2d exactly")
+            raise self.error(node, f"could not be mapped onto nn.{type(ops[0]).__name__} exactly")
         return ops
+
+    def max_pool_ops(self, node: fx.Node) -> list[nn.Module]:
+        """``[nn.MaxPool2d]`` of a max-pooling module or ``F.max_pool2d`` call, checked
+        (:func:`check_max_pool`)."""
+        if node.op == "call_module":
+            return [copy.deepcopy(self.modules[node.target])]
+        args = self.bound(node, _MAX_POOL_ARGS)
+        args.pop("input", None)
+        try:
+            pool = nn.MaxPool2d(**args)
+        except (TypeError, ValueError) as err:
+            raise self.error(node, f"has arguments nn.MaxPool2d does not take: {err}") from None
+        problem = max_pool_problem(pool)
+        if problem is not None:
+            raise self.error(node, f"is not supported: {MAX_POOL_ADVICE}, got {problem}")
+        return [pool]
 
     def pool_ops(self, node: fx.Node, kind: str, source: Tensor) -> list[nn.Module]:
         if source.dim() != 4:
@@ -393,9 +416,52 @@ def check_options(name: str, module: nn.Module) -> None:
     if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
         raise ConversionError(f"layer '{name}' (Conv2d) uses padding_mode='{module.padding_mode}'; "
                               "use padding_mode='zeros'")
+    if isinstance(module, nn.MaxPool2d):
+        check_max_pool(name, module)
     if isinstance(module, nn.Flatten) and (module.start_dim, module.end_dim) != (1, -1):
         raise ConversionError(f"layer '{name}' (Flatten) must flatten dims 1..-1 (the default), "
                               f"got start_dim={module.start_dim}, end_dim={module.end_dim}")
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    return (int(value), int(value)) if isinstance(value, int) else tuple(int(v) for v in value)  # type: ignore[return-value]
+
+
+def max_pool_problem(module: nn.MaxPool2d) -> str | None:
+    """Why the spiking gate cannot take this max pooling, or ``None``: its windows must tile the
+    map (kernel = stride, no padding, no dilation, no ceil mode) and it returns values only.
+
+    Example:
+        >>> max_pool_problem(nn.MaxPool2d(2)) is None
+        True
+        >>> max_pool_problem(nn.MaxPool2d(3, stride=2))
+        'kernel_size=3, stride=2, padding=0, dilation=1, ceil_mode=False, return_indices=False'
+    """
+    kernel = _pair(module.kernel_size)
+    stride = _pair(module.stride) if module.stride else kernel
+    if kernel != stride or _pair(module.padding) != (0, 0) or _pair(module.dilation) != (1, 1) \
+            or module.ceil_mode or module.return_indices:
+        return (f"kernel_size={module.kernel_size}, stride={module.stride}, padding={module.padding}, "
+                f"dilation={module.dilation}, ceil_mode={module.ceil_mode}, return_indices={module.return_indices}")
+    return None
+
+
+MAX_POOL_ADVICE = ("use AvgPool2d (average pooling), or max pooling with kernel_size = stride, no padding, "
+                   "dilation or ceil_mode (non-overlapping windows: its spikes are gated by spike counts)")
+
+
+def check_max_pool(name: str, module: nn.MaxPool2d) -> None:
+    """Refuses a max pooling :func:`max_pool_problem` names, with :data:`MAX_POOL_ADVICE`.
+
+    Example:
+        >>> check_max_pool("pool", nn.MaxPool2d(3, stride=1))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        snnergy.errors.ConversionError: module 'pool' (MaxPool2d) is not supported: use AvgPool2d ..., got kernel_size=3, stride=1, ...
+    """
+    problem = max_pool_problem(module)
+    if problem is not None:
+        raise ConversionError(f"module '{name}' (MaxPool2d) is not supported: {MAX_POOL_ADVICE}, got {problem}")
 
 
 def fold_norm(layer: nn.Module, norm: nn.Module) -> None:

@@ -209,3 +209,81 @@ def test_finetune_bad_input_exits_2_with_one_line(tmp_path: Path, capsys: pytest
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--epochs", "1"],
+        ["compare", "--regularizers", "none", "--epochs", "1"],
+        ["convert", "RUN"],
+        ["simulate", "RUN"],
+        ["sweep", "SWEEP"],
+    ],
+)
+def test_out_that_is_a_file_is_one_clear_error(argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # issue 15: `snnergy train --out FILE` ended in a traceback (mkdir on a file)
+    taken = tmp_path / "taken.txt"
+    taken.write_text("not a folder")
+    (tmp_path / "sweep.toml").write_text('[base]\ndata.dataset = "synthetic-blobs"\nmodel.name = "tiny-mlp"\n')
+    argv = [a.replace("RUN", str(tmp_path)).replace("SWEEP", str(tmp_path / "sweep.toml")) for a in argv]
+    for out in (taken, taken / "sub"):
+        assert main([*argv, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("snnergy: error: --out") and "is a file, not a folder" in err and "Traceback" not in err
+    assert taken.read_text() == "not a folder"
+
+
+def test_report_of_a_file_and_export_to_a_folder_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    taken = tmp_path / "taken.txt"
+    taken.write_text("x")
+    assert main(["report", str(taken)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(["export-nir", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "is a folder: give the .nir file to write" in capsys.readouterr().err
+
+
+def test_convert_and_simulate_refuse_another_runs_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # issue 15: converting into a folder of another run overwrote the SNN but kept its old
+    # results.json/results.csv, which then described a different network
+    run = tmp_path / "run"
+    common = ["--device", "cpu"]
+    assert main(["train", "--dataset", "synthetic-blobs", "--model", "tiny-mlp", "--epochs", "1", "--quiet",
+                 *common, "--out", str(run)]) == 0
+    snn = tmp_path / "snn"
+    assert main(["convert", str(run), *common, "--out", str(snn)]) == 0
+    assert main(["simulate", str(snn), "--timesteps", "4", "--quiet", *common]) == 0
+    spec = (snn / "snn.json").read_text()
+    results = (snn / "results.json").read_text()
+    capsys.readouterr()
+    # another conversion (percentile 100) into the simulated folder: refused, nothing written
+    assert main(["convert", str(run), "--percentile", "100", *common, "--out", str(snn)]) == 2
+    err = capsys.readouterr().err
+    assert "holds the results of another run" in err and "convert.percentile: 99.9 stored, 100.0 now" in err
+    assert (snn / "snn.json").read_text() == spec and (snn / "results.json").read_text() == results
+    # the same conversion again, and the same network simulated with other T: allowed
+    assert main(["convert", str(run), *common, "--out", str(snn)]) == 0
+    assert main(["simulate", str(snn), "--timesteps", "2", "--quiet", *common]) == 0
+    # simulating into the folder of another network: refused
+    other = tmp_path / "snn100"
+    assert main(["convert", str(run), "--percentile", "100", *common, "--out", str(other)]) == 0
+    capsys.readouterr()
+    assert main(["simulate", str(snn), "--timesteps", "2", "--quiet", *common, "--out", str(other)]) == 2
+    assert "holds the results of another run (snn.json" in capsys.readouterr().err
+    assert not (other / "results.json").exists()
+    # a folder with results but no config.json saying whose: refused
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "results.csv").write_text("dataset\n")
+    assert main(["convert", str(run), *common, "--out", str(stray)]) == 2
+    assert "no config.json" in capsys.readouterr().err
+
+
+def test_compare_checks_the_memory_budget_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # issue 15: --max-memory 1KB trained every configuration to the end, then failed each at simulation
+    out = tmp_path / "c"
+    assert main(["compare", "--dataset", "synthetic-blobs", "--model", "tiny-mlp", "--regularizers", "none,l1@0.1",
+                 "--epochs", "1", "--max-memory", "1KB", "--device", "cpu", "--quiet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "over half of simulate.max_memory = 1.0 KiB" in err and "checked before training" in err
+    assert not (out / "runs").exists() and not (out / "results.json").exists()

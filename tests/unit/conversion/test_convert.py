@@ -91,8 +91,8 @@ class Skip(nn.Sequential):
 
 # Each model fits its input shape, so that the structure, not a shape, is what is refused.
 @pytest.mark.parametrize("model,shape,match", [
-    (seq(conv=nn.Conv2d(1, 2, 3), relu=nn.ReLU(), pool=nn.MaxPool2d(2), flat=nn.Flatten(),
-         fc=nn.Linear(2, 2)), (1, 4, 4), r"'pool' \(MaxPool2d\).*use AvgPool2d"),
+    (seq(conv=nn.Conv2d(1, 2, 3), relu=nn.ReLU(), pool=nn.MaxPool2d(2, stride=1), flat=nn.Flatten(),
+         fc=nn.Linear(2, 2)), (1, 4, 4), r"'pool' \(MaxPool2d\).*use AvgPool2d"),  # overlapping windows
     (seq(fc1=nn.Linear(4, 4), act=nn.Sigmoid(), fc2=nn.Linear(4, 2)), (4,), r"'act' \(Sigmoid\).*use ReLU"),
     (seq(fc1=nn.Linear(4, 4), act=nn.LeakyReLU(), fc2=nn.Linear(4, 2)), (4,), r"'act'.*use ReLU"),
     (seq(fc=nn.Linear(4, 2), soft=nn.Softmax(dim=1)), (4,), r"'soft'.*logits"),

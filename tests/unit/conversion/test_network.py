@@ -200,10 +200,10 @@ class _Sigmoid(nn.Module):
 class _MaxPool(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.conv, self.fc = nn.Conv2d(1, 2, 3, padding=1), nn.Linear(2 * 2 * 2, 2)
+        self.conv, self.fc = nn.Conv2d(1, 2, 3, padding=1), nn.Linear(2 * 4 * 4, 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(F.max_pool2d(F.relu(self.conv(x)), 2), 1))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # overlapping windows: no spike-count gate
+        return self.fc(torch.flatten(F.max_pool2d(F.relu(self.conv(x)), 3, 1, 1), 1))
 
 
 class _Square(nn.Module):

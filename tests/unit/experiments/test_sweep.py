@@ -251,3 +251,15 @@ def test_run_without_a_folder_keeps_nothing_on_disk(tmp_path: Path, monkeypatch:
     assert (summary.finished, summary.out, summary.report) == (2, None, None)
     assert [r["config"]["seed"] for r in summary.records] == [0, 1]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_budget_too_small_fails_the_sweep_before_training(tmp_path: Path) -> None:
+    # issue 15: the budget used to be checked only at simulation, after each training
+    from snnergy.experiments.sweep import run_sweep
+
+    sweep = parse_sweep({"base": {"data": {"dataset": "synthetic-blobs"}, "model": {"name": "tiny-mlp"},
+                                  "train": {"epochs": 1}, "simulate": {"timesteps": [4], "max_memory": 1000}},
+                         "grid": {"seed": [0, 1]}})
+    with pytest.raises(ConfigError, match="checked before training"):
+        run_sweep(sweep, tmp_path / "s", report=False)
+    assert not (tmp_path / "s").exists()

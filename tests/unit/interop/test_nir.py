@@ -290,3 +290,145 @@ def test_import_reads_v0_and_starts_at_zero_without_it() -> None:
     assert simulate_reference(plain, x, [2]).spike_counts["if1"].item() == 0.0
     with pytest.raises(ConversionError, match=rf"'if1' \(IF\): metadata {V0_KEY}=1.5 must be a number in \[0, 1\)"):
         import_nir(one_neuron_graph(1.0, 1.0, {V0_KEY: 1.5}))
+
+
+def norse_like_graph(batch: int, arrays_with_batch: bool = True):
+    """What norse writes: Input (batch, 4) -> Affine -> IF (arrays (1, 3)) -> Affine -> Output (1, 2)."""
+    rng = np.random.default_rng(0)
+    lead = (1,) if arrays_with_batch else ()
+    nodes = {
+        "input": nir.Input(input_type=np.array([batch, 4])),
+        "fc1": nir.Affine(weight=rng.uniform(0, 1, (3, 4)).astype(np.float32), bias=np.zeros(3, dtype=np.float32)),
+        "if1": nir.IF(r=np.ones((*lead, 3)), v_threshold=np.ones((*lead, 3))),
+        "fc2": nir.Affine(weight=rng.uniform(-1, 1, (2, 3)).astype(np.float32), bias=np.zeros(2, dtype=np.float32)),
+        "output": nir.Output(output_type=np.array([1, 2])),
+    }
+    edges = [("input", "fc1"), ("fc1", "if1"), ("if1", "fc2"), ("fc2", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def test_a_leading_batch_of_one_is_dropped_and_other_batches_are_refused() -> None:
+    # issue 15: norse writes Input (1, 64); import kept it as the per-sample shape and simulate then
+    # failed with a raw ValueError from simulation/runner.py
+    snn = import_nir(norse_like_graph(1))
+    assert snn.input_shape == (4,)
+    plain = import_nir(norse_like_graph(1, arrays_with_batch=False))
+    x = torch.rand(5, 4)
+    assert torch.equal(simulate_reference(snn, x, [8]).spike_counts["if1"],
+                       simulate_reference(plain, x, [8]).spike_counts["if1"])
+    record = snnergy.simulate(snn, (x, torch.zeros(5, dtype=torch.long)), timesteps=[4])
+    assert record.samples == 5
+    with pytest.raises(ConversionError, match=r"has shape \(8, 4\): a batch of 8; snnergy reads one sample's shape, \(4,\)"):
+        import_nir(norse_like_graph(8))
+
+
+def test_a_batched_conv_input_and_flatten_after_the_batch_import(tmp_path: Path) -> None:
+    # sinabs/norse write Input (1, C, H, W) and Flatten(start_dim=1): the same network as snnergy's own
+    snn, x = lenet_snn()
+    export_nir(snn, tmp_path / "n.nir")
+    graph = nir.read(tmp_path / "n.nir")
+    nodes = dict(graph.nodes)
+    nodes["input"] = nir.Input(input_type=np.array([1, *snn.input_shape]))
+    for name, node in list(nodes.items()):
+        if isinstance(node, nir.Flatten):
+            nodes[name] = nir.Flatten(input_type=node.input_type, start_dim=1, end_dim=-1)
+    batched = import_nir(nir.NIRGraph(nodes=nodes, edges=graph.edges, type_check=False))
+    assert batched.input_shape == snn.input_shape
+    ref, got = simulate_reference(snn, x[:8], [16]), simulate_reference(batched, x[:8], [16])
+    for name in ref.spike_counts:
+        assert torch.equal(ref.spike_counts[name], got.spike_counts[name])
+    nodes["input"] = nir.Input(input_type=np.array([2, *snn.input_shape]))
+    with pytest.raises(ConversionError, match="a batch of 2"):
+        import_nir(nir.NIRGraph(nodes=nodes, edges=graph.edges, type_check=False))
+
+
+def test_the_reset_can_be_chosen_on_import() -> None:
+    # issue 15: sinabs resets by subtraction but writes NIR's reset to zero. Same neuron as above
+    # (current 0.375 per step after folding r/threshold = 1/2): 8 steps give 3 spikes by subtraction
+    # (8 * 0.375 = 3.0), 2 with reset to zero (a spike every 3 steps)
+    graph = one_neuron_graph(2.0, 4.0)
+    assert import_nir(graph).neuron.reset == "zero"
+    sub = import_nir(graph, reset="subtract")
+    assert sub.neuron.reset == "subtract"
+    assert simulate_reference(sub, torch.tensor([[0.75]]), [8]).spike_counts["if1"].item() == 3.0
+    # the option wins over snnergy's metadata too
+    assert import_nir(one_neuron_graph(2.0, 4.0, {RESET_KEY: "subtract"}), reset="zero").neuron.reset == "zero"
+    with pytest.raises(snnergy.errors.ConfigError, match="reset must be one of"):
+        import_nir(graph, reset="leak")
+
+
+def test_a_readout_that_is_not_one_dimensional_is_a_clear_error() -> None:
+    # a 2-d readout used to reach the runner's accuracy and fail there with a raw ValueError
+    from snnergy.errors import ConfigError
+
+    stage1 = SpikingStage("fc1", "if1", nn.Sequential(), nn.Linear(4, 3), True)
+    stage2 = SpikingStage("fc2", None, nn.Sequential(), nn.Linear(3, 2), False)
+    snn = SpikingNetwork([stage1, stage2], (1, 4))
+    with pytest.raises(ConfigError, match=r"gives per-sample shape \(1, 2\)"):
+        snnergy.simulate(snn, (torch.rand(3, 1, 4), torch.zeros(3, dtype=torch.long)), timesteps=[2])
+
+
+def test_export_refuses_max_pooling_with_a_clear_error(tmp_path: Path) -> None:
+    # issue 15: max pooling converts by spike-count gating, which NIR cannot express
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3)).eval()
+    snn = snnergy.convert(net, torch.rand(8, 1, 4, 4))
+    with pytest.raises(ConversionError, match=r"\(MaxPool2d\) cannot be exported: NIR has no max pooling node"):
+        export_nir(snn, tmp_path / "m.nir")
+    assert not (tmp_path / "m.nir").exists()
+
+
+@pytest.mark.parametrize("reader", ["sinabs", "norse", "snntorch"])
+def test_export_for_torch_readers_writes_sum_pooling_and_keeps_the_function(reader: str, tmp_path: Path) -> None:
+    # issue 15: nirtorch readers map no AvgPool2d. Each 2x2 average pool becomes SumPool2d and its
+    # 1/4 moves into the next layer's weights (a power of two: exact); norse and snnTorch apply
+    # Flatten to batched tensors: Flatten(start_dim=1) over (1, C, H, W); sinabs adds the batch dim
+    # itself (sinabs/nir.py): Flatten(start_dim=0). snnergy's import gives the same spikes.
+    snn, x = lenet_snn()
+    graph = export_nir(snn, tmp_path / "r.nir", reader=reader)
+    kinds = [type(node).__name__ for node in graph.nodes.values()]
+    assert "AvgPool2d" not in kinds and kinds.count("SumPool2d") == 2
+    flatten = next(node for node in graph.nodes.values() if isinstance(node, nir.Flatten))
+    if reader == "sinabs":
+        assert flatten.start_dim == 0 and tuple(np.asarray(flatten.input_type["input"])) == (6, 2, 2)
+    else:
+        assert flatten.start_dim == 1 and tuple(np.asarray(flatten.input_type["input"])) == (1, 6, 2, 2)
+    own = next(node for name, node in export_nir(snn).nodes.items() if isinstance(node, nir.Conv2d) and name != "0")
+    summed = next(node for name, node in graph.nodes.items() if isinstance(node, nir.Conv2d) and name != "0")
+    np.testing.assert_array_equal(np.asarray(summed.weight), np.asarray(own.weight) / 4)  # 1/(2*2) folded
+    np.testing.assert_array_equal(np.asarray(summed.bias), np.asarray(own.bias))  # the bias is not pooled
+    back = import_nir(tmp_path / "r.nir")
+    a, b = simulate_reference(snn, x[:16], [8, 32]), simulate_reference(back, x[:16], [8, 32])
+    assert torch.equal(a.potentials, b.potentials)
+    assert all(torch.equal(a.spike_counts[k], b.spike_counts[k]) for k in a.spike_counts)
+
+
+def test_export_options_are_checked_and_reach_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from snnergy.cli import main
+    from snnergy.errors import ConfigError
+    from snnergy.simulation import save_snn
+
+    snn, x = lenet_snn()
+    with pytest.raises(ConfigError, match="unknown NIR reader 'lava'; known: nir, sinabs, norse, snntorch"):
+        export_nir(snn, reader="lava")
+    with pytest.raises(ConfigError, match="pooling must be one of"):
+        export_nir(snn, pooling="max")
+    # --pooling sum alone keeps NIR's per-sample Flatten (the type-checked graph)
+    kinds = {type(n).__name__ for n in export_nir(snn, pooling="sum").nodes.values()}
+    assert "SumPool2d" in kinds and "AvgPool2d" not in kinds
+    save_snn(snn, tmp_path / "snn")
+    assert main(["export-nir", str(tmp_path / "snn"), "--for", "sinabs", "--out", str(tmp_path / "s.nir")]) == 0
+    assert "for sinabs" in capsys.readouterr().out
+    back = import_nir(tmp_path / "s.nir")
+    assert torch.equal(simulate_reference(snn, x[:4], [8]).potentials, simulate_reference(back, x[:4], [8]).potentials)
+
+
+def test_residual_export_for_readers_keeps_the_function(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    x = torch.rand(32, 1, 8, 8)
+    snn = snnergy.convert(Residual().eval(), calibration=x)
+    export_nir(snn, tmp_path / "res.nir", reader="sinabs")
+    back = import_nir(tmp_path / "res.nir")
+    a = simulate_batch(snn, x[:8], [4, 32], mode="looped")
+    b = simulate_batch(back, x[:8], [4, 32], mode="looped")
+    assert torch.equal(a.potentials, b.potentials)

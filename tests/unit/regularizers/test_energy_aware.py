@@ -225,7 +225,8 @@ def test_trace_structure_reads_pools_and_refuses_what_it_cannot_count() -> None:
     assert [(x.name, x.next_layer.name, len(x.pools)) for x in s.spiking] == [
         ("relu1", "conv2", 0), ("relu2", "fc1", 1), ("relu3", "fc2", 0)]
     assert s.readout_neurons == 2
-    maxpool = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 2))
+    # overlapping max pooling (no spike-count gate; MaxPool2d with kernel = stride converts, issue 15)
+    maxpool = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2, stride=1), nn.Flatten(), nn.Linear(2, 2))
     with pytest.raises(ConversionError, match=r"module '2' \(MaxPool2d\) is not supported: use AvgPool2d"):
         bind_penalty("synops", maxpool, (1, 4, 4))
     bind_penalty("macs", maxpool, (1, 4, 4))  # the DNN's MACs need no spikes: fine

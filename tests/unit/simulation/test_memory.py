@@ -106,3 +106,25 @@ def test_peak_memory_stays_within_the_budget(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     growth = int(done.stdout.split()[-1])
     assert growth < budget, f"peak grew by {growth / 2**20:.0f} MiB for a {budget / 2**20:.0f} MiB budget"
+
+
+def test_sample_bytes_from_a_plan_equals_bytes_per_sample_of_the_snn() -> None:
+    # the check before training (experiments.snn.check_memory) reads sizes off the DNN's plan;
+    # they must give the same bytes as the converted SNN the simulation later plans with
+    import math
+
+    from torch import nn
+
+    from snnergy.conversion import convert
+    from snnergy.simulation.memory import bytes_per_sample, sample_bytes
+    from snnergy.structure import trace
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(36, 8), nn.ReLU(),
+                          nn.Linear(8, 3))
+    plan = trace(model, (1, 8, 8))
+    snn = convert(model, torch.rand(16, 1, 8, 8))
+    neurons = sum(math.prod(a.shape) for a in plan.activations)  # 4*6*6 + 8 = 152
+    assert neurons == 152
+    for poisson in (False, True):
+        assert sample_bytes(neurons, plan.readout_neurons, 64, 50, 3, poisson) == bytes_per_sample(snn, 50, 3, poisson)

@@ -124,6 +124,12 @@ class UnrolledNetwork(nn.Module):
             raise ConfigError(f"the unrolled network needs timesteps >= 1, got {timesteps!r}")
         if input not in INPUTS:
             raise ConfigError(f"unknown simulation input '{input}'; allowed: {', '.join(INPUTS)}")
+        gated = [s.name for s in snn.stages if s.gate is not None]
+        if gated:
+            raise ConfigError(
+                f"SNN fine-tuning does not support max pooling (spike-count gating) yet: stage(s) {', '.join(gated)}; "
+                "use average pooling, or simulate the converted SNN without fine-tuning"
+            )
         self.snn = copy.deepcopy(snn)
         self.timesteps = int(timesteps)
         self.slope = float(slope)

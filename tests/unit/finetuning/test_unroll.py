@@ -162,3 +162,13 @@ def test_thresholds_stay_positive_and_fold_into_the_weights() -> None:
 def test_bad_arguments_are_one_clear_error(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         UnrolledNetwork(tiny(), **kwargs)
+
+
+def test_max_pooling_is_refused_by_name() -> None:
+    # the simulator gates max-pooled spikes by running spike counts; the unrolled copy does not (yet)
+    model = nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(1, 4, 3, padding=1), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),
+        flatten=nn.Flatten(), fc1=nn.Linear(64, 10)))
+    snn, _ = converted(model, (1, 8, 8), 0.0)
+    with pytest.raises(ConfigError, match="does not support max pooling.*fc1"):
+        UnrolledNetwork(snn, 4)

@@ -96,15 +96,18 @@ def _run_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from snnergy import experiments
     from snnergy.reporting import format_summary
 
+    from snnergy.reporting import config_label
+
     config = resolve_config(args, extra)
-    grid = compare_grid(args.regularizers or list(experiments.DEFAULT_REGULARIZERS), args.strengths)
+    grid = None
+    if args.regularizers or args.strengths is not None:
+        grid = compare_grid(args.regularizers or list(experiments.DEFAULT_REGULARIZERS), args.strengths)
     start = time.perf_counter()
 
     def report(record: dict[str, Any]) -> None:
         if args.quiet:
             return
-        cfg = record["config"]
-        what = f"{cfg['regularizer']} {cfg['strength']:g}"
+        what = config_label(record)
         if "error" in record:
             print(f"[{time.perf_counter() - start:6.1f}s] {what}: FAILED: {record['error']}", file=sys.stderr)
         else:
@@ -116,7 +119,8 @@ def _run_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
             )
 
     records = experiments.compare(
-        config, grid=grid, out=args.out, profile=args.profile, progress=not args.quiet, on_result=report
+        config, grid=grid, activations=args.activations, levels=args.levels, widths=args.widths,
+        out=args.out, profile=args.profile, progress=not args.quiet, on_result=report,
     )
     print(format_summary(records, args.profile))
     print(f"\n{len(records)} configurations in {time.perf_counter() - start:.1f} s; wrote {args.out}/ (report.md, plots/)")

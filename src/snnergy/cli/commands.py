@@ -212,11 +212,13 @@ def _run_sweep(args: argparse.Namespace, extra: Sequence[str]) -> int:
             with SweepStore(store, readonly=True) as opened:
                 statuses = opened.statuses()
         rows = [
-            {"id": config_hash(c)[:12], "dataset": c.data.dataset, "model": c.model.name, "regularizer": c.train.regularizer,
+            {"id": config_hash(c)[:12], "dataset": c.data.dataset, "model": c.model.name,
+             "activation": f"qcfs{c.model.levels}" if c.model.activation == "qcfs" else c.model.activation,
+             "width": c.model.width, "regularizer": c.train.regularizer,
              "strength": c.train.strength, "seed": c.seed, "stored": statuses.get(config_hash(c), "")}
             for c in sweep.configs
         ]
-        print(markdown_table(rows, ["id", "dataset", "model", "regularizer", "strength", "seed", "stored"]))
+        print(markdown_table(rows, ["id", "dataset", "model", "activation", "width", "regularizer", "strength", "seed", "stored"]))
         print(f"\n{len(rows)} configurations in {args.sweep}; {sum(bool(r['stored']) for r in rows)} already stored in {out}/")
         return 0
     start = time.perf_counter()

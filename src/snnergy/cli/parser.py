@@ -138,8 +138,9 @@ EPILOG = {
 
         Reads OUT/sweep.sqlite (or OUT/results.json where there is no store) and writes OUT/report.md,
         OUT/plots/*.png, OUT/summary.csv and OUT/layers.csv: mean ± std over seeds, Pareto fronts of
-        accuracy vs SNN energy and vs DNN effective MACs per regularizer, the smallest T reaching the
-        target, and which regularizer reaches it for the least energy""",
+        accuracy vs SNN energy (over all configurations and per activation/width/regularizer family)
+        and vs DNN effective MACs, the smallest t reaching the target, and which configuration
+        (activation, levels, width, regularizer, strength) reaches it for the least energy""",
     "profiles": """\
         examples:
           snnergy profiles          # every energy profile with its per-operation energies and source""",

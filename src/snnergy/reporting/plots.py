@@ -67,14 +67,25 @@ def plot_accuracy_energy(records: Sequence[Mapping[str, Any]], path: Path, profi
     plt = _pyplot()
     colors = _colors(records)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for r in records:
+    offsets = ((4, 4), (4, -10), (4, 12), (4, -18))  # neighbours in energy get different label offsets
+    by_energy = sorted(records, key=lambda r: r["dnn"]["energy_j"][profile])
+    for i, r in enumerate(by_energy):
         color = colors[config_label(r)]
         left.scatter(r["dnn"]["energy_j"][profile], r["dnn"]["accuracy"], color=color)
-        left.annotate(config_label(r), (r["dnn"]["energy_j"][profile], r["dnn"]["accuracy"]), fontsize=7)
+        left.annotate(config_label(r), (r["dnn"]["energy_j"][profile], r["dnn"]["accuracy"]), fontsize=7,
+                      xytext=offsets[i % len(offsets)], textcoords="offset points")
+    for r in records:
+        color = colors[config_label(r)]
         snn = r.get("snn")
         if snn and profile in snn["energy_j"]:
             right.plot(snn["energy_j"][profile], snn["accuracy"], "o-", color=color, ms=3, label=config_label(r))
-    left.set(xscale="log", xlabel=f"DNN energy per sample (J, {profile})", ylabel="accuracy", title="DNN (zero-skipping)")
+    energies = [r["dnn"]["energy_j"][profile] for r in records if r["dnn"]["energy_j"][profile] > 0]
+    wide = bool(energies) and max(energies) > 10 * min(energies)  # a log axis only over a decade or more
+    left.set(xscale="log" if wide else "linear", xlabel=f"DNN energy per sample (J, {profile})", ylabel="accuracy",
+             title="DNN (zero-skipping)")
+    if not wide:
+        left.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+    left.margins(x=0.15, y=0.12)
     right.set(xscale="log", xlabel=f"SNN energy per sample (J, {profile})", ylabel="accuracy", title="SNN (points: increasing T)")
     right.legend(fontsize=7, ncol=2 if len(colors) > 8 else 1)
     for ax in (left, right):
@@ -131,7 +142,7 @@ def plot_layer_rows(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(layers))], layers)
         ax.set_ylabel(what)
         ax.grid(alpha=0.3, axis="y")
-    top.legend(fontsize=7, ncol=2)
+    top.legend(fontsize=7, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0))  # above the bars, never on them
     return _save(fig, path)
 
 

@@ -169,6 +169,11 @@ def group_records(records: Sequence[Mapping[str, Any]]) -> list[Group]:
         key for key in {k for ident in identities for k in ident}
         if key not in HEADLINE_KEYS and len({json.dumps(i.get(key), sort_keys=True) for i in identities}) > 1
     )
+    levels_by_activation: dict[str, set[int]] = {}
+    for record in finished:
+        activation, levels, _ = axes(record)
+        levels_by_activation.setdefault(activation, set()).add(levels)
+    levels_vary = {activation: len(levels) > 1 for activation, levels in levels_by_activation.items()}
     order: dict[str, list[Mapping[str, Any]]] = {}
     for record in finished:
         order.setdefault(record_hash(record, IGNORED_KEYS), []).append(record)
@@ -176,8 +181,9 @@ def group_records(records: Sequence[Mapping[str, Any]]) -> list[Group]:
     for key, members in order.items():
         cfg, ident = members[0]["config"], settings(members[0])
         name = config_label(members[0])
-        extras = [f"{k}={_short(ident.get(k))}" for k in varying
-                  if not (k == "model.levels" and axes(members[0])[0] == "qcfs")]  # qcfs labels show L
+        activation = axes(members[0])[0]
+        extras = [f"{k}={_short(ident.get(k))}" for k in varying  # qcfs labels show L; others only when theirs vary
+                  if not (k == "model.levels" and (activation == "qcfs" or not levels_vary.get(activation)))]
         label = ", ".join([name, *extras])
         groups.append(Group(key, label, cfg["dataset"], cfg["model"], cfg["regularizer"], cfg["strength"], tuple(members)))
     return groups

@@ -64,6 +64,9 @@ DEFAULT_LEVELS = 4
 # qcfs4 synops 5e-7 at t = 3, 7.32e-8 J: 4.13x fewer SynOps and 3.28x less energy than the ReLU SNN
 # (t = 12), 0.55x the cheapest DNN at the target (its own, 1.33e-7 J); docs/results/digits-lenet.
 # L = 4 because QCFS reaches its DNN after about L steps: the low-latency end of Bu et al.'s range.
+# Time (`time snnergy compare`, 2 cores shared with other jobs, load 6-12): this default 868 s wall /
+# 375 s CPU; the former ReLU-only default (none + l1/hoyer/hoyer-square x 3 strengths, 54 s on 2 idle
+# cores) 1,573 s / 808 s in the same conditions: 0.47-0.55 of it, about 25-30 s on 2 idle cores.
 COMPARE_GRID: dict[str, tuple[tuple[str, float], ...]] = {
     "relu": (("none", 0.0), ("l1", 0.1), ("hoyer", 0.01), ("hoyer-square", 0.01)),
     "qcfs": (("none", 0.0), ("synops", 5e-7)),

@@ -110,15 +110,18 @@ def _run_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from snnergy import experiments
     from snnergy.reporting import format_summary
 
+    from snnergy.reporting import config_label
+
     config = resolve_config(args, extra)
-    grid = compare_grid(args.regularizers or list(experiments.DEFAULT_REGULARIZERS), args.strengths)
+    grid = None
+    if args.regularizers or args.strengths is not None:
+        grid = compare_grid(args.regularizers or list(experiments.DEFAULT_REGULARIZERS), args.strengths)
     start = time.perf_counter()
 
     def report(record: dict[str, Any]) -> None:
         if args.quiet:
             return
-        cfg = record["config"]
-        what = f"{cfg['regularizer']} {cfg['strength']:g}"
+        what = config_label(record)
         if "error" in record:
             print(f"[{time.perf_counter() - start:6.1f}s] {what}: FAILED: {record['error']}", file=sys.stderr)
         else:
@@ -130,7 +133,8 @@ def _run_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
             )
 
     records = experiments.compare(
-        config, grid=grid, out=args.out, profile=args.profile, progress=not args.quiet, on_result=report
+        config, grid=grid, activations=args.activations, levels=args.levels, widths=args.widths,
+        out=args.out, profile=args.profile, progress=not args.quiet, on_result=report,
     )
     print(format_summary(records, args.profile))
     print(f"\n{len(records)} configurations in {time.perf_counter() - start:.1f} s; wrote {args.out}/ (report.md, plots/)")
@@ -223,11 +227,13 @@ def _run_sweep(args: argparse.Namespace, extra: Sequence[str]) -> int:
             with SweepStore(store, readonly=True) as opened:
                 statuses = opened.statuses()
         rows = [
-            {"id": config_hash(c)[:12], "dataset": c.data.dataset, "model": c.model.name, "regularizer": c.train.regularizer,
+            {"id": config_hash(c)[:12], "dataset": c.data.dataset, "model": c.model.name,
+             "activation": f"qcfs{c.model.levels}" if c.model.activation == "qcfs" else c.model.activation,
+             "width": c.model.width, "regularizer": c.train.regularizer,
              "strength": c.train.strength, "seed": c.seed, "stored": statuses.get(config_hash(c), "")}
             for c in sweep.configs
         ]
-        print(markdown_table(rows, ["id", "dataset", "model", "regularizer", "strength", "seed", "stored"]))
+        print(markdown_table(rows, ["id", "dataset", "model", "activation", "width", "regularizer", "strength", "seed", "stored"]))
         print(f"\n{len(rows)} configurations in {args.sweep}; {sum(bool(r['stored']) for r in rows)} already stored in {out}/")
         return 0
     start = time.perf_counter()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from snnergy._version import __version__
-from snnergy.config import RESETS, ExperimentConfig, apply_overrides, doubling_timesteps, load_config, parse_size
+from snnergy.config import ACTIVATION_NAMES, RESETS, ExperimentConfig, apply_overrides, doubling_timesteps, load_config, parse_size
 from snnergy.errors import ConfigError
 
 # Named options and the config field each one sets (dotted path).
@@ -88,16 +88,20 @@ EPILOG = {
         writes OUT/checkpoint/ (safetensors + JSON), OUT/results.json, OUT/results.csv, OUT/config.json""",
     "compare": """\
         examples:
-          snnergy compare                                   # digits, lenet, none/l1/hoyer/hoyer-square
+          snnergy compare                                   # digits, lenet: relu none/l1/hoyer/hoyer-square, qcfs L=4 none/synops
+          snnergy compare --activations relu,qcfs --levels 4,8 --widths 0.25,0.5,1 \
+                          --regularizers none,synops            # activations x levels x widths x regularizers
           snnergy compare --dataset fashion-mnist --model lenet \\
                           --regularizers none,l1,hoyer,hoyer-square --epochs 5 --out runs/fm
           snnergy compare --regularizers none,l1 --strengths 0.1,1 --timesteps 8,32,128 --input poisson
           snnergy compare --regularizers none,l1@0.1,hoyer-square@0.01,hoyer-square@0.03
-          snnergy compare --activation qcfs --levels 8 --regularizers none,l1   # every configuration QCFS
+          snnergy compare --activation qcfs --levels 8 --regularizers none,l1  # every configuration QCFS
 
         writes OUT/results.json, OUT/results.csv, OUT/report.md, OUT/plots/*.png, OUT/config.json,
         the sweep store OUT/sweep.sqlite with OUT/sweep.json (compare runs as a sweep: a killed
-        compare resumes), and one checkpoint per configuration in OUT/runs/<regularizer>-<strength>/checkpoint""",
+        compare resumes), and one checkpoint per configuration in OUT/runs/<label>/checkpoint (label:
+        the activation when not relu, qcfs with its levels, w<width> when not 1, then
+        <regularizer>-<strength>, e.g. qcfs4-w0.5-synops-7e-07)""",
     "convert": """\
         examples:
           snnergy convert runs/hs --percentile 99.9 --out runs/hs-snn
@@ -163,8 +167,9 @@ EPILOG = {
 
         Reads OUT/sweep.sqlite (or OUT/results.json where there is no store) and writes OUT/report.md,
         OUT/plots/*.png, OUT/summary.csv and OUT/layers.csv: mean ± std over seeds, Pareto fronts of
-        accuracy vs SNN energy and vs DNN effective MACs per regularizer, the smallest T reaching the
-        target, and which regularizer reaches it for the least energy""",
+        accuracy vs SNN energy (over all configurations and per activation/width/regularizer family)
+        and vs DNN effective MACs, the smallest t reaching the target, and which configuration
+        (activation, levels, width, regularizer, strength) reaches it for the least energy""",
     "profiles": """\
         examples:
           snnergy profiles          # every energy profile with its per-operation energies and source""",
@@ -175,8 +180,11 @@ class Parser(argparse.ArgumentParser):
     """ArgumentParser whose usage errors exit with code 2 and one line, as ours do."""
 
 
-def _add_config_options(parser: argparse.ArgumentParser, options: dict[str, tuple[str, Any, str]]) -> None:
+def _add_config_options(parser: argparse.ArgumentParser, options: dict[str, tuple[str, Any, str]],
+                        skip: Sequence[str] = ()) -> None:
     for flag, (path, kind, text) in options.items():
+        if flag in skip:
+            continue
         parser.add_argument(f"--{flag}", dest=path, type=kind or _timesteps, default=None, help=text)
     if options is TRAIN_OPTIONS:
         parser.add_argument("--channelwise-threshold", dest="model.channelwise_threshold", action="store_const",
@@ -192,6 +200,49 @@ def _floats(text: str) -> list[float]:
         return [float(t) for t in _names(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
+
+
+def _activations(text: str) -> list[str]:
+    """argparse type of ``compare --activations``: names in :data:`~snnergy.config.ACTIVATION_NAMES`.
+
+    Example:
+        >>> _activations("relu,qcfs")
+        ['relu', 'qcfs']
+    """
+    names = _names(text)
+    unknown = [n for n in names if n not in ACTIVATION_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown activation '{unknown[0] if unknown else text}'; known: {', '.join(ACTIVATION_NAMES)}")
+    return names
+
+
+def _levels(text: str) -> list[int]:
+    """argparse type of ``compare --levels``: comma-separated QCFS levels, integers >= 1.
+
+    Example:
+        >>> _levels("4,8")
+        [4, 8]
+    """
+    try:
+        values = [int(t) for t in _names(text)]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1 (QCFS levels L), got '{text}'")
+    return values
+
+
+def _widths(text: str) -> list[float]:
+    """argparse type of ``compare --widths``: comma-separated width factors, finite and > 0.
+
+    Example:
+        >>> _widths("0.25,0.5,1")
+        [0.25, 0.5, 1.0]
+    """
+    values = _floats(text)
+    if not values or any(not (0 < v < float("inf")) for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated width factors > 0, got '{text}'")
+    return values
 
 
 def _timesteps(text: str) -> list[int]:
@@ -241,11 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = command("compare", "the main job: train each regularizer, convert, simulate, report")
     compare.add_argument("--config", type=Path, help="TOML config file (named options override it)")
-    _add_config_options(compare, TRAIN_OPTIONS)
+    _add_config_options(compare, TRAIN_OPTIONS, skip=("levels",))
     _add_config_options(compare, SNN_OPTIONS)
     _add_config_options(compare, COMMON_OPTIONS)
     compare.add_argument("--regularizers", type=_names, default=None, help="comma-separated names, or name@strength (default none,l1,hoyer,hoyer-square)")
     compare.add_argument("--strengths", type=_floats, default=None, help="comma-separated strengths for every regularizer but none (default: each one's grid)")
+    compare.add_argument("--activations", type=_activations, default=None, help=f"comma-separated activations crossed with the regularizers ({', '.join(ACTIVATION_NAMES)}; default relu,qcfs when no regularizers are given, else --activation's)")
+    compare.add_argument("--levels", type=_levels, default=None, help="comma-separated QCFS levels L crossed with qcfs (default 4 in the default comparison, else model.levels, 8)")
+    compare.add_argument("--widths", type=_widths, default=None, help="comma-separated model width factors crossed with everything (default --width, 1)")
     compare.add_argument("--profile", default="cmos45-fp32", help="energy profile of the report and plots")
     compare.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder (default runs/compare)")
     compare.add_argument("--quiet", action="store_true", help="no progress output")

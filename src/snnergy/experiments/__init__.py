@@ -8,7 +8,15 @@ or ``compare``'s over regularizers and strengths) through one runner, store and 
 
 from snnergy.energy import describe_profiles
 from snnergy.experiments.finetune import FinetunedFolder, finetune_folder, finetune_split
-from snnergy.experiments.compare import DEFAULT_REGULARIZERS, DEFAULT_STRENGTHS, compare, compare_sweep, default_grid
+from snnergy.experiments.compare import (
+    DEFAULT_REGULARIZERS,
+    DEFAULT_STRENGTHS,
+    compare,
+    compare_sweep,
+    comparison_grid,
+    default_grid,
+    model_tables,
+)
 from snnergy.experiments.grid import Sweep, SweepLayout, load_sweep, parse_sweep
 from snnergy.experiments.measure import measure
 from snnergy.experiments.pipeline import TrainedModel, measure_trained, result_record, train
@@ -39,11 +47,13 @@ __all__ = [
     "TrainedModel",
     "compare",
     "compare_sweep",
+    "comparison_grid",
     "config_hash",
     "convert",
     "convert_checkpoint",
     "convert_model_file",
     "default_grid",
+    "model_tables",
     "describe_profiles",
     "export_run_nir",
     "FinetunedFolder",

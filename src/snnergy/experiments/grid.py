@@ -60,8 +60,9 @@ class SweepLayout:
 
     Attributes:
         run_folders: Where each configuration's checkpoint goes: ``"id"``, ``runs/<id[:12]>/``;
-            ``"label"``, ``runs/<regularizer>-<strength>/`` (unique only when those two tell the
-            configurations apart, as in a comparison).
+            ``"label"``, ``runs/<label>/`` (:func:`run_label`: the model axes that differ from the
+            full-width ReLU network, then ``<regularizer>-<strength>``; unique only when those tell
+            the configurations apart, as in a comparison).
         report: The report style (a name in :data:`snnergy.reporting.REPORT_STYLES`).
         failed_in_results: Also list failed configurations (with their ``error``) in ``results.json``.
 
@@ -82,8 +83,29 @@ class SweepLayout:
     def run_folder(self, config: ExperimentConfig) -> str:
         """The folder name, under ``OUT/runs/``, of ``config``'s checkpoint."""
         if self.run_folders == "label":
-            return f"{config.train.regularizer}-{config.train.strength:g}"
+            return run_label(config)
         return config_hash(config)[:12]
+
+
+def run_label(config: ExperimentConfig) -> str:
+    """A configuration's short folder name: the activation when not ``relu`` (``qcfs`` with its
+    levels), ``w<width>`` when the width is not 1, then ``<regularizer>-<strength>``.
+
+    Example:
+        >>> from snnergy.config import ModelConfig, TrainConfig
+        >>> run_label(ExperimentConfig(train=TrainConfig(regularizer="l1", strength=0.1)))
+        'l1-0.1'
+        >>> run_label(ExperimentConfig(model=ModelConfig(activation="qcfs", levels=4, width=0.5),
+        ...                            train=TrainConfig(regularizer="synops", strength=7e-7)))
+        'qcfs4-w0.5-synops-7e-07'
+    """
+    model = config.model
+    parts = []
+    if model.activation != "relu":
+        parts.append(f"qcfs{model.levels}" if model.activation == "qcfs" else model.activation)
+    if model.width != 1.0:
+        parts.append(f"w{model.width:g}")
+    return "-".join([*parts, f"{config.train.regularizer}-{config.train.strength:g}"])
 
 
 @dataclass(frozen=True)
@@ -327,4 +349,5 @@ __all__ = [
     "expand",
     "load_sweep",
     "parse_sweep",
+    "run_label",
 ]

@@ -155,12 +155,16 @@ def result_record(config: ExperimentConfig, dnn: DNNRecord | None = None, snn: A
 
 
 def flat_config(config: ExperimentConfig) -> dict[str, Any]:
-    """The headline keys of docs/design.md's ``config`` part first, then the full resolved config."""
+    """The headline keys of docs/design.md's ``config`` part first (dataset, model, regularizer,
+    strength, the model axes activation, levels and width, seed), then the full resolved config."""
     return {
         "dataset": config.data.dataset,
         "model": config.model.name,
         "regularizer": config.train.regularizer,
         "strength": config.train.strength,
+        "activation": config.model.activation,
+        "levels": config.model.levels,
+        "width": config.model.width,
         "seed": config.seed,
         "resolved": config_to_dict(config),
     }

@@ -8,7 +8,8 @@ It reads the JSON form of a record only (docs/design.md's results schema). Recor
   energy grow with t, so it is also the record's cheapest point at the target.
 - *Target reference*: the DNN's accuracy on the test images the SNN ran
   (:func:`~snnergy.reporting.filters.dnn_reference`).
-- *Baseline*: the unregularized ReLU SNN (regularizer ``none``, activation ``relu`` or unset);
+- *Baseline*: the unregularized full-width ReLU SNN (regularizer ``none``, activation ``relu`` or
+  unset, width 1 or unset; :func:`~snnergy.reporting.filters.is_full_baseline`);
   factors are "baseline / configuration", each at its own smallest sufficient t.
 - *Breakdown at t*: ``snn.energy_breakdown_j`` at a listed T, else derived exactly from the
   definitions: the input layer's MACs are the same at every t, neuron updates grow as ``t``, and
@@ -26,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from snnergy.reporting.filters import usable_records
+from snnergy.reporting.filters import axes, is_baseline, is_full_baseline, usable_records
 
 PARTS = ("input_layer", "spiking_layers", "neuron_updates")
 """The terms of the SNN energy, as in ``snn.energy_breakdown_j``."""
@@ -92,26 +93,15 @@ def smallest_sufficient(curve: Curve, target: float) -> IsoPoint | None:
 
 
 def activation(record: Mapping[str, Any]) -> str:
-    """The record's activation kind (``config.resolved.model.activation``; ``relu`` when unset)."""
-    model = (record["config"].get("resolved") or {}).get("model") or {}
-    return str(model.get("activation") or "relu")
-
-
-def is_baseline(record: Mapping[str, Any]) -> bool:
-    """Whether the record is an unregularized ReLU network: what every factor is taken against.
-
-    Example:
-        >>> is_baseline({"config": {"regularizer": "none"}}), is_baseline({"config": {"regularizer": "l1"}})
-        (True, False)
-    """
-    return record["config"]["regularizer"] == "none" and activation(record) == "relu"
+    """The record's activation kind (:func:`~snnergy.reporting.filters.axes`; ``relu`` when unset)."""
+    return axes(record)[0]
 
 
 def baseline_record(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The unregularized ReLU SNN's record among the usable ones: the full-width one (model width
     1, or unset) when several, else the first; ``None`` when there is none with an SNN."""
     plain = [r for r in usable_records(records) if is_baseline(r) and r.get("snn")]
-    full = [r for r in plain if ((r["config"].get("resolved") or {}).get("model") or {}).get("width", 1.0) == 1.0]
+    full = [r for r in plain if is_full_baseline(r)]
     return (full or plain or [None])[0]
 
 

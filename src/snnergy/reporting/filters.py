@@ -9,7 +9,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from snnergy.reporting.tables import collapsed_layers
+from snnergy.reporting.tables import DEFAULT_AXES, axes, collapsed_layers
 
 
 def ok_records(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -27,15 +27,36 @@ def usable_records(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, An
     return [r for r in ok_records(records) if not collapsed_layers(r)]
 
 
+def model_label(record: Mapping[str, Any], always: bool = False) -> str:
+    """The model axes as a short label: the activation (with its levels for ``qcfs``) and ``w<width>``
+    when the width is not 1; ``""`` for a full-width ReLU network unless ``always``.
+
+    Example:
+        >>> rec = {"config": {"activation": "qcfs", "levels": 4, "width": 0.5}}
+        >>> model_label(rec), model_label({"config": {"width": 0.25}}), model_label({"config": {}}), model_label({"config": {}}, True)
+        ('qcfs4 w0.5', 'relu w0.25', '', 'relu')
+    """
+    activation, levels, width = axes(record)
+    if activation == "relu" and width == 1.0 and not always:
+        return ""
+    name = f"{activation}{levels}" if activation == "qcfs" else activation
+    return name if width == 1.0 else f"{name} w{width:g}"
+
+
 def config_name(record: Mapping[str, Any]) -> str:
-    """A record's configuration in a sentence.
+    """A record's configuration in a sentence: model axes (when not the full-width ReLU network),
+    regularizer and strength.
 
     Example:
         >>> config_name({"config": {"regularizer": "l1", "strength": 0.1}}), config_name({"config": {"regularizer": "none"}})
         ('l1 (strength 0.1)', 'none')
+        >>> config_name({"config": {"regularizer": "synops", "strength": 7e-7, "activation": "qcfs", "levels": 4, "width": 0.5}})
+        'qcfs4 w0.5 synops (strength 7e-07)'
     """
     cfg = record["config"]
-    return cfg["regularizer"] if cfg["regularizer"] == "none" else f"{cfg['regularizer']} (strength {cfg['strength']:g})"
+    name = cfg["regularizer"] if cfg["regularizer"] == "none" else f"{cfg['regularizer']} (strength {cfg['strength']:g})"
+    model = model_label(record)
+    return f"{model} {name}" if model else name
 
 
 def config_label(record: Mapping[str, Any]) -> str:
@@ -44,9 +65,31 @@ def config_label(record: Mapping[str, Any]) -> str:
     Example:
         >>> config_label({"config": {"regularizer": "l1", "strength": 0.1}})
         'l1 0.1'
+        >>> config_label({"config": {"regularizer": "none", "strength": 0.0, "activation": "qcfs", "levels": 8}})
+        'qcfs8 none'
     """
     cfg = record["config"]
-    return cfg["regularizer"] if cfg["regularizer"] == "none" else f"{cfg['regularizer']} {cfg['strength']:g}"
+    name = cfg["regularizer"] if cfg["regularizer"] == "none" else f"{cfg['regularizer']} {cfg['strength']:g}"
+    model = model_label(record)
+    return f"{model} {name}" if model else name
+
+
+def is_baseline(record: Mapping[str, Any]) -> bool:
+    """Whether the record is an unregularized ReLU network (any width).
+
+    Example:
+        >>> is_baseline({"config": {"regularizer": "none"}}), is_baseline({"config": {"regularizer": "l1"}})
+        (True, False)
+        >>> is_baseline({"config": {"regularizer": "none", "activation": "qcfs"}})
+        False
+    """
+    return record["config"]["regularizer"] == "none" and axes(record)[0] == "relu"
+
+
+def is_full_baseline(record: Mapping[str, Any]) -> bool:
+    """Whether the record is the unregularized full-width ReLU network: the reference of the target
+    and of every iso-accuracy factor."""
+    return is_baseline(record) and axes(record)[2] == 1.0
 
 
 def collapsed_line(names: Sequence[str]) -> str:
@@ -75,8 +118,9 @@ def dnn_reference(record: Mapping[str, Any]) -> float:
 
 
 def reference_accuracy(records: Sequence[Mapping[str, Any]]) -> tuple[float, str]:
-    """The accuracy every configuration is judged against: the unregularized DNN's (mean over its
-    runs), or the best DNN's when no unregularized run exists; each on the test images its SNN ran
+    """The accuracy every configuration is judged against: the unregularized full-width ReLU DNN's
+    (mean over its runs; any unregularized one's when there is none), or the best DNN's when no
+    unregularized run exists; each on the test images its SNN ran
     (:func:`dnn_reference`), and the description says how many when the records tell it.
 
     Example:
@@ -87,10 +131,13 @@ def reference_accuracy(records: Sequence[Mapping[str, Any]]) -> tuple[float, str
         (0.8, 'unregularized DNN on the 10 test images the SNN ran')
     """
     finished = ok_records(records)
-    plain = [r for r in finished if r["config"]["regularizer"] == "none"]
+    full = [r for r in finished if is_full_baseline(r)]
+    plain = full or [r for r in finished if r["config"]["regularizer"] == "none"]
     if plain:
         values = [dnn_reference(r) for r in plain]
-        reference, what, pool = sum(values) / len(values), "unregularized DNN", plain
+        what = "unregularized full-width ReLU DNN" if full and len(full) < len(
+            [r for r in finished if r["config"]["regularizer"] == "none"]) else "unregularized DNN"
+        reference, pool = sum(values) / len(values), plain
     else:
         reference, what, pool = max((dnn_reference(r) for r in finished), default=math.nan), "best DNN", finished
     counts = {r["dnn"].get("snn_samples") for r in pool if r["dnn"].get("accuracy_snn_samples") is not None}

@@ -23,12 +23,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import snnergy.reporting.curves as curves
-from snnergy.reporting.filters import config_label, dnn_reference, ok_records, reference_accuracy
+from snnergy.reporting.filters import (
+    axes,
+    config_label,
+    dnn_reference,
+    is_baseline,
+    is_full_baseline,
+    model_label,
+    ok_records,
+    reference_accuracy,
+)
 from snnergy.reporting.identity import SEED_KEYS, record_hash, resolved_config
 from snnergy.reporting.tables import collapsed_layers
 
 IGNORED_KEYS = SEED_KEYS  # runs differing only by these are one configuration
-HEADLINE_KEYS = ("data.dataset", "model.name", "train.regularizer", "train.strength", "dataset", "model", "regularizer", "strength")
+HEADLINE_KEYS = ("data.dataset", "model.name", "train.regularizer", "train.strength", "dataset", "model", "regularizer",
+                 "strength", "model.activation", "model.width", "activation", "levels", "width")
+"""Settings every label shows (``model.levels`` too, for ``qcfs``: :func:`~snnergy.reporting.filters.config_label`)."""
 
 
 def pareto_front(costs: Sequence[float], accuracies: Sequence[float]) -> list[int]:
@@ -95,7 +106,9 @@ class Group:
 
     Attributes:
         key: Its identity: :func:`~snnergy.reporting.identity.record_hash` without seed and device.
-        label: Short name: regularizer and strength, plus any other setting that varies.
+        label: Short name: model axes (activation, levels, width; see
+            :func:`~snnergy.reporting.filters.config_label`), regularizer and strength, plus any other
+            setting that varies.
         dataset: Dataset name.
         model: Model name.
         regularizer: Regularizer name.
@@ -110,6 +123,20 @@ class Group:
     regularizer: str
     strength: float
     records: tuple[Mapping[str, Any], ...] = field(compare=False)
+
+    @property
+    def family(self) -> str:
+        """What its Pareto front groups it with: the model axes and the regularizer, all strengths
+        together (the regularizer's name alone for full-width ReLU networks).
+
+        Example:
+            >>> rec = {"config": {"dataset": "d", "model": "m", "regularizer": "synops", "strength": 1e-7, "seed": 0,
+            ...                   "activation": "qcfs", "levels": 4, "width": 0.5}, "dnn": {"accuracy": 0.9}}
+            >>> group_records([rec])[0].family
+            'qcfs4 w0.5 synops'
+        """
+        model = model_label(self.records[0])
+        return f"{model} {self.regularizer}" if model else self.regularizer
 
     @property
     def seeds(self) -> list[Any]:
@@ -142,6 +169,11 @@ def group_records(records: Sequence[Mapping[str, Any]]) -> list[Group]:
         key for key in {k for ident in identities for k in ident}
         if key not in HEADLINE_KEYS and len({json.dumps(i.get(key), sort_keys=True) for i in identities}) > 1
     )
+    levels_by_activation: dict[str, set[int]] = {}
+    for record in finished:
+        activation, levels, _ = axes(record)
+        levels_by_activation.setdefault(activation, set()).add(levels)
+    levels_vary = {activation: len(levels) > 1 for activation, levels in levels_by_activation.items()}
     order: dict[str, list[Mapping[str, Any]]] = {}
     for record in finished:
         order.setdefault(record_hash(record, IGNORED_KEYS), []).append(record)
@@ -149,7 +181,9 @@ def group_records(records: Sequence[Mapping[str, Any]]) -> list[Group]:
     for key, members in order.items():
         cfg, ident = members[0]["config"], settings(members[0])
         name = config_label(members[0])
-        extras = [f"{k}={_short(ident.get(k))}" for k in varying]
+        activation = axes(members[0])[0]
+        extras = [f"{k}={_short(ident.get(k))}" for k in varying  # qcfs labels show L; others only when theirs vary
+                  if not (k == "model.levels" and (activation == "qcfs" or not levels_vary.get(activation)))]
         label = ", ".join([name, *extras])
         groups.append(Group(key, label, cfg["dataset"], cfg["model"], cfg["regularizer"], cfg["strength"], tuple(members)))
     return groups
@@ -260,27 +294,47 @@ def every_t(group: Group) -> bool:
 
 
 def snn_fronts(groups: Sequence[Group], profile: str) -> dict[str, list[SNNPoint]]:
-    """Per regularizer, the Pareto front of SNN points (accuracy vs energy), by increasing energy;
-    collapsed configurations are left out."""
+    """Per family (:attr:`Group.family`: model axes and regularizer; the regularizer alone for
+    full-width ReLU networks), the Pareto front of SNN points (accuracy vs energy), by increasing
+    energy; collapsed configurations are left out."""
     groups = usable(groups)
     fronts = {}
-    for regularizer in dict.fromkeys(g.regularizer for g in groups):
-        points = [p for g in groups if g.regularizer == regularizer for p in snn_points(g, profile)]
+    for family in dict.fromkeys(g.family for g in groups):
+        points = [p for g in groups if g.family == family for p in snn_points(g, profile)]
         if points:
-            fronts[regularizer] = [points[i] for i in pareto_front([p.energy_j for p in points], [p.accuracy for p in points])]
+            fronts[family] = [points[i] for i in pareto_front([p.energy_j for p in points], [p.accuracy for p in points])]
     return fronts
 
 
+def overall_snn_front(groups: Sequence[Group], profile: str) -> list[SNNPoint]:
+    """The Pareto front of SNN points (accuracy vs energy, listed T) over every configuration at
+    once (every activation, width, regularizer and strength), by increasing energy; collapsed
+    configurations are left out.
+
+    Example:
+        >>> def rec(reg, act, acc, energy):
+        ...     return {"config": {"dataset": "d", "model": "m", "regularizer": reg, "strength": 0.0 if reg == "none" else 1.0,
+        ...                        "seed": 0, "activation": act}, "dnn": {"accuracy": 0.9},
+        ...             "snn": {"timesteps": [4], "accuracy": [acc], "synops": [energy], "energy_j": {"p": [energy]}}}
+        >>> # relu none (0.9, 4 J) is dominated by qcfs8 none (0.9, 1 J); l1 (0.95, 2 J) is more accurate
+        >>> groups = group_records([rec("none", "relu", 0.9, 4.0), rec("none", "qcfs", 0.9, 1.0), rec("l1", "relu", 0.95, 2.0)])
+        >>> [p.group.label for p in overall_snn_front(groups, "p")]
+        ['qcfs8 none', 'l1 1']
+    """
+    points = [p for g in usable(groups) for p in snn_points(g, profile)]
+    return [points[i] for i in pareto_front([p.energy_j for p in points], [p.accuracy for p in points])]
+
+
 def dnn_fronts(groups: Sequence[Group], profile: str) -> dict[str, list[Group]]:
-    """Per regularizer, the Pareto front of configurations: DNN accuracy vs effective MACs;
-    collapsed configurations are left out."""
+    """Per family (:attr:`Group.family`), the Pareto front of configurations: DNN accuracy vs
+    effective MACs; collapsed configurations are left out."""
     groups = usable(groups)
     fronts = {}
-    for regularizer in dict.fromkeys(g.regularizer for g in groups):
-        members = [g for g in groups if g.regularizer == regularizer]
+    for family in dict.fromkeys(g.family for g in groups):
+        members = [g for g in groups if g.family == family]
         stats = [dnn_stats(g, profile) for g in members]
         front = pareto_front([s["macs_effective"][0] for s in stats], [s["accuracy"][0] for s in stats])
-        fronts[regularizer] = [members[i] for i in front]
+        fronts[family] = [members[i] for i in front]
     return fronts
 
 
@@ -331,16 +385,19 @@ def _reference(group: Group) -> float:
 
 
 def iso_accuracy(groups: Sequence[Group], target: float, profile: str) -> list[dict[str, Any]]:
-    """Per regularizer: the lowest-energy DNN configuration (DNN accuracy on the images the SNN
-    ran) and the lowest-energy SNN configuration at its smallest t whose seed-mean accuracy reaches
-    ``target`` (every t); keys absent where none does; collapsed configurations are never chosen."""
+    """Per family (:attr:`Group.family`: model axes and regularizer): the lowest-energy DNN
+    configuration (DNN accuracy on the images the SNN ran) and the lowest-energy SNN configuration
+    at its smallest t whose seed-mean accuracy reaches ``target`` (every t); keys absent where none
+    does; collapsed configurations are never chosen. ``regularizer`` names the family's regularizer,
+    ``family`` the family."""
     rows = []
-    for regularizer in dict.fromkeys(g.regularizer for g in groups):
-        members = [g for g in usable(groups) if g.regularizer == regularizer]
+    for family in dict.fromkeys(g.family for g in groups):
+        members = [g for g in usable(groups) if g.family == family]
+        regularizer = next(g.regularizer for g in groups if g.family == family)
         dnn_ok = [(g, dnn_stats(g, profile)) for g in members]
         dnn_ok = [(g, s) for g, s in dnn_ok if _reference(g) >= target and math.isfinite(s["energy_j"][0])]
         snn_ok = [p for g in members for p in [smallest_t(g, target, profile)] if p is not None and math.isfinite(p.energy_j)]
-        row: dict[str, Any] = {"regularizer": regularizer}
+        row: dict[str, Any] = {"family": family, "regularizer": regularizer}
         if dnn_ok:
             g, s = min(dnn_ok, key=lambda item: item[1]["energy_j"][0])
             row.update(dnn_configuration=g.label, dnn_accuracy=s["accuracy"][0], dnn_energy_j=s["energy_j"][0],
@@ -362,7 +419,7 @@ def iso_accuracy_lines(rows: Sequence[Mapping[str, Any]], profile: str) -> list[
         best = min(snn, key=lambda r: r["snn_energy_j"])
         lines.append(
             f"- Lowest SNN energy: **{best['snn_configuration']} at T = {best['snn_timesteps']}** "
-            f"(regularizer **{best['regularizer']}**), {best['snn_energy_j']:.3g} J/sample on `{profile}`, "
+            f"({_family_text(best)}), {best['snn_energy_j']:.3g} J/sample on `{profile}`, "
             f"accuracy {best['snn_accuracy']:.4f}, {best['snn_synops']:.3g} SynOps."
         )
     else:
@@ -370,7 +427,7 @@ def iso_accuracy_lines(rows: Sequence[Mapping[str, Any]], profile: str) -> list[
     if dnn:
         best = min(dnn, key=lambda r: r["dnn_energy_j"])
         lines.append(
-            f"- Lowest DNN energy: **{best['dnn_configuration']}** (regularizer **{best['regularizer']}**), "
+            f"- Lowest DNN energy: **{best['dnn_configuration']}** ({_family_text(best)}), "
             f"{best['dnn_energy_j']:.3g} J/sample, accuracy {best['dnn_accuracy']:.4f}, "
             f"{best['dnn_macs_effective']:.3g} effective MACs."
         )
@@ -379,11 +436,17 @@ def iso_accuracy_lines(rows: Sequence[Mapping[str, Any]], profile: str) -> list[
     return lines
 
 
+def _family_text(row: Mapping[str, Any]) -> str:
+    """``regularizer **l1**``, with the model axes before it when the family has them."""
+    model = row.get("family", row["regularizer"])[: -len(row["regularizer"])].strip()
+    return f"{model}, regularizer **{row['regularizer']}**" if model else f"regularizer **{row['regularizer']}**"
+
+
 def baseline_group(groups: Sequence[Group]) -> Group | None:
-    """The unregularized ReLU configuration (:func:`~snnergy.reporting.curves.is_baseline`) every
+    """The unregularized ReLU configuration (:func:`~snnergy.reporting.filters.is_baseline`) every
     iso-accuracy factor is taken against: the full-width one (model width 1) when several."""
-    plain = [g for g in usable(groups) if curves.is_baseline(g.records[0])]
-    full = [g for g in plain if (settings(g.records[0]).get("model.width", 1.0) == 1.0)]
+    plain = [g for g in usable(groups) if is_baseline(g.records[0])]
+    full = [g for g in plain if is_full_baseline(g.records[0])]
     return (full or plain or [None])[0]
 
 
@@ -428,7 +491,7 @@ def iso_factor_lines(groups: Sequence[Group], target: float, profile: str) -> li
         lines.append(f"- Iso-accuracy factors: the unregularized ReLU SNN ({base.label}) does not reach the target.")
     else:
         lines.append(
-            f"- Iso-accuracy ({grid}), **{group.label} at t = {point.timesteps}** against the unregularized ReLU SNN "
+            f"- Iso-accuracy ({grid}), **{group.label} at t = {point.timesteps}** against the unregularized full-width ReLU SNN "
             f"({base.label} at t = {base_point.timesteps}, {base_point.synops:.3g} SynOps, {base_point.energy_j:.3g} J): "
             f"**{curves.factor(base_point.synops, point.synops):.3g}x fewer SynOps** and "
             f"**{curves.factor(base_point.energy_j, point.energy_j):.3g}x less energy**, "

@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from snnergy.reporting.filters import config_label, ok_records
-from snnergy.reporting.pareto import dnn_fronts, dnn_stats, layer_stats, snn_fronts, snn_points
+import snnergy.reporting.curves as curves
+from snnergy.reporting.pareto import (
+    curve_points,
+    dnn_fronts,
+    dnn_stats,
+    layer_stats,
+    overall_snn_front,
+    snn_fronts,
+    snn_points,
+)
 from snnergy.reporting.report import layer_rows
 
 
@@ -32,10 +41,25 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def _colors(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One colour per configuration label (tab10, tab20 beyond ten), in record order."""
     plt = _pyplot()
-    names = sorted({r["config"]["regularizer"] for r in records})
-    cmap = plt.get_cmap("tab10")
-    return {name: cmap(i % 10) for i, name in enumerate(names)}
+    names = list(dict.fromkeys(config_label(r) for r in records))
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
+T_TICKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+"""Integer ticks of the t axes (log scale): not only powers of two, as every t is simulated."""
+
+
+def _t_axis(ax: Any, largest: int) -> None:
+    """A log2 t axis with integer tick labels up to ``largest``."""
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator([t for t in T_TICKS if t <= max(largest, 1)]))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())
 
 
 def plot_accuracy_energy(records: Sequence[Mapping[str, Any]], path: Path, profile: str) -> Path:
@@ -43,37 +67,57 @@ def plot_accuracy_energy(records: Sequence[Mapping[str, Any]], path: Path, profi
     plt = _pyplot()
     colors = _colors(records)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for r in records:
-        color = colors[r["config"]["regularizer"]]
+    offsets = ((4, 4), (4, -10), (4, 12), (4, -18))  # neighbours in energy get different label offsets
+    by_energy = sorted(records, key=lambda r: r["dnn"]["energy_j"][profile])
+    for i, r in enumerate(by_energy):
+        color = colors[config_label(r)]
         left.scatter(r["dnn"]["energy_j"][profile], r["dnn"]["accuracy"], color=color)
-        left.annotate(config_label(r), (r["dnn"]["energy_j"][profile], r["dnn"]["accuracy"]), fontsize=7)
+        left.annotate(config_label(r), (r["dnn"]["energy_j"][profile], r["dnn"]["accuracy"]), fontsize=7,
+                      xytext=offsets[i % len(offsets)], textcoords="offset points")
+    for r in records:
+        color = colors[config_label(r)]
         snn = r.get("snn")
         if snn and profile in snn["energy_j"]:
             right.plot(snn["energy_j"][profile], snn["accuracy"], "o-", color=color, ms=3, label=config_label(r))
-    left.set(xscale="log", xlabel=f"DNN energy per sample (J, {profile})", ylabel="accuracy", title="DNN (zero-skipping)")
+    energies = [r["dnn"]["energy_j"][profile] for r in records if r["dnn"]["energy_j"][profile] > 0]
+    wide = bool(energies) and max(energies) > 10 * min(energies)  # a log axis only over a decade or more
+    left.set(xscale="log" if wide else "linear", xlabel=f"DNN energy per sample (J, {profile})", ylabel="accuracy",
+             title="DNN (zero-skipping)")
+    if not wide:
+        left.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+    left.margins(x=0.15, y=0.12)
     right.set(xscale="log", xlabel=f"SNN energy per sample (J, {profile})", ylabel="accuracy", title="SNN (points: increasing T)")
-    right.legend(fontsize=7)
+    right.legend(fontsize=7, ncol=2 if len(colors) > 8 else 1)
     for ax in (left, right):
         ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
-def plot_accuracy_timesteps(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """SNN accuracy against T, one line per configuration, with its DNN accuracy dashed."""
+def plot_accuracy_timesteps(records: Sequence[Mapping[str, Any]], path: Path, target: float | None = None) -> Path:
+    """SNN accuracy against t, one line per configuration over its curve at every integer t
+    (``snn.curve``; the listed T, with markers, for records without one), with its DNN accuracy
+    dashed and the iso-accuracy target dotted."""
     plt = _pyplot()
     colors = _colors(records)
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    largest = 1
     for r in records:
         snn = r.get("snn")
         if not snn:
             continue
-        color = colors[r["config"]["regularizer"]]
-        ax.plot(snn["timesteps"], snn["accuracy"], "o-", ms=3, color=color, label=config_label(r))
-        ax.axhline(r["dnn"]["accuracy"], color=color, ls="--", lw=0.7)
-    ax.set(xscale="log", xlabel="timesteps T", ylabel="SNN accuracy", title="Accuracy vs timesteps (dashed: DNN)")
-    ax.set_xscale("log", base=2)
+        color = colors[config_label(r)]
+        curve = curves.snn_curve(snn, "")
+        ax.plot(curve.timesteps, curve.accuracy, "-" if curve.every_t else "o-", ms=3, lw=1.2, color=color,
+                label=config_label(r))
+        ax.axhline(r["dnn"]["accuracy"], color=color, ls="--", lw=0.6)
+        largest = max(largest, curve.timesteps[-1])
+    if target is not None:
+        ax.axhline(target, color="black", ls=":", lw=0.9, label=f"target {target:.3f}")
+    _t_axis(ax, largest)
+    ax.set(xlabel="timesteps t (accuracy after every integer t)", ylabel="SNN accuracy",
+           title="Accuracy vs t (dashed: each DNN)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right", ncol=2 if len(colors) > 8 else 1)
     return _save(fig, path)
 
 
@@ -98,12 +142,13 @@ def plot_layer_rows(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(layers))], layers)
         ax.set_ylabel(what)
         ax.grid(alpha=0.3, axis="y")
-    top.legend(fontsize=7, ncol=2)
+    top.legend(fontsize=7, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0))  # above the bars, never on them
     return _save(fig, path)
 
 
-def write_plots(folder: Path, records: Sequence[Mapping[str, Any]], profile: str) -> list[Path]:
-    """Writes every plot for the finished ``records`` into ``folder``; returns their paths."""
+def write_plots(folder: Path, records: Sequence[Mapping[str, Any]], profile: str, target: float | None = None) -> list[Path]:
+    """Writes every plot for the finished ``records`` into ``folder`` (``target``: the iso-accuracy
+    target drawn on the accuracy-vs-t plot); returns their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     finished = ok_records(records)
     paths = [
@@ -111,7 +156,7 @@ def write_plots(folder: Path, records: Sequence[Mapping[str, Any]], profile: str
         plot_layers(finished, folder / "layers.png"),
     ]
     if any(r.get("snn") for r in finished):
-        paths.insert(1, plot_accuracy_timesteps(finished, folder / "accuracy_timesteps.png"))
+        paths.insert(1, plot_accuracy_timesteps(finished, folder / "accuracy_timesteps.png", target))
     return paths
 
 
@@ -120,19 +165,24 @@ def _slug(text: str) -> str:
 
 
 def plot_pareto(groups: Sequence[Any], path: Path, profile: str, target: float | None = None) -> Path:
-    """Two panels per regularizer colour: accuracy vs SNN energy over every (configuration, T)
-    point, and DNN accuracy vs effective MACs; each regularizer's Pareto front drawn as a line."""
+    """Two panels, one colour per family (:attr:`~snnergy.reporting.pareto.Group.family`: model
+    axes and regularizer): accuracy vs SNN energy over every (configuration, T) point, and DNN
+    accuracy vs effective MACs; each family's Pareto front drawn as a line, the front over every
+    configuration dashed black."""
     plt = _pyplot()
-    names = list(dict.fromkeys(g.regularizer for g in groups))
-    cmap = plt.get_cmap("tab10")
-    colors = {name: cmap(i % 10) for i, name in enumerate(names)}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    names = list(dict.fromkeys(g.family for g in groups))
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    colors = {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    overall = overall_snn_front(groups, profile)
+    if overall:
+        left.plot([p.energy_j for p in overall], [p.accuracy for p in overall], "k--", lw=1, label="front over all")
     for reg, front in snn_fronts(groups, profile).items():
-        points = [p for g in groups if g.regularizer == reg for p in snn_points(g, profile)]
+        points = [p for g in groups if g.family == reg for p in snn_points(g, profile)]
         left.scatter([p.energy_j for p in points], [p.accuracy for p in points], color=colors[reg], s=8, alpha=0.3)
         left.plot([p.energy_j for p in front], [p.accuracy for p in front], "o-", color=colors[reg], ms=4, label=reg)
     for reg, front in dnn_fronts(groups, profile).items():
-        stats = [dnn_stats(g, profile) for g in groups if g.regularizer == reg]
+        stats = [dnn_stats(g, profile) for g in groups if g.family == reg]
         right.scatter([s["macs_effective"][0] for s in stats], [s["accuracy"][0] for s in stats], color=colors[reg], s=8, alpha=0.3)
         fstats = [dnn_stats(g, profile) for g in front]
         right.plot([s["macs_effective"][0] for s in fstats], [s["accuracy"][0] for s in fstats], "o-", color=colors[reg], ms=4, label=reg)
@@ -147,21 +197,27 @@ def plot_pareto(groups: Sequence[Any], path: Path, profile: str, target: float |
 
 
 def plot_front_timesteps(groups: Sequence[Any], path: Path, profile: str, target: float | None = None) -> Path:
-    """SNN accuracy vs T (mean ± std over seeds) for the configurations on an SNN Pareto front."""
+    """SNN accuracy vs t (mean ± std over seeds, at every integer t of the runs' curves) for the
+    configurations on an SNN Pareto front."""
     plt = _pyplot()
     members = list(dict.fromkeys(p.group for front in snn_fronts(groups, profile).values() for p in front))
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    largest = 1
     for g in members:
-        points = snn_points(g, profile)
+        points = curve_points(g, profile)
+        if not points:
+            continue
+        largest = max(largest, points[-1].timesteps)
         ts = [p.timesteps for p in points]
         acc = [p.accuracy for p in points]
         std = [p.accuracy_std for p in points]
-        (line,) = ax.plot(ts, acc, "o-", ms=3, label=g.label)
+        (line,) = ax.plot(ts, acc, "-", lw=1.2, label=g.label)
         ax.fill_between(ts, [a - s for a, s in zip(acc, std)], [a + s for a, s in zip(acc, std)], color=line.get_color(), alpha=0.15)
     if target is not None:
         ax.axhline(target, color="grey", ls=":", lw=0.8, label="target")
-    ax.set_xscale("log", base=2)
-    ax.set(xlabel="timesteps T", ylabel="SNN accuracy (mean ± std)", title="Accuracy vs T of the fronts' members")
+    _t_axis(ax, largest)
+    ax.set(xlabel="timesteps t (accuracy after every integer t)", ylabel="SNN accuracy (mean ± std)",
+           title="Accuracy vs t of the fronts' members")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)
     return _save(fig, path)

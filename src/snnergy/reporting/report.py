@@ -20,6 +20,7 @@ from snnergy.reporting.filters import (
     collapsed_line,
     config_name,
     dnn_reference,
+    model_label,
     ok_records,
     reference_accuracy,
     usable_records,
@@ -27,6 +28,7 @@ from snnergy.reporting.filters import (
 from snnergy.reporting.tables import DEFAULT_PROFILE, collapsed_layers, dnn_row, energy_ratio, markdown_table
 
 SUMMARY_COLUMNS = [
+    ("network", "network"),
     ("regularizer", "regularizer"),
     ("strength", "strength"),
     ("dnn_accuracy", "DNN acc"),
@@ -43,7 +45,8 @@ SUMMARY_COLUMNS = [
     ("t_within_energy_j", "energy at t (J)"),
     ("note", "note"),
 ]
-"""Fixed-T columns (``T`` .. ``SNN/DNN energy``: at the largest T), then the iso-accuracy ones
+"""The network (activation, QCFS levels, width), the regularizer and strength; fixed-T columns
+(``T`` .. ``SNN/DNN energy``: at the largest T), then the iso-accuracy ones
 (``t to DNN-1pp``: the smallest t on the every-t curve within the drop of its own DNN)."""
 
 BREAKDOWN_COLUMNS = [
@@ -97,6 +100,7 @@ def summary_rows(
     rows = []
     for record in ok_records(records):
         row = dnn_row(record, profile)
+        row["network"] = model_label(record, always=True)
         silent = collapsed_layers(record)
         row["note"] = f"collapsed: {', '.join(silent)} silent" if silent else ""
         snn = record.get("snn")
@@ -173,7 +177,7 @@ def _iso_lines(records: Sequence[Mapping[str, Any]], best: Mapping[str, Any], po
         synops = curves.factor(base_hit.synops, point.synops)
         energy = curves.factor(base_hit.energy_j, point.energy_j)
         lines.append(
-            f"- Iso-accuracy, against the unregularized ReLU SNN ({config_name(base)} at its smallest sufficient "
+            f"- Iso-accuracy, against the unregularized full-width ReLU SNN ({config_name(base)} at its smallest sufficient "
             f"T = {base_hit.timesteps}, {base_hit.synops:.3g} SynOps, {base_hit.energy_j:.3g} J): "
             f"**{synops:.3g}x fewer SynOps** and **{energy:.3g}x less energy** "
             f"({(1 - point.energy_j / base_hit.energy_j) * 100 if base_hit.energy_j else math.nan:.3g} % saved), "

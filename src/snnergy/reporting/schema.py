@@ -38,6 +38,10 @@ _NAMES: Check = (lambda v: isinstance(v, list) and all(isinstance(s, str) for s 
 
 CONFIG_KEYS: dict[str, Check] = {"dataset": _TEXT, "model": _TEXT, "regularizer": _TEXT, "strength": _NONNEG,
                                  "seed": _SEED}
+CONFIG_OPTIONAL: dict[str, Check] = {"activation": _TEXT,
+                                     "levels": (lambda v: _COUNT[0](v) and v >= 1, "an integer >= 1"),
+                                     "width": (lambda v: _is_number(v) and v > 0, "a number > 0")}
+"""Headline model axes (records written before them read as relu, levels 8, width 1)."""
 DNN_KEYS: dict[str, Check] = {"accuracy": _FRACTION, "macs_dense": _NONNEG, "macs_effective": _NONNEG}
 DNN_OPTIONAL: dict[str, Check] = {"macs_nominal": _NONNEG, "samples": _COUNT, "collapsed": _NAMES,
                                   "accuracy_snn_samples": (lambda v: v is None or _FRACTION[0](v),
@@ -145,6 +149,8 @@ def check_record(record: Any, where: str) -> dict[str, Any]:
     config = c.table(record.get("config"), "config")
     for key, check in CONFIG_KEYS.items():
         c.key(config, key, "config", check)
+    for key, check in CONFIG_OPTIONAL.items():
+        c.key(config, key, "config", check, required=False)
     if "error" in record:
         c.key(record, "error", "record", (lambda v: isinstance(v, str), "a string"))
         return record

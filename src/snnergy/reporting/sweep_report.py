@@ -87,8 +87,8 @@ def _section_markdown(groups: Sequence[Any], profile: str, drop: float, target: 
         "",
         markdown_table(
             iso,
-            ["regularizer", "dnn_configuration", "dnn_accuracy", "dnn_energy_j", "snn_configuration", "snn_timesteps", "snn_accuracy", "snn_energy_j"],
-            ["regularizer", "lowest-energy DNN", "acc", "energy (J)", "lowest-energy SNN", "T", "acc", "energy (J)"],
+            ["family", "dnn_configuration", "dnn_accuracy", "dnn_energy_j", "snn_configuration", "snn_timesteps", "snn_accuracy", "snn_energy_j"],
+            ["family", "lowest-energy DNN", "acc", "energy (J)", "lowest-energy SNN", "T", "acc", "energy (J)"],
         ),
         "",
         "### Configurations (mean ± std over seeds)",
@@ -113,9 +113,25 @@ def _section_markdown(groups: Sequence[Any], profile: str, drop: float, target: 
             ["configuration", "t", "input layer (J)", "spiking layers (J)", "neuron updates (J)", "total (J)"],
         ),
         "",
+        "### Pareto front over all configurations: accuracy vs SNN energy (listed T)",
+        "",
+        "The (configuration, T) points, over every activation, width, regularizer and strength, that no other point "
+        "beats in both accuracy and energy.",
+        "",
+        markdown_table(
+            _with_std([
+                {"configuration": p.group.label, "T": p.timesteps, "accuracy": p.accuracy, "accuracy_std": p.accuracy_std,
+                 "energy": p.energy_j, "energy_std": p.energy_std, "synops": p.synops}
+                for p in pareto.overall_snn_front(groups, profile)
+            ]),
+            ["configuration", "T", "accuracy", "energy", "synops"],
+            ["configuration", "T", "SNN acc", "SNN energy (J)", "SynOps"],
+        ),
+        "",
         "### Pareto fronts: accuracy vs SNN energy (listed T)",
         "",
-        "Per regularizer, the (configuration, T) points no other point of that regularizer beats in both accuracy and energy.",
+        "Per family (model axes and regularizer: the regularizer alone for full-width ReLU networks), the "
+        "(configuration, T) points no other point of that family beats in both accuracy and energy.",
         "",
         markdown_table(
             _with_std([
@@ -124,7 +140,7 @@ def _section_markdown(groups: Sequence[Any], profile: str, drop: float, target: 
                 for reg, front in snn_fronts.items() for p in front
             ]),
             ["regularizer", "configuration", "T", "accuracy", "energy", "synops"],
-            ["regularizer", "configuration", "T", "SNN acc", "SNN energy (J)", "SynOps"],
+            ["family", "configuration", "T", "SNN acc", "SNN energy (J)", "SynOps"],
         ),
         "",
         "### Pareto fronts: accuracy vs DNN effective MACs",
@@ -136,7 +152,7 @@ def _section_markdown(groups: Sequence[Any], profile: str, drop: float, target: 
                 for reg, front in dnn_fronts.items() for g in front
             ]),
             ["regularizer", "configuration", "accuracy", "macs_effective", "energy_j", "sparsity"],
-            ["regularizer", "configuration", "DNN acc", "eff. MACs", "DNN energy (J)", "sparsity"],
+            ["family", "configuration", "DNN acc", "eff. MACs", "DNN energy (J)", "sparsity"],
         ),
         "",
         "### Layers of the SNN fronts' members",

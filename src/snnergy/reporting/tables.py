@@ -17,6 +17,34 @@ from snnergy.checkpoints import atomic_write
 
 DEFAULT_PROFILE = "cmos45-fp32"
 
+DEFAULT_AXES = ("relu", 8, 1.0)
+"""(activation, levels, width) of a record that does not say: what records written before these
+keys existed (and ``ModelConfig``'s defaults) mean."""
+
+
+def axes(record: Mapping[str, Any]) -> tuple[str, int, float]:
+    """A record's model axes (activation, QCFS levels, width): the headline ``config`` keys, else
+    ``config.resolved.model``, else :data:`DEFAULT_AXES` (records written before the keys existed).
+
+    Example:
+        >>> axes({"config": {"activation": "qcfs", "levels": 4, "width": 0.5}})
+        ('qcfs', 4, 0.5)
+        >>> axes({"config": {"regularizer": "none", "resolved": {"model": {"activation": "clip"}}}}), axes({"config": {}})
+        (('clip', 8, 1.0), ('relu', 8, 1.0))
+    """
+    cfg = record["config"]
+    resolved = cfg.get("resolved")
+    model = resolved.get("model") if isinstance(resolved, Mapping) else None
+    model = model if isinstance(model, Mapping) else {}
+    checks = (lambda v: isinstance(v, str) and bool(v),
+              lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+              lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0)
+    values = []
+    for key, default, valid in zip(("activation", "levels", "width"), DEFAULT_AXES, checks):
+        value = next((v for v in (cfg.get(key), model.get(key)) if v is not None and valid(v)), default)
+        values.append(value)
+    return str(values[0]), int(values[1]), float(values[2])
+
 
 def collapsed_layers(record: Mapping[str, Any]) -> list[str]:
     """The layers that make a record's network *collapsed*: silent (every activation zero) on the
@@ -71,6 +99,7 @@ def dnn_row(record: Mapping[str, Any], profile: str = DEFAULT_PROFILE) -> dict[s
         "regularizer": cfg["regularizer"],
         "strength": cfg["strength"],
         "seed": cfg["seed"],
+        **dict(zip(("activation", "levels", "width"), axes(record))),
         "dnn_accuracy": dnn.get("accuracy", math.nan),
         "sparsity": sum(sparsity.values()) / len(sparsity) if sparsity else math.nan,
         "macs_dense": dense,

@@ -25,7 +25,7 @@ from snnergy.registry import Registry
 from snnergy.reporting.filters import ok_records
 from snnergy.reporting.pareto import configuration_rows, layer_stats, sections, target_accuracy
 from snnergy.reporting.plots import write_plots, write_sweep_plots
-from snnergy.reporting.report import report_markdown
+from snnergy.reporting.report import reference_target, report_markdown
 from snnergy.reporting.sweep_report import sweep_report_markdown
 from snnergy.reporting.tables import DEFAULT_PROFILE, write_csv
 
@@ -38,7 +38,8 @@ REPORT_STYLES: Registry[ReportStyle] = Registry("report style")
 @REPORT_STYLES.register("compare")
 def compare_style(out: Path, records: Sequence[Mapping[str, Any]], profile: str, drop: float, target: float | None) -> str:
     """One row per configuration and run; plots of accuracy against energy and timesteps, and layers."""
-    plots = write_plots(out / "plots", records, profile) if ok_records(records) else []
+    goal = reference_target(records, drop, target)[0] if ok_records(records) else None
+    plots = write_plots(out / "plots", records, profile, goal) if ok_records(records) else []
     return report_markdown(records, profile, drop, [str(Path(p).relative_to(out)) for p in plots], target)
 
 

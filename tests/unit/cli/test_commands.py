@@ -287,3 +287,31 @@ def test_compare_checks_the_memory_budget_before_training(tmp_path: Path, capsys
     err = capsys.readouterr().err
     assert "over half of simulate.max_memory = 1.0 KiB" in err and "checked before training" in err
     assert not (out / "runs").exists() and not (out / "results.json").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--widths", "0"], "argument --widths: expected comma-separated width factors > 0, got '0'"),
+    (["--widths", "0.5,nan"], "argument --widths: expected comma-separated width factors > 0"),
+    (["--activations", "foo"], "argument --activations: unknown activation 'foo'; known: relu, qcfs, clip"),
+    (["--levels", "0"], "argument --levels: expected comma-separated integers >= 1 (QCFS levels L), got '0'"),
+    (["--levels", "4,x"], "argument --levels: expected comma-separated integers >= 1"),
+])
+def test_compare_model_axes_are_parsed(argv: list[str], message: str, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", *argv, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_compare_levels_need_qcfs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # checked before any training: one line, exit 2
+    assert main(["compare", "--activations", "relu", "--levels", "4", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("snnergy: error: levels [4] apply to qcfs only") and "Traceback" not in err
+    from snnergy.cli.parser import build_parser
+
+    args = build_parser().parse_args(["compare", "--activations", "relu,qcfs", "--levels", "4,8", "--widths", "0.25,0.5,1"])
+    assert (args.activations, args.levels, args.widths) == (["relu", "qcfs"], [4, 8], [0.25, 0.5, 1.0])

@@ -165,3 +165,21 @@ def test_report_command_on_a_results_folder(tmp_path: Path, capsys: pytest.Captu
 def test_unknown_profile_in_write_report(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="stored: cmos45-fp32"):
         write_report(tmp_path, RECORDS, "tpu", style="sweep")
+
+
+def test_seeds_group_per_configuration_over_the_model_axes() -> None:
+    def axes_rec(activation: str, width: float, seed: int, acc: float) -> dict[str, Any]:
+        record = rec("none", 0.0, seed, acc, 500.0, [0.5, 0.8, acc], [1.0, 2.0, 4.0])
+        levels = 4 if activation == "qcfs" else 8  # relu keeps the default levels, which it ignores
+        record["config"]["resolved"]["model"] = {"activation": activation, "levels": levels, "width": width}
+        return record  # the axes only in config.resolved, as a sweep over "model.activation" writes them too
+
+    records = [axes_rec(a, w, s, acc) for a, w, acc in (("relu", 1.0, 0.9), ("relu", 0.5, 0.8), ("qcfs", 0.5, 0.7))
+               for s in (0, 1)]
+    groups = pareto.group_records(records)
+    # three configurations of two seeds each, labelled by their axes (no "model.activation=" extras, and
+    # no "model.levels=8" on the relu ones: levels differ between activations only)
+    assert [(g.label, g.seeds) for g in groups] == [("none", [0, 1]), ("relu w0.5 none", [0, 1]), ("qcfs4 w0.5 none", [0, 1])]
+    assert pareto.baseline_group(groups) is groups[0]  # the full-width ReLU one
+    # seed means at T = 4: each configuration's two seeds share acc, so the mean is that acc
+    assert [pareto.snn_points(g, P)[-1].accuracy for g in groups] == [0.9, 0.8, 0.7]

@@ -115,3 +115,85 @@ def test_compare_report_takes_an_absolute_target() -> None:
     lines = verdict(RECORDS, target=0.93)
     assert lines[0].startswith("Target: accuracy >= 0.9300 (given)")
     assert "hoyer (strength 0.03)" in lines[1]  # the cheapest DNN at 0.94 >= 0.93
+
+
+def axes_record(activation: str, levels: int, width: float, reg: str, strength: float, dnn_acc: float, dnn_j: float,
+                acc: list[float], synops_per_t: float, input_j: float, collapsed: list[str] | None = None) -> dict:
+    """A record over the model axes with a curve at t = 1..4 on profile p: 1 J per SynOp, ``input_j``
+    for the analog input layer, no neuron-update energy; the DNN ran the same images as the SNN."""
+    synops = [synops_per_t * t for t in range(1, 5)]
+    energy = [s + input_j for s in synops]
+    return {
+        "config": {"dataset": "digits", "model": "lenet", "regularizer": reg, "strength": strength, "seed": 0,
+                   "activation": activation, "levels": levels, "width": width},
+        "dnn": {"accuracy": dnn_acc, "accuracy_snn_samples": dnn_acc, "snn_samples": 100, "sparsity": {"relu1": 0.5},
+                "macs_dense": 100.0, "macs_effective": dnn_j, "energy_j": {"p": dnn_j}, "collapsed": collapsed or []},
+        "snn": {"timesteps": [4], "accuracy": [acc[-1]], "synops": [synops[-1]], "input_macs": [1.0],
+                "neuron_updates": [0.0], "energy_j": {"p": [energy[-1]]},
+                "energy_breakdown_j": {"p": {"input_layer": [input_j], "spiking_layers": [synops[-1]], "neuron_updates": [0.0]}},
+                "curve": {"timesteps": [1, 2, 3, 4], "accuracy": acc, "synops": synops, "energy_j": {"p": energy}}},
+    }
+
+
+# relu and qcfs (L = 4) at widths 1, 0.5 and 0.25. The target is the unregularized full-width ReLU DNN's
+# 0.95 minus 1 pp = 0.94 (the qcfs none DNN's 0.99 must not enter it: a mean over every `none` run
+# would give 0.957 - 0.01 = 0.947, which qcfs4 w0.5 synops misses at t = 2).
+AXES_RECORDS = [
+    # relu w1 none: reaches 0.94 at t = 3: 30 SynOps, 30 + 5 = 35 J; DNN 0.95, 50 J
+    axes_record("relu", 8, 1.0, "none", 0.0, 0.95, 50.0, [0.5, 0.8, 0.94, 0.95], 10.0, 5.0),
+    # relu w0.5 none: never reaches 0.94 (SNN nor DNN)
+    axes_record("relu", 8, 0.5, "none", 0.0, 0.93, 20.0, [0.5, 0.7, 0.9, 0.93], 5.0, 2.0),
+    # qcfs4 w1 none: t = 2: 8 SynOps, 13 J; DNN 0.99, 40 J
+    axes_record("qcfs", 4, 1.0, "none", 0.0, 0.99, 40.0, [0.6, 0.95, 0.95, 0.95], 4.0, 5.0),
+    # qcfs4 w0.5 synops: t = 2 (0.945): 4 SynOps, 4 + 2 = 6 J: the best; DNN 0.95, 12 J: the cheapest DNN
+    axes_record("qcfs", 4, 0.5, "synops", 1e-7, 0.95, 12.0, [0.9, 0.945, 0.95, 0.95], 2.0, 2.0),
+    # qcfs4 w0.25 synops: cheaper still (t = 1, 1 + 1 = 2 J; DNN 1 J) but collapsed: never a candidate
+    axes_record("qcfs", 4, 0.25, "synops", 1e-7, 0.95, 1.0, [0.94, 0.95, 0.95, 0.95], 1.0, 1.0, ["relu2"]),
+]
+
+
+def test_verdict_over_activations_and_widths() -> None:
+    lines = verdict(AXES_RECORDS, profile="p")
+    assert lines[0].startswith("Target: accuracy >= 0.9400 (unregularized full-width ReLU DNN")
+    assert "Lowest DNN energy: **qcfs4 w0.5 synops (strength 1e-07)**, 12 J/sample" in lines[1]
+    assert "Lowest SNN energy: **qcfs4 w0.5 synops (strength 1e-07) at T = 2**" in lines[2]
+    # against relu w1 none at t = 3 (30 SynOps, 35 J): 30 / 4 = 7.5x fewer SynOps, 35 / 6 = 5.83x less energy
+    assert "against the unregularized full-width ReLU SNN (none at its smallest sufficient T = 3" in lines[3]
+    assert "**7.5x fewer SynOps** and **5.83x less energy**" in lines[3] and "in 2 instead of 3 timesteps" in lines[3]
+    # SNN 6 J over the cheapest DNN reaching the target, qcfs4 w0.5 synops's own 12 J: 0.5
+    assert "SNN/DNN energy at iso-accuracy: **0.5**" in lines[4] and "qcfs4 w0.5 synops (strength 1e-07), 12 J" in lines[4]
+    assert "qcfs4 w0.25 synops (strength 1e-07) (relu2)" in lines[-1]  # collapsed, named, left out
+    rows = {(r["activation"], r["width"], r["regularizer"]): r for r in summary_rows(AXES_RECORDS, profile="p")}
+    assert rows[("qcfs", 0.5, "synops")]["t_within"] == 2 and rows[("relu", 1.0, "none")]["t_within"] == 3
+
+
+def test_sweep_report_over_activations_and_widths() -> None:
+    from snnergy.reporting import pareto
+    from snnergy.reporting.sweep_report import sweep_report_markdown
+
+    groups = pareto.group_records(AXES_RECORDS)
+    assert [g.label for g in groups] == ["none", "relu w0.5 none", "qcfs4 none", "qcfs4 w0.5 synops 1e-07",
+                                         "qcfs4 w0.25 synops 1e-07"]
+    assert [g.family for g in groups][:4] == ["none", "relu w0.5 none", "qcfs4 none", "qcfs4 w0.5 synops"]
+    lines = pareto.iso_factor_lines(groups, 0.94, "p")  # the same derivation as the compare verdict above
+    assert "**qcfs4 w0.5 synops 1e-07 at t = 2**" in lines[0] and "**7.5x fewer SynOps** and **5.83x less energy**" in lines[0]
+    assert "SNN/DNN energy at iso-accuracy: **0.5**" in lines[1]
+    # overall front over the listed T = 4 points (collapsed left out): qcfs4 w0.5 synops (0.95, 8 + 2 = 10 J)
+    # dominates qcfs4 none (0.95, 21 J) and relu none (0.95, 45 J); relu w0.5 (0.93, 22 J) is dominated too
+    assert [p.group.label for p in pareto.overall_snn_front(groups, "p")] == ["qcfs4 w0.5 synops 1e-07"]
+    text = sweep_report_markdown(AXES_RECORDS, profile="p")
+    assert "Lowest SNN energy: **qcfs4 w0.5 synops 1e-07 at T = 2** (qcfs4 w0.5, regularizer **synops**)" in text
+
+
+def test_old_records_without_the_model_axes_still_report() -> None:
+    from snnergy.reporting import config_label, pareto
+    from snnergy.reporting.filters import axes, is_full_baseline
+
+    old = RECORDS[0]  # written before config.activation/levels/width existed, and without config.resolved
+    assert "activation" not in old["config"] and axes(old) == ("relu", 8, 1.0) and is_full_baseline(old)
+    assert config_label(RECORDS[1]) == "l1 0.1" and summary_rows(RECORDS)[0]["activation"] == "relu"
+    resolved = {**RECORDS[1], "config": {**RECORDS[1]["config"], "resolved": {"model": {"name": "lenet", "width": 1.0}}}}
+    assert axes(resolved) == ("relu", 8, 1.0) and pareto.group_records([resolved])[0].family == "l1"
+    # mixed with new records, the old full-width ReLU `none` is still the baseline and the reference
+    lines = verdict([old, AXES_RECORDS[2]], profile="cmos45-fp32")
+    assert lines[0].startswith("Target: accuracy >= 0.9600 (unregularized full-width ReLU DNN 0.9700")

@@ -56,3 +56,15 @@ def test_new_fields_pass_and_old_records_without_them_too() -> None:
 def test_bad_new_fields_are_named(path: tuple, value: object, message: str) -> None:
     with pytest.raises(ResultsError, match=message):
         check_record(changed(path, value), "r")
+
+
+def test_model_axes_in_config_are_checked_when_present() -> None:
+    # RECORD has no config.activation/levels/width (written before them): it passes, and so do valid ones
+    config = {**RECORD["config"], "activation": "qcfs", "levels": 4, "width": 0.5}
+    check_record({**RECORD, "config": config}, "r")
+    for key, value, message in (("activation", "", "config.activation' must be a non-empty string"),
+                                ("levels", 0, "config.levels' must be an integer >= 1"),
+                                ("levels", 2.5, "config.levels' must be an integer >= 1"),
+                                ("width", 0, "config.width' must be a number > 0")):
+        with pytest.raises(ResultsError, match=message):
+            check_record(changed(("config", key), value), "r")

@@ -43,6 +43,36 @@ def model_label(record: Mapping[str, Any], always: bool = False) -> str:
     return name if width == 1.0 else f"{name} w{width:g}"
 
 
+LEVER_KEYS = ("train.init_from", "train.distill", "train.distill_temperature", "train.distill_weight")
+"""Resolved-config keys that :func:`levers` names (with every ``finetune.*`` key), so labels need not."""
+
+
+def levers(record: Mapping[str, Any]) -> list[str]:
+    """The training levers a configuration used beyond its activation and penalty, as short tags:
+    ``init`` (started from a checkpoint, ``train.init_from``), ``kd`` (knowledge distillation,
+    ``train.distill``), ``ft<T>`` (SNN-in-the-loop fine-tuning at T steps, ``finetune.timesteps``).
+
+    Example:
+        >>> levers({"config": {"resolved": {"train": {"init_from": "runs/t", "distill": "runs/t"},
+        ...                                 "finetune": {"timesteps": 8}}}})
+        ['init', 'kd', 'ft8']
+        >>> levers({"config": {"regularizer": "none"}})
+        []
+    """
+    resolved = record["config"].get("resolved")
+    resolved = resolved if isinstance(resolved, Mapping) else {}
+    train = resolved.get("train") if isinstance(resolved.get("train"), Mapping) else {}
+    finetune = resolved.get("finetune") if isinstance(resolved.get("finetune"), Mapping) else {}
+    tags = []
+    if train.get("init_from"):
+        tags.append("init")
+    if train.get("distill"):
+        tags.append("kd")
+    if finetune.get("timesteps"):
+        tags.append(f"ft{finetune['timesteps']}")
+    return tags
+
+
 def config_name(record: Mapping[str, Any]) -> str:
     """A record's configuration in a sentence: model axes (when not the full-width ReLU network),
     regularizer and strength.
@@ -55,8 +85,7 @@ def config_name(record: Mapping[str, Any]) -> str:
     """
     cfg = record["config"]
     name = cfg["regularizer"] if cfg["regularizer"] == "none" else f"{cfg['regularizer']} (strength {cfg['strength']:g})"
-    model = model_label(record)
-    return f"{model} {name}" if model else name
+    return " ".join(part for part in (model_label(record), name, " ".join(levers(record))) if part)
 
 
 def config_label(record: Mapping[str, Any]) -> str:
@@ -67,15 +96,18 @@ def config_label(record: Mapping[str, Any]) -> str:
         'l1 0.1'
         >>> config_label({"config": {"regularizer": "none", "strength": 0.0, "activation": "qcfs", "levels": 8}})
         'qcfs8 none'
+        >>> config_label({"config": {"regularizer": "synops", "strength": 5e-7, "activation": "qcfs", "levels": 8,
+        ...                          "resolved": {"train": {"distill": "runs/t"}, "finetune": {"timesteps": 8}}}})
+        'qcfs8 synops 5e-07 kd ft8'
     """
     cfg = record["config"]
     name = cfg["regularizer"] if cfg["regularizer"] == "none" else f"{cfg['regularizer']} {cfg['strength']:g}"
-    model = model_label(record)
-    return f"{model} {name}" if model else name
+    return " ".join(part for part in (model_label(record), name, " ".join(levers(record))) if part)
 
 
 def is_baseline(record: Mapping[str, Any]) -> bool:
-    """Whether the record is an unregularized ReLU network (any width).
+    """Whether the record is an unregularized ReLU network (any width) trained plainly: no checkpoint
+    start, distillation or SNN fine-tuning (:func:`levers`).
 
     Example:
         >>> is_baseline({"config": {"regularizer": "none"}}), is_baseline({"config": {"regularizer": "l1"}})
@@ -83,7 +115,7 @@ def is_baseline(record: Mapping[str, Any]) -> bool:
         >>> is_baseline({"config": {"regularizer": "none", "activation": "qcfs"}})
         False
     """
-    return record["config"]["regularizer"] == "none" and axes(record)[0] == "relu"
+    return record["config"]["regularizer"] == "none" and axes(record)[0] == "relu" and not levers(record)
 
 
 def is_full_baseline(record: Mapping[str, Any]) -> bool:

@@ -29,6 +29,7 @@ from snnergy.reporting.filters import (
     dnn_reference,
     is_baseline,
     is_full_baseline,
+    LEVER_KEYS,
     model_label,
     ok_records,
     reference_accuracy,
@@ -167,7 +168,8 @@ def group_records(records: Sequence[Mapping[str, Any]]) -> list[Group]:
     identities = [settings(r) for r in finished]
     varying = sorted(
         key for key in {k for ident in identities for k in ident}
-        if key not in HEADLINE_KEYS and len({json.dumps(i.get(key), sort_keys=True) for i in identities}) > 1
+        if key not in HEADLINE_KEYS and not _tagged(key, identities)
+        and len({json.dumps(i.get(key), sort_keys=True) for i in identities}) > 1
     )
     levels_by_activation: dict[str, set[int]] = {}
     for record in finished:
@@ -187,6 +189,21 @@ def group_records(records: Sequence[Mapping[str, Any]]) -> list[Group]:
         label = ", ".join([name, *extras])
         groups.append(Group(key, label, cfg["dataset"], cfg["model"], cfg["regularizer"], cfg["strength"], tuple(members)))
     return groups
+
+
+def _tagged(key: str, identities: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a lever tag (:func:`~snnergy.reporting.filters.levers`: ``init``, ``kd``, ``ft<T>``)
+    already tells the configurations apart on ``key``: a lever's settings (``finetune.*``,
+    ``train.distill*``, ``train.init_from``) that are the same wherever the lever is used."""
+    if key.startswith("finetune."):
+        used = [i for i in identities if i.get("finetune.timesteps")]
+    elif key.startswith("train.distill"):
+        used = [i for i in identities if i.get("train.distill")]
+    elif key in LEVER_KEYS:
+        used = [i for i in identities if i.get(key)]
+    else:
+        return False
+    return key == "finetune.timesteps" or len({json.dumps(i.get(key), sort_keys=True) for i in used}) <= 1
 
 
 def _short(value: Any) -> str:

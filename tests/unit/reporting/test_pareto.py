@@ -183,3 +183,27 @@ def test_seeds_group_per_configuration_over_the_model_axes() -> None:
     assert pareto.baseline_group(groups) is groups[0]  # the full-width ReLU one
     # seed means at T = 4: each configuration's two seeds share acc, so the mean is that acc
     assert [pareto.snn_points(g, P)[-1].accuracy for g in groups] == [0.9, 0.8, 0.7]
+
+
+def test_levers_tag_labels_and_keep_the_baseline_plain() -> None:
+    def lever_rec(seed: int, acc: float, distill: str | None = None, finetune: dict | None = None,
+                  reg: str = "none") -> dict[str, Any]:
+        record = rec(reg, 0.0 if reg == "none" else 5e-7, seed, acc, 500.0, [0.5, 0.8, acc], [1.0, 2.0, 4.0])
+        record["config"]["resolved"]["train"]["distill"] = distill
+        record["config"]["resolved"]["finetune"] = {"timesteps": 0, "strength": 0.0, **(finetune or {})}
+        return record
+
+    ft = {"timesteps": 8, "strength": 1.5e-6}
+    records = [lever_rec(s, acc, d, f) for acc, d, f in ((0.9, None, None), (0.8, "runs/t", None), (0.7, "runs/t", ft))
+               for s in (0, 1)]
+    groups = pareto.group_records(records)
+    # the tags name the levers, and their settings (finetune.strength 0 vs 1.5e-6, the teacher's path)
+    # are not repeated as "key=value" extras since each lever uses one setting throughout
+    assert [g.label for g in groups] == ["none", "none kd", "none kd ft8"]
+    # a ReLU "none" run that was distilled or fine-tuned is not the unregularized reference
+    assert pareto.baseline_group(groups) is groups[0]
+    assert pareto.baseline_group(groups[1:]) is None
+    # two fine-tuned configurations that differ in their fine-tuning strength keep that key in the label
+    other = [lever_rec(s, 0.6, "runs/t", {"timesteps": 8, "strength": 3e-6}) for s in (0, 1)]
+    labels = [g.label for g in pareto.group_records(records + other)]
+    assert labels[2:] == ["none kd ft8, finetune.strength=1.5e-06", "none kd ft8, finetune.strength=3e-06"]

@@ -8,6 +8,7 @@
 #   sinabs 3.1        -> pbr (its version), nir and nirtorch (its NIR export, imported at start),
 #                        h5py (imported by nir)
 #   neurobench 2.3    -> snntorch (imported by neurobench.benchmarks and its static metrics)
+#   norse 1.1         -> nir, nirtorch (its NIR reader; nirtorch 2.0.2 fails inside norse and sinabs)
 # Everything else they import (numpy, tqdm, scipy) comes with snnergy's own dependencies.
 #
 # Usage (from anywhere):  bash benchmarks/peers/setup.sh
@@ -22,8 +23,8 @@ python="${PYTHON:-python3}"
 
 # Versions the harness was written and checked against.
 torch_version="2.13.0"
-peers=(spikingjelly==2.0.0 sinabs==3.1.3 neurobench==2.3.0)
-light=(loguru pbr nir nirtorch h5py snntorch)
+peers=(spikingjelly==2.0.0 sinabs==3.1.3 neurobench==2.3.0 norse==1.1.0)
+light=(loguru pbr nir==1.0.8 nirtorch==2.0.5 h5py snntorch)
 
 if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"   # without --system-site-packages: nothing leaks in

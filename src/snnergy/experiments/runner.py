@@ -120,6 +120,7 @@ def _run_pool(jobs: Sequence[Job], workers: int) -> Iterator[Outcome]:
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(threads,)
     )
+    finished = False
     try:
         pending = {pool.submit(execute, config, run_out) for config, run_out in jobs}
         while pending:
@@ -132,16 +133,24 @@ def _run_pool(jobs: Sequence[Job], workers: int) -> Iterator[Outcome]:
                         "a sweep worker process died (out of memory or killed); finished rows are kept, "
                         "rerun the same command to resume"
                     ) from None
+        finished = True
     finally:
-        # on an interrupt (or the consumer closing early) a worker still running a configuration
-        # is stopped rather than waited for; its epoch checkpoints let the next run resume it
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-        for process in processes:
-            process.join(timeout=10)
+        if finished:  # every job done: the workers exit and release their locks (no leaked semaphores)
+            pool.shutdown(wait=True)
+        else:
+            _stop(pool)
+
+
+def _stop(pool: Any) -> None:
+    """On an interrupt (or the consumer closing early) a worker still running a configuration is
+    stopped rather than waited for; its epoch checkpoints let the next run resume it."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
 
 
 def _ray_execute(config: ExperimentConfig, run_out: str | None) -> Outcome:

@@ -185,10 +185,21 @@ def group_records(records: Sequence[Mapping[str, Any]]) -> list[Group]:
         name = config_label(members[0])
         activation = axes(members[0])[0]
         extras = [f"{k}={_short(ident.get(k))}" for k in varying  # qcfs labels show L; others only when theirs vary
-                  if not (k == "model.levels" and (activation == "qcfs" or not levels_vary.get(activation)))]
+                  if not (k == "model.levels" and (activation == "qcfs" or not levels_vary.get(activation)))
+                  and _lever_used(k, ident)]
         label = ", ".join([name, *extras])
         groups.append(Group(key, label, cfg["dataset"], cfg["model"], cfg["regularizer"], cfg["strength"], tuple(members)))
     return groups
+
+
+def _lever_used(key: str, ident: Mapping[str, Any]) -> bool:
+    """Whether a configuration uses the lever ``key`` belongs to (any other key: ``True``): a
+    fine-tuning setting is no part of the label of a configuration that was not fine-tuned."""
+    if key.startswith("finetune."):
+        return bool(ident.get("finetune.timesteps"))
+    if key.startswith("train.distill"):
+        return bool(ident.get("train.distill"))
+    return True
 
 
 def _tagged(key: str, identities: Sequence[Mapping[str, Any]]) -> bool:

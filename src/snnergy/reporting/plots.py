@@ -201,9 +201,11 @@ def plot_front_timesteps(groups: Sequence[Any], path: Path, profile: str, target
     configurations on an SNN Pareto front."""
     plt = _pyplot()
     members = list(dict.fromkeys(p.group for front in snn_fronts(groups, profile).values() for p in front))
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    fig, ax = plt.subplots(figsize=(7.5 + (4.5 if len(members) > 6 else 0), 4.6))
+    cmap = plt.get_cmap("tab10" if len(members) <= 10 else "tab20")
+    styles = ("-", "--", "-.", ":")  # with the colours, tells apart up to 80 lines
     largest = 1
-    for g in members:
+    for i, g in enumerate(members):
         points = curve_points(g, profile)
         if not points:
             continue
@@ -211,7 +213,7 @@ def plot_front_timesteps(groups: Sequence[Any], path: Path, profile: str, target
         ts = [p.timesteps for p in points]
         acc = [p.accuracy for p in points]
         std = [p.accuracy_std for p in points]
-        (line,) = ax.plot(ts, acc, "-", lw=1.2, label=g.label)
+        (line,) = ax.plot(ts, acc, styles[i // cmap.N % len(styles)], color=cmap(i % cmap.N), lw=1.2, label=g.label)
         ax.fill_between(ts, [a - s for a, s in zip(acc, std)], [a + s for a, s in zip(acc, std)], color=line.get_color(), alpha=0.15)
     if target is not None:
         ax.axhline(target, color="grey", ls=":", lw=0.8, label="target")
@@ -219,7 +221,10 @@ def plot_front_timesteps(groups: Sequence[Any], path: Path, profile: str, target
     ax.set(xlabel="timesteps t (accuracy after every integer t)", ylabel="SNN accuracy (mean ± std)",
            title="Accuracy vs t of the fronts' members")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
+    if len(members) > 6:  # beside the axes, not over the curves
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    else:
+        ax.legend(fontsize=6)
     return _save(fig, path)
 
 

@@ -206,4 +206,5 @@ def test_levers_tag_labels_and_keep_the_baseline_plain() -> None:
     # two fine-tuned configurations that differ in their fine-tuning strength keep that key in the label
     other = [lever_rec(s, 0.6, "runs/t", {"timesteps": 8, "strength": 3e-6}) for s in (0, 1)]
     labels = [g.label for g in pareto.group_records(records + other)]
-    assert labels[2:] == ["none kd ft8, finetune.strength=1.5e-06", "none kd ft8, finetune.strength=3e-06"]
+    # (and only theirs: the configurations that were not fine-tuned show no fine-tuning setting)
+    assert labels == ["none", "none kd", "none kd ft8, finetune.strength=1.5e-06", "none kd ft8, finetune.strength=3e-06"]

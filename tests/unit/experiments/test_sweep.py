@@ -174,6 +174,20 @@ def test_shipped_fashion_mnist_sweep_is_the_paper_grid() -> None:
     assert len(configs) == 2 * (1 + 4 * 4) * 2
 
 
+def test_shipped_low_latency_sweep_holds_issue_14s_levers() -> None:
+    configs = load_sweep(ROOT / "sweeps" / "fashion_mnist_lowlatency.toml").configs
+    assert len(configs) == 15 * 3 and {c.seed for c in configs} == {0, 1, 2}  # 15 chosen points x 3 seeds
+    relu = {(c.train.regularizer, c.model.width) for c in configs if c.model.activation == "relu"}
+    assert relu == {("none", 1.0), ("l1", 1.0), ("none", 0.5)}
+    plain_qcfs = {(c.model.levels, c.train.strength) for c in configs if c.model.activation == "qcfs"
+                  and c.model.width == 1.0 and not c.train.distill and not c.finetune.timesteps}
+    assert plain_qcfs == {(L, s) for L in (4, 8) for s in (3e-7, 5e-7, 1e-6)}  # L in {4, 8} x 3 synops strengths
+    assert any(c.train.distill and not c.finetune.timesteps for c in configs)  # distillation alone
+    assert {c.finetune.timesteps for c in configs} == {0, 6, 8}  # SNN fine-tuning at T = 6-8
+    assert all(c.train.init_from == c.train.distill == "runs/fm_lowlat_teacher" or not c.train.distill
+               for c in configs if c.model.width == 1.0)
+
+
 def test_ray_path_without_ray_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 

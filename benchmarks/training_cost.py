@@ -57,6 +57,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--activation", default="relu", help="the model's activation (relu, qcfs, clip)")
+    p.add_argument("--levels", type=int, default=8, help="QCFS levels L")
     p.add_argument("--tag", default="")
     a = p.parse_args(argv)
     if a.smoke:
@@ -91,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     splits = load_dataset(DataConfig(dataset=a.dataset, train_limit=a.train_limit, test_limit=a.test_limit),
                           seed=a.seed)
     torch.manual_seed(a.seed)
-    initial = build_model(ModelConfig(name=a.model), splits.input_shape, splits.num_classes)
+    initial = build_model(ModelConfig(name=a.model, activation=a.activation, levels=a.levels), splits.input_shape,
+                          splits.num_classes)
     # Warm-up: every regularizer once on 4 batches, so one-off costs (first kernel calls, lazy
     # imports) stay out of the timed epochs.
     small = dataclasses.replace(splits, train_x=splits.train_x[: 4 * a.batch], train_y=splits.train_y[: 4 * a.batch])
@@ -114,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "seconds_per_batch": f"{median / batches:.5f}",
                      "all_s": " ".join(f"{t:.3f}" for t in ts)})
     threads = "" if a.threads == os.cpu_count() else f"_{a.threads}t"
-    suffix = ("_smoke" if a.smoke else "") + (f"_{slug(a.tag)}" if a.tag else "")
+    suffix = ("_smoke" if a.smoke else "") + (f"_{a.activation}{a.levels}" if a.activation != "relu" else "") \
+        + (f"_{slug(a.tag)}" if a.tag else "")
     path = Path(a.out) / (f"training_cost_{a.dataset}_{a.model}_{hardware(torch.device('cpu'))}{threads}"
                           f"_torch-{slug(torch.__version__)}{suffix}.csv")
     path.parent.mkdir(parents=True, exist_ok=True)

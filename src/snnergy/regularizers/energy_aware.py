@@ -51,7 +51,8 @@ Theorem 2), and the penalty divides by the module's live ``threshold`` parameter
 activation's name at bind time. It is differentiated through ``theta`` too: raising ``theta``
 lowers the rates, and the network's forward (the quantized activation) already pays the
 coarser steps ``theta / L``, so the task loss, not the penalty, judges that trade. These layers
-keep no running scale; a model with one takes the reference path (no fast path yet).
+keep no running scale; on the fast path their value is one product of the map with its fan-out
+per layer (:func:`~snnergy.regularizers.fused_energy.threshold_synops`: ``h <= theta``, no cap).
 
 The readout layer does not spike. The value is ``T * S`` (SynOps of a T-step inference,
 ``T = penalty_timesteps``, 1 by default), or with an energy profile the energy per sample in joules, as :func:`snnergy.energy.estimate_energy` prices
@@ -221,8 +222,9 @@ class SynOpsPenalty(_RunningScales):
 
     Calling it on a record returns the batch penalty (a scalar) and updates the running scales
     with that batch. :meth:`values` gives the per-sample values without touching the scales.
-    ``fast``: the fast path; it is ``False`` (the reference) for per-channel scales and for models
-    with a trained-threshold layer (:attr:`thresholds` not empty), whatever was asked.
+    ``fast``: the fast path (percentile layers in one autograd node, trained-threshold layers by
+    :func:`~snnergy.regularizers.fused_energy.threshold_synops`); it is ``False`` (the reference)
+    for per-channel percentile scales, whatever was asked.
     """
 
     def __init__(self, structure: ModelStructure, options: PenaltyOptions, momentum: float,
@@ -236,7 +238,7 @@ class SynOpsPenalty(_RunningScales):
         if missing:
             raise ConfigError(f"synops: no threshold for the trained-threshold layer(s) {', '.join(missing)}; "
                               "bind the penalty with SynOpsRegularizer().bind(model, ...)")
-        self.fast = fast and not options.channelwise and not self.thresholds
+        self.fast = fast and not options.channelwise
         self.structure, self.options, self.momentum = structure, options, momentum
         self.profile = _profile(options)
         self._fanouts = {s.name: readers_fanout(s.readers, s.neuron_shape) for s in structure.spiking}
@@ -270,15 +272,24 @@ class SynOpsPenalty(_RunningScales):
         return budget_excess(values, self.options.budget)
 
     def _fused_values(self, record: ActivityRecord) -> Tensor | None:
-        maps = [_map(record.activations, s.name, "activation map") for s in self.structure.spiking]
-        if not fused_energy.applies(maps):
+        layers = self._percentile_layers()
+        maps = [_map(record.activations, s.name, "activation map") for s in layers]
+        trained = [s for s in self.structure.spiking if s.name in self.thresholds]
+        trained_maps = [_map(record.activations, s.name, "activation map") for s in trained]
+        if not fused_energy.applies(maps + trained_maps):
             return None
-        names = tuple(s.name for s in self.structure.spiking)
-        fanouts = tuple(_placed(self._placed, self._fanouts, n, a) for n, a in zip(names, maps))
-        plan = fused_energy.Plan(names, fanouts, self._scales, self.momentum, self.options.percentile,
-                                 self.scale_gradient, prior_scale=not self.scale_gradient)
-        synops = self.options.timesteps * fused_energy.synops(plan, maps)
-        return self._priced(synops, record)
+        synops = None
+        if layers:
+            names = tuple(s.name for s in layers)
+            fanouts = tuple(_placed(self._placed, self._fanouts, n, a) for n, a in zip(names, maps))
+            plan = fused_energy.Plan(names, fanouts, self._scales, self.momentum, self.options.percentile,
+                                     self.scale_gradient, prior_scale=not self.scale_gradient)
+            synops = fused_energy.synops(plan, maps)
+        if trained:
+            fanouts = [_placed(self._placed, self._fanouts, s.name, a) for s, a in zip(trained, trained_maps)]
+            rated = fused_energy.threshold_synops(trained_maps, fanouts, [self.thresholds[s.name] for s in trained])
+            synops = rated if synops is None else synops + rated
+        return self._priced(self.options.timesteps * synops, record)
 
     def batch_scales(self, record: ActivityRecord) -> dict[str, Tensor]:
         """Each percentile-normalized layer's scale on this batch, as the converter measures it
@@ -412,8 +423,7 @@ class SynOpsRegularizer:
             scale includes this batch's percentile and its gradient
             (:func:`scale_with_gradient`), so a layer can lower the penalty by raising its top
             activations (the module docstring). ``False`` (default): the scales are constants.
-        fast: The fast path (one autograd node, the same values); ``False``: the reference.
-            Models with a trained-threshold layer always take the reference.
+        fast: The fast path (the same values, rounded differently); ``False``: the reference.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4))

@@ -84,6 +84,33 @@ def synops(plan: Plan, maps: Sequence[Tensor]) -> Tensor:
     return _Node.apply(plan, tuple(is_relu_output(a) for a in maps), *maps)  # type: ignore[no-any-return]
 
 
+def threshold_synops(maps: Sequence[Tensor], fanouts: Sequence[Tensor], thresholds: Sequence[Tensor]) -> Tensor:
+    """Per-sample expected SynOps per timestep ``(B,)`` of trained-threshold layers: ``sum f * h / theta``.
+
+    A trained-threshold activation's output ``h`` never exceeds ``theta`` (QCFS, trained clip), so
+    the rate ``h / theta`` needs no cap, and the sum over a layer is one product with its fan-out
+    (a matrix-vector product per layer, or per channel for per-channel thresholds) divided by
+    ``theta``: no map-sized temporaries forward, one backward (the gradient itself). The same value
+    as :func:`~snnergy.regularizers.estimates.expected_synops`, rounded differently.
+
+    Example:
+        >>> h = torch.tensor([[0.0, 1.0, 2.0, 4.0]])  # rates 0, 1/4, 1/2, 1 with theta 4
+        >>> threshold_synops([h], [torch.tensor([1.0, 2.0, 2.0, 2.0])], [torch.tensor([4.0])])
+        tensor([3.5000])
+    """
+    total = None
+    for a, f, theta in zip(maps, fanouts, thresholds, strict=True):
+        f = f.to(device=a.device, dtype=a.dtype)
+        theta = theta.to(device=a.device, dtype=a.dtype)
+        if theta.numel() == 1:
+            value = (a.reshape(a.shape[0], -1) @ f.reshape(-1)) / theta.reshape(())
+        else:  # one theta per channel (dim 1)
+            per_channel = torch.einsum("bcs,cs->bc", a.reshape(a.shape[0], a.shape[1], -1), f.reshape(a.shape[1], -1))
+            value = (per_channel / theta.reshape(1, -1)).sum(dim=1)
+        total = value if total is None else total + value
+    return total  # type: ignore[return-value]
+
+
 def smooth_macs(plan: Plan, inputs: Sequence[Tensor]) -> Tensor:
     """Per-sample smooth MACs ``(B,)`` of the layer inputs, summed; updates the running scales
     (as ``MacsPenalty.observe`` then ``smooth_macs``)."""

@@ -568,7 +568,7 @@ def test_qcfs_penalty_differentiates_through_the_live_threshold() -> None:
     assert bound.state_dict() == {}  # no running scale: the threshold is the scale
 
 
-def test_trained_thresholds_take_the_reference_path_and_mix_with_percentile_layers() -> None:
+def test_trained_thresholds_take_the_fast_path_and_mix_with_percentile_layers() -> None:
     # q1 (QCFS, theta = 2) feeds fc2 (4 outputs) -> relu2 (percentile 100) -> fc3 (2 outputs).
     # fc2 has zero weights and biases (1, 0, 0, 2): relu2 = (1, 0, 0, 2), lambda = 2, rates 1/2 and 1,
     # fan-out 2: 3 per sample; q1 gives 4.5 x 4 / 4 = 4.5 per step at fan-out 4 (as above). Total 7.5.
@@ -580,11 +580,42 @@ def test_trained_thresholds_take_the_reference_path_and_mix_with_percentile_laye
         net.fc2.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 2.0]))
     options = PenaltyOptions(percentile=100.0)
     fast, reference = (bind_penalty("synops", net, (2,), options, fast=f) for f in (True, False))
-    assert not fast.fast and not reference.fast  # explicit fall-back: no fast path for thresholds
+    assert fast.fast and not reference.fast
     assert fast.thresholds.keys() == {"q1"}
-    value = fast(record_of(net, QCFS_INPUTS)).item()
-    assert value == reference(record_of(net, QCFS_INPUTS)).item() == pytest.approx(7.5)
-    assert list(fast.state_dict()) == ["relu2"]
+    grads = []
+    for bound in (fast, reference):
+        net.zero_grad()
+        value = bound(record_of(net, QCFS_INPUTS))
+        value.backward()
+        assert value.item() == pytest.approx(7.5)
+        grads.append([p.grad.clone() if p.grad is not None else None for p in net.parameters()])
+    assert grads[0][0] is not None and net.q1.threshold.grad is not None  # fc1 and theta get gradients
+    for got, want in zip(*grads):  # the same derivative, theta's included, rounded alike or nearly
+        assert (got is None) == (want is None)
+        if got is not None:
+            torch.testing.assert_close(got, want)
+    assert list(fast.state_dict()) == list(reference.state_dict()) == ["relu2"]
+
+
+def test_per_channel_thresholds_on_the_fast_path_by_hand() -> None:
+    # QCFS with one theta per channel on a (B=1, C=2, 2) map, L = 2: theta = (1, 2).
+    # pre-activations channel 0: 0.3, 0.8 -> k = floor(0.3 * 2 / 1 + 0.5) = 1, floor(2.1) = 2 -> h = 0.5, 1.0
+    # channel 1: 1.0, -1.0 -> k = floor(1 + 0.5) = 1, 0 -> h = 1.0, 0.0
+    # rates h / theta: 0.5, 1.0 | 0.5, 0.0; fan-outs f = (1, 2 | 3, 4): 0.5 + 2 + 1.5 + 0 = 4.0
+    from snnergy.regularizers.fused_energy import threshold_synops
+    from snnergy.regularizers.estimates import expected_synops
+
+    q = QCFS(levels=2, threshold=1.0, channels=2)
+    with torch.no_grad():
+        q.threshold.copy_(torch.tensor([1.0, 2.0]))
+    h = q(torch.tensor([[[0.3, 0.8], [1.0, -1.0]]]))
+    f = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    fast = threshold_synops([h], [f], [q.threshold])
+    torch.testing.assert_close(fast, torch.tensor([4.0]))
+    (d_fast,) = torch.autograd.grad(fast.sum(), q.threshold)
+    (d_ref,) = torch.autograd.grad(expected_synops([q(torch.tensor([[[0.3, 0.8], [1.0, -1.0]]]))], [f],
+                                                   [q.threshold]).sum(), q.threshold)
+    torch.testing.assert_close(d_fast, d_ref)
 
 
 def test_a_trained_threshold_layer_without_its_threshold_is_a_config_error() -> None:

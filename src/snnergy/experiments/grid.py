@@ -21,8 +21,8 @@ A grid key may also name a whole section with tables as values (``model = [{name
 go together. The grid key ``config`` takes tables of whole-config settings (``config = [{model =
 {activation = "relu"}, train = {regularizer = "none"}}, {model = {activation = "qcfs"}, train =
 {regularizer = "synops", strength = 1e-6}}]``), each merged section by section into the base:
-for configurations that are chosen points rather than a product. Everything is validated before any run starts. Each configuration's identity is
-the SHA-256 of its resolved config (:func:`~snnergy.reporting.identity.config_hash`, the one
+for configurations that are chosen points rather than a product. Everything is validated before
+any run starts. Each configuration's identity is the SHA-256 of its resolved config (:func:`~snnergy.reporting.identity.config_hash`, the one
 identity of a configuration). :func:`snnergy.experiments.sweep.run_sweep` runs a sweep; ``snnergy
 compare`` builds one in code (:func:`snnergy.experiments.compare.compare_sweep`).
 """

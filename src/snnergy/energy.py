@@ -223,7 +223,8 @@ for _name, _pj, _what in (
 del _name, _pj, _what
 
 # Memory-aware profiles: cmos45-fp32's compute costs plus weight (and neuron-state) reads at a
-# named memory level, from the same Horowitz ISSCC 2014 table (45 nm, 64-bit accesses):
+# named memory level, from the same Horowitz ISSCC 2014 table (45 nm, 64-bit accesses; REFERENCE.md
+# section 9, "Memory access energy"):
 #   8 KB SRAM read 10 pJ, 32 KB SRAM 20 pJ, 1 MB SRAM 100 pJ, DRAM 1.3-2.6 nJ per 64 bits.
 # Per fp32 word: a 64-bit access carries two 32-bit words, so one word read is charged half of it
 # (8 KB: 10/2 = 5 pJ; 1 MB: 100/2 = 50 pJ; DRAM: 1.3 nJ/2 = 650 pJ, the low end of the range).

@@ -9,8 +9,12 @@ The profile entries below are the only place where hardware constants are writte
 its citation in ``source`` and its assumptions in ``notes``. Add a profile with
 ``ENERGY_PROFILES.add(name, EnergyProfile(...))``.
 
-Like their sources, the estimates count arithmetic only: memory access, data movement and static
-power are not included.
+Like their sources, the compute-only profiles count arithmetic only: memory access, data movement
+and static power are not included. The *memory-aware* profiles (``cmos45-fp32-sram``,
+``cmos45-fp32-sram1m``, ``cmos45-fp32-dram``) add, as a separate term, the cost of reading weights
+(and the neuron state) at a named memory level (docs/design.md, "Memory-aware energy"):
+``E_memory = (macs + synops)*E_read + neuron_updates*E_state``; :func:`estimate_energy` is then
+compute + memory, and :func:`compute_memory_split` gives the two terms.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ __all__ = [
     "ENERGY_PROFILES",
     "EnergyProfile",
     "BREAKDOWN_PARTS",
+    "compute_memory_split",
     "describe_profiles",
     "energy_breakdown",
     "energy_by_profile",
@@ -48,10 +53,18 @@ class EnergyProfile:
         spiking: Whether the hardware is neuromorphic (event-driven).
         source: Citation for the numbers.
         notes: Assumptions, e.g. how a MAC is charged on a chip that has no MAC unit.
+        memory: The memory level weights are read from (e.g. ``"sram-8kb"``); ``""`` (default):
+            a compute-only profile, no memory term.
+        e_weight_read_pj: One weight read at that level, in pJ, charged once per MAC and once
+            per synaptic operation (0 unless ``memory`` is named).
+        e_state_pj: One neuron-state read + write, in pJ, charged once per neuron update
+            (0 where the architecture keeps no state in memory, or unless ``memory`` is named).
 
     Example:
         >>> EnergyProfile("toy", 2.0, 1.0, 0.0, False, "made up").e_mac_pj
         2.0
+        >>> EnergyProfile("toy", 2.0, 1.0, 0.0, False, "made up", memory="sram", e_weight_read_pj=5.0).has_memory
+        True
     """
 
     name: str
@@ -61,16 +74,28 @@ class EnergyProfile:
     spiking: bool
     source: str
     notes: str = ""
+    memory: str = ""
+    e_weight_read_pj: float = 0.0
+    e_state_pj: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.name or not self.source.strip():
             raise ConfigError(f"energy profile '{self.name}' needs a name and a source")
-        for field_name in ("e_mac_pj", "e_ac_pj", "e_neuron_pj"):
+        if not self.memory and (self.e_weight_read_pj or self.e_state_pj):
+            raise ConfigError(
+                f"energy profile '{self.name}': e_weight_read_pj / e_state_pj need a named memory level"
+            )
+        for field_name in ("e_mac_pj", "e_ac_pj", "e_neuron_pj", "e_weight_read_pj", "e_state_pj"):
             value = getattr(self, field_name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(
                     f"energy profile '{self.name}': {field_name}={value} must be finite and >= 0"
                 )
+
+    @property
+    def has_memory(self) -> bool:
+        """Whether the profile charges a memory term (names a memory level)."""
+        return bool(self.memory)
 
 
 ENERGY_PROFILES: Registry[EnergyProfile] = Registry("energy profile")
@@ -197,6 +222,44 @@ for _name, _pj, _what in (
     )
 del _name, _pj, _what
 
+# Memory-aware profiles: cmos45-fp32's compute costs plus weight (and neuron-state) reads at a
+# named memory level, from the same Horowitz ISSCC 2014 table (45 nm, 64-bit accesses; REFERENCE.md
+# section 9, "Memory access energy"):
+#   8 KB SRAM read 10 pJ, 32 KB SRAM 20 pJ, 1 MB SRAM 100 pJ, DRAM 1.3-2.6 nJ per 64 bits.
+# Per fp32 word: a 64-bit access carries two 32-bit words, so one word read is charged half of it
+# (8 KB: 10/2 = 5 pJ; 1 MB: 100/2 = 50 pJ; DRAM: 1.3 nJ/2 = 650 pJ, the low end of the range).
+# Neuron state (one fp32 membrane potential) is read and written once per neuron update in a
+# local 8 KB SRAM on every memory profile: 5 pJ read + 5 pJ write (Horowitz tabulates reads;
+# a write is charged as a read) = 10 pJ. Weight reads: one per MAC and one per SynOp, no reuse
+# (docs/design.md, "Memory-aware energy").
+_MEMORY_NOTES = (
+    "Compute as cmos45-fp32 (MAC 4.6 pJ, AC 0.9 pJ, no neuron compute cost). Memory: one fp32 "
+    "weight read per MAC and per SynOp (no reuse; zero-skipped MACs read nothing); one neuron-state "
+    "read + write per neuron update in a local 8 KB SRAM, 5 + 5 = 10 pJ (a write charged as a read)."
+)
+_HOROWITZ_MEMORY = "M. Horowitz, ISSCC 2014, 45 nm memory access energies per 64-bit access"
+for _name, _level, _read, _derivation in (
+    ("cmos45-fp32-sram", "sram-8kb", 5.0, "8 KB SRAM 64-bit read 10 pJ / 2 = 5 pJ per 32-bit word"),
+    ("cmos45-fp32-sram1m", "sram-1mb", 50.0, "1 MB SRAM 64-bit read 100 pJ / 2 = 50 pJ per 32-bit word"),
+    ("cmos45-fp32-dram", "dram", 650.0,
+     "DRAM 1.3-2.6 nJ per 64 bits: low end 1.3 nJ / 2 = 650 pJ per 32-bit word"),
+):
+    _register(
+        EnergyProfile(
+            name=_name,
+            e_mac_pj=4.6,  # as cmos45-fp32
+            e_ac_pj=0.9,
+            e_neuron_pj=0.0,
+            spiking=False,
+            source=f"{_HOROWITZ}; memory: {_HOROWITZ_MEMORY} ({_derivation})",
+            notes=f"Weights in {_level}. " + _MEMORY_NOTES,
+            memory=_level,
+            e_weight_read_pj=_read,
+            e_state_pj=10.0,  # 8 KB SRAM read 5 + write 5 pJ per fp32 state word
+        )
+    )
+del _name, _level, _read, _derivation
+
 
 def _resolve(profile: EnergyProfile | str) -> EnergyProfile:
     return ENERGY_PROFILES.get(profile) if isinstance(profile, str) else profile
@@ -231,7 +294,37 @@ def estimate_energy(counts: OpCounts, profile: EnergyProfile | str) -> float:
         + counts.synops * spec.e_ac_pj
         + counts.neuron_updates * spec.e_neuron_pj
     )
+    if spec.has_memory:
+        picojoules += _memory_pj(counts, spec)
     return picojoules * _JOULES_PER_PICOJOULE
+
+
+def _memory_pj(counts: OpCounts, spec: EnergyProfile) -> float:
+    """Weight reads (one per MAC and per SynOp) and neuron-state read + writes, in pJ."""
+    return (counts.macs + counts.synops) * spec.e_weight_read_pj + counts.neuron_updates * spec.e_state_pj
+
+
+def compute_memory_split(counts: OpCounts, profile: EnergyProfile | str) -> dict[str, float]:
+    """:func:`estimate_energy` split into ``compute`` (the arithmetic) and ``memory`` (weight and
+    neuron-state accesses), in joules per sample; ``memory`` is 0 on a compute-only profile.
+
+    ``memory = ((macs + synops) * e_weight_read_pj + neuron_updates * e_state_pj) * 1e-12``.
+
+    Raises:
+        ConfigError: as :func:`estimate_energy`.
+
+    Example:
+        >>> # 6 effective MACs: compute 6 x 4.6 = 27.6 pJ, memory 6 weight reads x 5 pJ = 30 pJ
+        >>> {k: round(v, 16) for k, v in compute_memory_split(OpCounts(macs=6), "cmos45-fp32-sram").items()}
+        {'compute': 2.76e-11, 'memory': 3e-11}
+    """
+    spec = _resolve(profile)
+    estimate_energy(counts, spec)  # the same checks
+    memory = _memory_pj(counts, spec) * _JOULES_PER_PICOJOULE if spec.has_memory else 0.0
+    compute = (
+        counts.macs * spec.e_mac_pj + counts.synops * spec.e_ac_pj + counts.neuron_updates * spec.e_neuron_pj
+    ) * _JOULES_PER_PICOJOULE
+    return {"compute": compute, "memory": memory}
 
 
 BREAKDOWN_PARTS = ("input_layer", "spiking_layers", "neuron_updates")
@@ -247,6 +340,9 @@ def energy_breakdown(counts: OpCounts, profile: EnergyProfile | str) -> dict[str
     - ``spiking_layers``: ``synops * E_ac``, the accumulates the spikes trigger;
     - ``neuron_updates``: ``neuron_updates * E_neuron`` (0 on profiles that charge none).
 
+    - ``memory`` (only on a profile with a memory level): :func:`compute_memory_split`'s memory
+      term, weight reads of the MACs and SynOps plus neuron-state accesses.
+
     The parts sum to :func:`estimate_energy` of the same counts (up to float rounding).
 
     Raises:
@@ -259,11 +355,14 @@ def energy_breakdown(counts: OpCounts, profile: EnergyProfile | str) -> dict[str
     """
     spec = _resolve(profile)
     estimate_energy(counts, spec)  # the same checks
-    return {
+    parts = {
         "input_layer": counts.macs * spec.e_mac_pj * _JOULES_PER_PICOJOULE,
         "spiking_layers": counts.synops * spec.e_ac_pj * _JOULES_PER_PICOJOULE,
         "neuron_updates": counts.neuron_updates * spec.e_neuron_pj * _JOULES_PER_PICOJOULE,
     }
+    if spec.has_memory:
+        parts["memory"] = _memory_pj(counts, spec) * _JOULES_PER_PICOJOULE
+    return parts
 
 
 def energy_by_profile(counts: OpCounts, names: Sequence[str] | None = None) -> dict[str, float]:
@@ -288,7 +387,8 @@ def describe_profiles() -> list[dict[str, object]]:
     """One row per registered profile (for ``snnergy profiles``), in registration order.
 
     Returns:
-        Dicts with keys ``name, spiking, e_mac_pj, e_ac_pj, e_neuron_pj, source, notes``.
+        Dicts with keys ``name, spiking, e_mac_pj, e_ac_pj, e_neuron_pj, source, notes, memory,
+        e_weight_read_pj, e_state_pj``.
 
     Example:
         >>> describe_profiles()[0]["name"]
@@ -306,6 +406,9 @@ def describe_profiles() -> list[dict[str, object]]:
                 "e_neuron_pj": profile.e_neuron_pj,
                 "source": profile.source,
                 "notes": profile.notes,
+                "memory": profile.memory,
+                "e_weight_read_pj": profile.e_weight_read_pj,
+                "e_state_pj": profile.e_state_pj,
             }
         )
     return rows

@@ -127,13 +127,17 @@ class DNNRecord:
         accuracy: Top-1 accuracy on the evaluated split, in [0, 1].
         sparsity: Fraction of exact zeros in each activation map, by layer name.
         macs_nominal, macs_dense, macs_effective: Totals over weighted layers, per sample.
-        energy_j: ``macs_effective * E_mac`` in joules per sample, by energy profile.
+        energy_j: ``macs_effective * E_mac`` in joules per sample, by energy profile; on a
+            memory-aware profile the total compute + memory.
         layers: Per-layer counts, by weighted layer name.
         samples: Number of evaluated samples.
         accuracy_snn_samples: Top-1 accuracy on the samples the SNN is simulated on (the first
             ``snn_samples`` of the split, ``simulate.max_samples``): the reference of the
             iso-accuracy target, so that DNN and SNN are judged on the same images.
         snn_samples: How many samples ``accuracy_snn_samples`` is over.
+        energy_breakdown_j: Only for the profiles with a memory level: ``energy_j`` split into
+            ``compute`` (``macs_effective * E_mac``) and ``memory`` (one weight read per
+            effective MAC, ``macs_effective * E_read``; :func:`~snnergy.energy.compute_memory_split`).
         collapsed: Derived, not passed: the activation layers whose every activation is zero on the
             evaluated samples (sparsity exactly 1). A network with such a layer has *collapsed*: its
             output no longer depends on its input, and its "savings" are not a trade-off to report.
@@ -153,6 +157,7 @@ class DNNRecord:
     samples: int = 0
     accuracy_snn_samples: float | None = None
     snn_samples: int = 0
+    energy_breakdown_j: dict[str, dict[str, float]] = field(default_factory=dict)
     collapsed: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -221,7 +226,9 @@ class SNNRecord:
             chosen (the analog first stage has none).
         energy_breakdown_j: By profile, ``energy_j`` split into its terms at each T
             (:func:`~snnergy.energy.energy_breakdown`): ``input_layer`` (``input_macs * E_mac``),
-            ``spiking_layers`` (``synops * E_ac``), ``neuron_updates`` (``neuron_updates * E_neuron``).
+            ``spiking_layers`` (``synops * E_ac``), ``neuron_updates`` (``neuron_updates * E_neuron``),
+            and on a profile with a memory level ``memory`` (``(input_macs + synops) * E_read +
+            neuron_updates * E_state``).
         curve: Accuracy, SynOps and energy at every step up to the largest T (:class:`SNNCurve`).
     """
 

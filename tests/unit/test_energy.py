@@ -36,6 +36,7 @@ def test_registration_order_and_default_first():
     assert ENERGY_PROFILES.names() == [
         "cmos45-fp32", "cmos45-fp16", "cmos45-int8", "loihi", "spinnaker", "spinnaker2",
         "cpu-i7-4960x", "gpu-titan-black", "arm-cortex-a",
+        "cmos45-fp32-sram", "cmos45-fp32-sram1m", "cmos45-fp32-dram",
     ]
 
 
@@ -114,7 +115,8 @@ def test_energy_by_profile_and_describe():
     assert list(energy_by_profile(counts, ["loihi"])) == ["loihi"]
     rows = describe_profiles()
     assert [r["name"] for r in rows] == ENERGY_PROFILES.names()
-    keys = {"name", "spiking", "e_mac_pj", "e_ac_pj", "e_neuron_pj", "source", "notes"}
+    keys = {"name", "spiking", "e_mac_pj", "e_ac_pj", "e_neuron_pj", "source", "notes",
+            "memory", "e_weight_read_pj", "e_state_pj"}
     assert set(rows[0]) == keys
     assert rows[0]["e_mac_pj"] == 4.6 and rows[0]["e_ac_pj"] == 0.9
 
@@ -132,3 +134,53 @@ def test_energy_breakdown_sums_to_the_estimate_by_hand():
     assert sum(parts.values()) == pytest.approx(105_600e-12) == pytest.approx(estimate_energy(counts, "loihi"))
     with pytest.raises(ConfigError):
         energy_breakdown(OpCounts(macs=-1.0), "loihi")
+
+
+def test_memory_term_on_a_hand_counted_layer() -> None:
+    from snnergy.energy import compute_memory_split, energy_breakdown
+
+    # A Linear 4 -> 3 with 2 non-zero inputs: 2 x 3 = 6 effective MACs, 6 weight reads.
+    # cmos45-fp32-sram: compute 6 x 4.6 = 27.6 pJ; memory 6 reads x 5 pJ (8 KB SRAM 64-bit read
+    # 10 pJ / 2 words) = 30 pJ; total 57.6 pJ.
+    dnn = OpCounts(macs=6.0)
+    split = compute_memory_split(dnn, "cmos45-fp32-sram")
+    assert split["compute"] == pytest.approx(27.6e-12) and split["memory"] == pytest.approx(30e-12)
+    assert estimate_energy(dnn, "cmos45-fp32-sram") == pytest.approx(57.6e-12)
+    # 1 MB SRAM: 6 x 50 pJ = 300 pJ; DRAM: 6 x 650 pJ = 3900 pJ (1.3 nJ per 64 bits / 2)
+    assert compute_memory_split(dnn, "cmos45-fp32-sram1m")["memory"] == pytest.approx(300e-12)
+    assert compute_memory_split(dnn, "cmos45-fp32-dram")["memory"] == pytest.approx(3900e-12)
+    # An SNN: 6 input MACs, 12 SynOps, 20 neuron updates. Compute 6 x 4.6 + 12 x 0.9 = 38.4 pJ;
+    # memory (6 + 12) weight reads x 5 pJ + 20 state read+writes x 10 pJ = 90 + 200 = 290 pJ.
+    snn = OpCounts(macs=6.0, synops=12.0, neuron_updates=20.0)
+    parts = energy_breakdown(snn, "cmos45-fp32-sram")
+    assert list(parts) == ["input_layer", "spiking_layers", "neuron_updates", "memory"]
+    assert parts["input_layer"] == pytest.approx(27.6e-12)
+    assert parts["spiking_layers"] == pytest.approx(10.8e-12)
+    assert parts["memory"] == pytest.approx(290e-12)
+    assert sum(parts.values()) == pytest.approx(328.4e-12) == pytest.approx(estimate_energy(snn, "cmos45-fp32-sram"))
+
+
+def test_compute_only_profiles_unchanged_by_the_memory_terms() -> None:
+    from snnergy.energy import compute_memory_split, energy_breakdown
+
+    counts = OpCounts(macs=100.0, synops=1000.0, neuron_updates=10.0)
+    for name in ENERGY_PROFILES.names():
+        profile = ENERGY_PROFILES.get(name)
+        if profile.has_memory:
+            # the memory profiles keep cmos45-fp32's compute costs: their compute term is its energy
+            assert compute_memory_split(counts, name)["compute"] == estimate_energy(counts, "cmos45-fp32")
+            continue
+        assert profile.memory == "" and profile.e_weight_read_pj == profile.e_state_pj == 0.0
+        assert compute_memory_split(counts, name)["memory"] == 0.0
+        assert tuple(energy_breakdown(counts, name)) == ("input_layer", "spiking_layers", "neuron_updates")
+    # cmos45-fp32 as before: 100 x 4.6 + 1000 x 0.9 = 1360 pJ
+    assert estimate_energy(counts, "cmos45-fp32") == pytest.approx(1360e-12, rel=1e-12)
+
+
+def test_memory_profile_fields_checked() -> None:
+    with pytest.raises(ConfigError, match="need a named memory level"):
+        EnergyProfile("bad", 1.0, 1.0, 0.0, False, "test", e_weight_read_pj=5.0)
+    with pytest.raises(ConfigError, match="e_state_pj=-1"):
+        EnergyProfile("bad", 1.0, 1.0, 0.0, False, "test", memory="sram", e_state_pj=-1.0)
+    sram = ENERGY_PROFILES.get("cmos45-fp32-sram")
+    assert sram.memory == "sram-8kb" and sram.e_weight_read_pj == 5.0 and "Horowitz" in sram.source

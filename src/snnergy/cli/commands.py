@@ -73,7 +73,8 @@ def _run_profiles(args: argparse.Namespace, extra: Sequence[str]) -> int:
     if extra:
         raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
     rows = describe_profiles()
-    print(markdown_table(rows, ["name", "e_mac_pj", "e_ac_pj", "e_neuron_pj", "spiking", "source"]))
+    print(markdown_table(rows, ["name", "e_mac_pj", "e_ac_pj", "e_neuron_pj", "spiking", "memory",
+                             "e_weight_read_pj", "e_state_pj", "source"]))
     return 0
 
 

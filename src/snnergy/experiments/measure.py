@@ -15,7 +15,7 @@ from torch import nn
 from snnergy.activity import ActivityRecorder
 from snnergy.counting import DNNCounter, layer_geometries
 from snnergy.data import Data, batches
-from snnergy.energy import energy_by_profile
+from snnergy.energy import ENERGY_PROFILES, compute_memory_split, energy_by_profile
 from snnergy.errors import SnnergyError
 from snnergy.records import DNNRecord, OpCounts
 
@@ -41,7 +41,9 @@ def measure(
 
     Returns:
         Accuracy (on all samples, and on the SNN's), per-layer sparsity, MAC totals per sample,
-        per-layer counts and the energy ``macs_effective * E_mac`` per sample on each profile.
+        per-layer counts and the energy ``macs_effective * E_mac`` per sample on each profile
+        (plus, on a memory-aware profile, one weight read per effective MAC, split into
+        ``energy_breakdown_j``).
     """
     was_training = model.training
     model.eval().to(device)
@@ -70,17 +72,21 @@ def measure(
         raise SnnergyError("measure: the data holds no samples")
     counts = counter.counts(samples)
     macs_effective = counts.macs_effective
+    energy = energy_by_profile(OpCounts(macs=macs_effective), profiles)
+    split = {name: compute_memory_split(OpCounts(macs=macs_effective), name)
+             for name in energy if ENERGY_PROFILES.get(name).has_memory}
     return DNNRecord(
         accuracy=correct / samples,
         sparsity=counts.sparsity,
         macs_nominal=counts.macs_nominal,
         macs_dense=counts.macs_dense,
         macs_effective=macs_effective,
-        energy_j=energy_by_profile(OpCounts(macs=macs_effective), profiles),
+        energy_j=energy,
         layers=counts.layers,
         samples=samples,
         accuracy_snn_samples=subset_correct / subset if subset else None,
         snn_samples=subset,
+        energy_breakdown_j=split,
     )
 
 

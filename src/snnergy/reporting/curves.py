@@ -13,7 +13,9 @@ It reads the JSON form of a record only (docs/design.md's results schema). Recor
   factors are "baseline / configuration", each at its own smallest sufficient t.
 - *Breakdown at t*: ``snn.energy_breakdown_j`` at a listed T, else derived exactly from the
   definitions: the input layer's MACs are the same at every t, neuron updates grow as ``t``, and
-  the spiking layers take the rest of the curve's energy at t.
+  the spiking layers take the rest of the curve's energy at t. A memory-aware profile's breakdown
+  (with a ``memory`` part) is read at the listed T only: between them the record does not hold
+  enough to split the rest between SynOps' compute and their weight reads.
 - *Input-layer floor* (REFERENCE.md section 7): the analog first layer's MACs are paid once per
   sample whatever the regularizer, so no SNN of the network spends less than that.
 
@@ -124,7 +126,9 @@ def breakdown_at(snn: Mapping[str, Any], profile: str, t: int) -> dict[str, floa
         return None
     if t in snn["timesteps"]:
         i = snn["timesteps"].index(t)
-        return {part: float(parts[part][i]) for part in PARTS}
+        return {part: float(parts[part][i]) for part in (*PARTS, "memory") if part in parts}
+    if "memory" in parts:
+        return None
     curve = snn_curve(snn, profile)
     if t not in curve.timesteps:
         return None

@@ -236,6 +236,63 @@ def breakdown_rows(
     return rows
 
 
+MEMORY_COLUMNS = [
+    ("configuration", "configuration"),
+    ("dnn_compute_j", "DNN compute (J)"),
+    ("dnn_memory_j", "DNN memory (J)"),
+    ("timesteps", "T"),
+    ("snn_compute_j", "SNN compute (J)"),
+    ("snn_memory_j", "SNN memory (J)"),
+    ("snn_dnn_energy_ratio", "SNN/DNN total"),
+]
+"""Compute vs memory energy on one memory-aware profile: the DNN's, and the SNN's at the largest T."""
+
+
+def memory_profiles(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The memory-aware profiles the finished records hold (``dnn.energy_breakdown_j``), in order.
+
+    Example:
+        >>> memory_profiles([{"config": {}, "dnn": {"energy_breakdown_j": {"m": {"compute": 1.0, "memory": 2.0}}}}])
+        ['m']
+    """
+    names: list[str] = []
+    for record in ok_records(records):
+        for name in (record.get("dnn") or {}).get("energy_breakdown_j", {}):
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def memory_rows(records: Sequence[Mapping[str, Any]], profile: str) -> list[dict[str, Any]]:
+    """Per finished configuration: DNN and SNN (largest T) energy on ``profile`` split into compute
+    and memory (``dnn.energy_breakdown_j``; the SNN's ``memory`` part against the rest).
+
+    Example:
+        >>> dnn = {"accuracy": 0.9, "energy_j": {"m": 5.0}, "energy_breakdown_j": {"m": {"compute": 2.0, "memory": 3.0}}}
+        >>> snn = {"timesteps": [4], "energy_j": {"m": [10.0]}, "energy_breakdown_j": {"m": {
+        ...     "input_layer": [1.0], "spiking_layers": [2.0], "neuron_updates": [0.0], "memory": [7.0]}}}
+        >>> row = memory_rows([{"config": {"regularizer": "none", "strength": 0.0}, "dnn": dnn, "snn": snn}], "m")[0]
+        >>> [row[k] for k in ("dnn_compute_j", "dnn_memory_j", "snn_compute_j", "snn_memory_j", "snn_dnn_energy_ratio")]
+        [2.0, 3.0, 3.0, 7.0, 2.0]
+    """
+    rows = []
+    for record in ok_records(records):
+        split = (record.get("dnn") or {}).get("energy_breakdown_j", {}).get(profile)
+        if split is None:
+            continue
+        row: dict[str, Any] = {"configuration": config_name(record), "dnn_compute_j": split["compute"],
+                               "dnn_memory_j": split["memory"]}
+        snn = record.get("snn") or {}
+        parts = curves.breakdown_at(snn, profile, snn["timesteps"][-1]) if snn.get("timesteps") else None
+        if parts is not None and "memory" in parts:
+            memory = parts.pop("memory")
+            total = sum(parts.values()) + memory
+            row.update(timesteps=snn["timesteps"][-1], snn_compute_j=sum(parts.values()), snn_memory_j=memory,
+                       snn_dnn_energy_ratio=energy_ratio(total, split["compute"] + split["memory"]))
+        rows.append(row)
+    return rows
+
+
 def layer_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per configuration and layer: DNN sparsity, SNN spike rate and DNN-SNN correlation."""
     rows = []
@@ -297,9 +354,9 @@ def report_markdown(
         "regularizer lowers) + spiking layers (SynOps x E_ac) + neuron updates (x E_neuron, where the profile "
         "charges them); at the largest T and at the smallest t reaching the verdict's target.",
         "",
-        markdown_table(breakdown_rows(records, profile, drop, target), [c for c, _ in BREAKDOWN_COLUMNS],
-                       [h for _, h in BREAKDOWN_COLUMNS]),
+        _breakdown_table(breakdown_rows(records, profile, drop, target)),
         "",
+        *_memory_section(records),
         "## Layers",
         "",
         "Sparsity: fraction of zeros in the DNN's post-ReLU map. Spike rate: spikes per neuron per step "
@@ -317,6 +374,27 @@ def report_markdown(
     return "\n".join(lines) + "\n"
 
 
+def _breakdown_table(rows: list[dict[str, Any]]) -> str:
+    """The breakdown table; with a ``memory (J)`` column before the total when the profile has one."""
+    columns = list(BREAKDOWN_COLUMNS)
+    if any("memory" in row for row in rows):
+        columns.insert(columns.index(("total", "total (J)")), ("memory", "memory (J)"))
+    return markdown_table(rows, [c for c, _ in columns], [h for _, h in columns])
+
+
+def _memory_section(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The compute-vs-memory tables of the energy breakdown, one per memory-aware profile held."""
+    lines: list[str] = []
+    for name in memory_profiles(records):
+        lines += [f"Compute vs memory on `{name}`: compute is the arithmetic (MACs, SynOps, neuron updates); "
+                  "memory one weight read per effective MAC (DNN) or per MAC and SynOp (SNN), plus the SNN's "
+                  "neuron-state read + write per update (docs/design.md, \"Memory-aware energy\"). SNN at the "
+                  "largest T.", "",
+                  markdown_table(memory_rows(records, name), [c for c, _ in MEMORY_COLUMNS],
+                                 [h for _, h in MEMORY_COLUMNS]), ""]
+    return lines
+
+
 def format_summary(records: Sequence[Mapping[str, Any]], profile: str = DEFAULT_PROFILE, drop: float = 0.01) -> str:
     """The summary table as printed by ``snnergy compare``."""
     return markdown_table(summary_rows(records, profile, drop), [c for c, _ in SUMMARY_COLUMNS], [h for _, h in SUMMARY_COLUMNS])
@@ -324,10 +402,13 @@ def format_summary(records: Sequence[Mapping[str, Any]], profile: str = DEFAULT_
 
 __all__ = [
     "BREAKDOWN_COLUMNS",
+    "MEMORY_COLUMNS",
     "SUMMARY_COLUMNS",
     "breakdown_rows",
     "format_summary",
     "layer_rows",
+    "memory_profiles",
+    "memory_rows",
     "reference_target",
     "report_markdown",
     "summary_rows",

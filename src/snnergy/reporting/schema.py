@@ -162,6 +162,10 @@ def check_record(record: Any, where: str) -> dict[str, Any]:
             c.key(dnn, key, "dnn", check, required=False)
         c.values(dnn.get("sparsity"), "dnn.sparsity", _FRACTION)
         c.values(dnn.get("energy_j"), "dnn.energy_j", _NONNEG)
+        for profile, parts in c.table(dnn.get("energy_breakdown_j", {}), "dnn.energy_breakdown_j").items():
+            c.values(parts, f"dnn.energy_breakdown_j.{profile}", _NONNEG)
+            for key in ("compute", "memory"):
+                c.key(parts, key, f"dnn.energy_breakdown_j.{profile}", _NONNEG)
         if "layers" in dnn:
             c.values(dnn["layers"], "dnn.layers", (lambda v: isinstance(v, Mapping), "an object"))
     if record.get("snn") is not None:

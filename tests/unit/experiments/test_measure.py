@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -58,3 +59,19 @@ def test_accuracy_on_the_samples_the_snn_runs() -> None:
     loader = [(x[:2], y[:2]), (x[2:4], y[2:4]), (x[4:], y[4:])]
     assert measure(model, loader, snn_samples=3).accuracy_snn_samples == 2 / 3
     assert measure(model, loader, snn_samples=100).accuracy_snn_samples == 3 / 5
+
+
+def test_memory_term_of_the_dnn_hand_case() -> None:
+    # Linear 4 -> 3 fed 2 non-zero inputs (x = (1, 0, 2, 0)): 2 x 3 = 6 effective MACs per sample.
+    # cmos45-fp32-sram: compute 6 x 4.6 = 27.6 pJ, memory one weight read per effective MAC
+    # 6 x 5 pJ = 30 pJ; energy_j is the total 57.6 pJ. cmos45-fp32 keeps 27.6 pJ and no breakdown.
+    net = nn.Sequential(nn.Linear(4, 3))
+    x = torch.tensor([[1.0, 0.0, 2.0, 0.0]])
+    record = measure(net, (x, torch.zeros(1, dtype=torch.long)), profiles=["cmos45-fp32", "cmos45-fp32-sram"])
+    assert record.macs_effective == 6.0
+    assert record.energy_j["cmos45-fp32"] == pytest.approx(27.6e-12)
+    assert record.energy_j["cmos45-fp32-sram"] == pytest.approx(57.6e-12)
+    assert list(record.energy_breakdown_j) == ["cmos45-fp32-sram"]
+    split = record.energy_breakdown_j["cmos45-fp32-sram"]
+    assert split["compute"] == pytest.approx(27.6e-12) and split["memory"] == pytest.approx(30e-12)
+    assert record.to_dict()["energy_breakdown_j"] == record.energy_breakdown_j

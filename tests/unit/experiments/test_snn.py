@@ -63,6 +63,8 @@ def test_energy_on_every_profile_follows_the_formula() -> None:
         for k in range(2):
             expected = (
                 record.synops[k] * p.e_ac_pj + record.input_macs[k] * p.e_mac_pj + record.neuron_updates[k] * p.e_neuron_pj
+                # memory term (0 on compute-only profiles): a weight read per MAC and SynOp, state per update
+                + (record.synops[k] + record.input_macs[k]) * p.e_weight_read_pj + record.neuron_updates[k] * p.e_state_pj
             ) * 1e-12
             assert record.energy_j[name][k] == pytest.approx(expected)
 
@@ -247,3 +249,19 @@ def test_curve_grid_coarsens_only_when_the_counts_would_not_fit() -> None:
     assert curve_timesteps([4, 64], neurons=10_000, max_memory=2**20) == (4, 64)
     # 1,000 neurons: 16 kB per t, 8 t fit (128,000 B): stride 8, plus the listed 4
     assert curve_timesteps([4, 64], neurons=1_000, max_memory=2**20) == (4, 8, 16, 24, 32, 40, 48, 56, 64)
+
+
+def test_memory_term_of_the_snn_hand_case() -> None:
+    # identity_net as in test_hand_derived_synops_input_macs_and_energy: at T = 1, 2, 4
+    # SynOps 2, 6, 12; input MACs 6; neuron updates 5, 10, 20. On cmos45-fp32-sram the memory term is
+    # (input MACs + SynOps) weight reads x 5 pJ + neuron updates x 10 pJ (state read + write):
+    # T=1: 8 x 5 + 5 x 10 = 90 pJ; T=2: 12 x 5 + 10 x 10 = 160 pJ; T=4: 18 x 5 + 20 x 10 = 290 pJ.
+    x = torch.tensor([[1.0, 0.5, 0.0]])
+    snn = convert(identity_net(), x, ConvertConfig(percentile=100.0))
+    record = simulate(snn, (x, torch.tensor([0])), timesteps=[1, 2, 4], profiles=["cmos45-fp32", "cmos45-fp32-sram"])
+    memory = record.energy_breakdown_j["cmos45-fp32-sram"]["memory"]
+    assert memory == pytest.approx([90e-12, 160e-12, 290e-12])
+    # total at T = 4: compute 38.4 pJ (as cmos45-fp32) + memory 290 pJ = 328.4 pJ
+    assert record.energy_j["cmos45-fp32"][-1] == pytest.approx(38.4e-12)
+    assert record.energy_j["cmos45-fp32-sram"][-1] == pytest.approx(328.4e-12)
+    assert "memory" not in record.energy_breakdown_j["cmos45-fp32"]

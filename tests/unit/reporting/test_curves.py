@@ -121,3 +121,14 @@ def test_baseline_is_the_relu_full_width_unregularized_run() -> None:
     assert curves.baseline_record(records) is records[3]
     assert curves.baseline_record(records[:2]) is None
     assert curves.is_baseline({"config": {"regularizer": "none"}})  # no resolved activation: ReLU
+
+
+def test_memory_breakdown_read_at_the_listed_t_only() -> None:
+    snn = snn_part(ACC, SYNOPS, [1, 2, 4, 8], input_j=0.5)
+    # a memory-aware profile: a "memory" part (here 2 J per SynOp read) beside the three terms
+    snn["energy_breakdown_j"][P]["memory"] = [2.0 * SYNOPS[t - 1] for t in [1, 2, 4, 8]]
+    # at T = 4: input 0.5, spiking layers 4, neuron updates 0, memory 2 x 4 = 8 J
+    assert curves.breakdown_at(snn, P, 4) == {"input_layer": 0.5, "spiking_layers": 4.0, "neuron_updates": 0.0,
+                                              "memory": 8.0}
+    # between listed T the rest of the curve's energy cannot be split into compute and memory
+    assert curves.breakdown_at(snn, P, 5) is None

@@ -197,3 +197,34 @@ def test_old_records_without_the_model_axes_still_report() -> None:
     # mixed with new records, the old full-width ReLU `none` is still the baseline and the reference
     lines = verdict([old, AXES_RECORDS[2]], profile="cmos45-fp32")
     assert lines[0].startswith("Target: accuracy >= 0.9600 (unregularized full-width ReLU DNN 0.9700")
+
+
+def test_compute_vs_memory_table_only_for_memory_profiles() -> None:
+    from snnergy.reporting.report import memory_rows
+
+    assert "Compute vs memory" not in report_markdown(RECORDS)  # compute-only profiles: no table
+    rec = record("none", 0.0, 0.97, 4e-7, [0.90, 0.97], [1e-7, 4e-7])
+    # DNN on "m": compute 4e-7 + memory 6e-7 = 1e-6 J. SNN at T = 32: compute 1 + 2 + 0 = 3e-7 J,
+    # memory 9e-7 J, total 1.2e-6 J: SNN/DNN total 1.2e-6 / 1e-6 = 1.2.
+    rec["dnn"]["energy_j"]["m"] = 1e-6
+    rec["dnn"]["energy_breakdown_j"] = {"m": {"compute": 4e-7, "memory": 6e-7}}
+    rec["snn"]["energy_j"]["m"] = [5e-7, 1.2e-6]
+    rec["snn"]["energy_breakdown_j"] = {"m": {"input_layer": [1e-7, 1e-7], "spiking_layers": [0.5e-7, 2e-7],
+                                              "neuron_updates": [0.0, 0.0], "memory": [3.5e-7, 9e-7]}}
+    (row,) = memory_rows([rec], "m")
+    assert row["timesteps"] == 32
+    assert row["dnn_compute_j"] == 4e-7 and row["dnn_memory_j"] == 6e-7
+    assert row["snn_compute_j"] == pytest.approx(3e-7) and row["snn_memory_j"] == 9e-7
+    assert row["snn_dnn_energy_ratio"] == pytest.approx(1.2)
+    text = report_markdown([rec])
+    assert "Compute vs memory on `m`" in text and "| DNN compute (J) | DNN memory (J) |" in text
+
+
+def test_breakdown_table_has_a_memory_column_on_a_memory_profile() -> None:
+    rec = record("none", 0.0, 0.97, 4e-7, [0.90, 0.97], [1e-7, 4e-7])
+    rec["dnn"]["energy_j"]["m"] = 1e-6
+    rec["snn"]["energy_j"]["m"] = [5e-7, 1.2e-6]
+    rec["snn"]["energy_breakdown_j"] = {"m": {"input_layer": [1e-7, 1e-7], "spiking_layers": [0.5e-7, 2e-7],
+                                              "neuron_updates": [0.0, 0.0], "memory": [3.5e-7, 9e-7]}}
+    assert "memory (J)" in report_markdown([rec], profile="m")
+    assert "memory (J)" not in report_markdown(RECORDS)

@@ -68,3 +68,17 @@ def test_model_axes_in_config_are_checked_when_present() -> None:
                                 ("width", 0, "config.width' must be a number > 0")):
         with pytest.raises(ResultsError, match=message):
             check_record(changed(("config", key), value), "r")
+
+
+def test_dnn_compute_memory_breakdown_checked() -> None:
+    with_memory = changed(("dnn", "energy_breakdown_j"), {"m": {"compute": 2.0, "memory": 3.0}})
+    assert check_record(with_memory, "r") is with_memory
+    with pytest.raises(ResultsError, match="missing key 'dnn.energy_breakdown_j.m.memory'"):
+        check_record(changed(("dnn", "energy_breakdown_j"), {"m": {"compute": 2.0}}), "r")
+    with pytest.raises(ResultsError, match="dnn.energy_breakdown_j.m.memory' must be a number >= 0"):
+        check_record(changed(("dnn", "energy_breakdown_j"), {"m": {"compute": 2.0, "memory": -1.0}}), "r")
+    # the SNN's memory part is one more series of the breakdown
+    snn_memory = changed(("snn", "energy_breakdown_j", "p", "memory"), [4.0, 6.0])
+    check_record(snn_memory, "r")
+    with pytest.raises(ResultsError, match="snn.energy_breakdown_j.p.memory' must be a list of 2"):
+        check_record(changed(("snn", "energy_breakdown_j", "p", "memory"), [4.0]), "r")

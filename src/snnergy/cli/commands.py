@@ -193,11 +193,10 @@ def _run_export_nir(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def _run_quantize(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from snnergy import experiments
-    from snnergy.simulation.quantize import check_bits
 
     if extra:
         raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
-    snn = experiments.quantize_converted(args.snn, check_bits(args.bits, "--bits"), args.per_channel, args.out)
+    snn = experiments.quantize_converted(args.snn, args.bits, args.per_channel, args.out)
     print(f"quantized the weights of {len(snn.stages)} layers to {snn.weight_bits} bits "
           f"({'per channel' if snn.weight_per_channel else 'per layer'}; biases float); wrote {args.out}/")
     return 0

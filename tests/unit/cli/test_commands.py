@@ -182,7 +182,7 @@ def test_convert_weight_bits_and_quantize_write_snns_that_simulate_runs(tmp_path
     assert record["config"]["resolved"]["convert"]["weight_bits"] == 4  # results.json records the width
     capsys.readouterr()
     assert main(["quantize", str(tmp_path / "fp32"), "--bits", "1", "--out", str(tmp_path / "bad")]) == 2
-    assert "--bits must be an integer in [2, 16], got 1" in capsys.readouterr().err
+    assert "bits must be an integer in [2, 16], got 1" in capsys.readouterr().err
     assert main(["quantize", str(tmp_path / "int4"), "--bits", "8", "--out", str(tmp_path / "bad")]) == 2
     assert "already quantized to 4 bits" in capsys.readouterr().err
 

@@ -225,12 +225,19 @@ class ConvertConfig:
             starts at ``v0 * threshold``. ``None``: 1/2 when the net has trained-threshold
             activations (QCFS, trained clip: Bu et al., ICLR 2022; Hao et al., ICLR 2023), else 0
             (Rueckauer et al. 2017).
+        weight_bits: Quantize the converted SNN's weights to this many bits, an integer in
+            [2, 16] (symmetric uniform, biases in float: Jacob et al., CVPR 2018; Krishnamoorthi
+            2018); ``None``: float32 weights, no quantization.
+        weight_per_channel: With ``weight_bits``, one quantization scale per output channel
+            instead of one per layer.
     """
 
     percentile: float = 99.9
     channelwise: bool = False
     reset: str = "subtract"
     v0: float | None = None
+    weight_bits: int | None = None
+    weight_per_channel: bool = False
 
     def __post_init__(self) -> None:
         _require(_number(self.percentile, 0.0, 100.0, low_open=True), "convert.percentile", "in (0, 100]",
@@ -238,6 +245,10 @@ class ConvertConfig:
         _one_of(self.reset, RESETS, "convert.reset", "reset")
         _require(self.v0 is None or (_number(self.v0, 0.0, 1.0) and self.v0 < 1.0), "convert.v0",
                  "a fraction of the threshold in [0, 1) or None", self.v0)
+        _require(self.weight_bits is None or (_is_int(self.weight_bits) and 2 <= self.weight_bits <= 16),
+                 "convert.weight_bits", "an integer in [2, 16] or None", self.weight_bits)
+        _require(isinstance(self.weight_per_channel, bool), "convert.weight_per_channel", "true or false",
+                 self.weight_per_channel)
 
 
 def doubling_timesteps(largest: int) -> tuple[int, ...]:
@@ -366,7 +377,7 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
     Example:
         >>> config_to_dict(ConvertConfig())
-        {'percentile': 99.9, 'channelwise': False, 'reset': 'subtract', 'v0': None}
+        {'percentile': 99.9, 'channelwise': False, 'reset': 'subtract', 'v0': None, 'weight_bits': None, 'weight_per_channel': False}
     """
     return dataclasses.asdict(config, dict_factory=lambda items: {k: _plain(v) for k, v in items})
 

@@ -154,6 +154,8 @@ def _run_convert(args: argparse.Namespace, extra: Sequence[str]) -> int:
     config = apply_overrides(apply_overrides(checkpoint.config, overrides), parse_overrides(extra))
     snn = experiments.convert_checkpoint(checkpoint, config, args.out)
     print(f"converted {len(snn.stages)} layers (percentile {config.convert.percentile}, reset {config.convert.reset}); wrote {args.out}/")
+    if snn.weight_bits is not None:
+        print(f"  weights quantized to {snn.weight_bits} bits ({'per channel' if snn.weight_per_channel else 'per layer'})")
     for name, scale in snn.scales.items():
         print(f"  {name}: scale {scale[0]:.4g}" if len(scale) == 1 else f"  {name}: {len(scale)} channel scales, max {max(scale):.4g}")
     if snn.silent_layers:
@@ -187,6 +189,17 @@ def _run_export_nir(args: argparse.Namespace, extra: Sequence[str]) -> int:
     print(f"wrote {args.out}: {len(snn.stages)} weighted layers, IF neurons with reset "
           f"'{snn.neuron.reset}' (NIR metadata snnergy_reset)"
           + (f", for {args.reader}" if args.reader else "") + (f", pooling {args.pooling}" if args.pooling else ""))
+    return 0
+
+
+def _run_quantize(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from snnergy import experiments
+
+    if extra:
+        raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
+    snn = experiments.quantize_converted(args.snn, args.bits, args.per_channel, args.out)
+    print(f"quantized the weights of {len(snn.stages)} layers to {snn.weight_bits} bits "
+          f"({'per channel' if snn.weight_per_channel else 'per layer'}; biases float); wrote {args.out}/")
     return 0
 
 
@@ -314,6 +327,7 @@ COMMANDS = {
     "simulate": _run_simulate,
     "profiles": _run_profiles,
     "export-nir": _run_export_nir,
+    "quantize": _run_quantize,
     "sweep": _run_sweep,
     "report": _run_report,
     "finetune": _run_finetune,

@@ -141,6 +141,18 @@ EPILOG = {
         resets to v_reset, so readers that ignore the metadata reset to zero) and Output (the last
         layer's current each step; the prediction is the argmax of its sum). Needs the optional
         package nir: pip install 'snnergy[nir]'""",
+    "quantize": """\
+        examples:
+          snnergy quantize runs/hs-snn --bits 8 --out runs/hs-int8
+          snnergy quantize runs/hs-snn --bits 4 --per-channel --out runs/hs-int4c
+          snnergy simulate runs/hs-int8 --timesteps 64
+
+        SNN is a folder written by `snnergy convert`. Every weight (each layer's and shortcut's) is
+        rounded to a signed BITS-bit grid: scale = max|w| / (2^(BITS-1) - 1) per layer (or per output
+        channel), w_q = clamp(round(w / scale)) * scale (Jacob et al. 2018; Krishnamoorthi 2018);
+        biases and thresholds stay float. Writes OUT/snn.safetensors, OUT/snn.json (its
+        weight_quantization) and OUT/config.json (convert.weight_bits). The same at conversion:
+        snnergy convert RUN --weight-bits 8 [--per-channel-weights]""",
     "simulate": """\
         examples:
           snnergy simulate runs/hs-snn --timesteps 256              # reports T = 1, 2, 4, ..., 256
@@ -313,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--channelwise", dest="convert.channelwise", action="store_const", const=True, default=None, help="one scale per channel")
     convert.add_argument("--reset", dest="convert.reset", choices=RESETS, default=None, help="neuron reset (default subtract)")
     convert.add_argument("--v0", dest="convert.v0", type=float, default=None, help="initial membrane potential, a fraction of the threshold in [0, 1) (default 1/2 with trained thresholds qcfs/clip, else 0)")
+    convert.add_argument("--weight-bits", dest="convert.weight_bits", type=int, default=None, help="quantize the SNN's weights to this many bits, 2-16 (symmetric, per layer; default: float32)")
+    convert.add_argument("--per-channel-weights", dest="convert.weight_per_channel", action="store_const", const=True, default=None, help="with --weight-bits: one quantization scale per output channel")
     convert.add_argument("--calibration-size", dest="data.calibration_size", type=int, default=None, help="training samples used for normalization")
     convert.add_argument("--data-dir", dest="data.data_dir", type=str, default=None, help="folder with the dataset's files")
     _add_config_options(convert, COMMON_OPTIONS)
@@ -363,6 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "also Flatten(start_dim=1), keeping the batch")
     export.add_argument("--pooling", choices=("avg", "sum"), default=None, help="average pooling as AvgPool2d (avg) or "
                         "SumPool2d with 1/k^2 folded into the next layer (sum); overrides --for")
+
+    quantize = command("quantize", "quantize the weights of a converted SNN (symmetric, per layer or per channel)")
+    quantize.add_argument("snn", type=Path, help="folder written by snnergy convert")
+    quantize.add_argument("--bits", type=int, required=True, help="weight width, an integer in [2, 16]")
+    quantize.add_argument("--per-channel", action="store_true", help="one scale per output channel (default: one per layer)")
+    quantize.add_argument("--out", type=Path, required=True, help="output folder for the quantized SNN")
 
     command("profiles", "list the energy profiles with their sources")
     return parser

@@ -39,7 +39,7 @@ from snnergy.conversion.calibration import (
 )
 from snnergy.conversion.network import build_network, normalized_layer
 from snnergy.errors import ConfigError, ConversionError, DataError
-from snnergy.simulation import IFNeuron, SpikingNetwork
+from snnergy.simulation import IFNeuron, SpikingNetwork, quantize_weights
 from snnergy.structure import NetworkPlan, trace
 
 #: Tolerance of the check that the un-normalized network reproduces the model's logits.
@@ -59,8 +59,9 @@ def convert(model: nn.Module, calibration: Tensor | Iterable[Any] | None = None,
         model: The trained DNN (any model :func:`snnergy.structure.trace` describes); left untouched.
         calibration: Calibration inputs ``(N, ...)`` or an iterable of ``x`` / ``(x, y)`` batches;
             ``None`` when every activation carries its threshold (QCFS, trained clip).
-        config: Percentile and channel-wise scales (of the ReLU layers), the neuron reset and the
-            initial potential ``v0``.
+        config: Percentile and channel-wise scales (of the ReLU layers), the neuron reset, the
+            initial potential ``v0`` and the optional weight quantization (``weight_bits``, applied
+            to the normalized network: :func:`snnergy.simulation.quantize.quantize_weights`).
         input_shape: The per-sample input shape, needed without calibration data (with it, it
             must agree with the data).
 
@@ -96,9 +97,12 @@ def convert(model: nn.Module, calibration: Tensor | Iterable[Any] | None = None,
     v0 = config.v0 if config.v0 is not None else (TRAINED_V0 if fixed else 0.0)
     neuron = IFNeuron(threshold=1.0, reset=config.reset, v0=v0)
     snn = build_network(plan, scales, neuron, raw.clipped)
-    return SpikingNetwork(snn.stages, snn.input_shape, neuron,
-                          {k: [float(v) for v in s.reshape(-1)] for k, s in scales.items()}, silent,
-                          raw.clipped)
+    snn = SpikingNetwork(snn.stages, snn.input_shape, neuron,
+                         {k: [float(v) for v in s.reshape(-1)] for k, s in scales.items()}, silent,
+                         raw.clipped)
+    if config.weight_bits is not None:  # after normalization: the weights the chip would hold
+        snn = quantize_weights(snn, config.weight_bits, config.weight_per_channel)
+    return snn
 
 
 def activation_scales(model: nn.Module, calibration: Tensor | Iterable[Any], percentile: float = 99.9,

@@ -28,6 +28,7 @@ from snnergy.experiments.steps import (
     export_run_nir,
     load_converted,
     load_run,
+    quantize_converted,
     simulate_converted,
 )
 from snnergy.experiments.store import read_results, write_config, write_results
@@ -52,6 +53,7 @@ __all__ = [
     "convert",
     "convert_checkpoint",
     "convert_model_file",
+    "quantize_converted",
     "default_grid",
     "model_tables",
     "describe_profiles",

@@ -14,7 +14,7 @@ from snnergy.data import DatasetSplits, calibration_set, load_dataset
 from snnergy.errors import CheckpointError, ConfigError
 from snnergy.interop import export_nir, load_model_file
 from snnergy.records import SNNRecord
-from snnergy.simulation import SpikingNetwork, load_snn, save_snn
+from snnergy.simulation import SpikingNetwork, load_snn, quantize_weights, save_snn
 from snnergy.training import Checkpoint, load_checkpoint, resolve_device
 
 from snnergy.experiments.pipeline import CHECKPOINT_DIR, result_record
@@ -135,6 +135,27 @@ def load_converted(folder: str | Path) -> tuple[SpikingNetwork, ExperimentConfig
     return snn, config
 
 
+def quantize_converted(folder: str | Path, bits: int, per_channel: bool, out: str | Path) -> SpikingNetwork:
+    """Quantizes the weights of a ``snnergy convert`` folder's SNN (:func:`~snnergy.simulation.quantize_weights`)
+    and writes it, with its config (``convert.weight_bits`` / ``weight_per_channel`` set), to ``out``.
+
+    Raises:
+        ConfigError: Bad ``bits`` (an integer in [2, 16]), an already quantized network, or an
+            ``out`` holding another run (:func:`~snnergy.experiments.store.check_out_folder`).
+        CheckpointError: ``folder`` holds no converted network.
+    """
+    if not (Path(folder) / "snn.json").is_file():
+        raise CheckpointError(f"{folder}: no converted network here (snn.json); run `snnergy convert` first")
+    snn, config = load_converted(folder)
+    quantized = quantize_weights(snn, bits, per_channel)
+    config = replace(config, convert=replace(config.convert, weight_bits=quantized.weight_bits,
+                                             weight_per_channel=per_channel))
+    check_out_folder(out, config, "convert")
+    save_snn(quantized, Path(out))
+    write_config(out, config)
+    return quantized
+
+
 def simulate_test_split(snn: SpikingNetwork, config: ExperimentConfig, splits: DatasetSplits, device: torch.device,
                         progress: bool = False) -> SNNRecord:
     """The SNN record of ``snn`` on the test split, with the config's simulate slice, profiles and seed."""
@@ -157,5 +178,5 @@ def simulate_converted(snn: SpikingNetwork, config: ExperimentConfig, out: str |
     return record
 
 
-__all__ = ["RESULTS_JSON", "convert", "simulate_test_split", "convert_checkpoint", "convert_model_file", "export_run_nir", "load_converted",
+__all__ = ["RESULTS_JSON", "convert", "simulate_test_split", "convert_checkpoint", "convert_model_file", "export_run_nir", "load_converted", "quantize_converted",
            "load_run", "simulate_converted"]

@@ -42,6 +42,7 @@ from snnergy.simulation.simulator import (
     simulate_reference,
 )
 from snnergy.simulation.runner import SimulationResult, run_simulation
+from snnergy.simulation.quantize import quantize_weights
 
 __all__ = [
     "EVENT_DENSITY",
@@ -65,6 +66,7 @@ __all__ = [
     "encode_poisson",
     "gate_max_pool",
     "if_step",
+    "quantize_weights",
     "load_snn",
     "run_simulation",
     "save_snn",

@@ -10,7 +10,9 @@ before its neurons (or its readout).
 key by key, and :func:`save_snn` / :func:`load_snn` write and read it as safetensors weights plus
 that spec, never unpickling. The spec keeps the neuron (threshold, reset, initial potential ``v0``)
 and which neurons came from trained-threshold activations (``clipped``: their rate model is
-``clamp(x, 0, 1)``, the others' ReLU).
+``clamp(x, 0, 1)``, the others' ReLU); a network whose weights were quantized
+(:func:`snnergy.simulation.quantize.quantize_weights`) also has ``weight_quantization``:
+``{"bits": b, "per_channel": bool}`` (absent: float32 weights; any spec version may carry it).
 """
 
 from __future__ import annotations
@@ -55,11 +57,14 @@ class SpikingNetwork(nn.Module):
         clipped: Neuron names of trained-threshold activations (QCFS, trained clip), converted
             with lambda = theta: their rate model is ``clamp(x, 0, 1)`` (the activation's clip
             at theta, normalized), the others' ``relu(x)``.
+        weight_bits: Width of the quantized weights (``None``: float32, not quantized).
+        weight_per_channel: Whether the quantized weights have one scale per output channel.
     """
 
     def __init__(self, stages: Sequence[SpikingStage], input_shape: Sequence[int],
                  neuron: IFNeuron = IFNeuron(), scales: dict[str, list[float]] | None = None,
-                 silent_layers: Sequence[str] = (), clipped: Sequence[str] = ()) -> None:
+                 silent_layers: Sequence[str] = (), clipped: Sequence[str] = (),
+                 weight_bits: int | None = None, weight_per_channel: bool = False) -> None:
         super().__init__()
         if not stages:
             raise ConfigError("a SpikingNetwork needs at least one stage")
@@ -88,12 +93,17 @@ class SpikingNetwork(nn.Module):
         unknown = [name for name in clipped if name not in earlier or name is None]
         if unknown:
             raise ConfigError(f"clipped neurons {unknown} are not neuron names of this network")
+        if weight_bits is not None and (isinstance(weight_bits, bool) or not isinstance(weight_bits, int)
+                                        or not 2 <= weight_bits <= 16):
+            raise ConfigError(f"weight_bits must be None or an integer in [2, 16], got {weight_bits!r}")
         self.stages = nn.ModuleList(stages)
         self.input_shape = tuple(int(s) for s in input_shape)
         self.neuron = neuron
         self.scales = {k: [float(v) for v in vals] for k, vals in (scales or {}).items()}
         self.silent_layers = tuple(silent_layers)
         self.clipped = tuple(clipped)
+        self.weight_bits = weight_bits
+        self.weight_per_channel = bool(weight_per_channel)
 
     def forward(self, x: Tensor) -> Tensor:
         """The rate model (ReLU, or ``clamp(x, 0, 1)`` for :attr:`clipped` neurons, in place of IF):
@@ -186,6 +196,8 @@ class SpikingNetwork(nn.Module):
             "scales": {k: list(v) for k, v in self.scales.items()},
             "silent_layers": list(self.silent_layers),
             "clipped": list(self.clipped),
+            **({} if self.weight_bits is None else
+               {"weight_quantization": {"bits": int(self.weight_bits), "per_channel": self.weight_per_channel}}),
         }
 
     @classmethod
@@ -214,8 +226,16 @@ class SpikingNetwork(nn.Module):
         scales = check_field(spec, "scales", "", lambda v: is_dict(v) and all(
             list_of(x, NUM[0]) for x in v.values()), "an object of number lists")
         silent = check_field(spec, "silent_layers", "", lambda v: list_of(v, STR[0]), "a string list")
+        bits, per_channel = None, False
+        if spec.get("weight_quantization") is not None:
+            quant = check_field(spec, "weight_quantization", "", is_dict, "an object or null")
+            bits = check_field(quant, "bits", "weight_quantization", lambda v: INT[0](v) and 2 <= v <= 16,
+                               "an integer in [2, 16]")
+            per_channel = check_field(quant, "per_channel", "weight_quantization", lambda v: isinstance(v, bool),
+                                      "true or false")
         try:
-            return cls(stages, shape, IFNeuron(float(threshold), reset, float(v0)), scales, silent, clipped)
+            return cls(stages, shape, IFNeuron(float(threshold), reset, float(v0)), scales, silent, clipped,
+                       bits, per_channel)
         except ConfigError as err:
             raise CheckpointError(f"snn spec: {err}") from None
 

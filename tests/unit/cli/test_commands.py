@@ -166,6 +166,27 @@ def test_convert_v0_option_reaches_the_snn_spec(tmp_path: Path, capsys: pytest.C
     assert "convert.v0 must be a fraction of the threshold in [0, 1)" in capsys.readouterr().err
 
 
+def test_convert_weight_bits_and_quantize_write_snns_that_simulate_runs(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "synthetic-blobs", "--model", "tiny-mlp", "--epochs", "1",
+                 "--device", "cpu", "--quiet", "--out", str(run)]) == 0
+    assert main(["convert", str(run), "--weight-bits", "8", "--per-channel-weights", "--device", "cpu",
+                 "--out", str(tmp_path / "int8")]) == 0
+    assert json.loads((tmp_path / "int8" / "snn.json").read_text())["weight_quantization"] == {"bits": 8, "per_channel": True}
+    assert main(["convert", str(run), "--device", "cpu", "--out", str(tmp_path / "fp32")]) == 0
+    assert main(["quantize", str(tmp_path / "fp32"), "--bits", "4", "--out", str(tmp_path / "int4")]) == 0
+    assert json.loads((tmp_path / "int4" / "snn.json").read_text())["weight_quantization"] == {"bits": 4, "per_channel": False}
+    assert main(["simulate", str(tmp_path / "int4"), "--timesteps", "4", "--quiet"]) == 0
+    [record] = json.loads((tmp_path / "int4" / "results.json").read_text())
+    assert record["config"]["resolved"]["convert"]["weight_bits"] == 4  # results.json records the width
+    capsys.readouterr()
+    assert main(["quantize", str(tmp_path / "fp32"), "--bits", "1", "--out", str(tmp_path / "bad")]) == 2
+    assert "bits must be an integer in [2, 16], got 1" in capsys.readouterr().err
+    assert main(["quantize", str(tmp_path / "int4"), "--bits", "8", "--out", str(tmp_path / "bad")]) == 2
+    assert "already quantized to 4 bits" in capsys.readouterr().err
+
+
 def test_finetune_writes_an_snn_that_simulate_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run, out = tmp_path / "run", tmp_path / "ft"
     assert main(["train", "--dataset", "synthetic-blobs", "--model", "tiny-mlp", "--epochs", "1",

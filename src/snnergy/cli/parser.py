@@ -364,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--pooling", choices=("avg", "sum"), default=None, help="average pooling as AvgPool2d (avg) or "
                         "SumPool2d with 1/k^2 folded into the next layer (sum); overrides --for")
 
+    hardware = command("hardware", "core-mapping estimate: cores per layer on a neuromorphic chip, and whether it fits")
+    hardware.add_argument("run", type=Path, help="folder written by snnergy train (or a compare's runs/<id>), or by snnergy convert")
+    hardware.add_argument("--profile", required=True, help="chip with published core limits: loihi, loihi2, spinnaker2, speck")
+    hardware.add_argument("--out", type=Path, default=None, help="also write the mapping to this JSON file")
+
     command("profiles", "list the energy profiles with their sources")
     return parser
 

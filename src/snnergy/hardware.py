@@ -9,7 +9,8 @@ simple partitioning (docs/design.md, "Core mapping"):
 - a Linear stage is cut into blocks of consecutive output neurons; every block reads all the
   stage's presynaptic neurons;
 - a Conv2d stage is cut into blocks of whole output rows (all channels, all columns); when one
-  row is still too large, into blocks of output channels of one row.
+  row is still too large, into blocks of output channels of one row; when one channel of one row
+  is still too large, into blocks of columns of one channel of one row.
 
 The block is the largest one whose worst core holds at most ``neurons_per_core`` neurons, reads
 at most ``axons_per_core`` distinct presynaptic neurons (its fan-in: the source neurons behind
@@ -280,21 +281,20 @@ class _Block:
     stored: int
 
 
-def _conv_branch(branch: Branch, rows: range, channels: range, shared: bool) -> tuple[int, int, int]:
+def _conv_branch(branch: Branch, rows: range, channels: range, cols: range, shared: bool) -> tuple[int, int, int]:
     """(fan-in, connections, stored synapses) of one conv (or identity) branch for the output rows
-    ``rows`` (all columns) and output ``channels``."""
-    out_c, out_h, out_w = branch.out_shape
+    ``rows``, output ``channels`` and output columns ``cols``."""
+    out_c = branch.out_shape[0]
     g = branch.geometry
     if g is None:  # identity shortcut: neuron (c, y, x) reads source (c, y, x) behind any pooling
         g = LayerGeometry(branch.name, "conv2d", branch.in_shape, branch.out_shape, groups=branch.in_shape[0])
-    in_c = g.in_shape[0]
-    cin_group = in_c // g.groups
+    cin_group = g.in_shape[0] // g.groups
     groups = {c * g.groups // out_c for c in channels}
     row_levels, col_levels = _axis_levels(branch, 0), _axis_levels(branch, 1)
     per_row = [len(_back(_conv_reach(g, 0, range(y, y + 1)), row_levels)) for y in rows]
-    per_col = [len(_back(_conv_reach(g, 1, range(x, x + 1)), col_levels)) for x in range(out_w)]
+    per_col = [len(_back(_conv_reach(g, 1, range(x, x + 1)), col_levels)) for x in cols]
     fan_in = (len(groups) * cin_group * len(_back(_conv_reach(g, 0, rows), row_levels))
-              * len(_back(_conv_reach(g, 1, range(out_w)), col_levels)))
+              * len(_back(_conv_reach(g, 1, cols), col_levels)))
     connections = len(channels) * cin_group * sum(per_row) * sum(per_col)
     stored = len(channels) * cin_group * max(per_row) * max(per_col) if shared else connections
     return fan_in, connections, stored
@@ -332,23 +332,29 @@ def _blocks(stage: Stage, shared: bool) -> tuple[int, int, list[Callable[[], _Bl
         def linear(n: int) -> Callable[[], _Block]:
             return lambda: _Block(math.ceil(neurons / n), n, full + identity * n, n * (full + identity))
         return neurons, connections, [linear(n) for n in range(neurons, 0, -1)]
-    channels, height, _ = out_shape
-    connections = sum(_conv_branch(b, range(height), range(channels), False)[1] for b in stage.branches)
+    channels, height, width = out_shape
+    connections = sum(_conv_branch(b, range(height), range(channels), range(width), False)[1] for b in stage.branches)
 
-    def block(rows: int, chans: int) -> Callable[[], _Block]:
+    def block(rows: int, chans: int, cols: int) -> Callable[[], _Block]:
         def worst() -> _Block:
             fan_in = stored = 0
+            # every tile of the block's size; one channel reads the same neurons as any other
+            # channel of its group, so single-channel tiles are checked at channel 0 only
+            starts = range(0, channels, chans) if chans > 1 else range(1)
             for y0 in range(0, height, rows):
-                for c0 in range(0, channels, chans):
-                    terms = [_conv_branch(b, range(y0, min(y0 + rows, height)), range(c0, min(c0 + chans, channels)),
-                                          shared) for b in stage.branches]
-                    fan_in = max(fan_in, sum(t[0] for t in terms))
-                    stored = max(stored, sum(t[2] for t in terms))
-            row_width = out_shape[2]
-            return _Block(math.ceil(height / rows) * math.ceil(channels / chans), rows * chans * row_width,
-                          fan_in, stored)
+                for c0 in starts:
+                    for x0 in range(0, width, cols):
+                        tile = (range(y0, min(y0 + rows, height)), range(c0, min(c0 + chans, channels)),
+                                range(x0, min(x0 + cols, width)))
+                        terms = [_conv_branch(b, *tile, shared) for b in stage.branches]
+                        fan_in = max(fan_in, sum(t[0] for t in terms))
+                        stored = max(stored, sum(t[2] for t in terms))
+            cores = math.ceil(height / rows) * math.ceil(channels / chans) * math.ceil(width / cols)
+            return _Block(cores, rows * chans * cols, fan_in, stored)
         return worst
-    candidates = [block(r, channels) for r in range(height, 0, -1)] + [block(1, c) for c in range(channels - 1, 0, -1)]
+    candidates = ([block(r, channels, width) for r in range(height, 0, -1)]
+                  + [block(1, c, width) for c in range(channels - 1, 0, -1)]
+                  + [block(1, 1, w) for w in range(width - 1, 0, -1)])
     return neurons, connections, candidates
 
 

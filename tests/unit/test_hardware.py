@@ -80,9 +80,15 @@ def test_conv_rows_per_core_and_their_fan_in() -> None:
     # rows 1-3, each 3 x 4 x 2 = 24 <= 24 -> 2 cores; the neuron limit (4 cores) binds.
     assert conv.cores_by_limit == {"neurons": 4, "fan-in": 2}
     # With 20 axons an interior row (24) is too wide: blocks of channels of one row. A channel
-    # still reads all 2 input channels x 3 rows x 4 columns = 24 > 20: unmappable, fan-in binds.
-    tight = map_plan(_conv_plan(), ChipLimits("tight", 12, 20, None, 8, 8, False, "made up")).layers[0]
-    assert tight.cores is None and tight.binding == "fan-in"
+    # still reads all 2 input channels x 3 rows x 4 columns = 24 > 20, so columns of one channel of
+    # one row: 3 columns (0-2 read input columns 0-3) read 2 x 3 x 4 = 24 > 20; pairs of columns
+    # (0-1 read input columns 0-2, 2-3 read 1-3) read 2 x 3 x 3 = 18 <= 20.
+    # -> 2 neurons per core: 4 rows x 3 channels x 2 column pairs = 24 cores, fan-in binds.
+    tight = map_plan(_conv_plan(), ChipLimits("tight", 12, 20, None, 8, 64, False, "made up")).layers[0]
+    assert (tight.cores, tight.neurons_per_core, tight.fan_in, tight.binding) == (24, 2, 18, "fan-in")
+    # With 10 axons even one interior neuron (2 x 3 x 3 = 18) is too many: unmappable, fan-in binds.
+    none = map_plan(_conv_plan(), ChipLimits("none", 12, 10, None, 8, 64, False, "made up")).layers[0]
+    assert none.cores is None and none.binding == "fan-in" and none.cores_by_limit["fan-in"] is None
 
 
 def test_pooling_is_traced_back_to_the_source_neurons() -> None:

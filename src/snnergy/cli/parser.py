@@ -141,6 +141,15 @@ EPILOG = {
         resets to v_reset, so readers that ignore the metadata reset to zero) and Output (the last
         layer's current each step; the prediction is the argmax of its sum). Needs the optional
         package nir: pip install 'snnergy[nir]'""",
+    "hardware": """\
+        examples:
+          snnergy hardware runs/hs --profile loihi
+          snnergy hardware runs/hs-snn --profile speck --out hs-speck.json
+
+        RUN is a training run or a converted SNN folder. Each spiking layer and the readout is split
+        over cores within the chip's published neurons, fan-in axons and synaptic memory per core
+        (limits not published are not checked); prints cores per layer, the binding limit and
+        whether the network fits one chip (docs/design.md, "Core mapping").""",
     "simulate": """\
         examples:
           snnergy simulate runs/hs-snn --timesteps 256              # reports T = 1, 2, 4, ..., 256

@@ -46,12 +46,15 @@ ALLOWED = {
     # counting's exact fan-out
     "finetuning": UTILITIES | {"structure", "simulation", "counting"},
     "reporting": UTILITIES,
+    # core-mapping estimates: chip limits and the partitioning of the network plan's stages
+    "hardware": UTILITIES | {"structure"},
     # user model files in, NIR out: reads and writes the converted network's classes
     "interop": UTILITIES | {"simulation"},
     "cli": UTILITIES | {"experiments", "reporting"},
     # one run end to end: glue over every stage
     "experiments": UTILITIES | {"data", "structure", "normalization", "models", "simulation", "activity", "counting", "regularizers",
-                                "energy", "train_state", "training", "conversion", "finetuning", "reporting", "interop"},
+                                "energy", "train_state", "training", "conversion", "finetuning", "reporting", "interop",
+                                "hardware"},
 }
 
 

@@ -17,15 +17,16 @@ from snnergy.cli.parser import COMMON_OPTIONS_PATHS, parse_overrides, resolve_co
 
 def check_out(args: argparse.Namespace) -> None:
     """Refuses, before any work, an ``--out`` (or ``report``'s folder) that is a file, or for
-    ``export-nir`` a folder (it writes one file)."""
+    ``export-nir`` and ``hardware`` a folder (they write one file)."""
     from snnergy.experiments.store import check_not_a_file
 
     out = getattr(args, "out", None)
     if out is None:
         return
-    if args.command == "export-nir":
+    if args.command in ("export-nir", "hardware"):
         if Path(out).is_dir():
-            raise ConfigError(f"--out {out} is a folder: give the .nir file to write")
+            kind = ".nir" if args.command == "export-nir" else ".json"
+            raise ConfigError(f"--out {out} is a folder: give the {kind} file to write")
         check_not_a_file(Path(out).parent)
     else:
         check_not_a_file(out)
@@ -320,6 +321,34 @@ def _run_finetune(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def _run_hardware(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """``snnergy hardware RUN --profile CHIP``: cores per layer and the verdict."""
+    from snnergy import experiments
+    from snnergy.reporting import markdown_table
+
+    if extra:
+        raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
+    mapping = experiments.map_run(args.run, args.profile, args.out)
+    chip = mapping.chip
+    rows = [{"layer": m.name, "kind": m.kind, "neurons": m.neurons, "synapses": m.synapses, "fan_in": m.fan_in,
+             "per_core": m.neurons_per_core, "cores": "-" if m.cores is None else m.cores, "binding": m.binding}
+            for m in mapping.layers]
+    print(markdown_table(rows, list(rows[0]), ["layer", "kind", "neurons", "synapses stored", "fan-in (worst core)",
+                                               "neurons (worst core)", "cores", "binding limit"]))
+    if mapping.total_cores is None:
+        print(f"\ndoes not fit {chip.name}: a single block of '{mapping.binding_layer}' exceeds a core's limits")
+    else:
+        verdict = "fits one chip" if mapping.fits else f"does not fit one chip: needs {mapping.chips} chips"
+        print(f"\n{mapping.total_cores} of {chip.cores_per_chip} cores on {chip.name}: {verdict}; "
+              f"most cores: {mapping.binding_layer}")
+    print(f"limits: neurons/core {chip.neurons_per_core}, fan-in/core {chip.axons_per_core}, synaptic memory/core "
+          f"{chip.synaptic_memory_bits} bits, {chip.weight_bits}-bit weights"
+          f"{', shared conv kernels' if chip.shared_conv_weights else ''} (None: not published, not checked)")
+    if args.out is not None:
+        print(f"wrote {args.out}")
+    return 0
+
+
 COMMANDS = {
     "train": _run_train,
     "compare": _run_compare,
@@ -331,4 +360,5 @@ COMMANDS = {
     "sweep": _run_sweep,
     "report": _run_report,
     "finetune": _run_finetune,
+    "hardware": _run_hardware,
 }

@@ -153,6 +153,15 @@ EPILOG = {
         biases and thresholds stay float. Writes OUT/snn.safetensors, OUT/snn.json (its
         weight_quantization) and OUT/config.json (convert.weight_bits). The same at conversion:
         snnergy convert RUN --weight-bits 8 [--per-channel-weights]""",
+    "hardware": """\
+        examples:
+          snnergy hardware runs/hs --profile loihi
+          snnergy hardware runs/hs-snn --profile speck --out hs-speck.json
+
+        RUN is a training run or a converted SNN folder. Each spiking layer and the readout is split
+        over cores within the chip's published neurons, fan-in axons and synaptic memory per core
+        (limits not published are not checked); prints cores per layer, the binding limit and
+        whether the network fits one chip (docs/design.md, "Core mapping").""",
     "simulate": """\
         examples:
           snnergy simulate runs/hs-snn --timesteps 256              # reports T = 1, 2, 4, ..., 256
@@ -383,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--bits", type=int, required=True, help="weight width, an integer in [2, 16]")
     quantize.add_argument("--per-channel", action="store_true", help="one scale per output channel (default: one per layer)")
     quantize.add_argument("--out", type=Path, required=True, help="output folder for the quantized SNN")
+    hardware = command("hardware", "core-mapping estimate: cores per layer on a neuromorphic chip, and whether it fits")
+    hardware.add_argument("run", type=Path, help="folder written by snnergy train (or a compare's runs/<id>), or by snnergy convert")
+    hardware.add_argument("--profile", required=True, help="chip with published core limits: loihi, loihi2, spinnaker2, speck")
+    hardware.add_argument("--out", type=Path, default=None, help="also write the mapping to this JSON file")
 
     command("profiles", "list the energy profiles with their sources")
     return parser

@@ -17,6 +17,7 @@ from snnergy.experiments.compare import (
     default_grid,
     model_tables,
 )
+from snnergy.experiments.hardware import map_run, run_plan
 from snnergy.experiments.grid import Sweep, SweepLayout, load_sweep, parse_sweep
 from snnergy.experiments.measure import measure
 from snnergy.experiments.pipeline import TrainedModel, measure_trained, result_record, train
@@ -39,6 +40,8 @@ from snnergy.reporting.identity import config_hash
 
 __all__ = [
     "DEFAULT_REGULARIZERS",
+    "map_run",
+    "run_plan",
     "DEFAULT_STRENGTHS",
     "Outcome",
     "Sweep",

@@ -336,3 +336,21 @@ def test_compare_levels_need_qcfs(tmp_path: Path, capsys: pytest.CaptureFixture[
 
     args = build_parser().parse_args(["compare", "--activations", "relu,qcfs", "--levels", "4,8", "--widths", "0.25,0.5,1"])
     assert (args.activations, args.levels, args.widths) == (["relu", "qcfs"], [4, 8], [0.25, 0.5, 1.0])
+
+
+def test_hardware_prints_the_table_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "synthetic-blobs", "--model", "tiny-mlp", "--epochs", "1",
+                 "--device", "cpu", "--quiet", "--out", str(run)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "hw" / "loihi.json"
+    assert main(["hardware", str(run), "--profile", "loihi", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    # tiny-mlp: fc1 (16 neurons) and fc2 (4) take one Loihi core each: 2 of 128.
+    assert "| fc1 | linear | 16 |" in printed and "2 of 128 cores on loihi: fits one chip" in printed
+    assert json.loads(out.read_text())["total_cores"] == 2
+    assert main(["hardware", str(run), "--profile", "cmos45-fp32"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("snnergy: error:") and "loihi, loihi2, spinnaker2, speck" in err
+    assert main(["hardware", str(run), "--profile", "loihi", "--out", str(tmp_path)]) == 2
+    assert "is a folder: give the .json file" in capsys.readouterr().err

@@ -43,8 +43,19 @@ def model_label(record: Mapping[str, Any], always: bool = False) -> str:
     return name if width == 1.0 else f"{name} w{width:g}"
 
 
-LEVER_KEYS = ("train.init_from", "train.distill", "train.distill_temperature", "train.distill_weight")
-"""Resolved-config keys that :func:`levers` names (with every ``finetune.*`` key), so labels need not."""
+LEVER_SWITCHES = (("finetune.", "finetune.timesteps"), ("train.distill", "train.distill"),
+                  ("train.init_from", "train.init_from"))
+"""(dotted-key prefix, the key that switches its lever on): the settings :func:`levers` tags."""
+
+
+def lever_switch(key: str) -> str | None:
+    """The dotted key that switches on the lever ``key`` belongs to (``None``: no lever's).
+
+    Example:
+        >>> lever_switch("finetune.strength"), lever_switch("train.distill_weight"), lever_switch("train.lr")
+        ('finetune.timesteps', 'train.distill', None)
+    """
+    return next((switch for prefix, switch in LEVER_SWITCHES if key.startswith(prefix)), None)
 
 
 def levers(record: Mapping[str, Any]) -> list[str]:

@@ -29,7 +29,7 @@ from snnergy.reporting.filters import (
     dnn_reference,
     is_baseline,
     is_full_baseline,
-    LEVER_KEYS,
+    lever_switch,
     model_label,
     ok_records,
     reference_accuracy,
@@ -195,25 +195,18 @@ def group_records(records: Sequence[Mapping[str, Any]]) -> list[Group]:
 def _lever_used(key: str, ident: Mapping[str, Any]) -> bool:
     """Whether a configuration uses the lever ``key`` belongs to (any other key: ``True``): a
     fine-tuning setting is no part of the label of a configuration that was not fine-tuned."""
-    if key.startswith("finetune."):
-        return bool(ident.get("finetune.timesteps"))
-    if key.startswith("train.distill"):
-        return bool(ident.get("train.distill"))
-    return True
+    switch = lever_switch(key)
+    return switch is None or bool(ident.get(switch))
 
 
 def _tagged(key: str, identities: Sequence[Mapping[str, Any]]) -> bool:
     """Whether a lever tag (:func:`~snnergy.reporting.filters.levers`: ``init``, ``kd``, ``ft<T>``)
-    already tells the configurations apart on ``key``: a lever's settings (``finetune.*``,
-    ``train.distill*``, ``train.init_from``) that are the same wherever the lever is used."""
-    if key.startswith("finetune."):
-        used = [i for i in identities if i.get("finetune.timesteps")]
-    elif key.startswith("train.distill"):
-        used = [i for i in identities if i.get("train.distill")]
-    elif key in LEVER_KEYS:
-        used = [i for i in identities if i.get(key)]
-    else:
+    already tells the configurations apart on ``key``: the switch itself (``ft<T>`` shows T), or a
+    lever's setting that is the same wherever the lever is used."""
+    switch = lever_switch(key)
+    if switch is None:
         return False
+    used = [i for i in identities if i.get(switch)]
     return key == "finetune.timesteps" or len({json.dumps(i.get(key), sort_keys=True) for i in used}) <= 1
 
 

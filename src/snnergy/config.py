@@ -281,6 +281,28 @@ def check_timesteps(timesteps: Any) -> tuple[int, ...]:
     return tuple(sorted({int(t) for t in values}))  # type: ignore[union-attr]
 
 
+#: Weight widths ``simulate.quantize`` accepts (those of :data:`snnergy.simulation.quantize.BITS`).
+QUANTIZE_BITS = range(2, 17)
+
+
+def check_quantize(widths: Any) -> tuple[int, ...]:
+    """``simulate.quantize`` as unique widths, widest first; each an integer in [2, 16], else one
+    :class:`ConfigError` naming the key.
+
+    Example:
+        >>> check_quantize([4, 8, 4])
+        (8, 4)
+        >>> check_quantize([8, 1])
+        Traceback (most recent call last):
+        ...
+        snnergy.errors.ConfigError: simulate.quantize must be a list of weight widths, integers in [2, 16] (e.g. [8, 4]), got [8, 1]
+    """
+    values = list(widths) if isinstance(widths, Iterable) and not isinstance(widths, (str, bytes)) else None
+    _require(values is not None and all(_is_int(b) and b in QUANTIZE_BITS for b in values), "simulate.quantize",
+             "a list of weight widths, integers in [2, 16] (e.g. [8, 4])", widths)
+    return tuple(sorted({int(b) for b in values}, reverse=True))  # type: ignore[union-attr]
+
+
 @dataclass(frozen=True)
 class SimulateConfig:
     """SNN simulation.
@@ -292,12 +314,17 @@ class SimulateConfig:
         max_samples: Simulate at most this many test samples (``None``: all).
         max_memory: Bytes the simulation may use; batches are split to fit, and a request too
             large for one sample is refused before allocating (``None``: a quarter of the RAM).
+        quantize: Weight widths (each an integer in [2, 16]) at which the converted SNN is also
+            simulated, its weights quantized after conversion (``convert.weight_per_channel``
+            picks per-layer or per-channel scales): ``results.json`` then holds ``snn.quantized``,
+            one record per width. Stored unique, widest first; empty (default): float32 only.
     """
 
     timesteps: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
     input: str = "analog"
     max_samples: int | None = None
     max_memory: int | None = None
+    quantize: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "timesteps", check_timesteps(self.timesteps))
@@ -306,6 +333,7 @@ class SimulateConfig:
                  "at least 1 or None", self.max_samples)
         _require(_positive_int(self.max_memory, allow_none=True), "simulate.max_memory",
                  "a positive number of bytes or None", self.max_memory)
+        object.__setattr__(self, "quantize", check_quantize(self.quantize))
 
 
 @dataclass(frozen=True)
@@ -370,6 +398,10 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         _require(_is_int(self.seed) and 0 <= self.seed <= MAX_SEED, "seed", f"an integer in [0, {MAX_SEED}]",
                  self.seed)
+        if self.simulate.quantize and self.convert.weight_bits is not None:
+            raise ConfigError(f"simulate.quantize = {list(self.simulate.quantize)} simulates quantized copies of the "
+                              f"float32 SNN, but convert.weight_bits = {self.convert.weight_bits} already quantizes it; "
+                              "give one of the two")
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -212,13 +212,16 @@ def _run_simulate(args: argparse.Namespace, extra: Sequence[str]) -> int:
     overrides = {path: value for path, value in vars(args).items() if ("." in path or path in COMMON_OPTIONS_PATHS) and value is not None}
     config = apply_overrides(apply_overrides(config, overrides), parse_overrides(extra))
     out = args.out or args.snn
-    record = experiments.simulate_converted(snn, config, out, progress=not args.quiet)
+    record = experiments.simulate_converted(snn, config, out, progress=not args.quiet, dnn_run=args.dnn)
     rows = [
         {"T": t, "accuracy": a, "synops": s, "input_macs": m, "energy_j": e}
         for t, a, s, m, e in zip(record.timesteps, record.accuracy, record.synops, record.input_macs, record.energy_j[args.profile])
     ]
     print(markdown_table(rows, ["T", "accuracy", "synops", "input_macs", "energy_j"], ["T", "accuracy", "SynOps", "input MACs", f"energy (J, {args.profile})"]))
     print(f"\n{record.samples} samples, {record.input} input; wrote {out}/results.json")
+    if config.simulate.quantize:
+        print(f"also simulated with {', '.join(f'int{b}' for b in config.simulate.quantize)} weights "
+              f"(snn.quantized; `snnergy report {out}` tabulates them with the cores on each chip)")
     if record.paths:
         print("paths: " + ", ".join(
             f"{name} {path}" + (f" ({100 * record.input_density[name]:.1f} % inputs active)" if name in record.input_density else "")

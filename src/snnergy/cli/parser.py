@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from snnergy._version import __version__
-from snnergy.config import ACTIVATION_NAMES, RESETS, ExperimentConfig, apply_overrides, doubling_timesteps, load_config, parse_size
+from snnergy.config import (ACTIVATION_NAMES, RESETS, ExperimentConfig, apply_overrides, check_quantize, doubling_timesteps,
+                            load_config, parse_size)
 from snnergy.errors import ConfigError
 
 # Named options and the config field each one sets (dotted path).
@@ -52,12 +53,28 @@ def _byte_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _quantize(text: str) -> list[int]:
+    """argparse type of ``--quantize``: comma-separated weight widths (``simulate.quantize`` checks them).
+
+    Example:
+        >>> _quantize("8,4")
+        [8, 4]
+    """
+    try:
+        return list(check_quantize([int(t) for t in _names(text)] if _names(text) else None))
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(f"expected comma-separated weight widths, integers in [2, 16] "
+                                         f"(e.g. 8,4), got '{text}'") from None
+
+
 SNN_OPTIONS: dict[str, tuple[str, Any, str]] = {
     "timesteps": ("simulate.timesteps", None, "largest T (reports 1, 2, 4, ..., T) or a comma-separated list of T"),
     "input": ("simulate.input", str, "analog (constant current) or poisson"),
     "max-samples": ("simulate.max_samples", int, "simulate at most this many test samples"),
     "max-memory": ("simulate.max_memory", _byte_size, "memory the simulation may use, e.g. 2GiB (default: a quarter of the RAM)"),
     "percentile": ("convert.percentile", float, "normalization percentile (100 = max)"),
+    "quantize": ("simulate.quantize", _quantize, "also simulate the SNN with its weights quantized to these widths, "
+                 "comma-separated, e.g. 8,4 (results.json snn.quantized; the report's quantization table)"),
 }
 FINETUNE_OPTIONS: dict[str, tuple[str, Any, str]] = {
     "epochs": ("finetune.epochs", int, "passes over the (limited) training split (default 1)"),
@@ -166,8 +183,12 @@ EPILOG = {
         examples:
           snnergy simulate runs/hs-snn --timesteps 256              # reports T = 1, 2, 4, ..., 256
           snnergy simulate runs/hs-snn --timesteps 16,32,64 --input poisson --max-samples 1000
+          snnergy simulate runs/hs-snn --quantize 8,4 --dnn runs/hs --out runs/hs-q  # + int8/int4, the DNN
+          snnergy report runs/hs-q                 # report.md: quantized accuracy, cores, compute vs memory
 
-        writes OUT/results.json and OUT/results.csv (OUT defaults to the SNN folder)""",
+        writes OUT/results.json and OUT/results.csv (OUT defaults to the SNN folder); the record holds
+        the cores on every chip (snn.cores), with --quantize the quantized SNNs (snn.quantized) and with
+        --dnn the DNN (dnn)""",
     "sweep": """\
         examples:
           snnergy sweep sweeps/digits_small.toml --workers 2 --out runs/digits   # resumes if runs/digits exists
@@ -348,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(simulate, COMMON_OPTIONS)
     simulate.add_argument("--profile", default="cmos45-fp32", help="energy profile of the printed table")
     simulate.add_argument("--out", type=Path, default=None, help="output folder (default: the SNN folder)")
+    simulate.add_argument("--dnn", type=Path, default=None, metavar="RUN", help="the snnergy train folder the SNN was "
+                          "converted from: its DNN is measured on the same test split and recorded beside the SNN, "
+                          "so that `snnergy report OUT` compares the two (compute vs memory energy included)")
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sweep = command("sweep", "run a grid of configurations from a sweep file; resumes; report at the end")

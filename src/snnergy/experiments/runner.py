@@ -24,6 +24,7 @@ from snnergy.reporting.identity import config_hash
 from snnergy.experiments.finetune import finetune_split
 from snnergy.experiments.pipeline import measure_trained, result_record, train
 from snnergy.experiments.steps import simulate_test_split
+from snnergy.experiments.variants import snn_extras
 from snnergy.experiments.sweep_store import Outcome
 
 Job = tuple[ExperimentConfig, "str | None"]
@@ -32,7 +33,8 @@ Job = tuple[ExperimentConfig, "str | None"]
 
 def run_configuration(config: ExperimentConfig, out: Path | None, progress: bool = False) -> dict[str, Any]:
     """Train, measure, convert, fine-tune the SNN (when ``finetune.timesteps`` > 0) and simulate one
-    configuration; returns its result record (with ``snn.finetune`` when fine-tuned)."""
+    configuration; returns its result record (with ``snn.finetune`` when fine-tuned, ``snn.cores``,
+    and ``snn.quantized`` when ``simulate.quantize`` lists widths: :func:`~snnergy.experiments.variants.snn_extras`)."""
     trained = train(config, out=out, progress=progress)
     dnn = measure_trained(trained)
     calibration = calibration_set(trained.splits, config.data.calibration_size, seed=config.seed)
@@ -42,6 +44,7 @@ def run_configuration(config: ExperimentConfig, out: Path | None, progress: bool
         tuned = finetune_split(snn, config, trained.splits, trained.device, progress)
         snn = tuned.snn
     record = result_record(config, dnn, simulate_test_split(snn, config, trained.splits, trained.device, progress))
+    record["snn"].update(snn_extras(snn, config, (trained.splits.test_x, trained.splits.test_y), trained.device, progress))
     if tuned is not None:
         record["snn"]["finetune"] = tuned.summary()
     return record

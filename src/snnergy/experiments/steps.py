@@ -8,18 +8,21 @@ from pathlib import Path
 import torch
 
 from snnergy.checkpoints import read_json
-from snnergy.config import ConvertConfig, ExperimentConfig, config_from_dict
+from snnergy.config import ConvertConfig, ExperimentConfig, config_from_dict, config_to_dict
 from snnergy.conversion import convert as convert_model
 from snnergy.data import DatasetSplits, calibration_set, load_dataset
 from snnergy.errors import CheckpointError, ConfigError
 from snnergy.interop import export_nir, load_model_file
 from snnergy.records import SNNRecord
 from snnergy.simulation import SpikingNetwork, load_snn, quantize_weights, save_snn
+from snnergy.train_state import config_difference
 from snnergy.training import Checkpoint, load_checkpoint, resolve_device
 
 from snnergy.experiments.pipeline import CHECKPOINT_DIR, result_record
+from snnergy.experiments.measure import measure
 from snnergy.experiments.snn import simulate
 from snnergy.experiments.store import CONFIG_JSON, RESULTS_JSON, check_out_folder, write_config, write_results
+from snnergy.experiments.variants import snn_extras
 
 
 def convert(
@@ -163,20 +166,63 @@ def simulate_test_split(snn: SpikingNetwork, config: ExperimentConfig, splits: D
                     seed=config.seed, device=device, progress=progress)
 
 
-def simulate_converted(snn: SpikingNetwork, config: ExperimentConfig, out: str | Path, progress: bool = False) -> SNNRecord:
-    """Simulates on the test split of the config's dataset and writes ``results.json``/``.csv``.
+def simulate_converted(snn: SpikingNetwork, config: ExperimentConfig, out: str | Path, progress: bool = False,
+                       dnn_run: str | Path | None = None) -> SNNRecord:
+    """Simulates on the test split of the config's dataset and writes ``results.json``/``.csv``: the
+    record's ``snn`` part with ``snn.cores`` and, when ``simulate.quantize`` lists widths,
+    ``snn.quantized`` (:func:`~snnergy.experiments.variants.snn_extras`).
+
+    Args:
+        snn: The converted network.
+        config: Its config (the SNN folder's, with the caller's overrides).
+        out: Folder for ``results.json``, ``results.csv`` and ``config.json``.
+        progress: Show progress bars.
+        dnn_run: A ``snnergy train`` folder of the DNN ``snn`` was converted from: measured on the
+            same test split (checked by :func:`same_network_run`), it makes the record's ``dnn`` part, so that
+            ``snnergy report OUT`` compares the DNN and the SNN.
 
     Raises:
         ConfigError: ``out`` is a file or holds the results of another network
-            (:func:`~snnergy.experiments.store.check_out_folder`), checked before simulating.
+            (:func:`~snnergy.experiments.store.check_out_folder`), or ``dnn_run`` trained another
+            network; both checked before simulating.
     """
     check_out_folder(out, config, "simulate")
     splits = load_dataset(config.data, seed=config.seed)
-    record = simulate_test_split(snn, config, splits, resolve_device(config.device), progress)
+    device = resolve_device(config.device)
+    checkpoint = same_network_run(dnn_run, config) if dnn_run is not None else None
+    dnn = None
+    if checkpoint is not None:
+        dnn = measure(checkpoint.model, (splits.test_x, splits.test_y), profiles=config.profiles, device=device,
+                      snn_samples=config.simulate.max_samples)
+    record = simulate_test_split(snn, config, splits, device, progress)
+    result = result_record(config, dnn, snn=record)
+    result["snn"].update(snn_extras(snn, config, (splits.test_x, splits.test_y), device, progress))
     write_config(out, config)
-    write_results(out, [result_record(config, snn=record)])
+    write_results(out, [result])
     return record
 
 
+NETWORK_KEYS = ("model", "train", "seed")
+"""The config slices that decide which trained network a run folder holds (with ``data.dataset``)."""
+
+
+def same_network_run(folder: str | Path, config: ExperimentConfig) -> Checkpoint:
+    """The checkpoint of the ``snnergy train`` folder ``folder``, checked to hold the network
+    ``config`` describes (same dataset, :data:`NETWORK_KEYS`).
+
+    Raises:
+        CheckpointError: ``folder`` holds no training run.
+        ConfigError: It trained another network (the message names the first differing key).
+    """
+    checkpoint = load_run(folder)
+    trained, wanted = config_to_dict(checkpoint.config), config_to_dict(config)
+    identity = [{"data.dataset": c["data"]["dataset"], **{k: c[k] for k in NETWORK_KEYS}} for c in (trained, wanted)]
+    difference = config_difference(*identity)
+    if difference is not None:
+        raise ConfigError(f"--dnn {folder}: trained another network than this SNN's ({difference.replace('stored', 'there')}); "
+                          "give the snnergy train folder the SNN was converted from")
+    return checkpoint
+
+
 __all__ = ["RESULTS_JSON", "convert", "simulate_test_split", "convert_checkpoint", "convert_model_file", "export_run_nir", "load_converted", "quantize_converted",
-           "load_run", "simulate_converted"]
+           "load_run", "same_network_run", "simulate_converted"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import snnergy.reporting.curves as curves
+from snnergy.reporting.deployment import core_section, quantization_section
 from snnergy.reporting.filters import (
     collapsed_line,
     config_name,
@@ -356,7 +357,9 @@ def report_markdown(
         "",
         _breakdown_table(breakdown_rows(records, profile, drop, target)),
         "",
-        *_memory_section(records),
+        *memory_section(records),
+        *quantization_section(records, reference_target(records, drop, target)[0], profile),
+        *core_section(records),
         "## Layers",
         "",
         "Sparsity: fraction of zeros in the DNN's post-ReLU map. Spike rate: spikes per neuron per step "
@@ -382,7 +385,7 @@ def _breakdown_table(rows: list[dict[str, Any]]) -> str:
     return markdown_table(rows, [c for c, _ in columns], [h for _, h in columns])
 
 
-def _memory_section(records: Sequence[Mapping[str, Any]]) -> list[str]:
+def memory_section(records: Sequence[Mapping[str, Any]]) -> list[str]:
     """The compute-vs-memory tables of the energy breakdown, one per memory-aware profile held."""
     lines: list[str] = []
     for name in memory_profiles(records):
@@ -409,6 +412,7 @@ __all__ = [
     "layer_rows",
     "memory_profiles",
     "memory_rows",
+    "memory_section",
     "reference_target",
     "report_markdown",
     "summary_rows",

@@ -109,18 +109,62 @@ class _Checker:
                 stack.extend((v, f"{at}[{i}]") for i, v in enumerate(node))
 
 
-def _check_curve(c: _Checker, curve: Mapping[str, Any], steps: list[int]) -> None:
+def _check_curve(c: _Checker, curve: Mapping[str, Any], steps: list[int], path: str = "snn.curve") -> None:
     """``snn.curve``: increasing integer t ending at the largest T and holding every listed T, and
     its series aligned with them."""
     ts = curve.get("timesteps")
     if not isinstance(ts, list) or not ts or not all(
             _is_number(t) and not isinstance(t, float) and t >= 1 for t in ts) or \
             any(a >= b for a, b in zip(ts, ts[1:])) or ts[-1] != max(steps) or not set(steps) <= set(ts):
-        c.fail("snn.curve.timesteps", "increasing integers >= 1 holding every snn.timesteps", ts)
-    c.series(curve.get("accuracy"), "snn.curve.accuracy", _FRACTION, len(ts))
-    c.series(curve.get("synops"), "snn.curve.synops", _NONNEG, len(ts))
-    for profile, values in c.table(curve.get("energy_j", {}), "snn.curve.energy_j").items():
-        c.series(values, f"snn.curve.energy_j.{profile}", _NONNEG, len(ts))
+        c.fail(f"{path}.timesteps", "increasing integers >= 1 holding every snn.timesteps", ts)
+    c.series(curve.get("accuracy"), f"{path}.accuracy", _FRACTION, len(ts))
+    c.series(curve.get("synops"), f"{path}.synops", _NONNEG, len(ts))
+    for profile, values in c.table(curve.get("energy_j", {}), f"{path}.energy_j").items():
+        c.series(values, f"{path}.energy_j.{profile}", _NONNEG, len(ts))
+
+
+def _check_simulation(c: _Checker, snn: Mapping[str, Any], path: str) -> None:
+    """The series of a simulation (``snn``, or one of ``snn.quantized``): the listed T and every list
+    aligned with them, the energies by profile and the curve."""
+    steps = snn.get("timesteps")
+    if not isinstance(steps, list) or not steps or not all(
+            _is_number(t) and not isinstance(t, float) and t >= 1 for t in steps):
+        c.fail(f"{path}.timesteps", "a non-empty list of integers >= 1", steps)
+    for key, check in SNN_SERIES.items():
+        c.series(snn.get(key), f"{path}.{key}", check, len(steps))
+    for profile, values in c.table(snn.get("energy_j"), f"{path}.energy_j").items():
+        c.series(values, f"{path}.energy_j.{profile}", _NONNEG, len(steps))
+    for layer, values in c.table(snn.get("synops_per_layer", {}), f"{path}.synops_per_layer").items():
+        c.series(values, f"{path}.synops_per_layer.{layer}", _NONNEG, len(steps))
+    for profile, parts in c.table(snn.get("energy_breakdown_j", {}), f"{path}.energy_breakdown_j").items():
+        for part, values in c.table(parts, f"{path}.energy_breakdown_j.{profile}").items():
+            c.series(values, f"{path}.energy_breakdown_j.{profile}.{part}", _NONNEG, len(steps))
+    if snn.get("curve") is not None:
+        _check_curve(c, c.table(snn["curve"], f"{path}.curve"), steps, f"{path}.curve")
+
+
+_BITS: Check = (lambda v: _COUNT[0](v) and 2 <= v <= 16, "an integer in [2, 16]")
+_CORES: Check = (lambda v: v is None or (_COUNT[0](v) and v >= 1), "an integer >= 1 or null")
+CORES_KEYS: dict[str, Check] = {"cores_per_chip": (lambda v: _COUNT[0](v) and v >= 1, "an integer >= 1"),
+                                "total_cores": _CORES, "fits": (lambda v: isinstance(v, bool), "true or false"),
+                                "binding_layer": _TEXT, "binding": _TEXT}
+"""``snn.cores.<chip>``: the mapping's verdict (``total_cores`` null: a stage cannot be mapped)."""
+
+
+def _check_cores(c: _Checker, cores: Any) -> None:
+    """``snn.cores``: by chip, the verdict (:data:`CORES_KEYS`) and per stage its name, cores, binding limit."""
+    for chip, mapping in c.table(cores, "snn.cores").items():
+        where = f"snn.cores.{chip}"
+        mapping = c.table(mapping, where)
+        for key, check in CORES_KEYS.items():
+            c.key(mapping, key, where, check)
+        layers = mapping.get("layers")
+        if not isinstance(layers, list):
+            c.fail(f"{where}.layers", "a list of stages", layers)
+        for i, layer in enumerate(layers):
+            layer = c.table(layer, f"{where}.layers[{i}]")
+            for key, check in (("name", _TEXT), ("cores", _CORES), ("binding", _TEXT)):
+                c.key(layer, key, f"{where}.layers[{i}]", check)
 
 
 def check_record(record: Any, where: str) -> dict[str, Any]:
@@ -170,23 +214,15 @@ def check_record(record: Any, where: str) -> dict[str, Any]:
             c.values(dnn["layers"], "dnn.layers", (lambda v: isinstance(v, Mapping), "an object"))
     if record.get("snn") is not None:
         snn = c.table(record["snn"], "snn")
-        steps = snn.get("timesteps")
-        if not isinstance(steps, list) or not steps or not all(
-                _is_number(t) and not isinstance(t, float) and t >= 1 for t in steps):
-            c.fail("snn.timesteps", "a non-empty list of integers >= 1", steps)
-        for key, check in SNN_SERIES.items():
-            c.series(snn.get(key), f"snn.{key}", check, len(steps))
+        _check_simulation(c, snn, "snn")
         for key, check in SNN_OPTIONAL.items():
             c.key(snn, key, "snn", check, required=False)
-        for profile, values in c.table(snn.get("energy_j"), "snn.energy_j").items():
-            c.series(values, f"snn.energy_j.{profile}", _NONNEG, len(steps))
-        for layer, values in c.table(snn.get("synops_per_layer", {}), "snn.synops_per_layer").items():
-            c.series(values, f"snn.synops_per_layer.{layer}", _NONNEG, len(steps))
-        for profile, parts in c.table(snn.get("energy_breakdown_j", {}), "snn.energy_breakdown_j").items():
-            for part, values in c.table(parts, f"snn.energy_breakdown_j.{profile}").items():
-                c.series(values, f"snn.energy_breakdown_j.{profile}.{part}", _NONNEG, len(steps))
-        if snn.get("curve") is not None:
-            _check_curve(c, c.table(snn["curve"], "snn.curve"), steps)
+        for bits, variant in c.table(snn.get("quantized", {}), "snn.quantized").items():
+            variant = c.table(variant, f"snn.quantized.{bits}")
+            c.key(variant, "bits", f"snn.quantized.{bits}", _BITS)
+            _check_simulation(c, variant, f"snn.quantized.{bits}")
+        if "cores" in snn:
+            _check_cores(c, snn["cores"])
         c.values(snn.get("spike_rate", {}), "snn.spike_rate", _OPTIONAL_NUMBER)
         c.values(snn.get("correlation", {}), "snn.correlation", _OPTIONAL_NUMBER)
     return record

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import snnergy.reporting.pareto as pareto
+from snnergy.reporting.deployment import core_section, quantization_section
 from snnergy.reporting.filters import collapsed_line, config_name, ok_records
+from snnergy.reporting.report import memory_section
 from snnergy.reporting.tables import DEFAULT_PROFILE, format_value, markdown_table
 
 CONFIGURATION_COLUMNS = [
@@ -69,6 +71,16 @@ def _breakdown_rows(groups: Sequence[Any], profile: str, goal: float) -> list[di
     return rows
 
 
+def _deployment_lines(groups: Sequence[Any], profile: str, goal: float) -> list[str]:
+    """Compute vs memory energy (memory-aware profiles), weight quantization and core mapping of one
+    section's runs (:mod:`snnergy.reporting.deployment`); the seed is named when a configuration has several."""
+    records = [r for g in groups for r in g.records]
+    memory = memory_section(records)
+    seeds = any(len(g.records) > 1 for g in groups)
+    return [*(["### Compute vs memory", "", *memory] if memory else []),
+            *quantization_section(records, goal, profile, "###", seeds), *core_section(records, "###")]
+
+
 def _section_markdown(groups: Sequence[Any], profile: str, drop: float, target: float | None, plots: Sequence[str]) -> list[str]:
     goal, how = pareto.target_accuracy(groups, drop, target)
     iso = pareto.iso_accuracy(groups, goal, profile)
@@ -113,6 +125,7 @@ def _section_markdown(groups: Sequence[Any], profile: str, drop: float, target: 
             ["configuration", "t", "input layer (J)", "spiking layers (J)", "neuron updates (J)", "total (J)"],
         ),
         "",
+        *_deployment_lines(groups, profile, goal),
         "### Pareto front over all configurations: accuracy vs SNN energy (listed T)",
         "",
         "The (configuration, T) points, over every activation, width, regularizer and strength, that no other point "

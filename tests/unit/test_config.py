@@ -183,3 +183,24 @@ def test_finetune_section_defaults_to_no_fine_tuning_and_is_checked() -> None:
     ]:
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
             FinetuneConfig(**{key: value})
+
+
+def test_simulate_quantize_default_empty_and_normalized() -> None:
+    from snnergy.config import SimulateConfig
+
+    assert SimulateConfig().quantize == () and config_to_dict(ExperimentConfig())["simulate"]["quantize"] == []
+    assert SimulateConfig(quantize=[4, 8, 4]).quantize == (8, 4)  # unique, widest first
+    assert apply_overrides(ExperimentConfig(), {"simulate.quantize": "[8, 4]"}).simulate.quantize == (8, 4)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"simulate.quantize": "[8, 1]"}, "simulate.quantize must be a list of weight widths, integers in [2, 16]"),
+    ({"simulate.quantize": "[8, 17]"}, "simulate.quantize must be a list of weight widths, integers in [2, 16]"),
+    ({"simulate.quantize": "8"}, "config key 'simulate.quantize' expects a list"),
+    ({"simulate.quantize": "[8, true]"}, "config key 'simulate.quantize[1]' expects an integer"),
+    ({"simulate.quantise": "[8]"}, "unknown config key 'simulate.quantise'"),
+    ({"simulate.quantize": "[8]", "convert.weight_bits": "8"}, "convert.weight_bits = 8 already quantizes it"),
+])
+def test_simulate_quantize_bad_values_are_one_clear_error(overrides: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        apply_overrides(ExperimentConfig(), overrides)

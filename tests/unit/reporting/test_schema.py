@@ -82,3 +82,31 @@ def test_dnn_compute_memory_breakdown_checked() -> None:
     check_record(snn_memory, "r")
     with pytest.raises(ResultsError, match="snn.energy_breakdown_j.p.memory' must be a list of 2"):
         check_record(changed(("snn", "energy_breakdown_j", "p", "memory"), [4.0]), "r")
+
+
+QUANTIZED = {"bits": 8, "per_channel": False, **{k: copy.deepcopy(RECORD["snn"][k]) for k in (
+    "timesteps", "accuracy", "synops", "input_macs", "neuron_updates", "energy_j", "curve")}}
+CORES = {"loihi": {"cores_per_chip": 128, "total_cores": 2, "fits": True, "chips": 1, "binding_layer": "fc1",
+                   "binding": "none", "layers": [{"name": "fc1", "cores": 1, "binding": "none"}]}}
+
+
+def test_quantized_and_cores_pass() -> None:
+    check_record(changed(("snn", "quantized"), {"8": QUANTIZED}), "r")
+    check_record(changed(("snn", "cores"), CORES), "r")
+    unmappable = copy.deepcopy(CORES)
+    unmappable["loihi"].update(total_cores=None, fits=False, chips=None)
+    unmappable["loihi"]["layers"][0].update(cores=None, binding="fan-in")
+    check_record(changed(("snn", "cores"), unmappable), "r")
+
+
+@pytest.mark.parametrize("part, value, message", [
+    ("quantized", {"8": {**QUANTIZED, "accuracy": [0.5]}}, "'snn.quantized.8.accuracy' must be a list of 2 values"),
+    ("quantized", {"8": {**QUANTIZED, "bits": 1}}, "'snn.quantized.8.bits' must be an integer in [2, 16]"),
+    ("quantized", {"4": {**QUANTIZED, "curve": {**QUANTIZED["curve"], "synops": [1.0]}}},
+     "'snn.quantized.4.curve.synops' must be a list of 3 values"),
+    ("cores", {"loihi": {**CORES["loihi"], "total_cores": 0}}, "'snn.cores.loihi.total_cores' must be an integer >= 1 or null"),
+    ("cores", {"loihi": {**CORES["loihi"], "layers": None}}, "'snn.cores.loihi.layers' must be a list of stages"),
+])
+def test_bad_quantized_or_cores_are_named(part: str, value: object, message: str) -> None:
+    with pytest.raises(ResultsError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+        check_record(changed(("snn", part), value), "r")

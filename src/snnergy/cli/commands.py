@@ -128,9 +128,10 @@ def _run_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
             print(f"[{time.perf_counter() - start:6.1f}s] {what}: FAILED: {record['error']}", file=sys.stderr)
         else:
             snn = record["snn"]
+            quantized = "".join(f", int{bits} {part['accuracy'][-1]:.4f}" for bits, part in snn.get("quantized", {}).items())
             print(
                 f"[{time.perf_counter() - start:6.1f}s] {what}: DNN {record['dnn']['accuracy']:.4f}, "
-                f"SNN {snn['accuracy'][-1]:.4f} at T={snn['timesteps'][-1]}",
+                f"SNN {snn['accuracy'][-1]:.4f}{quantized} at T={snn['timesteps'][-1]}",
                 file=sys.stderr,
             )
 

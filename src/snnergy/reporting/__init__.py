@@ -5,7 +5,7 @@ It reads only the JSON form of results (``results.json``: a list of records with
 one way: ``tables`` -> ``filters`` -> ``report`` (per configuration) and ``pareto`` (over seeds)
 -> ``plots`` and ``sweep_report`` -> ``writer`` (:func:`write_report`, the one report writer);
 ``curves`` (after ``filters``) reads one SNN's every-t curve, smallest sufficient t, energy breakdown
-and input-layer floor; ``identity`` names a configuration, ``schema`` checks records.
+and input-layer floor; ``deployment`` (after ``curves``) tabulates quantized accuracy and core mappings; ``identity`` names a configuration, ``schema`` checks records.
 """
 
 from snnergy.reporting.curves import breakdown_at, smallest_sufficient, snn_curve

@@ -130,7 +130,7 @@ def quantization_section(records: Sequence[Mapping[str, Any]], target: float, pr
             f"The converted SNN simulated again with its weights quantized (symmetric, {per}; biases and thresholds "
             f"float): accuracy at each configuration's iso-T (the fp32 SNN's smallest t reaching the target "
             f"{target:.4f}), and each variant's own smallest t reaching it with its energy there (`{profile}`; the "
-            "profile's operation costs, whatever the weight width).", "",
+            "profile's operation costs, whatever the weight width; empty: it never reaches the target).", "",
             markdown_table(rows, columns, headers), ""]
 
 

@@ -17,13 +17,13 @@ from snnergy.cli.parser import COMMON_OPTIONS_PATHS, parse_overrides, resolve_co
 
 def check_out(args: argparse.Namespace) -> None:
     """Refuses, before any work, an ``--out`` (or ``report``'s folder) that is a file, or for
-    ``export-nir`` and ``hardware`` a folder (they write one file)."""
+    ``export-nir``, ``hardware`` and ``metrics`` a folder (they write one file)."""
     from snnergy.experiments.store import check_not_a_file
 
     out = getattr(args, "out", None)
     if out is None:
         return
-    if args.command in ("export-nir", "hardware"):
+    if args.command in ("export-nir", "hardware", "metrics"):
         if Path(out).is_dir():
             kind = ".nir" if args.command == "export-nir" else ".json"
             raise ConfigError(f"--out {out} is a folder: give the {kind} file to write")
@@ -349,6 +349,20 @@ def _run_hardware(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def _run_metrics(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """``snnergy metrics RUN --format neurobench``: the run's results as NeuroBench metrics (JSON)."""
+    import json
+
+    from snnergy.experiments.metrics import run_metrics
+
+    if extra:
+        raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
+    print(json.dumps(run_metrics(args.run, args.format, args.out), indent=2))
+    if args.out is not None:
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {
     "train": _run_train,
     "compare": _run_compare,
@@ -361,4 +375,5 @@ COMMANDS = {
     "report": _run_report,
     "finetune": _run_finetune,
     "hardware": _run_hardware,
+    "metrics": _run_metrics,
 }

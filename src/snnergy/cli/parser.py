@@ -191,6 +191,18 @@ EPILOG = {
         accuracy vs SNN energy (over all configurations and per activation/width/regularizer family)
         and vs DNN effective MACs, the smallest t reaching the target, and which configuration
         (activation, levels, width, regularizer, strength) reaches it for the least energy""",
+    "metrics": """\
+        examples:
+          snnergy metrics runs/train                                    # print NeuroBench-style JSON
+          snnergy metrics runs/compare/runs/none-0 --format neurobench --out none-0.json
+
+        RUN is a folder written by `snnergy train` or one configuration of a compare/sweep
+        (OUT/runs/<id>, where they also write neurobench.json). Prints (and with --out writes) the
+        run's results with NeuroBench 2.3's metric names and structure, per sample: Footprint,
+        ParameterCount, ConnectionSparsity, ClassificationAccuracy, ActivationSparsity(ByLayer) and
+        SynapticOperations {Effective_MACs, Effective_ACs, Dense}, for the DNN and for the SNN at its
+        largest T, with units, the mapping from results.json and where the definitions differ
+        (docs/neurobench.md).""",
     "profiles": """\
         examples:
           snnergy profiles          # every energy profile with its per-operation energies and source""",
@@ -396,6 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
     hardware.add_argument("run", type=Path, help="folder written by snnergy train (or a compare's runs/<id>), or by snnergy convert")
     hardware.add_argument("--profile", required=True, help="chip with published core limits: loihi, loihi2, spinnaker2, speck")
     hardware.add_argument("--out", type=Path, default=None, help="also write the mapping to this JSON file")
+
+    metrics = command("metrics", "a run's results as NeuroBench metrics (JSON): footprint, sparsity, MACs/ACs, accuracy")
+    metrics.add_argument("run", type=Path, help="folder written by snnergy train, or a compare/sweep OUT/runs/<id>")
+    metrics.add_argument("--format", default="neurobench", help="output format (default and only one: neurobench)")
+    metrics.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
 
     command("profiles", "list the energy profiles with their sources")
     return parser

@@ -36,14 +36,17 @@ def _run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from snnergy import experiments
     from snnergy.reporting import markdown_table
 
+    from snnergy.config import LoggingConfig
+
     config = resolve_config(args, extra)
     out = args.out
-    trained = experiments.train(config, out=out, progress=not args.quiet)
+    logs = LoggingConfig(tensorboard=str(args.tensorboard) if args.tensorboard is not None else None)
+    trained = experiments.train(config, out=out, progress=not args.quiet, logs=logs)
     if trained.resumed_from:
         print(f"resumed from {out}/checkpoint after epoch {trained.resumed_from} of {config.train.epochs}", file=sys.stderr)
     dnn = experiments.measure_trained(trained)
     experiments.write_config(out, config)
-    experiments.write_results(out, [experiments.result_record(config, dnn)])
+    experiments.write_results(out, [experiments.result_record(config, dnn, history=trained.history)])
     history = [vars(h) for h in trained.history]
     columns = ["epoch", "task_loss", "penalty", "train_accuracy", "test_accuracy", "sparsity", "seconds"]
     if config.train.distill is not None:  # the distillation term T^2 KL, beside the penalty

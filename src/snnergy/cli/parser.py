@@ -84,8 +84,10 @@ EPILOG = {
           snnergy train --activation qcfs --levels 8 --out runs/qcfs          # trained thresholds
           snnergy train --activation qcfs --init-from runs/train --epochs 10 --out runs/ft  # from a ReLU run
           snnergy train --activation qcfs --levels 4 --distill runs/train --out runs/kd       # ReLU run as teacher
+          snnergy train --tensorboard runs/tb/digits --out runs/digits && tensorboard --logdir runs/tb
 
-        writes OUT/checkpoint/ (safetensors + JSON), OUT/results.json, OUT/results.csv, OUT/config.json""",
+        writes OUT/checkpoint/ (safetensors + JSON), OUT/results.json (with the per-epoch log,
+        train.history), OUT/results.csv, OUT/config.json""",
     "compare": """\
         examples:
           snnergy compare                                   # digits, lenet: relu none/l1/hoyer/hoyer-square, qcfs L=4 none/synops
@@ -321,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(train, TRAIN_OPTIONS)
     _add_config_options(train, COMMON_OPTIONS)
     train.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder (default runs/train)")
+    train.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                       help="also log each epoch's losses, accuracies and per-layer sparsity to TensorBoard "
+                            "event files in DIR (pip install 'snnergy[tensorboard]')")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     compare = command("compare", "the main job: train each regularizer, convert, simulate, report")

@@ -139,7 +139,7 @@ def _run_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     records = experiments.compare(
         config, grid=grid, activations=args.activations, levels=args.levels, widths=args.widths,
-        out=args.out, profile=args.profile, progress=not args.quiet, on_result=report,
+        out=args.out, profile=args.profile, progress=not args.quiet, on_result=report, tensorboard=args.tensorboard,
     )
     print(format_summary(records, args.profile))
     print(f"\n{len(records)} configurations in {time.perf_counter() - start:.1f} s; wrote {args.out}/ (report.md, plots/)")
@@ -265,7 +265,7 @@ def _run_sweep(args: argparse.Namespace, extra: Sequence[str]) -> int:
     summary = run_sweep(
         sweep, out, workers=args.workers, ray=args.ray, retry_failed=args.retry_failed,
         checkpoints=not args.no_checkpoints, profile=args.profile, drop=args.target_drop,
-        progress=not args.quiet, on_outcome=say,
+        progress=not args.quiet, on_outcome=say, tensorboard=args.tensorboard,
     )
     print(
         f"{summary.total} configurations: {summary.finished} finished and {summary.failed} failed now, "

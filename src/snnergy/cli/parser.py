@@ -340,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--widths", type=_widths, default=None, help="comma-separated model width factors crossed with everything (default --width, 1)")
     compare.add_argument("--profile", default="cmos45-fp32", help="energy profile of the report and plots")
     compare.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder (default runs/compare)")
+    compare.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                         help="each configuration's per-epoch training log as TensorBoard event files in "
+                              "DIR/<run folder> (pip install 'snnergy[tensorboard]')")
     compare.add_argument("--quiet", action="store_true", help="no progress output")
 
     convert = command("convert", "convert a trained DNN checkpoint to a spiking network")
@@ -377,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dry-run", action="store_true", help="validate the sweep and list its configurations; run nothing")
     sweep.add_argument("--profile", default="cmos45-fp32", help="energy profile of the report")
     sweep.add_argument("--target-drop", type=float, default=0.01, help="report target: unregularized DNN accuracy minus this (default 0.01)")
+    sweep.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                       help="each configuration's per-epoch training log as TensorBoard event files in "
+                            "DIR/<run folder> (pip install 'snnergy[tensorboard]')")
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
 
     report = command("report", "write report.md and plots of a sweep (or compare) folder from its stored results")

@@ -1,5 +1,10 @@
 """Training logs people can open: TensorBoard event files (``--tensorboard DIR``), per epoch.
 
+``snnergy train`` writes each epoch as it finishes (:class:`TensorBoardLog`); ``compare`` and
+``sweep`` write each configuration's log into ``DIR/<its run folder name>`` when it finishes, from
+its checkpoint's history (:func:`write_history`; with Ray on several nodes, only the checkpoints
+on the driver's node are there to read).
+
 Optional extra ``snnergy[tensorboard]`` (the ``tensorboard`` package, read by
 ``torch.utils.tensorboard``). One scalar per epoch (the step is the 1-based epoch) for each field of
 :class:`~snnergy.training.EpochLog`, under these tags:
@@ -17,6 +22,7 @@ Optional extra ``snnergy[tensorboard]`` (the ``tensorboard`` package, read by
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -43,6 +49,22 @@ def epoch_scalars(log: EpochLog, distill: bool = False) -> dict[str, float]:
     return {tag: float(value) for tag, value in values.items()}
 
 
+def require_tensorboard(folder: str | Path) -> Any:
+    """``torch.utils.tensorboard.SummaryWriter``, checked before any work.
+
+    Raises:
+        ConfigError: The ``tensorboard`` package is missing (the message says how to install it),
+            or ``folder`` is a file.
+    """
+    check_not_a_file(folder)
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # torch raises ImportError when the tensorboard package is absent
+        raise ConfigError(f"--tensorboard {folder}: needs the tensorboard package: "
+                          "pip install 'snnergy[tensorboard]'") from None
+    return SummaryWriter
+
+
 class TensorBoardLog:
     """Writes epochs to TensorBoard event files in ``folder`` (created); a context manager that
     closes (flushes) the writer.
@@ -53,15 +75,10 @@ class TensorBoardLog:
     """
 
     def __init__(self, folder: str | Path, distill: bool = False) -> None:
-        check_not_a_file(folder)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # torch raises ImportError when the tensorboard package is absent
-            raise ConfigError(f"--tensorboard {folder}: needs the tensorboard package: "
-                              "pip install 'snnergy[tensorboard]'") from None
+        writer = require_tensorboard(folder)
         self.folder = Path(folder)
         self.distill = distill
-        self.writer: Any = SummaryWriter(log_dir=str(self.folder))
+        self.writer: Any = writer(log_dir=str(self.folder))
 
     def write(self, log: EpochLog) -> None:
         """Writes one finished epoch (step = its epoch number) and flushes."""
@@ -81,4 +98,12 @@ class TensorBoardLog:
         self.close()
 
 
-__all__ = ["TensorBoardLog", "epoch_scalars"]
+def write_history(history: Sequence[EpochLog], folder: str | Path, distill: bool = False) -> None:
+    """Writes a finished training's log (a checkpoint's ``history``) to event files in ``folder``:
+    what ``compare --tensorboard`` and ``sweep --tensorboard`` do for each configuration."""
+    with TensorBoardLog(folder, distill) as board:
+        for log in history:
+            board.write(log)
+
+
+__all__ = ["TensorBoardLog", "epoch_scalars", "require_tensorboard", "write_history"]

@@ -39,6 +39,28 @@ def test_event_file_equals_the_history(tmp_path: Path) -> None:
     assert history[0]["penalty"] > 0  # the l1 penalty is logged, not a zero
 
 
+def test_compare_writes_each_configurations_log(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="the optional extra is not installed: pip install 'snnergy[tensorboard]'")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from snnergy.config import DataConfig, ExperimentConfig, ModelConfig, SimulateConfig, TrainConfig
+    from snnergy.experiments import compare, load_run
+
+    config = ExperimentConfig(data=DataConfig(dataset="synthetic-blobs"), model=ModelConfig(name="tiny-mlp"),
+                              train=TrainConfig(epochs=2), simulate=SimulateConfig(timesteps=(4,)), device="cpu")
+    compare(config, grid=[("none", 0.0), ("l1", 0.01)], out=tmp_path / "c", tensorboard=tmp_path / "tb")
+    for label in ("none-0", "l1-0.01"):
+        history = load_run(tmp_path / "c" / "runs" / label).history
+        events = EventAccumulator(str(tmp_path / "tb" / label))
+        events.Reload()
+        assert [(e.step, e.value) for e in events.Scalars("loss/task")] == \
+            [(h["epoch"], float(np.float32(h["task_loss"]))) for h in history]
+        assert [e.value for e in events.Scalars("sparsity/relu1")] == \
+            [float(np.float32(h["layer_sparsity"]["relu1"])) for h in history]
+    with pytest.raises(ConfigError, match="--tensorboard reads each configuration's checkpoint"):
+        compare(config, grid=[("none", 0.0)], out=None, tensorboard=tmp_path / "tb")
+
+
 def test_missing_package_is_one_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import raises ImportError

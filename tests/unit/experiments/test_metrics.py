@@ -144,3 +144,5 @@ def test_bad_input_is_one_error(tiny_run: Path, tmp_path: Path, capsys: pytest.C
     assert err.startswith("snnergy: error:") and "no results.json here" in err and err.count("\n") == 1
     assert main(["metrics", str(tiny_run), "--format", "xml"]) == 2
     assert "--format 'xml' is not a known metrics format" in capsys.readouterr().err
+    assert main(["metrics", str(tiny_run), "--out", str(tmp_path)]) == 2  # --out is the JSON file to write
+    assert f"--out {tmp_path} is a folder: give the .json file to write" in capsys.readouterr().err

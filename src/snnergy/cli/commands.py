@@ -40,8 +40,8 @@ def _run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     config = resolve_config(args, extra)
     out = args.out
-    logs = LoggingConfig(tensorboard=str(args.tensorboard) if args.tensorboard is not None else None)
-    trained = experiments.train(config, out=out, progress=not args.quiet, logs=logs)
+    log_config = LoggingConfig(tensorboard=str(args.tensorboard) if args.tensorboard is not None else None)
+    trained = experiments.train(config, out=out, progress=not args.quiet, log_config=log_config)
     if trained.resumed_from:
         print(f"resumed from {out}/checkpoint after epoch {trained.resumed_from} of {config.train.epochs}", file=sys.stderr)
     dnn = experiments.measure_trained(trained)

@@ -6,7 +6,6 @@ These are the Python API behind ``snnergy train`` (and the first steps of ``snne
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ def train(
     *,
     out: str | Path | None = None,
     progress: bool = False,
-    logs: LoggingConfig | None = None,
+    log_config: LoggingConfig | None = None,
 ) -> TrainedModel:
     """Loads the data, builds the model and trains it with the configured regularizer.
 
@@ -58,12 +57,13 @@ def train(
             (:mod:`snnergy.train_state`); when ``out`` already holds such a state of the same
             configuration, training resumes after its last finished epoch.
         progress: Show progress bars.
-        logs: Where to log the epochs: with ``logs.tensorboard`` a TensorBoard event file there,
-            written after each epoch trained in this call (a resumed run adds its new epochs).
+        log_config: Where to log the epochs: with ``log_config.tensorboard``, TensorBoard event
+            files there, written after each epoch trained in this call (a resumed run adds its
+            new epochs).
 
     Raises:
-        ConfigError: ``out`` holds a training run of another configuration; ``logs.tensorboard``
-            without the ``tensorboard`` package.
+        ConfigError: ``out`` holds a training run of another configuration;
+            ``log_config.tensorboard`` without the ``tensorboard`` package.
 
     Example:
         >>> from snnergy.config import ExperimentConfig, DataConfig, ModelConfig, TrainConfig
@@ -84,7 +84,8 @@ def train(
     resume = resumable_state(folder, config) if folder is not None else None
     history = [EpochLog(**h) for h in resume.history] if resume is not None else []
 
-    board = TensorBoardLog(logs.tensorboard, config.train.distill is not None) if logs and logs.tensorboard else None
+    tensorboard = log_config.tensorboard if log_config is not None else None
+    board = TensorBoardLog(tensorboard, config.train.distill is not None) if tensorboard else None
 
     def checkpoint(m: nn.Module, log: EpochLog) -> None:
         history.append(log)
@@ -98,21 +99,22 @@ def train(
         state.config = training_identity(config)
         save_train_state(folder / STATE_FILE, state)  # type: ignore[operator]
 
-    with board if board is not None else nullcontext():
-        epochs = fit(
-            model,
-            splits,
-            config.train,
-            batch_size=config.data.batch_size,
-            seed=config.seed,
-            device=device,
-            progress=progress,
-            on_epoch=checkpoint,
-            convert_config=config.convert,
-            resume=resume,
-            on_state=keep_state if folder is not None else None,
-        )
-    return TrainedModel(model, config, splits, epochs, device, resume.epoch if resume is not None else 0)
+    logs = fit(
+        model,
+        splits,
+        config.train,
+        batch_size=config.data.batch_size,
+        seed=config.seed,
+        device=device,
+        progress=progress,
+        on_epoch=checkpoint,
+        convert_config=config.convert,
+        resume=resume,
+        on_state=keep_state if folder is not None else None,
+    )
+    if board is not None:  # each epoch was flushed as it finished: an error above loses nothing
+        board.close()
+    return TrainedModel(model, config, splits, logs, device, resume.epoch if resume is not None else 0)
 
 
 def training_identity(config: ExperimentConfig) -> dict[str, Any]:

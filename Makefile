@@ -12,6 +12,7 @@ $(BIN)/snnergy: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[tensorboard]"
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[ray]" \
 		|| echo "Ray does not install here: its sweep test will be skipped (pip install 'snnergy[ray]')"
 	touch $(BIN)/snnergy

@@ -376,6 +376,34 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
+class LoggingConfig:
+    """Where a run's training logs go (``--tensorboard DIR``). Not part of
+    :class:`ExperimentConfig`: logs do not change what a run computes, so a configuration's
+    identity (``config_hash``), its resume and its results are the same with or without them.
+
+    Attributes:
+        tensorboard: A folder for TensorBoard event files (optional extra ``snnergy[tensorboard]``):
+            per epoch the task loss, the penalty, the accuracies, the learning rate and the
+            sparsity of every activation layer. ``None`` (default): no TensorBoard log.
+
+    Example:
+        >>> LoggingConfig(tensorboard="runs/tb").tensorboard
+        'runs/tb'
+        >>> LoggingConfig(tensorboard=" ")
+        Traceback (most recent call last):
+        ...
+        snnergy.errors.ConfigError: logging.tensorboard must be a folder (a non-empty string) or None, got ' '
+    """
+
+    tensorboard: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.tensorboard is not None:
+            _require(isinstance(self.tensorboard, str) and bool(self.tensorboard.strip()), "logging.tensorboard",
+                     "a folder (a non-empty string) or None", self.tensorboard)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """One configuration end to end: data, model, training, conversion, (SNN fine-tuning,) simulation.
 

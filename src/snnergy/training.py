@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -68,6 +68,8 @@ class EpochLog:
         seconds: Wall time of the epoch.
         distillation: Mean distillation term ``T^2 * KL(teacher_T || student_T)`` (before
             multiplying by ``train.distill_weight``); 0 without a teacher.
+        layer_sparsity: By activation layer, its fraction of exact zeros over the epoch's
+            training batches (``sparsity`` pools them); empty in logs written before it existed.
     """
 
     epoch: int
@@ -79,6 +81,7 @@ class EpochLog:
     lr: float
     seconds: float
     distillation: float = 0.0
+    layer_sparsity: dict[str, float] = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -215,6 +218,7 @@ def fit(
         model.train()
         start = time.perf_counter()
         sums = {"task": 0.0, "penalty": 0.0, "distill": 0.0, "correct": 0, "seen": 0, "zeros": 0, "elements": 0}
+        layer_zeros: dict[str, list[int]] = {}  # per activation layer: zeros, elements
         lr = _lr_at(cfg, step, total_steps)
         # hooks only around the training batches: evaluation below records nothing
         with ActivityRecorder(model, activations=True, layer_inputs=inputs, detach=False) as recorder:
@@ -251,9 +255,13 @@ def fit(
                 sums["penalty"] += float(penalty.detach()) * n
                 sums["correct"] += int((logits.argmax(1) == y).sum())
                 sums["seen"] += n
-                for act in record.activations.values():
-                    sums["zeros"] += _zeros(act)
+                for name, act in record.activations.items():
+                    zeros = _zeros(act)
+                    sums["zeros"] += zeros
                     sums["elements"] += act.numel()
+                    counts = layer_zeros.setdefault(name, [0, 0])
+                    counts[0] += zeros
+                    counts[1] += act.numel()
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         seen = max(sums["seen"], 1)
         log = EpochLog(
@@ -266,6 +274,7 @@ def fit(
             lr=lr,
             seconds=time.perf_counter() - start,
             distillation=sums["distill"] / seen,
+            layer_sparsity={name: z / max(n, 1) for name, (z, n) in layer_zeros.items()},
         )
         history.append(log)
         if on_epoch is not None:

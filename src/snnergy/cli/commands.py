@@ -17,13 +17,13 @@ from snnergy.cli.parser import COMMON_OPTIONS_PATHS, parse_overrides, resolve_co
 
 def check_out(args: argparse.Namespace) -> None:
     """Refuses, before any work, an ``--out`` (or ``report``'s folder) that is a file, or for
-    ``export-nir`` and ``hardware`` a folder (they write one file)."""
+    ``export-nir``, ``hardware`` and ``metrics`` a folder (they write one file)."""
     from snnergy.experiments.store import check_not_a_file
 
     out = getattr(args, "out", None)
     if out is None:
         return
-    if args.command in ("export-nir", "hardware"):
+    if args.command in ("export-nir", "hardware", "metrics"):
         if Path(out).is_dir():
             kind = ".nir" if args.command == "export-nir" else ".json"
             raise ConfigError(f"--out {out} is a folder: give the {kind} file to write")
@@ -36,14 +36,17 @@ def _run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from snnergy import experiments
     from snnergy.reporting import markdown_table
 
+    from snnergy.config import LoggingConfig
+
     config = resolve_config(args, extra)
     out = args.out
-    trained = experiments.train(config, out=out, progress=not args.quiet)
+    log_config = LoggingConfig(tensorboard=str(args.tensorboard) if args.tensorboard is not None else None)
+    trained = experiments.train(config, out=out, progress=not args.quiet, log_config=log_config)
     if trained.resumed_from:
         print(f"resumed from {out}/checkpoint after epoch {trained.resumed_from} of {config.train.epochs}", file=sys.stderr)
     dnn = experiments.measure_trained(trained)
     experiments.write_config(out, config)
-    experiments.write_results(out, [experiments.result_record(config, dnn)])
+    experiments.write_results(out, [experiments.result_record(config, dnn, history=trained.history)])
     history = [vars(h) for h in trained.history]
     columns = ["epoch", "task_loss", "penalty", "train_accuracy", "test_accuracy", "sparsity", "seconds"]
     if config.train.distill is not None:  # the distillation term T^2 KL, beside the penalty
@@ -137,7 +140,7 @@ def _run_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     records = experiments.compare(
         config, grid=grid, activations=args.activations, levels=args.levels, widths=args.widths,
-        out=args.out, profile=args.profile, progress=not args.quiet, on_result=report,
+        out=args.out, profile=args.profile, progress=not args.quiet, on_result=report, tensorboard=args.tensorboard,
     )
     print(format_summary(records, args.profile))
     print(f"\n{len(records)} configurations in {time.perf_counter() - start:.1f} s; wrote {args.out}/ (report.md, plots/)")
@@ -266,7 +269,7 @@ def _run_sweep(args: argparse.Namespace, extra: Sequence[str]) -> int:
     summary = run_sweep(
         sweep, out, workers=args.workers, ray=args.ray, retry_failed=args.retry_failed,
         checkpoints=not args.no_checkpoints, profile=args.profile, drop=args.target_drop,
-        progress=not args.quiet, on_outcome=say,
+        progress=not args.quiet, on_outcome=say, tensorboard=args.tensorboard,
     )
     print(
         f"{summary.total} configurations: {summary.finished} finished and {summary.failed} failed now, "
@@ -353,6 +356,20 @@ def _run_hardware(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def _run_metrics(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """``snnergy metrics RUN --format neurobench``: the run's results as NeuroBench metrics (JSON)."""
+    import json
+
+    from snnergy.experiments.metrics import run_metrics
+
+    if extra:
+        raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
+    print(json.dumps(run_metrics(args.run, args.format, args.out), indent=2))
+    if args.out is not None:
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {
     "train": _run_train,
     "compare": _run_compare,
@@ -365,4 +382,5 @@ COMMANDS = {
     "report": _run_report,
     "finetune": _run_finetune,
     "hardware": _run_hardware,
+    "metrics": _run_metrics,
 }

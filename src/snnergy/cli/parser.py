@@ -101,8 +101,10 @@ EPILOG = {
           snnergy train --activation qcfs --levels 8 --out runs/qcfs          # trained thresholds
           snnergy train --activation qcfs --init-from runs/train --epochs 10 --out runs/ft  # from a ReLU run
           snnergy train --activation qcfs --levels 4 --distill runs/train --out runs/kd       # ReLU run as teacher
+          snnergy train --tensorboard runs/tb/digits --out runs/digits && tensorboard --logdir runs/tb
 
-        writes OUT/checkpoint/ (safetensors + JSON), OUT/results.json, OUT/results.csv, OUT/config.json""",
+        writes OUT/checkpoint/ (safetensors + JSON), OUT/results.json (with the per-epoch log,
+        train.history), OUT/results.csv, OUT/config.json""",
     "compare": """\
         examples:
           snnergy compare                                   # digits, lenet: relu none/l1/hoyer/hoyer-square, qcfs L=4 none/synops
@@ -212,6 +214,18 @@ EPILOG = {
         accuracy vs SNN energy (over all configurations and per activation/width/regularizer family)
         and vs DNN effective MACs, the smallest t reaching the target, and which configuration
         (activation, levels, width, regularizer, strength) reaches it for the least energy""",
+    "metrics": """\
+        examples:
+          snnergy metrics runs/train                                    # print NeuroBench-style JSON
+          snnergy metrics runs/compare/runs/none-0 --format neurobench --out none-0.json
+
+        RUN is a folder written by `snnergy train` or one configuration of a compare/sweep
+        (OUT/runs/<id>, where they also write neurobench.json). Prints (and with --out writes) the
+        run's results with NeuroBench 2.3's metric names and structure, per sample: Footprint,
+        ParameterCount, ConnectionSparsity, ClassificationAccuracy, ActivationSparsity(ByLayer) and
+        SynapticOperations {Effective_MACs, Effective_ACs, Dense}, for the DNN and for the SNN at its
+        largest T, with units, the mapping from results.json and where the definitions differ
+        (docs/neurobench.md).""",
     "profiles": """\
         examples:
           snnergy profiles          # every energy profile with its per-operation energies and source""",
@@ -330,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(train, TRAIN_OPTIONS)
     _add_config_options(train, COMMON_OPTIONS)
     train.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder (default runs/train)")
+    train.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                       help="also log each epoch's losses, accuracies and per-layer sparsity to TensorBoard "
+                            "event files in DIR (pip install 'snnergy[tensorboard]')")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     compare = command("compare", "the main job: train each regularizer, convert, simulate, report")
@@ -344,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--widths", type=_widths, default=None, help="comma-separated model width factors crossed with everything (default --width, 1)")
     compare.add_argument("--profile", default="cmos45-fp32", help="energy profile of the report and plots")
     compare.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder (default runs/compare)")
+    compare.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                         help="each configuration's per-epoch training log as TensorBoard event files in "
+                              "DIR/<run folder> (pip install 'snnergy[tensorboard]')")
     compare.add_argument("--quiet", action="store_true", help="no progress output")
 
     convert = command("convert", "convert a trained DNN checkpoint to a spiking network")
@@ -384,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dry-run", action="store_true", help="validate the sweep and list its configurations; run nothing")
     sweep.add_argument("--profile", default="cmos45-fp32", help="energy profile of the report")
     sweep.add_argument("--target-drop", type=float, default=0.01, help="report target: unregularized DNN accuracy minus this (default 0.01)")
+    sweep.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                       help="each configuration's per-epoch training log as TensorBoard event files in "
+                            "DIR/<run folder> (pip install 'snnergy[tensorboard]')")
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
 
     report = command("report", "write report.md and plots of a sweep (or compare) folder from its stored results")
@@ -420,6 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
     hardware.add_argument("run", type=Path, help="folder written by snnergy train (or a compare's runs/<id>), or by snnergy convert")
     hardware.add_argument("--profile", required=True, help="chip with published core limits: loihi, loihi2, spinnaker2, speck")
     hardware.add_argument("--out", type=Path, default=None, help="also write the mapping to this JSON file")
+
+    metrics = command("metrics", "a run's results as NeuroBench metrics (JSON): footprint, sparsity, MACs/ACs, accuracy")
+    metrics.add_argument("run", type=Path, help="folder written by snnergy train, or a compare/sweep OUT/runs/<id>")
+    metrics.add_argument("--format", default="neurobench", help="output format (default and only one: neurobench)")
+    metrics.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
 
     command("profiles", "list the energy profiles with their sources")
     return parser

@@ -269,6 +269,7 @@ def compare(
     profile: str = DEFAULT_PROFILE,
     progress: bool = False,
     on_result: Callable[[Mapping[str, Any]], None] | None = None,
+    tensorboard: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Runs every (regularizer, strength) of ``grid`` on every network of the model axes
     (activations, QCFS levels, widths) of the ``base`` configuration (:func:`comparison_grid`).
@@ -288,6 +289,8 @@ def compare(
         profile: Energy profile of the report and plots.
         progress: Show progress bars.
         on_result: Called with each record, reused or finished (or failed) now.
+        tensorboard: A folder for each configuration's training log as TensorBoard event files,
+            ``tensorboard/<run folder>`` (:func:`~snnergy.experiments.sweep.run_sweep`).
 
     Returns:
         One record per configuration, in grid order; a configuration that fails is recorded
@@ -303,7 +306,7 @@ def compare(
             if on_result is not None:
                 on_result(record)
     summary = run_sweep(
-        sweep, out, retry_failed=True, profile=profile, run_progress=progress,
+        sweep, out, retry_failed=True, profile=profile, run_progress=progress, tensorboard=tensorboard,
         on_outcome=(lambda outcome: on_result(outcome.record)) if on_result is not None else None,
     )
     return list(summary.records)

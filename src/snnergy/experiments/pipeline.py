@@ -6,14 +6,14 @@ These are the Python API behind ``snnergy train`` (and the first steps of ``snne
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from snnergy.config import ExperimentConfig, config_to_dict
+from snnergy.config import ExperimentConfig, LoggingConfig, config_to_dict
 from snnergy.data import DatasetSplits, load_dataset
 from snnergy.models import build_model
 from snnergy.errors import ConfigError
@@ -23,6 +23,7 @@ from snnergy.training import EpochLog, fit, resolve_device, save_checkpoint, see
 
 from snnergy.experiments.measure import measure
 from snnergy.experiments.store import check_not_a_file
+from snnergy.experiments.tensorboard import TensorBoardLog
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -45,6 +46,7 @@ def train(
     *,
     out: str | Path | None = None,
     progress: bool = False,
+    log_config: LoggingConfig | None = None,
 ) -> TrainedModel:
     """Loads the data, builds the model and trains it with the configured regularizer.
 
@@ -55,9 +57,13 @@ def train(
             (:mod:`snnergy.train_state`); when ``out`` already holds such a state of the same
             configuration, training resumes after its last finished epoch.
         progress: Show progress bars.
+        log_config: Where to log the epochs: with ``log_config.tensorboard``, TensorBoard event
+            files there, written after each epoch trained in this call (a resumed run adds its
+            new epochs).
 
     Raises:
-        ConfigError: ``out`` holds a training run of another configuration.
+        ConfigError: ``out`` holds a training run of another configuration;
+            ``log_config.tensorboard`` without the ``tensorboard`` package.
 
     Example:
         >>> from snnergy.config import ExperimentConfig, DataConfig, ModelConfig, TrainConfig
@@ -78,8 +84,13 @@ def train(
     resume = resumable_state(folder, config) if folder is not None else None
     history = [EpochLog(**h) for h in resume.history] if resume is not None else []
 
+    tensorboard = log_config.tensorboard if log_config is not None else None
+    board = TensorBoardLog(tensorboard, config.train.distill is not None) if tensorboard else None
+
     def checkpoint(m: nn.Module, log: EpochLog) -> None:
         history.append(log)
+        if board is not None:
+            board.write(log)
         if folder is not None:
             save_checkpoint(folder, m, config, input_shape=splits.input_shape, num_classes=splits.num_classes,
                             history=history)
@@ -101,6 +112,8 @@ def train(
         resume=resume,
         on_state=keep_state if folder is not None else None,
     )
+    if board is not None:  # each epoch was flushed as it finished: an error above loses nothing
+        board.close()
     return TrainedModel(model, config, splits, logs, device, resume.epoch if resume is not None else 0)
 
 
@@ -144,13 +157,17 @@ def measure_trained(trained: TrainedModel) -> DNNRecord:
     )
 
 
-def result_record(config: ExperimentConfig, dnn: DNNRecord | None = None, snn: Any = None) -> dict[str, Any]:
-    """One record of ``results.json`` (docs/design.md schema): config, dnn and snn parts."""
+def result_record(config: ExperimentConfig, dnn: DNNRecord | None = None, snn: Any = None,
+                  history: list[EpochLog] | None = None) -> dict[str, Any]:
+    """One record of ``results.json`` (docs/design.md schema): config, dnn and snn parts, and with
+    ``history`` (``snnergy train``) the training log as ``train.history``, one object per epoch."""
     record: dict[str, Any] = {"config": flat_config(config)}
     if dnn is not None:
         record["dnn"] = dnn.to_dict()
     if snn is not None:
         record["snn"] = snn.to_dict()
+    if history is not None:
+        record["train"] = {"history": [asdict(h) for h in history]}
     return record
 
 

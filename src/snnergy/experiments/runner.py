@@ -22,6 +22,7 @@ from snnergy.errors import SnnergyError
 from snnergy.reporting.identity import config_hash
 
 from snnergy.experiments.finetune import finetune_split
+from snnergy.experiments.metrics import write_run_files
 from snnergy.experiments.pipeline import measure_trained, result_record, train
 from snnergy.experiments.steps import simulate_test_split
 from snnergy.experiments.variants import snn_extras
@@ -77,7 +78,9 @@ def execute(
         progress: Show the run's own progress bars (training, simulation).
 
     Returns:
-        A finished outcome with the result record, or a failed one with the error.
+        A finished outcome with the result record, or a failed one with the error. With ``run_out``
+        a finished configuration's record is also written there as ``results.json`` and as
+        NeuroBench metrics, ``neurobench.json`` (:func:`~snnergy.experiments.metrics.write_run_files`).
     """
     if threads is not None:
         import torch
@@ -87,6 +90,8 @@ def execute(
     error: str | None = None
     try:
         record = _finite(run_configuration(config, Path(run_out) if run_out else None, progress=progress))
+        if run_out:  # the configuration's own results.json and neurobench.json beside its checkpoint
+            write_run_files(run_out, record)
     except SnnergyError as err:
         error = f"{type(err).__name__}: {err}"
     except Exception as err:  # noqa: BLE001 - a run that raises is recorded, the sweep goes on

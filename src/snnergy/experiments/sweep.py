@@ -22,8 +22,11 @@ from snnergy.energy import ENERGY_PROFILES
 from snnergy.errors import ConfigError, ResultsError
 from snnergy.reporting import DEFAULT_PROFILE, write_report
 from snnergy.reporting.identity import config_hash
+from snnergy.training import EpochLog, load_checkpoint
 
 from snnergy.experiments.grid import Sweep, SweepLayout, load_sweep, parse_sweep
+from snnergy.experiments.pipeline import CHECKPOINT_DIR
+from snnergy.experiments.tensorboard import require_tensorboard, write_history
 from snnergy.experiments.runner import outcomes
 from snnergy.experiments.store import check_not_a_file, write_results
 from snnergy.experiments.sweep_store import STORE_FILE, Outcome, SweepStore
@@ -119,6 +122,7 @@ def run_sweep(
     progress: bool = False,
     run_progress: bool = False,
     on_outcome: Callable[[Outcome], None] | None = None,
+    tensorboard: str | Path | None = None,
 ) -> SweepSummary:
     """Runs every configuration of ``sweep`` that ``out``'s store does not hold yet.
 
@@ -145,6 +149,9 @@ def run_sweep(
         progress: Show a progress bar over configurations (with ETA).
         run_progress: Show each run's own progress bars (runs in this process only).
         on_outcome: Called with each outcome after it is stored.
+        tensorboard: A folder: each configuration finished now writes its training log (from its
+            checkpoint) as TensorBoard event files into ``tensorboard/<run folder name>``; needs
+            ``checkpoints`` and the optional ``tensorboard`` package.
 
     Example:
         >>> import tempfile
@@ -163,6 +170,11 @@ def run_sweep(
     layout = sweep.layout
     folder = Path(out) if out is not None else None
     check_budgets(sweep.configs)
+    if tensorboard is not None:
+        if not checkpoints or out is None:
+            raise ConfigError("--tensorboard reads each configuration's checkpoint: it needs an --out folder "
+                              "and checkpoints (drop --no-checkpoints)")
+        require_tensorboard(tensorboard)
     if folder is not None:
         check_not_a_file(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -173,12 +185,15 @@ def run_sweep(
         statuses = store.statuses()
         todo = [c for c, id_ in zip(sweep.configs, ids)
                 if statuses.get(id_) is None or (retry_failed and statuses[id_] == "failed")]
+        by_id = {config_hash(c): c for c in todo}
         jobs = [(c, str(folder / "runs" / layout.run_folder(c)) if checkpoints and folder is not None else None) for c in todo]
         results: Iterator[Outcome] = outcomes(jobs, workers, ray, run_progress)
         bar = _progress_bar(len(jobs), progress)
         try:
             for outcome in results:
                 store.put(outcome)
+                if tensorboard is not None and outcome.status == "finished":
+                    _log_run(folder / "runs" / layout.run_folder(by_id[outcome.id]), Path(tensorboard))  # type: ignore[operator]
                 if folder is not None:
                     write_results(folder, ordered_records(store, ids, layout.failed_in_results))
                 finished += outcome.status == "finished"
@@ -198,6 +213,15 @@ def run_sweep(
     if folder is not None and everything and report:
         written = write_report(folder, everything, profile, drop, style=layout.report)
     return SweepSummary(len(sweep.configs), len(sweep.configs) - len(jobs), finished, failed, folder, written, tuple(mine))
+
+
+def _log_run(run: Path, tensorboard: Path) -> None:
+    """A finished configuration's training log into ``tensorboard/<run folder name>`` (when its
+    checkpoint is on this machine)."""
+    if (run / CHECKPOINT_DIR).is_dir():
+        checkpoint = load_checkpoint(run / CHECKPOINT_DIR)
+        write_history([EpochLog(**h) for h in checkpoint.history], tensorboard / run.name,
+                      checkpoint.config.train.distill is not None)
 
 
 def check_budgets(configs: Sequence[ExperimentConfig]) -> None:

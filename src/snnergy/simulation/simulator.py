@@ -7,7 +7,8 @@ while potentials and spike counts carry over to the next chunk. A chunk holds at
 :data:`CHUNK_ELEMENTS` values per buffer (per device), so memory does not grow with ``T``. Each
 stage takes one of three paths for its currents:
 
-* ``"batched"``: one Conv/Linear call on the chunk's ``(steps * samples, ...)`` inputs;
+* ``"batched"``: one Conv/Linear call on the chunk's ``(steps * samples, ...)`` inputs, average
+  poolings folded into it (:mod:`snnergy.simulation.folding`);
 * ``"looped"``: one call per step on ``(samples, ...)``, the same calls as the reference;
 * ``"event"``: only the active inputs cost work, each adding its fan-out of weights
   (:mod:`snnergy.simulation.events`): the cost follows SynOps, not dense MACs. CPU only.
@@ -40,6 +41,7 @@ from snnergy.config import INPUTS, check_timesteps
 from snnergy.errors import ConfigError, DataError
 from snnergy.simulation import kernels
 from snnergy.simulation.events import EventTable, unsupported
+from snnergy.simulation.folding import FoldedLayer, unfoldable
 from snnergy.simulation.network import SpikingNetwork, SpikingStage, gate_max_pool
 from snnergy.simulation.neurons import IFNeuron, encode_poisson, if_step, if_step_
 
@@ -106,11 +108,17 @@ class Simulator:
             event path.
         max_elements: Most elements of one chunk (rows x the widest stage's inputs plus outputs);
             the device's :data:`CHUNK_ELEMENTS` when smaller.
+        fold: On the batched path, fold average poolings into the next Conv2d/Linear
+            (:mod:`snnergy.simulation.folding`; the same spikes, the rounding of another
+            summation order); ``False`` pools the spikes first, as the looped path and
+            :func:`simulate_reference` do.
     """
 
     def __init__(self, snn: SpikingNetwork, timesteps: Iterable[int], *, input: str = "analog",
-                 mode: str = "auto", max_elements: int = MAX_ELEMENTS, event_density: float = EVENT_DENSITY) -> None:
+                 mode: str = "auto", max_elements: int = MAX_ELEMENTS, event_density: float = EVENT_DENSITY,
+                 fold: bool = True) -> None:
         self.snn = snn
+        self.fold = bool(fold)
         self.event_density = float(event_density)
         self.timesteps = list(check_timesteps(timesteps))
         self.input = _choice(input, INPUTS, "input")
@@ -125,6 +133,11 @@ class Simulator:
         shapes = snn.shapes()
         outs = [snn.input_shape] + [o for _, o in shapes.values()]
         self._in_shapes = dict(zip(shapes, outs))  # a stage's input: the previous neurons' shape
+        self._source_shapes: dict[str | None, tuple[int, ...]] = {None: tuple(snn.input_shape)}
+        self._source_shapes.update({s.neuron_name: o for s, (_, o) in zip(snn.stages, shapes.values()) if s.spiking})
+        #: Per branch (a stage name, or ``"<stage>/<shortcut index>"``) and input layout, its poolings
+        #: folded into its layer, or ``None`` when it has nothing to fold.
+        self._folded: dict[tuple[str, bool], FoldedLayer | None] = {}
         self._widest = max(math.prod(i) + math.prod(o) for i, o in shapes.values())
         self._tables: dict[tuple[str, bool], EventTable] = {}
         self._sources = set(snn.shortcut_sources())
@@ -243,9 +256,24 @@ class Simulator:
         return _PATH_CALLS[path](self, stage, inputs)
 
     def _batched(self, stage: SpikingStage, inputs: Tensor) -> Tensor:
-        call = stage.after_gate if stage.gate is not None else stage  # gated: inputs are pooled already
-        out = call(inputs.reshape(-1, *inputs.shape[2:]))
+        flat = inputs.reshape(-1, *inputs.shape[2:])
+        if stage.gate is not None:  # gated: inputs are pooled already
+            out = stage.after_gate(flat)
+        else:
+            folded = self._folding(stage.name, stage.pre, stage.layer, self._in_shapes[stage.name], flat)
+            out = stage(flat) if folded is None else folded(flat)
         return out.reshape(inputs.shape[0], inputs.shape[1], *out.shape[1:])
+
+    def _folding(self, branch: str, pre: nn.Sequential, layer: nn.Module, shape: tuple[int, ...],
+                 flat: Tensor) -> FoldedLayer | None:
+        """The branch's poolings folded into its layer for inputs laid out as ``flat``, built once
+        per layout; ``None`` without folding (``fold=False``, or nothing to fold)."""
+        layout = flat.dim() == 4 and not flat.is_contiguous()  # channels last
+        key = (branch, layout)
+        if key not in self._folded:
+            foldable = self.fold and unfoldable(list(pre), layer) is None
+            self._folded[key] = FoldedLayer(list(pre), layer, shape, layout) if foldable else None  # type: ignore[arg-type]
+        return self._folded[key]
 
     def _looped(self, stage: SpikingStage, inputs: Tensor) -> Tensor:
         call = stage.after_gate if stage.gate is not None else stage
@@ -291,7 +319,10 @@ class Simulator:
                 currents = currents + statics[(stage.name, j)]
                 continue
             block = outputs[shortcut.source]
-            out = shortcut(block.reshape(-1, *block.shape[2:]))
+            flat = block.reshape(-1, *block.shape[2:])
+            folded = self._folding(f"{stage.name}/{j}", shortcut.pre, shortcut.layer,
+                                   self._source_shapes[shortcut.source], flat)
+            out = shortcut(flat) if folded is None else folded(flat)
             currents = currents + out.reshape(block.shape[0], block.shape[1], *out.shape[1:])
         return currents
 

@@ -31,8 +31,11 @@ from torch import Tensor, nn
 from snnergy.simulation.events import pooled_index
 
 
-def unfoldable(pre: Sequence[nn.Module], layer: nn.Module) -> str | None:
+def unfoldable(pre: Sequence[nn.Module], layer: nn.Module, channels_last: bool = False) -> str | None:
     """Why the ops ``pre`` and ``layer`` cannot be folded into one layer, or ``None`` if they can.
+
+    A Flatten alone before a Linear folds for ``channels_last`` inputs (the columns are reordered
+    instead of the spikes).
 
     Example:
         >>> unfoldable([nn.AvgPool2d(2)], nn.Conv2d(2, 3, 3, padding=1)) is None
@@ -56,7 +59,7 @@ def unfoldable(pre: Sequence[nn.Module], layer: nn.Module) -> str | None:
             return "a MaxPool2d (gated by spike counts, never folded)"
         else:
             return f"a {type(op).__name__} before its layer"
-    if not pools:
+    if not pools and not (channels_last and isinstance(layer, nn.Linear) and len(pre)):
         return "no average pooling to fold"
     if isinstance(layer, nn.Conv2d):
         if _pair(layer.dilation) != (1, 1) or layer.padding_mode != "zeros" or layer.padding == "same":
@@ -91,7 +94,7 @@ class FoldedLayer:
 
     def __init__(self, pre: Sequence[nn.Module], layer: nn.Conv2d | nn.Linear, input_shape: tuple[int, ...],
                  channels_last: bool = False) -> None:
-        reason = unfoldable(pre, layer)
+        reason = unfoldable(pre, layer, channels_last)
         if reason is not None:
             raise ValueError(f"cannot fold the poolings into {type(layer).__name__}: {reason}")
         pools = [_pair(op.kernel_size) for op in pre if isinstance(op, nn.AvgPool2d)]

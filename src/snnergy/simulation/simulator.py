@@ -8,7 +8,8 @@ while potentials and spike counts carry over to the next chunk. A chunk holds at
 stage takes one of three paths for its currents:
 
 * ``"batched"``: one Conv/Linear call on the chunk's ``(steps * samples, ...)`` inputs, average
-  poolings folded into it (:mod:`snnergy.simulation.folding`);
+  poolings before a Linear folded into it (:mod:`snnergy.simulation.folding`); on a CPU the
+  convolution stages' potentials and spikes are laid out channels last;
 * ``"looped"``: one call per step on ``(samples, ...)``, the same calls as the reference;
 * ``"event"``: only the active inputs cost work, each adding its fan-out of weights
   (:mod:`snnergy.simulation.events`): the cost follows SynOps, not dense MACs. CPU only.
@@ -108,10 +109,12 @@ class Simulator:
             event path.
         max_elements: Most elements of one chunk (rows x the widest stage's inputs plus outputs);
             the device's :data:`CHUNK_ELEMENTS` when smaller.
-        fold: On the batched path, fold average poolings into the next Conv2d/Linear
-            (:mod:`snnergy.simulation.folding`; the same spikes, the rounding of another
-            summation order); ``False`` pools the spikes first, as the looped path and
-            :func:`simulate_reference` do.
+        fold: On the batched path, fold average poolings (and a Flatten of channels-last spikes)
+            into the next Linear (:mod:`snnergy.simulation.folding`; the same spikes, the
+            rounding of another summation order); ``False`` pools the spikes first, as the
+            looped path and :func:`simulate_reference` do. A Conv2d after a pooling reads the
+            pooled spikes, channels last (composing it would multiply its MACs by the pooling's
+            area).
     """
 
     def __init__(self, snn: SpikingNetwork, timesteps: Iterable[int], *, input: str = "analog",
@@ -215,8 +218,8 @@ class Simulator:
                 if static:  # analog first stage: the current W x + b is the same every step
                     self.paths[stage.name] = "batched"
                     if (stage.name, -1) not in statics:
-                        statics[(stage.name, -1)] = stage.total_current(x, {None: x}) \
-                            if len(stage.shortcuts) else stage(x)
+                        statics[(stage.name, -1)] = _channels_last(stage.total_current(x, {None: x})
+                                                                   if len(stage.shortcuts) else stage(x))
                     currents = statics[(stage.name, -1)]
                 else:
                     # choose on the chunk holding the middle step: at the start few neurons spike yet
@@ -226,7 +229,7 @@ class Simulator:
                 if stage.spiking:
                     name = stage.neuron_name
                     if name not in v:
-                        v[name] = self.snn.neuron.initial(currents if static else currents[0])
+                        v[name] = _channels_last(self.snn.neuron.initial(currents if static else currents[0]))
                         final[name] = torch.zeros_like(v[name])
                     spikes, step_counts = _scan(currents, v[name], final[name], self.snn.neuron, n, static)
                     cumulative = step_counts.to(torch.float64).cumsum(0)
@@ -271,7 +274,9 @@ class Simulator:
         layout = flat.dim() == 4 and not flat.is_contiguous()  # channels last
         key = (branch, layout)
         if key not in self._folded:
-            foldable = self.fold and unfoldable(list(pre), layer) is None
+            # Linear only: a composed convolution does Kh*Kw times the MACs, which cost more than
+            # pooling channels-last spikes (digits LeNet, T = 64: 1.35x slower end to end)
+            foldable = self.fold and isinstance(layer, nn.Linear) and unfoldable(list(pre), layer, layout) is None
             self._folded[key] = FoldedLayer(list(pre), layer, shape, layout) if foldable else None  # type: ignore[arg-type]
         return self._folded[key]
 
@@ -459,6 +464,12 @@ def _scan(currents: Tensor, v: Tensor, final: Tensor, neuron: IFNeuron, steps: i
     counts.copy_(out.sum(1))
     final += out.sum(0)
     return out, counts
+
+
+def _channels_last(t: Tensor) -> Tensor:
+    """A ``(B, C, H, W)`` tensor laid out channels last (where pooling and convolutions run
+    fastest on a CPU); other tensors as they are."""
+    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 and t.device.type == "cpu" else t
 
 
 def _like_steps(v: Tensor, steps: int) -> Tensor:

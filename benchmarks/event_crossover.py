@@ -3,7 +3,9 @@ currents cost less computed from its active inputs than with one dense Conv/Line
 
 For each layer of LeNet and VGG on 28x28 inputs (the pooling before a layer included, as the
 converted network has it) and each input density, times the ``"batched"`` and ``"event"`` paths
-of :class:`snnergy.simulation.Simulator` on the same random 0/1 spike rows (one warm-up, then the
+of :class:`snnergy.simulation.Simulator` as it runs them (image-shaped spikes channels last; a
+pooling before a Linear folded into it, :mod:`snnergy.simulation.folding`; a convolution reading
+pooled channels-last spikes) on the same random 0/1 spike rows (one warm-up, then the
 best of ``--repeats``), alternating within one process, and prints the ratio event / batched
 (below 1: event is faster). ``snnergy.simulation.simulator.EVENT_DENSITY``, the density below
 which ``mode="auto"`` takes the event path, comes from these crossovers.
@@ -26,6 +28,7 @@ from torch import nn
 
 from snnergy.simulation import SpikingStage, kernels
 from snnergy.simulation.events import EventTable
+from snnergy.simulation.folding import FoldedLayer, unfoldable
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -76,12 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|" + "---:|" * (len(densities) + 1))
     for name, pre, layer, shape in layers:
         stage = SpikingStage("s", "r", nn.Sequential(*pre), layer, True).eval()
-        table = EventTable(stage, shape)
+        layout = len(shape) == 3  # the simulator keeps image-shaped spikes channels last
+        table = EventTable(stage, shape, channels_last=layout)
+        batched: Callable[[torch.Tensor], torch.Tensor] = stage
+        if isinstance(layer, nn.Linear) and unfoldable(pre, layer, layout) is None:
+            batched = FoldedLayer(pre, layer, shape, layout)
         ratios = []
         for d in densities:
             x = (torch.rand(rows, *shape) < d).float()
+            if layout:
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.no_grad():
-                dense = best_of(lambda: stage(x), repeats)
+                dense = best_of(lambda: batched(x), repeats)
                 event = best_of(lambda: table(x), repeats)
             ratios.append(event / dense)
             results.append({"layer": name, "density": d, "rows": rows, "batched_s": f"{dense:.6g}",

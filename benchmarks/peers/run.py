@@ -88,6 +88,8 @@ class Settings:
     cache: Path
     smoke: bool
     tag: str
+    user_call: bool = False
+    user_samples: int = 360
 
 
 @dataclass
@@ -344,6 +346,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path]:
     p.add_argument("--cache", default=str(HERE / "cache"), help="folder of trained DNN weights")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--tag", default="")
+    p.add_argument("--user-call", action="store_true",
+                   help="time snnergy.simulate as a user calls it against SpikingJelly's own conversion and loop "
+                        "(user_call.py; issue 18) instead of the Simulator modes")
+    p.add_argument("--user-samples", type=int, default=360, help="test images of each --user-call run")
     a = p.parse_args(argv)
     if a.smoke:
         a.datasets, a.timesteps, a.batch, a.vgg_batch, a.repeats = "digits", "8,16", 32, 16, 1
@@ -357,7 +363,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, Path]:
         p.error("--regularizers needs at least one entry (none for no regularizer)")
     s = Settings(_list(a.datasets), _list(a.models), steps, a.batch, a.vgg_batch, a.repeats, a.train_limit,
                  a.epochs, regularizers, tuple(Path(c) for c in _list(a.checkpoints)), a.calibration, a.count_samples, a.count_timesteps, a.threads or os.cpu_count() or 1,
-                 a.seed, Path(a.cache), a.smoke, slug(a.tag) if a.tag else "")
+                 a.seed, Path(a.cache), a.smoke, slug(a.tag) if a.tag else "", user_call=a.user_call,
+                 user_samples=a.user_samples)
     return s, Path(a.out)
 
 
@@ -372,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if load[0] + s.threads > (os.cpu_count() or 1) + 0.5:
         print("Warning: other processes compete for the cores: absolute speeds are slowed and noisy; "
               "the ratios are measured alternating, but are not final.", flush=True)
+    if s.user_call:
+        return main_user_call(s, out)
     timing, counts, notes = run(s)
     name = stem(s)
     write_csv(timing, TIMING_COLUMNS, out / f"{name}.csv")
@@ -384,6 +393,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"- {note}")
     print(f"Load average at start {load}, at end {os.getloadavg()}.")
     print(f"Wrote {out / name}.csv, {name}_counts.csv and {name}.md")
+    return 0
+
+
+def main_user_call(s: Settings, out: Path) -> int:
+    """``--user-call``: :mod:`user_call`'s table, CSV and Markdown (``<stem>_user-call``)."""
+    import user_call
+
+    rows, notes = user_call.run_user_call(s.datasets, s.regularizers, s.timesteps, s.user_samples, s.repeats,
+                                          s.train_limit, s.epochs, s.calibration, s.seed, s.cache)
+    name = stem(s) + "_user-call"
+    write_csv(rows, user_call.USER_COLUMNS, out / f"{name}.csv")
+    text = user_call.markdown_user(rows)
+    (out / f"{name}.md").write_text(text + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+    print()
+    print(text)
+    for note in notes:
+        print(f"- {note}")
+    print(f"Load average at end {os.getloadavg()}. Wrote {out / name}.csv and {name}.md")
     return 0
 
 

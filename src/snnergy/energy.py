@@ -20,7 +20,7 @@ compute + memory, and :func:`compute_memory_split` gives the two terms.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Sequence
 
 from snnergy.errors import ConfigError
@@ -265,6 +265,9 @@ def _resolve(profile: EnergyProfile | str) -> EnergyProfile:
     return ENERGY_PROFILES.get(profile) if isinstance(profile, str) else profile
 
 
+_COUNT_FIELDS = tuple(f.name for f in fields(OpCounts))
+
+
 def estimate_energy(counts: OpCounts, profile: EnergyProfile | str) -> float:
     """Energy in joules per sample of the given operation counts on one profile.
 
@@ -286,7 +289,8 @@ def estimate_energy(counts: OpCounts, profile: EnergyProfile | str) -> float:
         4.6e-06
     """
     spec = _resolve(profile)
-    for field_name, value in asdict(counts).items():
+    for field_name in _COUNT_FIELDS:  # the flat numbers of OpCounts (asdict deep-copies: 40 us a call)
+        value = getattr(counts, field_name)
         if not (math.isfinite(value) and value >= 0):
             raise ConfigError(f"operation count {field_name}={value} must be finite and >= 0")
     picojoules = (

@@ -8,7 +8,8 @@ potential, accumulated over time, is the readout. A stage may add the currents o
 ``(T, B, *neuron_shape)``; a batch of static inputs is ``(B, *input_shape)``.
 
 The simulator runs a feed-forward net in chunks of steps through all stages; each stage computes
-its currents with one Conv/Linear call per chunk (``"batched"``), one per step (``"looped"``) or
+its currents with one Conv/Linear call per chunk (``"batched"``, average poolings folded into a
+Linear: :mod:`snnergy.simulation.folding`), one per step (``"looped"``) or
 from its active inputs only (``"event"``, :mod:`snnergy.simulation.events`, whose cost follows
 SynOps), then scans its neurons (on a CPU in the compiled kernels of
 :mod:`snnergy.simulation.kernels`). It keeps one chunk of trains at a time and the spike counts

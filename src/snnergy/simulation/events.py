@@ -63,7 +63,7 @@ class EventTable:
         layer = stage.layer
         pools = [_pair(op.kernel_size) for op in stage.pre if isinstance(op, nn.AvgPool2d)]
         self.input_shape = tuple(int(s) for s in input_shape)
-        index, scale = _pooled_index(self.input_shape, pools)  # raw input -> layer input (-1: dropped)
+        index, scale = pooled_index(self.input_shape, pools)  # raw input -> layer input (-1: dropped)
         self.channels_last = channels_last and len(self.input_shape) == 3
         if self.channels_last:
             index = index.reshape(self.input_shape).transpose(1, 2, 0).reshape(-1)
@@ -198,7 +198,7 @@ def _pooled_shape(shape: tuple[int, ...], pools: list[tuple[int, int]]) -> tuple
     return (c, h, w)
 
 
-def _pooled_index(shape: tuple[int, ...], pools: list[tuple[int, int]]) -> tuple[np.ndarray, float]:
+def pooled_index(shape: tuple[int, ...], pools: list[tuple[int, int]]) -> tuple[np.ndarray, float]:
     """For each raw input (flat, C order) the flat index of the pooled input it feeds (-1: none),
     and the pooling's weight (the product of ``1 / (kh * kw)``)."""
     n = math.prod(shape)

@@ -1,0 +1,136 @@
+"""Average pooling folded into the next layer: one Conv2d/Linear call on the raw spikes.
+
+An average pooling is linear, and so is the Conv2d or Linear layer after it: together they are
+one linear map of the raw (unpooled) inputs, whose weights are composed once, when the simulator
+first meets the stage. Spikes then go through that one layer and never make a pooled float map
+(about 30 % of a small LeNet call went to ``avg_pool2d`` over spike maps; issue 18). Supported
+branches: any number of :class:`~torch.nn.AvgPool2d` (kernel = stride, no padding, floor mode)
+
+* before a :class:`~torch.nn.Conv2d` (no dilation, zero padding): the pools' product
+  ``Kh x Kw`` makes each tap a ``Kh x Kw`` block of raw inputs, so the composed convolution has a
+  ``(Kh kh) x (Kw kw)`` kernel, stride ``(Kh sh, Kw sw)`` and padding ``(Kh ph, Kw pw)``, each tap
+  weighted ``w / (Kh Kw)``; rows and columns that floor mode drops are cropped first;
+* then :class:`~torch.nn.Flatten` before a :class:`~torch.nn.Linear`: raw input ``i`` gets the
+  column of the pooled input it falls in, times ``1 / (Kh Kw)`` (zero if floor mode drops it),
+  the same fan-out as the event tables (:mod:`snnergy.simulation.events`).
+
+The composed map gives the same currents up to the order of the additions (a pooled value is a
+sum of spikes times ``1 / k^2``, a power of two for even ``k``), so the same spikes in float64;
+:func:`unfoldable` says why a branch is kept as it is (a max pooling stays the spike-count gate).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from snnergy.simulation.events import pooled_index
+
+
+def unfoldable(pre: Sequence[nn.Module], layer: nn.Module, channels_last: bool = False) -> str | None:
+    """Why the ops ``pre`` and ``layer`` cannot be folded into one layer, or ``None`` if they can.
+
+    A Flatten alone before a Linear folds for ``channels_last`` inputs (the columns are reordered
+    instead of the spikes).
+
+    Example:
+        >>> unfoldable([nn.AvgPool2d(2)], nn.Conv2d(2, 3, 3, padding=1)) is None
+        True
+        >>> unfoldable([nn.Flatten()], nn.Linear(8, 2))
+        'no average pooling to fold'
+        >>> unfoldable([nn.MaxPool2d(2)], nn.Conv2d(2, 3, 3))
+        'a MaxPool2d (gated by spike counts, never folded)'
+    """
+    pools = 0
+    for i, op in enumerate(pre):
+        if isinstance(op, nn.AvgPool2d):
+            if _pair(op.kernel_size) != _pair(op.stride or op.kernel_size) or _pair(op.padding) != (0, 0) \
+                    or op.ceil_mode or op.divisor_override is not None:
+                return "an AvgPool2d whose stride differs from its kernel, or with padding or ceil mode"
+            pools += 1
+        elif isinstance(op, nn.Flatten):
+            if op.start_dim != 1 or op.end_dim != -1 or i != len(pre) - 1 or not isinstance(layer, nn.Linear):
+                return "a Flatten other than Flatten(1, -1) right before a Linear"
+        elif isinstance(op, nn.MaxPool2d):
+            return "a MaxPool2d (gated by spike counts, never folded)"
+        else:
+            return f"a {type(op).__name__} before its layer"
+    if not pools and not (channels_last and isinstance(layer, nn.Linear) and len(pre)):
+        return "no average pooling to fold"
+    if isinstance(layer, nn.Conv2d):
+        if _pair(layer.dilation) != (1, 1) or layer.padding_mode != "zeros" or layer.padding == "same":
+            return "a dilated, non-zero-padded or 'same'-padded Conv2d"
+    elif isinstance(layer, nn.Linear):
+        if not isinstance(pre[-1], nn.Flatten):
+            return "an AvgPool2d not followed by Flatten before a Linear"
+    else:
+        return f"a {type(layer).__name__} layer"
+    return None
+
+
+class FoldedLayer:
+    """The poolings ``pre`` and ``layer`` as one layer on the raw inputs (see the module docstring).
+
+    Args:
+        pre: The branch's weightless ops (:func:`unfoldable` must return ``None``).
+        layer: Its Conv2d or Linear.
+        input_shape: The raw per-sample input shape ``(C, H, W)``.
+        channels_last: The inputs arrive channels last (as event-driven convolutions leave their
+            spikes); only the Linear's column order depends on it.
+
+    Example:
+        >>> conv = nn.Conv2d(1, 1, 1, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = conv.weight.fill_(2.0)
+        >>> folded = FoldedLayer([nn.AvgPool2d(2)], conv, (1, 2, 2))
+        >>> # 3 of 4 spikes in the window: pooled 0.75, times 2; folded: 3 spikes x 2 / 4
+        >>> folded(torch.tensor([[[[1.0, 1.0], [1.0, 0.0]]]])).item()
+        1.5
+    """
+
+    def __init__(self, pre: Sequence[nn.Module], layer: nn.Conv2d | nn.Linear, input_shape: tuple[int, ...],
+                 channels_last: bool = False) -> None:
+        reason = unfoldable(pre, layer, channels_last)
+        if reason is not None:
+            raise ValueError(f"cannot fold the poolings into {type(layer).__name__}: {reason}")
+        pools = [_pair(op.kernel_size) for op in pre if isinstance(op, nn.AvgPool2d)]
+        kh, kw = math.prod(p[0] for p in pools), math.prod(p[1] for p in pools)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        c, h, w = self.input_shape
+        # floor mode: (h // a) // b == h // (a b), so the pools read the first kh * (h // kh) rows
+        self.crop = (h // kh * kh, w // kw * kw)
+        self.channels_last = channels_last
+        weight = layer.weight.detach()
+        self.bias = None if layer.bias is None else layer.bias.detach()
+        if isinstance(layer, nn.Linear):
+            index, scale = pooled_index(self.input_shape, pools)
+            columns = torch.from_numpy(index).clamp(min=0).to(weight.device)
+            composed = weight[:, columns] * scale
+            composed[:, torch.from_numpy(index < 0).to(weight.device)] = 0.0
+            if channels_last:
+                composed = composed.reshape(-1, c, h, w).permute(0, 2, 3, 1).reshape(composed.shape[0], -1)
+            self.weight = composed.contiguous()
+            self.conv: tuple[tuple[int, int], tuple[int, int], int] | None = None
+        else:
+            (sh, sw) = _pair(layer.stride)
+            (ph, pw) = (0, 0) if layer.padding == "valid" else _pair(layer.padding)
+            self.weight = (weight.repeat_interleave(kh, 2).repeat_interleave(kw, 3) / (kh * kw)).contiguous()
+            self.conv = ((kh * sh, kw * sw), (kh * ph, kw * pw), layer.groups)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """The layer's current ``(rows, *out_shape)`` for raw inputs ``x`` ``(rows, *input_shape)``."""
+        if self.conv is None:
+            flat = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1) if self.channels_last else x.reshape(x.shape[0], -1)
+            return F.linear(flat, self.weight, self.bias)
+        if self.crop != tuple(x.shape[2:]):
+            x = x[:, :, : self.crop[0], : self.crop[1]]
+        stride, padding, groups = self.conv
+        return F.conv2d(x, self.weight, self.bias, stride, padding, 1, groups)
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[-1]))

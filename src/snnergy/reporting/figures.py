@@ -87,8 +87,8 @@ def _with_zoom(series: list[Series], title: str, x: Axis, y: Axis, target: float
     if target is not None:
         near = zoomed(series, target - ZOOM)
         if any(s.points for s in near):
-            charts.append(line_chart(near, f"{title}: near the target", x, y, guides,
-                                     f"Accuracies from the target minus {ZOOM * 100:g} pp up."))
+            charts.append(line_chart(near, f"{title}, near the target", x, y, guides,
+                                     f"The same, at accuracies from the target minus {ZOOM * 100:g} pp up."))
     return charts
 
 
@@ -130,9 +130,9 @@ def compare_pareto(records: Sequence[Mapping[str, Any]], profile: str, target: f
     keep = pareto_front([e for e, _ in front], [a for _, a in front])
     if keep:
         series.append(Series("SNN Pareto front", FRONT_COLOR, path=tuple(front[i] for i in keep), dashed=True))
-    return _with_zoom(series, "Accuracy vs energy: DNN (squares) and SNN at every t (circles)", _energy_axis(profile),
-                      Axis("accuracy"), target, "Hover a point for its configuration and T. Dashed: the Pareto front of "
-                      "the SNN points (collapsed networks left out).")
+    return _with_zoom(series, "Accuracy vs energy", _energy_axis(profile), Axis("accuracy"), target,
+                      "Squares: each DNN; circles: each SNN at every t. Hover a point for its configuration and T. "
+                      "Dashed: the Pareto front of the SNN points (collapsed networks left out).")
 
 
 def compare_timesteps(records: Sequence[Mapping[str, Any]], target: float | None) -> list[str]:
@@ -219,9 +219,9 @@ def sweep_pareto(groups: Sequence[Group], profile: str, target: float | None) ->
     overall = overall_snn_front(groups, profile)
     if overall:
         series.append(Series("front over all", FRONT_COLOR, path=tuple((p.energy_j, p.accuracy) for p in overall), dashed=True))
-    return _with_zoom(series, "Accuracy vs energy: DNN (squares) and SNN at each listed T (circles)", _energy_axis(profile),
-                      Axis("accuracy (seed mean)"), target, "Hover a point for its configuration and T. Lines: each "
-                      "family's SNN Pareto front; dashed: the front over every configuration.")
+    return _with_zoom(series, "Accuracy vs energy", _energy_axis(profile), Axis("accuracy (seed mean)"), target,
+                      "Squares: each DNN; circles: each SNN at each listed T. Hover a point for its configuration and T. "
+                      "Lines: each family's SNN Pareto front; dashed: the front over every configuration.")
 
 
 def _front_members(groups: Sequence[Group], profile: str) -> list[Group]:
@@ -238,7 +238,7 @@ def sweep_timesteps(groups: Sequence[Group], profile: str, target: float | None)
                   f"{p.accuracy_std:.2g}, {p.synops:.3g} SynOps") for p in points),
             tuple((float(p.timesteps), p.accuracy) for p in points),
             band=tuple((float(p.timesteps), p.accuracy - p.accuracy_std, p.accuracy + p.accuracy_std) for p in points)))
-    return _with_zoom(series, "SNN accuracy vs t of the fronts' members", _t_axis(), Axis("SNN accuracy (mean ± std)"),
+    return _with_zoom(series, "SNN accuracy vs t (fronts' members)", _t_axis(), Axis("SNN accuracy (mean ± std)"),
                       target, "Seed mean after every integer t, shaded ± one standard deviation.")
 
 

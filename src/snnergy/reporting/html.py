@@ -52,7 +52,8 @@ thead th:hover{background:#e8edf4}
 th[aria-sort=ascending]::after{content:" \\25B2";font-size:10px}th[aria-sort=descending]::after{content:" \\25BC";font-size:10px}
 tbody tr:nth-child(even){background:#fafbfc}tbody tr:hover{background:#eef5fc}
 .charts{display:flex;flex-wrap:wrap;gap:14px}
-figure.chart{margin:10px 0;flex:1 1 540px;max-width:900px;border:1px solid var(--line);border-radius:6px;padding:8px}
+figure.chart{margin:10px 0;flex:0 1 calc(50% - 7px);min-width:0;border:1px solid var(--line);border-radius:6px;padding:8px}
+@media (max-width:900px){figure.chart{flex-basis:100%}}
 figure.chart svg{width:100%;height:auto;display:block;font-family:inherit}
 svg .title{font-size:18px;font-weight:600;fill:var(--fg)}svg .tick{font-size:14px;fill:var(--muted)}
 svg .label{font-size:15px;fill:var(--fg)}svg .plot{fill:none;stroke:#aab2bf}svg .grid{stroke:#e6e9ef}

@@ -37,7 +37,6 @@ from snnergy.reporting.sweep_report import sweep_report_markdown
 from snnergy.reporting.tables import DEFAULT_PROFILE, write_csv
 
 
-
 class Rendered(NamedTuple):
     """A style's report: the ``report.md`` text, and the HTML charts replacing each of its PNG
     plots (keyed by the plot's path as ``report.md`` writes it)."""

@@ -2,9 +2,9 @@
 
 Plain text generation, no dependency: every chart is one ``<figure>`` holding an ``<svg>`` and an
 HTML legend. Each point and bar carries its tip as an SVG ``<title>``: the browser's own tooltip,
-which the page's script turns into an instant one. Every text is escaped, since labels come from user configs. Each series is a ``<g data-series=i>`` that
-its legend button (``data-series=i``) shows or hides. Colours are matplotlib's ``tab10``, the PNG
-plots' colours.
+which the page's script turns into an instant one. Every text is escaped, since labels come from
+user configs. Each series is a ``<g data-series=i>`` that its legend button (``data-series=i``)
+shows or hides. Colours are matplotlib's ``tab10``, the PNG plots' colours.
 
 It knows nothing of results: :mod:`snnergy.reporting.figures` turns the report's data into
 :class:`Series` and bars.
@@ -254,7 +254,7 @@ def line_chart(
     for value, label in guides:
         gy = ys(value)
         parts.append(f'<line class="guide" x1="{left}" x2="{right}" y1="{gy:.1f}" y2="{gy:.1f}"/>'
-                     f'<text class="tick" x="{right - 4}" y="{gy - 4:.1f}" text-anchor="end">{esc(label)}</text>')
+                     f'<text class="tick" x="{right - 4}" y="{gy + 14:.1f}" text-anchor="end">{esc(label)}</text>')  # below: the curves approach from above
     for i, s in enumerate(series):
         group = [f'<g class="series" data-series="{i}">']
         if s.level is not None:

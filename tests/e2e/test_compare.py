@@ -26,7 +26,7 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_compare_writes_every_file(compared: Path) -> None:
-    for name in ("results.json", "results.csv", "report.md", "config.json",
+    for name in ("results.json", "results.csv", "report.md", "report.html", "config.json",
                  "plots/accuracy_energy.png", "plots/accuracy_timesteps.png", "plots/layers.png"):
         assert (compared / name).is_file(), name
     assert (compared / "runs" / "none-0" / "checkpoint" / "model.safetensors").is_file()

@@ -128,10 +128,13 @@ def test_rerun_skips_finished_and_retries_failed_on_request(pooled: tuple[Path, 
 def test_report_from_the_store(pooled: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     _, out = pooled
     (out / "report.md").unlink()
+    (out / "report.html").unlink()
     assert main(["report", str(out), "--profile", "loihi", "--target-accuracy", "0.2"]) == 0
     assert "2 finished and 2 failed runs" in capsys.readouterr().out
     text = (out / "report.md").read_text()
     assert "profile `loihi`" in text and "accuracy >= 0.2000 (given)" in text
+    page = (out / "report.html").read_text()  # beside it, the same text as a page
+    assert "profile <code>loihi</code>" in page and "accuracy &gt;= 0.2000 (given)" in page
     assert (out / "plots" / "pareto_synthetic-blobs_tiny-mlp.png").is_file()
 
 

@@ -143,7 +143,7 @@ def _run_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
         out=args.out, profile=args.profile, progress=not args.quiet, on_result=report, tensorboard=args.tensorboard,
     )
     print(format_summary(records, args.profile))
-    print(f"\n{len(records)} configurations in {time.perf_counter() - start:.1f} s; wrote {args.out}/ (report.md, plots/)")
+    print(f"\n{len(records)} configurations in {time.perf_counter() - start:.1f} s; wrote {args.out}/ (report.md, report.html, plots/)")
     return 0 if all("error" not in r for r in records) else 1
 
 
@@ -274,7 +274,7 @@ def _run_sweep(args: argparse.Namespace, extra: Sequence[str]) -> int:
     print(
         f"{summary.total} configurations: {summary.finished} finished and {summary.failed} failed now, "
         f"{summary.skipped} already stored; {time.perf_counter() - start:.1f} s; wrote {out}/"
-        + (" (report.md, plots/)" if summary.report else "")
+        + (" (report.md, report.html, plots/)" if summary.report else "")
     )
     return 0 if summary.failed == 0 else 1
 
@@ -297,7 +297,7 @@ def _run_report(args: argparse.Namespace, extra: Sequence[str]) -> int:
         raise ConfigError(f"{args.out}: neither {STORE_FILE} nor results.json here; run `snnergy sweep` first")
     path = write_report(args.out, records, args.profile, args.target_drop, args.target_accuracy, style=style)
     finished = sum("error" not in r for r in records)
-    print(f"{finished} finished and {len(records) - finished} failed runs; wrote {path} and {args.out}/plots/")
+    print(f"{finished} finished and {len(records) - finished} failed runs; wrote {path}, {path.with_name('report.html')} and {args.out}/plots/")
     return 0
 
 

@@ -1,9 +1,10 @@
-"""Reporting: tables (Markdown, CSV), plots (PNG) and the Markdown report, from result records.
+"""Reporting: tables (Markdown, CSV), plots (PNG), the Markdown report and its HTML page, from result records.
 
 It reads only the JSON form of results (``results.json``: a list of records with ``config``,
 ``dnn`` and optionally ``snn`` parts, docs/design.md's schema), never the stages' classes. Data flows
 one way: ``tables`` -> ``filters`` -> ``report`` (per configuration) and ``pareto`` (over seeds)
--> ``plots`` and ``sweep_report`` -> ``writer`` (:func:`write_report`, the one report writer);
+-> ``plots`` and ``sweep_report`` -> ``figures`` (SVG charts, drawn by ``svg``) -> ``html``
+(``report.html`` from the ``report.md`` text) -> ``writer`` (:func:`write_report`, the one report writer);
 ``curves`` (after ``filters``) reads one SNN's every-t curve, smallest sufficient t, energy breakdown
 and input-layer floor; ``deployment`` (after ``curves``) tabulates quantized accuracy and core mappings; ``identity`` names a configuration, ``schema`` checks records.
 """
@@ -17,6 +18,7 @@ from snnergy.reporting.filters import (
     reference_accuracy,
     usable_records,
 )
+from snnergy.reporting.html import render_html
 from snnergy.reporting.identity import config_hash, record_hash
 from snnergy.reporting.pareto import iso_accuracy, pareto_front, snn_fronts
 from snnergy.reporting.report import breakdown_rows, format_summary, report_markdown, summary_rows, verdict
@@ -56,6 +58,7 @@ __all__ = [
     "pareto_front",
     "record_hash",
     "reference_accuracy",
+    "render_html",
     "report_markdown",
     "result_rows",
     "smallest_sufficient",

@@ -5,6 +5,7 @@ matplotlib is imported lazily with the non-interactive Agg backend.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,13 +68,8 @@ def plot_accuracy_energy(records: Sequence[Mapping[str, Any]], path: Path, profi
     plt = _pyplot()
     colors = _colors(records)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    offsets = ((4, 4), (4, -10), (4, 12), (4, -18))  # neighbours in energy get different label offsets
-    by_energy = sorted(records, key=lambda r: r["dnn"]["energy_j"][profile])
-    for i, r in enumerate(by_energy):
-        color = colors[config_label(r)]
-        left.scatter(r["dnn"]["energy_j"][profile], r["dnn"]["accuracy"], color=color)
-        left.annotate(config_label(r), (r["dnn"]["energy_j"][profile], r["dnn"]["accuracy"]), fontsize=7,
-                      xytext=offsets[i % len(offsets)], textcoords="offset points")
+    for r in records:
+        left.scatter(r["dnn"]["energy_j"][profile], r["dnn"]["accuracy"], color=colors[config_label(r)])
     for r in records:
         color = colors[config_label(r)]
         snn = r.get("snn")
@@ -90,7 +86,57 @@ def plot_accuracy_energy(records: Sequence[Mapping[str, Any]], path: Path, profi
     right.legend(fontsize=7, ncol=2 if len(colors) > 8 else 1)
     for ax in (left, right):
         ax.grid(alpha=0.3)
+    fig.tight_layout()  # the final layout first: labels are placed on the points' final positions
+    place_labels(left, [(r["dnn"]["energy_j"][profile], r["dnn"]["accuracy"]) for r in records],
+                 [config_label(r) for r in records])
     return _save(fig, path)
+
+
+LABEL_OFFSETS = tuple((dx, dy) for dy in (3, -11, 12, -20, 21, -29, 30, -38) for dx in (5, -5))
+"""Candidate label positions around a point, in points (x, y of the text's corner), nearest first;
+a negative dx puts the text left of the point."""
+
+
+def place_labels(ax: Any, points: Sequence[tuple[float, float]], labels: Sequence[str], fontsize: float = 7) -> list[Any]:
+    """Annotates each point with its label at the first of :data:`LABEL_OFFSETS` whose text box
+    overlaps no label placed before it, covers no point's marker, and lies nearer its own point than
+    any other (so that no label reads as another point's); where no candidate is free, the one
+    breaking the fewest of these. Points are labelled from the lowest y up. The labels stay out of
+    the figure's layout (a later ``tight_layout`` leaves the axes, and so the boxes, where they
+    are). Returns the annotations, in the order of ``points``.
+    """
+    renderer = ax.figure.canvas.get_renderer()
+    markers = [tuple(ax.transData.transform(p)) for p in points]
+    radius = 4 * ax.figure.dpi / 72  # a default scatter marker's radius (3 pt) and a point to spare, in pixels
+
+    def distance(box: Any, at: tuple[float, float]) -> float:
+        return math.hypot(max(box.x0 - at[0], 0.0, at[0] - box.x1), max(box.y0 - at[1], 0.0, at[1] - box.y1))
+
+    taken: list[Any] = []
+    placed: dict[int, Any] = {}
+    for i in sorted(range(len(points)), key=lambda k: (points[k][1], points[k][0])):
+        best: tuple[tuple[int, int, int], Any, Any] | None = None
+        for dx, dy in LABEL_OFFSETS:
+            note = ax.annotate(labels[i], points[i], xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                               ha="left" if dx > 0 else "right", va="bottom" if dy > 0 else "top")
+            note.set_in_layout(False)
+            box = note.get_window_extent(renderer)
+            own = distance(box, markers[i])
+            others = [distance(box, m) for k, m in enumerate(markers) if k != i]
+            faults = (sum(box.overlaps(other) for other in taken), sum(d < radius for d in others),
+                      sum(d < own for d in others))
+            if best is None or faults < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (faults, note, box)
+            else:
+                note.remove()
+            if faults == (0, 0, 0):
+                break
+        assert best is not None  # LABEL_OFFSETS is not empty
+        taken.append(best[2])
+        placed[i] = best[1]
+    return [placed[i] for i in range(len(points))]
 
 
 def plot_accuracy_timesteps(records: Sequence[Mapping[str, Any]], path: Path, target: float | None = None) -> Path:

@@ -61,7 +61,9 @@ def _with_std(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return merged
 
 
-def _breakdown_rows(groups: Sequence[Any], profile: str, goal: float) -> list[dict[str, Any]]:
+def target_breakdown_rows(groups: Sequence[Any], profile: str, goal: float) -> list[dict[str, Any]]:
+    """Per usable configuration reaching ``goal``: its seed-mean energy breakdown at its smallest
+    such t (``configuration``, ``t``, the parts and ``total``): the breakdown table and chart."""
     rows = []
     for g in pareto.usable(groups):
         point = pareto.smallest_t(g, goal, profile)
@@ -120,7 +122,7 @@ def _section_markdown(groups: Sequence[Any], profile: str, drop: float, target: 
         "floor no regularizer lowers), spiking layers (SynOps x E_ac), neuron updates (x E_neuron where charged).",
         "",
         markdown_table(
-            _breakdown_rows(groups, profile, goal),
+            target_breakdown_rows(groups, profile, goal),
             ["configuration", "t", "input_layer", "spiking_layers", "neuron_updates", "total"],
             ["configuration", "t", "input layer (J)", "spiking layers (J)", "neuron updates (J)", "total (J)"],
         ),
@@ -219,4 +221,4 @@ def sweep_report_markdown(
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["CONFIGURATION_COLUMNS", "sweep_report_markdown"]
+__all__ = ["CONFIGURATION_COLUMNS", "sweep_report_markdown", "target_breakdown_rows"]

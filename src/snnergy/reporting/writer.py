@@ -1,6 +1,10 @@
-"""The one report writer of both drivers: ``report.md`` with its plots, from result records.
+"""The one report writer of both drivers: ``report.md`` with its plots, and ``report.html``, from
+result records.
 
-:func:`write_report` writes ``OUT/report.md`` in one of the :data:`REPORT_STYLES`:
+:func:`write_report` writes ``OUT/report.md`` in one of the :data:`REPORT_STYLES`, and beside it
+``OUT/report.html``: the same text as one self-contained page (:mod:`snnergy.reporting.html`) with
+sortable tables and, in place of each PNG plot, interactive SVG charts of the same data
+(:mod:`snnergy.reporting.figures`):
 
 - ``compare`` (``snnergy compare``): one row per configuration and the verdict "which regularizer
   reaches the unregularized accuracy minus 1 pp for the least energy", with
@@ -10,27 +14,39 @@
   ``plots/timesteps_*.png``, ``plots/layers_*.png``, ``summary.csv`` and ``layers.csv``.
 
 It sits on top of the other reporting modules (data flows one way: tables -> filters -> curves ->
-report/pareto -> plots/sweep_report -> writer) and nothing in ``reporting`` imports it.
+report/pareto -> plots/sweep_report -> figures (with svg) -> html -> writer) and nothing in
+``reporting`` imports it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from snnergy.checkpoints import atomic_write
 from snnergy.errors import ConfigError
 from snnergy.registry import Registry
+from snnergy.reporting.figures import compare_figures, sweep_figures
 from snnergy.reporting.filters import ok_records
+from snnergy.reporting.html import render_html
 from snnergy.reporting.pareto import configuration_rows, layer_stats, sections, target_accuracy
 from snnergy.reporting.plots import write_plots, write_sweep_plots
 from snnergy.reporting.report import reference_target, report_markdown
 from snnergy.reporting.sweep_report import sweep_report_markdown
 from snnergy.reporting.tables import DEFAULT_PROFILE, write_csv
 
-ReportStyle = Callable[[Path, Sequence[Mapping[str, Any]], str, float, "float | None"], str]
-"""``(out, records, profile, drop, target) -> report.md text``; writes its plots and tables into ``out``."""
+
+class Rendered(NamedTuple):
+    """A style's report: the ``report.md`` text, and the HTML charts replacing each of its PNG
+    plots (keyed by the plot's path as ``report.md`` writes it)."""
+
+    markdown: str
+    figures: dict[str, list[str]]
+
+
+ReportStyle = Callable[[Path, Sequence[Mapping[str, Any]], str, float, "float | None"], Rendered]
+"""``(out, records, profile, drop, target) -> Rendered``; writes its plots and tables into ``out``."""
 
 REPORT_STYLES: Registry[ReportStyle] = Registry("report style")
 
@@ -40,7 +56,9 @@ def compare_style(out: Path, records: Sequence[Mapping[str, Any]], profile: str,
     """One row per configuration and run; plots of accuracy against energy and timesteps, and layers."""
     goal = reference_target(records, drop, target)[0] if ok_records(records) else None
     plots = write_plots(out / "plots", records, profile, goal) if ok_records(records) else []
-    return report_markdown(records, profile, drop, [str(Path(p).relative_to(out)) for p in plots], target)
+    paths = [str(Path(p).relative_to(out)) for p in plots]
+    figures = compare_figures(records, profile, goal, paths) if paths else {}
+    return Rendered(report_markdown(records, profile, drop, paths, target), figures)
 
 
 @REPORT_STYLES.register("sweep")
@@ -48,18 +66,20 @@ def sweep_style(out: Path, records: Sequence[Mapping[str, Any]], profile: str, d
     """Per (dataset, model): configurations over seeds, Pareto fronts, iso-accuracy; their plots,
     ``summary.csv`` (one row per configuration, mean and std columns) and ``layers.csv``."""
     plots: dict[tuple[str, str], list[str]] = {}
+    figures: dict[str, list[str]] = {}
     summary: list[dict[str, Any]] = []
     layers: list[dict[str, Any]] = []
     for dataset, model, groups in sections(records):
         goal, _ = target_accuracy(groups, drop, target)
         paths = write_sweep_plots(out / "plots", groups, profile, goal, f"{dataset}_{model}")
         plots[(dataset, model)] = [str(Path(p).relative_to(out)) for p in paths]
+        figures.update(sweep_figures(groups, profile, goal, plots[(dataset, model)]))
         summary += configuration_rows(groups, profile, goal)
         layers += [{"dataset": dataset, "model": model, **row} for g in groups for row in layer_stats(g)]
     if summary:
         write_csv(out / "summary.csv", summary)
         write_csv(out / "layers.csv", layers)
-    return sweep_report_markdown(records, profile, drop, target, plots)
+    return Rendered(sweep_report_markdown(records, profile, drop, target, plots), figures)
 
 
 def write_report(
@@ -70,7 +90,8 @@ def write_report(
     target: float | None = None,
     style: str = "compare",
 ) -> Path:
-    """Writes ``out/report.md`` and the style's plots and tables; returns the report's path.
+    """Writes ``out/report.md``, ``out/report.html`` (the same report as one self-contained page)
+    and the style's plots and tables; returns the Markdown report's path.
 
     Args:
         out: The run folder.
@@ -88,8 +109,8 @@ def write_report(
         >>> failed = {"config": {"dataset": "d", "model": "m", "regularizer": "l1", "strength": 9.0, "seed": 0},
         ...           "error": "TrainingError: diverged"}
         >>> path = write_report(tempfile.mkdtemp(), [failed], style="sweep")
-        >>> "## Failed configurations" in path.read_text()
-        True
+        >>> "## Failed configurations" in path.read_text(), path.with_name("report.html").is_file()
+        (True, True)
     """
     render = REPORT_STYLES.get(style)
     stored = sorted({name for r in ok_records(records) for name in r["dnn"].get("energy_j", {})})
@@ -97,10 +118,12 @@ def write_report(
         raise ConfigError(f"energy profile '{profile}' is not in the stored results; stored: {', '.join(stored)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    text = render(out, records, profile, drop, target)
+    rendered = render(out, records, profile, drop, target)
     path = out / "report.md"
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: tmp.write_text(rendered.markdown, encoding="utf-8"))
+    page = render_html(rendered.markdown, rendered.figures)
+    atomic_write(out / "report.html", lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return path
 
 
-__all__ = ["REPORT_STYLES", "compare_style", "sweep_style", "write_report"]
+__all__ = ["REPORT_STYLES", "Rendered", "compare_style", "sweep_style", "write_report"]

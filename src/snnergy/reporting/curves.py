@@ -13,9 +13,11 @@ It reads the JSON form of a record only (docs/design.md's results schema). Recor
   factors are "baseline / configuration", each at its own smallest sufficient t.
 - *Breakdown at t*: ``snn.energy_breakdown_j`` at a listed T, else derived exactly from the
   definitions: the input layer's MACs are the same at every t, neuron updates grow as ``t``, and
-  the spiking layers take the rest of the curve's energy at t. A memory-aware profile's breakdown
-  (with a ``memory`` part) is read at the listed T only: between them the record does not hold
-  enough to split the rest between SynOps' compute and their weight reads.
+  the spiking layers take the rest of the curve's energy at t. On a memory-aware profile (a
+  ``memory`` part) the spiking layers are the curve's SynOps at t times the profile's cost per
+  SynOp (``spiking_layers / synops`` at the largest listed T), and memory takes the rest: the input
+  layer's weight reads, every SynOp's weight read and the neuron-state accesses, all linear in
+  the counts (docs/design.md, "Memory-aware energy").
 - *Input-layer floor* (REFERENCE.md section 7): the analog first layer's MACs are paid once per
   sample whatever the regularizer, so no SNN of the network spends less than that.
 
@@ -127,17 +129,22 @@ def breakdown_at(snn: Mapping[str, Any], profile: str, t: int) -> dict[str, floa
     if t in snn["timesteps"]:
         i = snn["timesteps"].index(t)
         return {part: float(parts[part][i]) for part in (*PARTS, "memory") if part in parts}
-    if "memory" in parts:
-        return None
     curve = snn_curve(snn, profile)
     if t not in curve.timesteps:
         return None
-    total = curve.energy_j[curve.timesteps.index(t)]
+    i = curve.timesteps.index(t)
+    total = curve.energy_j[i]
     t_max = snn["timesteps"][-1]
     input_layer = float(parts["input_layer"][-1])
     neurons = float(parts["neuron_updates"][-1]) * t / t_max
-    return {"input_layer": input_layer, "spiking_layers": max(total - input_layer - neurons, 0.0),
-            "neuron_updates": neurons}
+    if "memory" not in parts:
+        return {"input_layer": input_layer, "spiking_layers": max(total - input_layer - neurons, 0.0),
+                "neuron_updates": neurons}
+    synops_max = float(snn["synops"][-1])
+    per_synop = float(parts["spiking_layers"][-1]) / synops_max if synops_max else 0.0
+    spiking = curve.synops[i] * per_synop
+    return {"input_layer": input_layer, "spiking_layers": spiking, "neuron_updates": neurons,
+            "memory": max(total - input_layer - neurons - spiking, 0.0)}
 
 
 def input_floor(snn: Mapping[str, Any], profile: str) -> float | None:

@@ -241,12 +241,14 @@ MEMORY_COLUMNS = [
     ("configuration", "configuration"),
     ("dnn_compute_j", "DNN compute (J)"),
     ("dnn_memory_j", "DNN memory (J)"),
-    ("timesteps", "T"),
+    ("timesteps", "SNN t"),
     ("snn_compute_j", "SNN compute (J)"),
     ("snn_memory_j", "SNN memory (J)"),
     ("snn_dnn_energy_ratio", "SNN/DNN total"),
+    ("note", "note"),
 ]
-"""Compute vs memory energy on one memory-aware profile: the DNN's, and the SNN's at the largest T."""
+"""Compute vs memory energy on one memory-aware profile: the DNN's, and the SNN's at its smallest t
+reaching the target (its largest T, with a note, when it never does)."""
 
 
 def memory_profiles(records: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -264,9 +266,12 @@ def memory_profiles(records: Sequence[Mapping[str, Any]]) -> list[str]:
     return names
 
 
-def memory_rows(records: Sequence[Mapping[str, Any]], profile: str) -> list[dict[str, Any]]:
-    """Per finished configuration: DNN and SNN (largest T) energy on ``profile`` split into compute
-    and memory (``dnn.energy_breakdown_j``; the SNN's ``memory`` part against the rest).
+def memory_rows(records: Sequence[Mapping[str, Any]], profile: str, target: float | None = None) -> list[dict[str, Any]]:
+    """Per finished configuration: DNN and SNN energy on ``profile`` split into compute and memory
+    (``dnn.energy_breakdown_j``; the SNN's ``memory`` part against the rest). The SNN is read at its
+    smallest t reaching ``target`` (iso-accuracy; :func:`~snnergy.reporting.curves.breakdown_at`
+    derives the split at any t of the curve), at its largest T with a note when it never reaches
+    it or when no target is given.
 
     Example:
         >>> dnn = {"accuracy": 0.9, "energy_j": {"m": 5.0}, "energy_breakdown_j": {"m": {"compute": 2.0, "memory": 3.0}}}
@@ -284,14 +289,25 @@ def memory_rows(records: Sequence[Mapping[str, Any]], profile: str) -> list[dict
         row: dict[str, Any] = {"configuration": config_name(record), "dnn_compute_j": split["compute"],
                                "dnn_memory_j": split["memory"]}
         snn = record.get("snn") or {}
-        parts = curves.breakdown_at(snn, profile, snn["timesteps"][-1]) if snn.get("timesteps") else None
+        t, note = _memory_t(snn, profile, target)
+        parts = curves.breakdown_at(snn, profile, t) if t is not None else None
         if parts is not None and "memory" in parts:
             memory = parts.pop("memory")
             total = sum(parts.values()) + memory
-            row.update(timesteps=snn["timesteps"][-1], snn_compute_j=sum(parts.values()), snn_memory_j=memory,
-                       snn_dnn_energy_ratio=energy_ratio(total, split["compute"] + split["memory"]))
+            row.update(timesteps=t, snn_compute_j=sum(parts.values()), snn_memory_j=memory,
+                       snn_dnn_energy_ratio=energy_ratio(total, split["compute"] + split["memory"]), note=note)
         rows.append(row)
     return rows
+
+
+def _memory_t(snn: Mapping[str, Any], profile: str, target: float | None) -> tuple[int | None, str]:
+    """The t the compute-vs-memory row reads an SNN at, and the row's note."""
+    if not snn.get("timesteps"):
+        return None, ""
+    hit = curves.smallest_sufficient(curves.snn_curve(snn, profile), target) if target is not None else None
+    if hit is not None:
+        return hit.timesteps, ""
+    return snn["timesteps"][-1], "largest T: never reaches the target" if target is not None else "largest T"
 
 
 def layer_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -357,7 +373,7 @@ def report_markdown(
         "",
         _breakdown_table(breakdown_rows(records, profile, drop, target)),
         "",
-        *memory_section(records),
+        *memory_section(records, reference_target(records, drop, target)[0]),
         *quantization_section(records, reference_target(records, drop, target)[0], profile),
         *core_section(records),
         "## Layers",
@@ -385,15 +401,17 @@ def _breakdown_table(rows: list[dict[str, Any]]) -> str:
     return markdown_table(rows, [c for c, _ in columns], [h for _, h in columns])
 
 
-def memory_section(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The compute-vs-memory tables of the energy breakdown, one per memory-aware profile held."""
+def memory_section(records: Sequence[Mapping[str, Any]], target: float | None = None) -> list[str]:
+    """The compute-vs-memory tables of the energy breakdown, one per memory-aware profile held; each
+    SNN at its smallest t reaching ``target`` (:func:`memory_rows`)."""
     lines: list[str] = []
+    where = (f"SNN at its smallest t reaching the target {target:.4f} (iso-accuracy), its largest T where it "
+             "never does." if target is not None else "SNN at the largest T.")
     for name in memory_profiles(records):
         lines += [f"Compute vs memory on `{name}`: compute is the arithmetic (MACs, SynOps, neuron updates); "
                   "memory one weight read per effective MAC (DNN) or per MAC and SynOp (SNN), plus the SNN's "
-                  "neuron-state read + write per update (docs/design.md, \"Memory-aware energy\"). SNN at the "
-                  "largest T.", "",
-                  markdown_table(memory_rows(records, name), [c for c, _ in MEMORY_COLUMNS],
+                  "neuron-state read + write per update (docs/design.md, \"Memory-aware energy\"). " + where, "",
+                  markdown_table(memory_rows(records, name, target), [c for c, _ in MEMORY_COLUMNS],
                                  [h for _, h in MEMORY_COLUMNS]), ""]
     return lines
 

@@ -77,7 +77,7 @@ def _deployment_lines(groups: Sequence[Any], profile: str, goal: float) -> list[
     """Compute vs memory energy (memory-aware profiles), weight quantization and core mapping of one
     section's runs (:mod:`snnergy.reporting.deployment`); the seed is named when a configuration has several."""
     records = [r for g in groups for r in g.records]
-    memory = memory_section(records)
+    memory = memory_section(records, goal)
     seeds = any(len(g.records) > 1 for g in groups)
     return [*(["### Compute vs memory", "", *memory] if memory else []),
             *quantization_section(records, goal, profile, "###", seeds), *core_section(records, "###")]

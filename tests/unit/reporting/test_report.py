@@ -220,6 +220,29 @@ def test_compute_vs_memory_table_only_for_memory_profiles() -> None:
     assert "Compute vs memory on `m`" in text and "| DNN compute (J) | DNN memory (J) |" in text
 
 
+def test_compute_vs_memory_reads_each_snn_at_its_smallest_sufficient_t() -> None:
+    from snnergy.reporting.report import memory_rows
+
+    rec = record("none", 0.0, 0.97, 4e-7, [0.90, 0.97], [1e-7, 4e-7])
+    rec["dnn"]["energy_breakdown_j"] = {"m": {"compute": 4e-7, "memory": 6e-7}}
+    # listed T = 8, 32; curve at t = 8..32 reaching 0.96 first at t = 16 with 20 SynOps.
+    steps = list(range(8, 33))
+    synops = [10.0 + 30.0 * (t - 8) / 24 for t in steps]  # 10 at t = 8, 40 at t = 32 (as listed)
+    # on "m": input 1e-7 J, 5e-9 J per SynOp compute, memory 1e-8 J per SynOp (no neuron terms)
+    rec["snn"]["curve"] = {"timesteps": steps, "accuracy": [0.96 if t >= 16 else 0.9 for t in steps],
+                           "synops": synops, "energy_j": {"m": [1e-7 + 15e-9 * s for s in synops]}}
+    rec["snn"]["energy_breakdown_j"] = {"m": {"input_layer": [1e-7, 1e-7], "spiking_layers": [5e-8, 2e-7],
+                                              "neuron_updates": [0.0, 0.0], "memory": [1e-7, 4e-7]}}
+    (row,) = memory_rows([rec], "m", target=0.96)
+    # t = 16: 20 SynOps -> compute 1e-7 + 20 x 5e-9 = 2e-7 J, memory 20 x 1e-8 = 2e-7 J;
+    # SNN/DNN total 4e-7 / (4e-7 + 6e-7) = 0.4
+    assert (row["timesteps"], row["note"]) == (16, "")
+    assert row["snn_compute_j"] == pytest.approx(2e-7) and row["snn_memory_j"] == pytest.approx(2e-7)
+    assert row["snn_dnn_energy_ratio"] == pytest.approx(0.4)
+    (never,) = memory_rows([rec], "m", target=0.99)  # never reached: the largest T, said so
+    assert never["timesteps"] == 32 and never["note"] == "largest T: never reaches the target"
+
+
 def test_breakdown_table_has_a_memory_column_on_a_memory_profile() -> None:
     rec = record("none", 0.0, 0.97, 4e-7, [0.90, 0.97], [1e-7, 4e-7])
     rec["dnn"]["energy_j"]["m"] = 1e-6

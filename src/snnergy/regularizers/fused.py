@@ -32,7 +32,6 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from snnergy.regularizers.layerwise import TL1_BETA
-from snnergy.regularizers.scratch import scratch
 
 
 class Kernel(Protocol):
@@ -81,18 +80,13 @@ def _per_row(row: Tensor, a: Tensor) -> Tensor:
     return row.view(-1, *[1] * (a.dim() - 1))
 
 
-def _magnitudes(a: Tensor) -> Tensor:
-    """``|a|`` in a reused buffer (slot 0: read within the call only)."""
-    return torch.abs(a, out=scratch(a))
-
-
 class _L1:
     """``mean |a|``; gradient ``sgn(a) * row / n`` (after a ReLU: ``row / n``, see :func:`fused_penalty`)."""
 
     nan_check = True
 
     def sums(self, a: Tensor, relu: bool) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-        return (_flat(a if relu else _magnitudes(a)).sum(dim=1),), ()
+        return (_flat(a if relu else a.abs()).sum(dim=1),), ()
 
     def values(self, sums: tuple[Tensor, ...], n: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
         return sums[0] / n, ()
@@ -111,8 +105,7 @@ class _L2:
     nan_check = True
 
     def sums(self, a: Tensor, relu: bool) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-        # a * a is a.pow(2), to the bit (PyTorch computes the square as a product)
-        return (_flat(torch.mul(a, a, out=scratch(a))).sum(dim=1),), ()
+        return (_flat(a).pow(2).sum(dim=1),), ()
 
     def values(self, sums: tuple[Tensor, ...], n: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
         return sums[0] / n, ()
@@ -121,8 +114,7 @@ class _L2:
         return (rows / n,)
 
     def grad(self, a: Tensor, saved: tuple[Tensor, ...], factors: tuple[Tensor, ...], relu: bool) -> Tensor:
-        # (2 a) row = a (2 row), to the bit (doubling is exact): autograd's gradient in one pass
-        return torch.mul(a, _per_row(factors[0] * 2.0, a))
+        return a.mul(2.0).mul_(_per_row(factors[0], a))
 
 
 class _TransformedL1:
@@ -131,11 +123,9 @@ class _TransformedL1:
     nan_check = True
 
     def sums(self, a: Tensor, relu: bool) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-        # the reference's (beta + 1) * mag / (beta + mag), in two reused buffers
-        mag = a if relu else _magnitudes(a)
-        denominator = torch.add(mag, TL1_BETA, out=scratch(a, 1))
-        ratio = torch.mul(mag, TL1_BETA + 1.0, out=scratch(a, 2)).div_(denominator)
-        return (_flat(ratio).sum(dim=1),), ()
+        mag = a if relu else a.abs()
+        denominator = TL1_BETA + mag
+        return (_flat(((TL1_BETA + 1.0) * mag).div_(denominator)).sum(dim=1),), (denominator,)
 
     def values(self, sums: tuple[Tensor, ...], n: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
         return sums[0] / n, ()
@@ -145,10 +135,8 @@ class _TransformedL1:
 
     def grad(self, a: Tensor, saved: tuple[Tensor, ...], factors: tuple[Tensor, ...], relu: bool) -> Tensor:
         per_element = _per_row(factors[0], a)
-        # (beta + |a|)^2 recomputed in the buffer returned (nothing map-sized kept from forward)
-        grad = torch.add(a if relu else _magnitudes(a), TL1_BETA)
-        grad = torch.div(per_element, grad.mul_(grad), out=grad)
-        return grad if relu else grad.mul_(torch.sgn(a, out=scratch(a)))
+        squared = saved[0].square()
+        return per_element / squared if relu else a.sgn().mul_(per_element).div_(squared)
 
 
 class _Hoyer:
@@ -163,14 +151,12 @@ class _Hoyer:
 
     def sums(self, a: Tensor, relu: bool) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
         # as layerwise._moments, on |b| = |a| / s (the same, to the bit: s > 0) and b^2 = |b|^2
-        # (squared in place: b * b is b.pow(2), to the bit); |b| lives in a reused buffer
-        magnitude = _flat(a if relu else _magnitudes(a))
+        magnitude = _flat(a if relu else a.abs())
         scale = magnitude.amax(dim=1, keepdim=True)
         silent = scale == 0
         scale = scale.masked_fill_(silent, 1.0)
-        b = torch.div(magnitude, scale, out=_flat(scratch(a, 1)))
-        first = b.sum(dim=1)
-        return (first, b.mul_(b).sum(dim=1), scale, silent), (scale,)
+        b = magnitude / scale if relu else magnitude.div_(scale)  # |b|; never written into a
+        return (b.sum(dim=1), b.pow(2).sum(dim=1), scale, silent), (b,)
 
     def values(self, sums: tuple[Tensor, ...], n: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
         s1, s2, scale, silent = sums[0], sums[1], sums[2].squeeze(2), sums[3].squeeze(2)  # (L, B, 1) -> (L, B)
@@ -189,12 +175,9 @@ class _Hoyer:
         return d1 / per_element, d2 * -2.0 / per_element
 
     def grad(self, a: Tensor, saved: tuple[Tensor, ...], factors: tuple[Tensor, ...], relu: bool) -> Tensor:
-        # c1 sgn(a) + |b| c2 sgn(a) = c1 sgn(a) + a (c2 / s): |b| is not kept from forward
         c1, c2 = (_per_row(f, a) for f in factors)
-        grad = torch.mul(a, c2 / _per_row(saved[0].squeeze(1), a))
-        if relu:  # sgn(a) left out, as above
-            return grad.add_(c1)
-        return grad.add_(torch.sgn(a, out=scratch(a)).mul_(c1))
+        grad = torch.addcmul(c1, saved[0].view(a.shape), c2)
+        return grad if relu else grad.mul_(a.sgn())
 
 
 class _FusedPenalty(torch.autograd.Function):

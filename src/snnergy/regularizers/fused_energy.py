@@ -39,7 +39,6 @@ from torch.autograd.function import once_differentiable
 
 from snnergy.normalization import BLOCK, MAX_BATCH_VALUES, Selection, block_offsets, select_percentile
 from snnergy.regularizers.fused import is_relu_output
-from snnergy.regularizers.scratch import scratch
 
 
 @dataclass(frozen=True)
@@ -179,7 +178,7 @@ class _Node(torch.autograd.Function):
     def forward(ctx: Any, plan: Plan, relu: tuple[bool, ...], *maps: Tensor) -> Tensor:
         total, layers = None, []
         for name, f, a, nonnegative in zip(plan.names, plan.fanouts, maps, relu, strict=True):
-            magnitudes = (a if nonnegative else torch.abs(a, out=scratch(a))).reshape(-1)
+            magnitudes = (a if nonnegative else a.abs()).reshape(-1)
             before = plan.scales.get(name)
             selection, batch, running = _observe(plan, name, a, magnitudes)
             if plan.prior_scale and before is not None and not math.isnan(before.item()):
@@ -224,14 +223,11 @@ def _per_row(grad: Tensor, a: Tensor) -> Tensor:
 
 
 def _synops_forward(a: Tensor, scale: Tensor, f: Tensor, selection: Selection) -> tuple[Tensor, tuple[Any, ...]]:
-    rate = torch.div(a, scale, out=scratch(a, 1))  # the reference's a / lambda, in a reused buffer
+    rate = a / scale
     capped = _capped(rate, selection, scale)
-    if capped is None:  # the mask comes from the rates, kept (a fresh copy)
-        rate = rate.clone()
-        return torch.mul(rate.clamp(max=1.0), f).reshape(a.shape[0], -1).sum(dim=1), (rate, None, None)
-    # clamp(max=1) where it changes anything: exactly the capped positions (no pass over the map)
-    rate.reshape(-1).index_fill_(0, capped, 1.0)
-    value = torch.mul(rate, f, out=rate).reshape(a.shape[0], -1).sum(dim=1)
+    if capped is None:  # the mask comes from the rates, kept
+        return rate.clamp(max=1.0).mul_(f).reshape(a.shape[0], -1).sum(dim=1), (rate, None, None)
+    value = rate.clamp_(max=1.0).mul_(f).reshape(a.shape[0], -1).sum(dim=1)
     return value, (None, capped, value)
 
 
@@ -255,10 +251,10 @@ def _synops_backward(a: Tensor, grad: Tensor, scale: Tensor, f: Tensor, saved: t
 
 def _macs_forward(x: Tensor, magnitudes: Tensor, scale: Tensor, f: Tensor, eps: float,
                   nonnegative: bool) -> tuple[Tensor, tuple[Any, ...]]:
-    # r = |x / mu| = |x| / mu (mu > 0: the same, to the bit), in a reused buffer; r + eps is kept
-    r = torch.div(x, scale, out=scratch(x, 1)) if nonnegative else magnitudes.div_(scale).view(x.shape)
+    # r = |x / mu| = |x| / mu (mu > 0: the same, to the bit); |x| is free to overwrite, not x
+    r = (x / scale if nonnegative else magnitudes.div_(scale)).view(x.shape)
     shifted = r + eps
-    value = torch.mul(r.div_(shifted), f, out=r).reshape(x.shape[0], -1).sum(dim=1)
+    value = r.div_(shifted).mul_(f).reshape(x.shape[0], -1).sum(dim=1)
     return value, (shifted,)
 
 
@@ -267,8 +263,8 @@ def _macs_backward(x: Tensor, grad: Tensor, scale: Tensor, f: Tensor, eps: float
     (shifted,) = saved
     grad_x = (_per_row(grad, x) * eps / scale) * f
     if not nonnegative:  # d|x / mu|/dx = sgn(x) / mu
-        grad_x.mul_(torch.sgn(x, out=scratch(x)))
-    grad_x.div_(shifted.mul_(shifted))  # shifted is not used again
+        grad_x.mul_(x.sgn())
+    grad_x.div_(shifted.square())
     return grad_x, lambda: torch.dot(grad_x.reshape(-1), x.reshape(-1)).item()
 
 

@@ -16,7 +16,8 @@ spikes' dtype, exact below 2**24 (float32).
 
 Selection (:func:`selected`), by the environment variable ``SNNERGY_FUSED_SCAN``:
 
-* ``auto`` (the default): on CUDA devices, where ``torch.compile`` is available;
+* ``auto`` (the default): on CUDA devices, where ``torch.compile`` and Triton (which
+  TorchInductor needs there; CUDA wheels of PyTorch bring it) are installed;
 * ``off``: never (the PyTorch loop);
 * ``always``: on every device, CPU included (tests and experiments: the CPU's own compiled kernel
   is faster there).
@@ -28,6 +29,7 @@ each shape (seconds, then cached on disk by TorchInductor).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Callable
 
@@ -66,8 +68,8 @@ def setting() -> str:
 def selected(v: Tensor) -> bool:
     """The selection hook: whether the simulator scans potentials ``v`` with :func:`scan`.
 
-    ``auto``: ``v`` on a CUDA device; ``always``: any device; ``off``: never. ``v`` must be a
-    dense (contiguous) float tensor, and ``torch.compile`` present.
+    ``auto``: ``v`` on a CUDA device, Triton installed; ``always``: any device; ``off``: never.
+    ``v`` must be a dense (contiguous) float tensor, and ``torch.compile`` present.
 
     Example:
         >>> selected(torch.zeros(2, 3)) == (setting() == "always")
@@ -76,9 +78,19 @@ def selected(v: Tensor) -> bool:
     mode = setting()
     if mode == "off" or not hasattr(torch, "compile"):
         return False
-    if mode == "auto" and v.device.type != "cuda":
+    if mode == "auto" and (v.device.type != "cuda" or not has_triton()):
         return False
     return v.is_floating_point() and v.is_contiguous() and v.dim() >= 1
+
+
+def has_triton() -> bool:
+    """Whether Triton is installed (TorchInductor's code generator for CUDA); never imports it.
+
+    Example:
+        >>> isinstance(has_triton(), bool)
+        True
+    """
+    return importlib.util.find_spec("triton") is not None
 
 
 def steps(currents: Tensor, v: Tensor, threshold: float, subtract: bool, n: int,

@@ -87,6 +87,7 @@ def test_simulation_with_the_fused_scan_equals_the_reference(monkeypatch: pytest
 def test_the_hook_picks_the_fused_scan_only_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     cuda, cpu = _cuda_tensor(), torch.zeros(4, 3)
     monkeypatch.delenv(fused_scan.SWITCH, raising=False)  # default: auto
+    monkeypatch.setattr(fused_scan, "has_triton", lambda: True)  # a CUDA build of PyTorch brings it
     assert fused_scan.setting() == "auto"
     assert fused_scan.selected(cuda) and not fused_scan.selected(cpu)
     assert not fused_scan.selected(torch.zeros(3, 4).t().contiguous().t())  # not dense: the loop
@@ -94,6 +95,9 @@ def test_the_hook_picks_the_fused_scan_only_on_cuda(monkeypatch: pytest.MonkeyPa
     assert not fused_scan.selected(cuda) and not fused_scan.selected(cpu)
     monkeypatch.setenv(fused_scan.SWITCH, "always")
     assert fused_scan.selected(cuda) and fused_scan.selected(cpu)
+    monkeypatch.setenv(fused_scan.SWITCH, "auto")
+    monkeypatch.setattr(fused_scan, "has_triton", lambda: False)  # no Triton: the PyTorch loop
+    assert not fused_scan.selected(cuda)
 
 
 def test_the_cpu_simulation_does_not_call_the_fused_scan(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -40,7 +40,7 @@ from torch import Tensor, nn  # nn: used by the doctests
 
 from snnergy.config import INPUTS, check_timesteps
 from snnergy.errors import ConfigError, DataError
-from snnergy.simulation import kernels
+from snnergy.simulation import fused_scan, kernels
 from snnergy.simulation.events import EventTable, unsupported
 from snnergy.simulation.folding import FoldedLayer, unfoldable
 from snnergy.simulation.network import SpikingNetwork, SpikingStage, gate_max_pool
@@ -456,6 +456,8 @@ def _scan(currents: Tensor, v: Tensor, final: Tensor, neuron: IFNeuron, steps: i
     CPU the compiled kernel runs the steps and counts; elsewhere the :func:`if_step_` loop, with
     the same arithmetic.
     """
+    if fused_scan.selected(v):  # CUDA: the compiled time loop (issue 18; SNNERGY_FUSED_SCAN)
+        return fused_scan.scan(currents, v, final, neuron, steps, static)
     out = _like_steps(v, steps)
     counts = _like_steps(v[0], steps)
     if not static and currents.stride()[1:] != out.stride()[1:]:

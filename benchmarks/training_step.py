@@ -1,0 +1,102 @@
+"""Training-step cost per regularizer (issue 18 item 4), in CPU time: robust on a loaded machine.
+
+:mod:`training_cost` times whole epochs in wall-clock seconds; on a shared machine (other jobs
+on the same cores) its ratios swing by 20 % or more. This script times the training step itself
+(forward with the activity recorder, penalty, backward, Adam) as the process's CPU time
+(``time.process_time``) with one thread by default, so time spent waiting for a core is not
+counted. Each run is ``--batches`` steps from the same initial weights; the runs alternate
+(none, l1, ..., none, l1, ...) for ``--rounds`` rounds in one process, and each regularizer's
+figure is the median over the rounds of its time divided by that round's ``none``.
+
+Run from the repository root: ``PYTHONPATH=src python benchmarks/training_step.py``
+(``--activation qcfs`` for trained thresholds). See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from snnergy.activity import ActivityRecorder
+from snnergy.config import DataConfig, ModelConfig
+from snnergy.data import load_dataset
+from snnergy.models import build_model
+from snnergy.regularizers import REGULARIZERS, PenaltyOptions, bind_penalty
+
+DEFAULT = "none,l1,l2,hoyer,hoyer-square,transformed-l1,synops,macs"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--model", default="lenet")
+    p.add_argument("--activation", default="relu", help="relu, qcfs or clip")
+    p.add_argument("--levels", type=int, default=8, help="QCFS levels L")
+    p.add_argument("--regularizers", default=DEFAULT, help="must include none (the baseline)")
+    p.add_argument("--strength", type=float, default=1e-4)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--batches", type=int, default=10, help="training steps per timed run")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    a.regularizers = [r.strip() for r in a.regularizers.split(",") if r.strip()]
+    for name in a.regularizers:
+        REGULARIZERS.get(name)  # an unknown name fails here, naming the known ones
+    if "none" not in a.regularizers:
+        p.error("--regularizers must include 'none'")
+    return a
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = parse_args(argv)
+    torch.set_num_threads(a.threads)
+    splits = load_dataset(DataConfig(dataset=a.dataset, train_limit=a.batch * a.batches, test_limit=64), seed=0)
+    torch.manual_seed(0)
+    initial = build_model(ModelConfig(name=a.model, activation=a.activation, levels=a.levels),
+                          splits.input_shape, splits.num_classes)
+    batches = list(zip(splits.train_x.split(a.batch), splits.train_y.split(a.batch)))
+
+    def run(name: str) -> float:
+        model = copy.deepcopy(initial).train()
+        optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+        penalty = None if name == "none" else bind_penalty(name, model, splits.input_shape, PenaltyOptions())
+        inputs = penalty is not None and penalty.needs_layer_inputs
+        with ActivityRecorder(model, activations=True, layer_inputs=inputs, detach=False) as recorder:
+            start = time.process_time()
+            for x, y in batches:
+                logits = model(x)
+                record = recorder.record()
+                loss = F.cross_entropy(logits, y)
+                if penalty is not None:
+                    loss = loss + a.strength * penalty(record)
+                bool(torch.isfinite(loss))  # as fit() checks every step
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            return time.process_time() - start
+
+    for name in a.regularizers:  # warm-up
+        run(name)
+    times: dict[str, list[float]] = {name: [] for name in a.regularizers}
+    for _ in range(a.rounds):
+        for name in a.regularizers:
+            times[name].append(run(name))
+    base = times["none"]
+    print(f"{a.dataset} {a.model} {a.activation}{a.levels if a.activation == 'qcfs' else ''}, batch {a.batch}, "
+          f"{a.threads} thread(s), CPU time, {a.batches} steps x {a.rounds} rounds alternating")
+    print("\n| regularizer | ms / step (median) | x none (median of per-round ratios) |\n|---|---:|---:|")
+    for name, ts in times.items():
+        ratio = statistics.median(t / b for t, b in zip(ts, base))
+        print(f"| {name} | {statistics.median(ts) / a.batches * 1000:.2f} | {ratio:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
 import sys
 import types
 import typing
@@ -601,6 +602,24 @@ def parse_value(text: str) -> Any:
 def with_changes(config: C, **changes: Any) -> C:
     """``dataclasses.replace`` under a verb name, for readability at call sites."""
     return replace(config, **changes)
+
+
+def env_setting(variable: str, allowed: tuple[str, ...]) -> str:
+    """The value of the environment switch ``variable``, lower-cased: one of ``allowed``, the first
+    (the default) when unset or empty.
+
+    Raises:
+        ConfigError: Any other value, naming the variable and the allowed values.
+
+    Example:
+        >>> env_setting("SNNERGY_NO_SUCH_SWITCH", ("auto", "off"))
+        'auto'
+    """
+    value = os.environ.get(variable, "").strip().lower() or allowed[0]
+    if value not in allowed:
+        raise ConfigError(f"environment variable {variable}={os.environ[variable]!r}: "
+                          f"allowed values are {', '.join(allowed)}")
+    return value
 
 
 def parse_size(text: str | int) -> int:

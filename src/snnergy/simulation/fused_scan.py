@@ -36,7 +36,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from snnergy.errors import ConfigError
+from snnergy.config import env_setting
 from snnergy.simulation.neurons import IFNeuron
 
 #: The environment variable that selects the fused scan, and its values (the first is the default).
@@ -58,18 +58,15 @@ def setting() -> str:
         >>> os.environ.get(SWITCH, "") in ("", *SETTINGS) and setting() in SETTINGS
         True
     """
-    value = os.environ.get(SWITCH, "").strip().lower() or SETTINGS[0]
-    if value not in SETTINGS:
-        raise ConfigError(f"environment variable {SWITCH}={os.environ[SWITCH]!r}: "
-                          f"allowed values are {', '.join(SETTINGS)}")
-    return value
+    return env_setting(SWITCH, SETTINGS)
 
 
 def selected(v: Tensor) -> bool:
     """The selection hook: whether the simulator scans potentials ``v`` with :func:`scan`.
 
     ``auto``: ``v`` on a CUDA device, Triton installed; ``always``: any device; ``off``: never.
-    ``v`` must be a dense (contiguous) float tensor, and ``torch.compile`` present.
+    ``v`` must be a dense float tensor (contiguous, or channels last as the CPU simulator keeps
+    convolution stages), and ``torch.compile`` present.
 
     Example:
         >>> selected(torch.zeros(2, 3)) == (setting() == "always")
@@ -80,7 +77,8 @@ def selected(v: Tensor) -> bool:
         return False
     if mode == "auto" and (v.device.type != "cuda" or not has_triton()):
         return False
-    return v.is_floating_point() and v.is_contiguous() and v.dim() >= 1
+    dense = v.is_contiguous() or (v.dim() == 4 and v.is_contiguous(memory_format=torch.channels_last))
+    return v.is_floating_point() and dense and v.dim() >= 1
 
 
 def has_triton() -> bool:

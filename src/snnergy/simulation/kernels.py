@@ -51,6 +51,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from snnergy.config import env_setting
 from snnergy.errors import ConfigError
 
 _SOURCE = r"""
@@ -184,11 +185,7 @@ def setting() -> str:
         >>> os.environ.get(SWITCH, "") in ("", *SETTINGS) and setting() in SETTINGS
         True
     """
-    value = os.environ.get(SWITCH, "").strip().lower() or SETTINGS[0]
-    if value not in SETTINGS:
-        raise ConfigError(f"environment variable {SWITCH}={os.environ[SWITCH]!r}: "
-                          f"allowed values are {', '.join(SETTINGS)}")
-    return value
+    return env_setting(SWITCH, SETTINGS)
 
 
 def compiler() -> str | None:

@@ -1,0 +1,62 @@
+"""Griffe extension of the documentation build: reads snnergy's docstring conventions.
+
+snnergy's Google-style docstrings (read by Napoleon-like tools and doctest) use two forms that
+Griffe's Google parser reads otherwise; this extension rewrites them when Griffe loads an object,
+changing nothing in the package:
+
+- ``Example:`` heads the doctests; Griffe takes the singular as an admonition and would render
+  the doctest as Markdown, so it becomes ``Examples:`` (rendered as Python code);
+- ``kernel_size, stride, padding: (h, w) pairs`` documents several parameters (or attributes) in
+  one entry of an ``Args:`` / ``Attributes:`` section; it becomes one entry per name, each with the
+  description, so Griffe finds every name in the signature.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import griffe
+
+HEADING = re.compile(r"^(\s*)Example:\s*$")
+SECTION = re.compile(r"^(\s*)(Args|Arguments|Attributes|Parameters):\s*$")
+GROUPED = re.compile(r"^(\s+)(\w+(?:,\s*\w+)+):\s(.*)$")
+
+
+def rewrite(text: str) -> str:
+    """The docstring with ``Example:`` headings renamed and grouped parameter entries split.
+
+    Example:
+        >>> print(rewrite("Args:\\n    a, b: Sizes.\\n\\nExample:\\n    The doctests."))
+        Args:
+            a: Sizes.
+            b: Sizes.
+        <BLANKLINE>
+        Examples:
+            The doctests.
+    """
+    out: list[str] = []
+    section_indent: int | None = None
+    for line in text.split("\n"):
+        if (match := HEADING.match(line)) is not None:
+            out.append(f"{match[1]}Examples:")
+            section_indent = None
+            continue
+        if (match := SECTION.match(line)) is not None:
+            section_indent = len(match[1])
+        elif line.strip() and section_indent is not None and len(line) - len(line.lstrip()) <= section_indent:
+            section_indent = None  # a line at the header's indent ends the section
+        grouped = GROUPED.match(line) if section_indent is not None else None
+        if grouped is not None and len(grouped[1]) > section_indent:
+            out += [f"{grouped[1]}{name.strip()}: {grouped[3]}" for name in grouped[2].split(",")]
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+class ExamplesHeading(griffe.Extension):
+    """Applies :func:`rewrite` to every docstring Griffe loads."""
+
+    def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
+        if obj.docstring is not None:
+            obj.docstring.value = rewrite(obj.docstring.value)

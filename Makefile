@@ -26,7 +26,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 docs: setup
-	$(BIN)/python -m mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) runs build site *.egg-info

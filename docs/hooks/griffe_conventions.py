@@ -1,6 +1,6 @@
 """Griffe extension of the documentation build: reads snnergy's docstring conventions.
 
-snnergy's Google-style docstrings (read by Napoleon-like tools and doctest) use two forms that
+snnergy's Google-style docstrings (read by Napoleon-like tools and doctest) use forms that
 Griffe's Google parser reads otherwise; this extension rewrites them when Griffe loads an object,
 changing nothing in the package:
 
@@ -8,7 +8,9 @@ changing nothing in the package:
   the doctest as Markdown, so it becomes ``Examples:`` (rendered as Python code);
 - ``kernel_size, stride, padding: (h, w) pairs`` documents several parameters (or attributes) in
   one entry of an ``Args:`` / ``Attributes:`` section; it becomes one entry per name, each with the
-  description, so Griffe finds every name in the signature.
+  description, so Griffe finds every name in the signature;
+- Sphinx roles (``:func:`~snnergy.counting.fanout_map```) would print as text: each becomes the
+  name in code (``fanout_map``; ``~`` keeps the last component, as Sphinx shows it).
 """
 
 from __future__ import annotations
@@ -21,10 +23,16 @@ import griffe
 HEADING = re.compile(r"^(\s*)Example:\s*$")
 SECTION = re.compile(r"^(\s*)(Args|Arguments|Attributes|Parameters):\s*$")
 GROUPED = re.compile(r"^(\s+)(\w+(?:,\s*\w+)+):\s(.*)$")
+ROLE = re.compile(r":(?:py:)?(?:func|class|mod|meth|data|attr|exc|obj|const):`(~?)([^`]+)`")
+
+
+def _role(match: re.Match) -> str:
+    return f"`{match[2].rsplit('.', 1)[-1] if match[1] else match[2]}`"
 
 
 def rewrite(text: str) -> str:
-    """The docstring with ``Example:`` headings renamed and grouped parameter entries split.
+    """The docstring with ``Example:`` headings renamed, grouped parameter entries split and
+    Sphinx roles turned into code.
 
     Example:
         >>> print(rewrite("Args:\\n    a, b: Sizes.\\n\\nExample:\\n    The doctests."))
@@ -34,6 +42,8 @@ def rewrite(text: str) -> str:
         <BLANKLINE>
         Examples:
             The doctests.
+        >>> rewrite("See :func:`~snnergy.counting.fanout_map` and :mod:`snnergy.counting.dnn`.")
+        'See `fanout_map` and `snnergy.counting.dnn`.'
     """
     out: list[str] = []
     section_indent: int | None = None
@@ -51,10 +61,10 @@ def rewrite(text: str) -> str:
             out += [f"{grouped[1]}{name.strip()}: {grouped[3]}" for name in grouped[2].split(",")]
         else:
             out.append(line)
-    return "\n".join(out)
+    return ROLE.sub(_role, "\n".join(out))
 
 
-class ExamplesHeading(griffe.Extension):
+class SnnergyConventions(griffe.Extension):
     """Applies :func:`rewrite` to every docstring Griffe loads."""
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:

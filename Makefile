@@ -1,11 +1,12 @@
-# Two set-up commands a new user runs (see README):
+# The commands a new user runs (see README):
 #   make demo   sets everything up, then runs the main job on the embedded digits data
-#   make test   sets everything up, then runs the test suite
+#   make test   sets everything up, then runs the test suite (which also builds the documentation site)
+#   make docs   sets everything up, then builds the documentation site into site/ (strict: a warning fails)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test docs clean
 
 $(BIN)/snnergy: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,5 +26,8 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) runs build site *.egg-info

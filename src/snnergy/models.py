@@ -245,7 +245,8 @@ class BasicBlock(nn.Module):
     and the converted SNN name them (``relu1``, ``relu2``).
 
     Args:
-        c_in, c_out: Input and output channels.
+        c_in: Input channels.
+        c_out: Output channels.
         stride: Stride of the first convolution (and of the projection).
 
     Example:

@@ -39,8 +39,8 @@ def convert(
     """Converts a trained DNN to a rate-coded SNN (a copy; the DNN is untouched).
 
     Args:
-        model: Any model the network plan describes (:func:`snnergy.structure.trace`).
-        calibration: Inputs ``(N, C, H, W)`` or a DataLoader, for data-based normalization
+        model (torch.nn.Module): Any model the network plan describes (:func:`snnergy.structure.trace`).
+        calibration (Tensor | DataLoader | None): Inputs ``(N, C, H, W)`` or a DataLoader, for data-based normalization
             (optional when every activation has a trained threshold: pass ``input_shape``).
         config: Conversion settings; the keyword arguments override its fields.
         percentile: Percentile of non-zero activations used as each layer's scale (100 = max).

@@ -84,7 +84,8 @@ def geometry_of(
     Args:
         module: An ``nn.Conv2d`` (zero padding) or ``nn.Linear``.
         name: Its qualified name in the model.
-        in_shape, out_shape: Per-sample input and output shapes (no batch dimension).
+        in_shape: Per-sample input shape (no batch dimension).
+        out_shape: Per-sample output shape (no batch dimension).
 
     Returns:
         The layer's geometry, checked against the module's parameters.

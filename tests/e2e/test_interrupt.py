@@ -114,8 +114,8 @@ def test_sigint_during_compare_keeps_finished_configurations_and_the_rerun_reuse
     wait_for(one_finished, proc)
     before = json.loads(results.read_text())[0]
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGINT, err
+    stdout, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGINT, (stdout, err)
     assert "Traceback" not in err
     assert json.loads(results.read_text()) == [before]
 

@@ -23,9 +23,16 @@ ENV = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
 pytestmark = pytest.mark.slow
 
 
+def _default_sigint() -> None:
+    # A shell starts background jobs (`make test &`, nohup) with SIGINT ignored, and children inherit
+    # that, so Python would never raise KeyboardInterrupt; a terminal's Ctrl-C reaches a process
+    # whose SIGINT is the default, which this restores in the child before it starts.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "snnergy", *args], env=ENV, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_sigint)
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess:

@@ -161,17 +161,24 @@ class Simulator:
             raise DataError("cannot simulate an empty batch")
         train = encode_poisson(x, steps, generator, dtype=torch.bool) if self.input == "poisson" else None
         group, chunk = self._chunking(batch, x.device)
-        parts = [self._run_group(x[g : g + group], None if train is None else train[:, g : g + group], chunk)
-                 for g in range(0, batch, group)]
+        potentials: list[Tensor] = []
+        finals: dict[str, list[Tensor]] = {}
+        counts: dict[str, Tensor] = {}
+        gated: dict[str, Tensor] = {}
+        for g in range(0, batch, group):
+            part = self._run_group(x[g : g + group], None if train is None else train[:, g : g + group], chunk)
+            potentials.append(part[0])
+            # the counts at every reported t are summed over the batch: add each group's as it
+            # comes (in group order, as before), never holding one (reported T, neurons) tensor per group
+            counts = {k: counts[k] + c if k in counts else c for k, c in part[1].items()}
+            gated = {k: gated[k] + c if k in gated else c for k, c in part[3].items()}
+            for k, f in part[2].items():
+                finals.setdefault(k, []).append(f)
         index = torch.tensor([t - 1 for t in self.timesteps], device=x.device)
         input_counts = None if train is None else \
             train.sum(1, dtype=torch.float64).cumsum(0).index_select(0, index)
-        names, gated = parts[0][1].keys(), parts[0][3].keys()
-        return BatchTrace(torch.cat([p[0] for p in parts], 1),
-                          {k: sum((p[1][k] for p in parts[1:]), parts[0][1][k]) for k in names},
-                          input_counts,
-                          {k: torch.cat([p[2][k] for p in parts]) for k in names},
-                          {k: sum((p[3][k] for p in parts[1:]), parts[0][3][k]) for k in gated})
+        return BatchTrace(torch.cat(potentials, 1), counts, input_counts,
+                          {k: torch.cat(f) for k, f in finals.items()}, gated)
 
     def _chunking(self, batch: int, device: torch.device) -> tuple[int, int]:
         """(samples per group, steps per chunk): up to :data:`CHUNK_STEPS` steps, then as many

@@ -3,11 +3,11 @@ currents cost less computed from its active inputs than with one dense Conv/Line
 
 For each layer of LeNet and VGG on 28x28 inputs (the pooling before a layer included, as the
 converted network has it) and each input density, times the ``"batched"`` and ``"event"`` paths
-of :class:`snnergy.simulation.Simulator` as it runs them (image-shaped spikes channels last; a
-pooling before a Linear folded into it, :mod:`snnergy.simulation.folding`; a convolution reading
-pooled channels-last spikes) on the same random 0/1 spike rows (one warm-up, then the
-best of ``--repeats``), alternating within one process, and prints the ratio event / batched
-(below 1: event is faster). ``snnergy.simulation.simulator.EVENT_DENSITY``, the density below
+of :class:`snnergy.simulation.Simulator` as it runs them (image-shaped spikes channels last,
+pooled by strided additions; a Flatten before a Linear folded into its columns,
+:class:`snnergy.simulation.folding.BatchedLayer`; a convolution reading the pooled spikes) on the
+same random 0/1 spike rows (one warm-up, then the best of ``--repeats``), alternating within one
+process, and prints the ratio event / batched (below 1: event is faster). ``snnergy.simulation.simulator.EVENT_DENSITY``, the density below
 which ``mode="auto"`` takes the event path, comes from these crossovers.
 
 Run from the repository root: ``PYTHONPATH=src python benchmarks/event_crossover.py [--smoke]``.
@@ -28,7 +28,7 @@ from torch import nn
 
 from snnergy.simulation import SpikingStage, kernels
 from snnergy.simulation.events import EventTable
-from snnergy.simulation.folding import FoldedLayer, unfoldable
+from snnergy.simulation.folding import BatchedLayer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -81,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         stage = SpikingStage("s", "r", nn.Sequential(*pre), layer, True).eval()
         layout = len(shape) == 3  # the simulator keeps image-shaped spikes channels last
         table = EventTable(stage, shape, channels_last=layout)
-        batched: Callable[[torch.Tensor], torch.Tensor] = stage
-        if isinstance(layer, nn.Linear) and unfoldable(pre, layer, layout) is None:
-            batched = FoldedLayer(pre, layer, shape, layout)
+        batched: Callable[[torch.Tensor], torch.Tensor] = BatchedLayer(pre, layer, shape, layout)
         ratios = []
         for d in densities:
             x = (torch.rand(rows, *shape) < d).float()

@@ -401,7 +401,7 @@ def main_user_call(s: Settings, out: Path) -> int:
     import user_call
 
     rows, notes = user_call.run_user_call(s.datasets, s.regularizers, s.timesteps, s.user_samples, s.repeats,
-                                          s.train_limit, s.epochs, s.calibration, s.seed, s.cache)
+                                          s.train_limit, s.epochs, s.calibration, s.seed, s.cache, s.checkpoints)
     name = stem(s) + "_user-call"
     write_csv(rows, user_call.USER_COLUMNS, out / f"{name}.csv")
     text = user_call.markdown_user(rows)

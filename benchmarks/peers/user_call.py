@@ -42,6 +42,7 @@ import snnergy
 from snnergy.checkpoints import load_tensors, save_tensors
 from snnergy.config import ConvertConfig, DataConfig, ModelConfig, TrainConfig
 from snnergy.data import DatasetSplits, calibration_set, load_dataset
+from snnergy.experiments import load_run
 from snnergy.models import build_model
 from snnergy.training import fit
 
@@ -170,10 +171,23 @@ def user_rows(dataset: str, label: str, model: nn.Module, splits: DatasetSplits,
 
 def run_user_call(datasets: tuple[str, ...], regularizers: tuple[tuple[str, float], ...], timesteps: tuple[int, ...],
                   samples: int, repeats: int, train_limit: int, epochs: int, calibration: int, seed: int,
-                  cache: Path) -> tuple[list[dict], list[str]]:
-    """Every dataset x regularizer: the rows of :func:`user_rows` and notes."""
+                  cache: Path, checkpoints: tuple[Path, ...] = ()) -> tuple[list[dict], list[str]]:
+    """Every dataset x regularizer (or, if given, each ``snnergy train`` folder of ``checkpoints``,
+    e.g. a sweep's runs): the rows of :func:`user_rows` and notes."""
     rows, notes = [], []
-    for dataset in datasets:
+    for folder in checkpoints:
+        checkpoint = load_run(folder)
+        config = checkpoint.config
+        splits = load_dataset(DataConfig(dataset=config.data.dataset, train_limit=train_limit), seed=seed)
+        reg = "" if config.train.regularizer == "none" else f"+{config.train.regularizer}:{config.train.strength:g}"
+        label = f"{config.model.name}{reg} (run {Path(folder).name})"
+        notes.append(f"{config.data.dataset} {label}: loaded {folder} ({config.train.epochs} epochs, seed {config.seed})")
+        print(notes[-1], flush=True)
+        more_rows, more_notes = user_rows(config.data.dataset, label, checkpoint.model.eval(), splits, timesteps,
+                                          samples, repeats, calibration, seed)
+        rows += more_rows
+        notes += more_notes
+    for dataset in datasets if not checkpoints else ():
         splits = load_dataset(DataConfig(dataset=dataset, train_limit=train_limit), seed=seed)
         for regularizer in regularizers:
             label, model, how = user_model(dataset, regularizer, splits, epochs, seed, cache)

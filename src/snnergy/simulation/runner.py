@@ -168,14 +168,14 @@ class _Moments:
         self.n, self.mean_a, self.mean_b, self.m2a, self.m2b, self.cab = 0, 0.0, 0.0, 0.0, 0.0, 0.0
 
     def add(self, a: Tensor, b: Tensor) -> None:
-        a, b = a.reshape(-1).double(), b.reshape(-1).double()
+        a, b = a.reshape(-1).to(torch.float64, copy=True), b.reshape(-1).to(torch.float64, copy=True)
         n, ma, mb = a.numel(), float(a.mean()), float(b.mean())
-        da, db = a - ma, b - mb
+        da, db = a.sub_(ma), b.sub_(mb)  # in place on the copies; dot products: no (n,) temporaries
         total = self.n + n
         dma, dmb = ma - self.mean_a, mb - self.mean_b
-        self.m2a += float((da * da).sum()) + dma * dma * self.n * n / total
-        self.m2b += float((db * db).sum()) + dmb * dmb * self.n * n / total
-        self.cab += float((da * db).sum()) + dma * dmb * self.n * n / total
+        self.m2a += float(torch.dot(da, da)) + dma * dma * self.n * n / total
+        self.m2b += float(torch.dot(db, db)) + dmb * dmb * self.n * n / total
+        self.cab += float(torch.dot(da, db)) + dma * dmb * self.n * n / total
         self.mean_a += dma * n / total
         self.mean_b += dmb * n / total
         self.n = total

@@ -7,9 +7,11 @@ while potentials and spike counts carry over to the next chunk. A chunk holds at
 :data:`CHUNK_ELEMENTS` values per buffer (per device), so memory does not grow with ``T``. Each
 stage takes one of three paths for its currents:
 
-* ``"batched"``: one Conv/Linear call on the chunk's ``(steps * samples, ...)`` inputs, average
-  poolings before a Linear folded into it (:mod:`snnergy.simulation.folding`); on a CPU the
-  convolution stages' potentials and spikes are laid out channels last;
+* ``"batched"``: one Conv/Linear call on the chunk's ``(steps * samples, ...)`` inputs; on a CPU
+  the convolution stages' potentials and spikes are laid out channels last, their average
+  poolings are strided additions (:func:`~snnergy.simulation.folding.pool_spikes`) and a Flatten
+  before a Linear is folded into its column order; elsewhere average poolings before a Linear
+  are folded into it (:mod:`snnergy.simulation.folding`);
 * ``"looped"``: one call per step on ``(samples, ...)``, the same calls as the reference;
 * ``"event"``: only the active inputs cost work, each adding its fan-out of weights
   (:mod:`snnergy.simulation.events`): the cost follows SynOps, not dense MACs. CPU only.
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn  # nn: used by the doctests
@@ -42,7 +44,7 @@ from snnergy.config import INPUTS, check_timesteps
 from snnergy.errors import ConfigError, DataError
 from snnergy.simulation import fused_scan, kernels
 from snnergy.simulation.events import EventTable, unsupported
-from snnergy.simulation.folding import FoldedLayer, unfoldable
+from snnergy.simulation.folding import BatchedLayer
 from snnergy.simulation.network import SpikingNetwork, SpikingStage, gate_max_pool
 from snnergy.simulation.neurons import IFNeuron, encode_poisson, if_step, if_step_
 
@@ -109,12 +111,12 @@ class Simulator:
             event path.
         max_elements: Most elements of one chunk (rows x the widest stage's inputs plus outputs);
             the device's :data:`CHUNK_ELEMENTS` when smaller.
-        fold: On the batched path, fold average poolings (and a Flatten of channels-last spikes)
-            into the next Linear (:mod:`snnergy.simulation.folding`; the same spikes, the
-            rounding of another summation order); ``False`` pools the spikes first, as the
-            looped path and :func:`simulate_reference` do. A Conv2d after a pooling reads the
-            pooled spikes, channels last (composing it would multiply its MACs by the pooling's
-            area).
+        fold: On the batched path, fold the Flatten of channels-last spikes (a CPU's, pooled
+            first) or average poolings of contiguous ones into the next Linear
+            (:mod:`snnergy.simulation.folding`; the same spikes, the rounding of another
+            summation order); ``False`` folds nothing, as the looped path and
+            :func:`simulate_reference`. A Conv2d after a pooling reads the pooled spikes, channels
+            last on a CPU (composing it would multiply its MACs by the pooling's area).
     """
 
     def __init__(self, snn: SpikingNetwork, timesteps: Iterable[int], *, input: str = "analog",
@@ -140,7 +142,7 @@ class Simulator:
         self._source_shapes.update({s.neuron_name: o for s, (_, o) in zip(snn.stages, shapes.values()) if s.spiking})
         #: Per branch (a stage name, or ``"<stage>/<shortcut index>"``) and input layout, its poolings
         #: folded into its layer, or ``None`` when it has nothing to fold.
-        self._folded: dict[tuple[str, bool], FoldedLayer | None] = {}
+        self._folded: dict[tuple[str, bool], BatchedLayer] = {}
         self._widest = max(math.prod(i) + math.prod(o) for i, o in shapes.values())
         self._tables: dict[tuple[str, bool], EventTable] = {}
         self._sources = set(snn.shortcut_sources())
@@ -273,21 +275,16 @@ class Simulator:
         if stage.gate is not None:  # gated: inputs are pooled already
             out = stage.after_gate(flat)
         else:
-            folded = self._folding(stage.name, stage.pre, stage.layer, self._in_shapes[stage.name], flat)
-            out = stage(flat) if folded is None else folded(flat)
+            out = self._batched_layer(stage.name, stage.pre, stage.layer, self._in_shapes[stage.name], flat)(flat)
         return out.reshape(inputs.shape[0], inputs.shape[1], *out.shape[1:])
 
-    def _folding(self, branch: str, pre: nn.Sequential, layer: nn.Module, shape: tuple[int, ...],
-                 flat: Tensor) -> FoldedLayer | None:
-        """The branch's poolings folded into its layer for inputs laid out as ``flat``, built once
-        per layout; ``None`` without folding (``fold=False``, or nothing to fold)."""
+    def _batched_layer(self, branch: str, pre: Sequence[nn.Module], layer: nn.Module, shape: tuple[int, ...],
+                       flat: Tensor) -> BatchedLayer:
+        """The branch as the batched path runs it for inputs laid out as ``flat``, built once per layout."""
         layout = flat.dim() == 4 and not flat.is_contiguous()  # channels last
         key = (branch, layout)
         if key not in self._folded:
-            # Linear only: a composed convolution does Kh*Kw times the MACs, which cost more than
-            # pooling channels-last spikes (digits LeNet, T = 64: 1.35x slower end to end)
-            foldable = self.fold and isinstance(layer, nn.Linear) and unfoldable(list(pre), layer, layout) is None
-            self._folded[key] = FoldedLayer(list(pre), layer, shape, layout) if foldable else None  # type: ignore[arg-type]
+            self._folded[key] = BatchedLayer(pre, layer, shape, layout, self.fold)
         return self._folded[key]
 
     def _looped(self, stage: SpikingStage, inputs: Tensor) -> Tensor:
@@ -338,9 +335,8 @@ class Simulator:
                 continue
             block = outputs[shortcut.source]
             flat = block.reshape(-1, *block.shape[2:])
-            folded = self._folding(f"{stage.name}/{j}", shortcut.pre, shortcut.layer,
-                                   self._source_shapes[shortcut.source], flat)
-            out = shortcut(flat) if folded is None else folded(flat)
+            out = self._batched_layer(f"{stage.name}/{j}", shortcut.pre, shortcut.layer,
+                                      self._source_shapes[shortcut.source], flat)(flat)
             currents = currents + out.reshape(block.shape[0], block.shape[1], *out.shape[1:])
         return currents
 

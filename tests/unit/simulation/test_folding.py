@@ -7,13 +7,14 @@ from collections import OrderedDict
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from snnergy.config import ConvertConfig, ModelConfig
 from snnergy.conversion import convert
 from snnergy.models import build_model
 from snnergy.simulation import Shortcut, Simulator, SpikingNetwork, SpikingStage, simulate_reference
-from snnergy.simulation.folding import FoldedLayer, unfoldable
+from snnergy.simulation.folding import BatchedLayer, FoldedLayer, pool_spikes, unfoldable
 
 
 def binary(rows: int, shape: tuple[int, ...], density: float = 0.3, seed: int = 0) -> torch.Tensor:
@@ -132,7 +133,8 @@ def _resnet() -> nn.Module:
     return model
 
 
-NETS = {  # (model, branches whose poolings fold: the simulator folds into Linear layers only)
+NETS = {  # (model, branches with a folded layer: the simulator folds into Linear layers only; on a
+    # CPU, channels-last spikes are pooled first, folding.pool_spikes, and the Flatten folds)
     "lenet": (_lenet, {"fc1"}),
     "vgg double pooling": (_vgg_double, {"fc1"}),
     "max then average pooling": (_max_then_avg, {"fc1"}),
@@ -176,7 +178,7 @@ def test_folding_keeps_every_spike_and_count(net: str, encoding: str) -> None:
     for fold in (True, False):
         sim = Simulator(snn, steps, input=encoding, mode="batched", fold=fold)
         runs[fold] = sim.run(x, torch.Generator().manual_seed(1))
-        folded = {key[0] for key, value in sim._folded.items() if value is not None}
+        folded = {key[0] for key, value in sim._folded.items() if value.folded is not None}
         assert folded == (NETS[net][1] if fold else set())
     reference = simulate_reference(snn, x, steps, input=encoding, generator=torch.Generator().manual_seed(1))
     readout_folded = snn.stages[-1].name in NETS[net][1]
@@ -201,7 +203,48 @@ def test_folding_a_pooled_shortcut() -> None:
     x = torch.rand(8, 1, 8, 8, dtype=torch.float64)
     sim = Simulator(snn, [4, 12], input="poisson", mode="batched")
     trace = sim.run(x, torch.Generator().manual_seed(2))
-    assert {key[0] for key, value in sim._folded.items() if value is not None} == {"fc", "fc/0"}
+    assert {key[0] for key, value in sim._folded.items() if value.folded is not None} == {"fc", "fc/0"}
     reference = simulate_reference(snn, x, [4, 12], input="poisson", generator=torch.Generator().manual_seed(2))
     assert_same_spikes(trace, reference, readout_folded=True)
     assert trace.spike_counts["relu2"][-1].sum() > 0
+
+
+# ---------------------------------------------------------------------------- pooling channels-last spikes
+
+
+@pytest.mark.parametrize("kernel", [2, 3, (2, 1), (1, 3), 7])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pool_spikes_equals_avg_pool2d_to_the_bit(kernel, dtype) -> None:
+    # spikes are 0 or 1: every partial window sum is a small integer, exact in any order, and the
+    # sum is divided by the window's size as avg_pool2d divides it, so the two agree bit for bit;
+    # 15x14 maps leave rows/columns that floor mode drops for kernels 2, 3 and 7
+    torch.manual_seed(0)
+    spikes = (torch.rand(5, 6, 15, 14) < 0.3).to(dtype)
+    last = spikes.contiguous(memory_format=torch.channels_last)
+    pool = nn.AvgPool2d(kernel)
+    fast = pool_spikes([pool], last)
+    assert fast.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(fast, F.avg_pool2d(spikes, kernel))
+    # contiguous inputs, and other ops, go through the ops themselves
+    assert torch.equal(pool_spikes([pool, nn.Flatten()], spikes), F.avg_pool2d(spikes, kernel).flatten(1))
+
+
+def test_batched_layer_pools_channels_last_spikes_then_folds_the_flatten() -> None:
+    # LeNet's fc1: AvgPool2d(2), Flatten, Linear(16*5*5 -> 12); channels-last spikes are pooled
+    # (pool_spikes) and the Linear's columns reordered to the channels-last order; contiguous
+    # spikes fold the pooling into the Linear (4x its columns); fold=False runs the ops as they are
+    torch.manual_seed(1)
+    pre, layer = [nn.AvgPool2d(2), nn.Flatten()], nn.Linear(16 * 5 * 5, 12).double()
+    spikes = (torch.rand(9, 16, 10, 10) < 0.2).double()
+    expected = layer(F.avg_pool2d(spikes, 2).flatten(1))
+    last = BatchedLayer(pre, layer, (16, 10, 10), channels_last=True)
+    assert last.pools == pre[:1] and last.folded is not None and last.folded.weight.shape == (12, 400)
+    contiguous = BatchedLayer(pre, layer, (16, 10, 10), channels_last=False)
+    assert contiguous.pools == [] and contiguous.folded.weight.shape == (12, 1600)
+    plain = BatchedLayer(pre, layer, (16, 10, 10), channels_last=True, fold=False)
+    assert plain.folded is None
+    with torch.no_grad():
+        torch.testing.assert_close(last(spikes.contiguous(memory_format=torch.channels_last)), expected,
+                                   rtol=0, atol=1e-12)
+        torch.testing.assert_close(contiguous(spikes), expected, rtol=0, atol=1e-12)
+        assert torch.equal(plain(spikes.contiguous(memory_format=torch.channels_last)), expected)

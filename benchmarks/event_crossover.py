@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=2048, help="input rows (steps x samples) per call")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--densities", default=",".join(f"{d:g}" for d in DENSITIES),
+                   help="comma-separated input densities (fractions)")
     p.add_argument("--smoke", action="store_true", help="2 layers, 2 densities, 256 rows, 1 repeat")
     p.add_argument("--out", default=str(HERE / "results"))
     a = p.parse_args(argv)
@@ -68,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(threads)
     if not kernels.prepare():  # else the tables would time their PyTorch stand-in
         p.error(f"the compiled kernels are unavailable: {kernels.unavailable_reason()}")
-    layers, densities, rows, repeats = LAYERS, DENSITIES, a.rows, a.repeats
+    densities = tuple(float(d) for d in a.densities.split(",") if d.strip())
+    if not densities or not all(0 < d <= 1 for d in densities):
+        p.error(f"--densities must be fractions in (0, 1], got {a.densities!r}")
+    layers, rows, repeats = LAYERS, a.rows, a.repeats
     if a.smoke:
         layers, densities, rows, repeats = LAYERS[:2], (0.02, 0.2), 256, 1
     torch.manual_seed(0)

@@ -65,11 +65,14 @@ CHUNK_ELEMENTS = {"cpu": 2**22, "cuda": 2**24}
 #: whole runs were fastest at 16 (465 ms; 490, 495 and 514 ms at 8, 32 and 64).
 CHUNK_STEPS = 16
 #: Input density at or below which ``mode="auto"`` takes the event path. Measured crossovers
-#: (``benchmarks/event_crossover.py``, 1 thread, 2048 rows): event / batched time at 5 % and 10 %
-#: density was 0.82 / 1.10 for LeNet's pooled conv2, 0.59 / 0.94 for its fc1, 0.79 / 1.36 for
-#: VGG's pooled conv2_1 and 0.24 / 0.45 for its 128-channel conv3_2: the event path pays below
-#: about 8 % on every layer measured.
-EVENT_DENSITY = 0.08
+#: (``benchmarks/event_crossover.py --threads 1 --densities 0.02,0.03,0.04,0.05,0.06,0.08``, 2048
+#: rows), re-measured after the batched path began pooling channels-last spikes by strided
+#: additions (issue 18): event / batched time at 5 % and 8 % density was 0.93 / 1.14 for LeNet's
+#: pooled conv2, 0.98 / 1.25 for its fc1, 0.73 / 0.92 for fc2, 0.79 / 1.08 for VGG's pooled
+#: conv2_1, 0.79 / 0.82 for conv1_2 and 0.37 / 0.60 for conv3_2: the event path pays below about
+#: 5 % on every layer measured (it was 8 % before; the sweep's unregularized Fashion-MNIST LeNet,
+#: conv2 at 5.8 %, T = 64, 360 images: 0.50 to 0.54 s a call with 0.05 against 0.66 to 0.69 s with 0.08).
+EVENT_DENSITY = 0.05
 
 
 @dataclass

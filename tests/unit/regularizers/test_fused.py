@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -11,6 +12,21 @@ from snnergy.records import ActivityRecord
 from snnergy.regularizers import REGULARIZERS, activity_penalty
 
 FAST = ["l1", "l2", "hoyer", "hoyer-square", "transformed-l1"]
+UNSCALED = ["hoyer", "hoyer-square"]  # computed from sum|a| and sum a^2, not on b = a / max|a|
+
+
+def hoyer_rtol(n: int, batch: int, dtype: torch.dtype) -> float:
+    """How far the fused Hoyer penalty may lie from the reference, relative (u the unit roundoff).
+
+    Both are positive. Each path sums n non-negative terms per sample (S1, S2 ours; sum|b|, sum b^2
+    the reference's, after one division per term): relative error at most (n + 1) u each, to first
+    order; the value S1 / sqrt(n S2) (or S1^2 / (n S2)) takes S1's once (twice for the square) and
+    half (once) S2's, plus at most 4 rounded operations: 2 (n + 1) u + 4 u per path at most (the
+    square's bound, the larger). The batch mean (batch terms), a layer weight and the layer sum add
+    (batch + 3) u per path. The difference of the two paths is at most the sum of their bounds.
+    """
+    u = torch.finfo(dtype).eps / 2
+    return 2 * (2 * (n + 1) + 4 + batch + 3) * u
 
 
 def _both(maps: list[torch.Tensor], name: str) -> tuple[torch.Tensor, torch.Tensor, list, list]:
@@ -31,13 +47,17 @@ def _both(maps: list[torch.Tensor], name: str) -> tuple[torch.Tensor, torch.Tens
 def test_fused_kernels_equal_the_reference_in_float64_call_after_call(name: str) -> None:
     # a ReLU map (the kernels skip |a| and sgn(a)) and a signed map, called twice with other
     # values of the same shapes: nothing of the first call may leak into the second. Values
-    # equal to the bit; gradients to float64 rounding.
+    # equal to the bit (hoyer, hoyer-square: to the rounding bound of hoyer_rtol, n = 108 values
+    # per sample); gradients to float64 rounding.
     torch.manual_seed(0)
     for trial in range(2):
         maps = [torch.randn(4, 3, 6, 6, dtype=torch.float64), torch.randn(4, 9, dtype=torch.float64) * (trial + 1)]
         maps[1][2] = 0.0  # a silent sample
         value, reference, ours, theirs = _both(maps, name)
-        assert torch.equal(value, reference)
+        if name in UNSCALED:
+            torch.testing.assert_close(value, reference, rtol=hoyer_rtol(108, 4, torch.float64), atol=0)
+        else:
+            assert torch.equal(value, reference)
         for g, h in zip(ours, theirs):
             torch.testing.assert_close(g, h, rtol=1e-12, atol=1e-15)
 
@@ -54,3 +74,30 @@ def test_fused_hoyer_gradient_by_hand() -> None:
     expected = [(d1 + 2 * b * d2) / (2 * 2) for b in (0.5, 1.0)]
     assert value.item() == pytest.approx(m1 / m2**0.5, rel=1e-15)
     torch.testing.assert_close(a.grad, torch.tensor([expected], dtype=torch.float64), rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("name", UNSCALED)
+@pytest.mark.parametrize("magnitude", [1e30, 1e-30, 1.0])
+def test_hoyer_without_the_scale_falls_back_where_squares_overflow_or_underflow(name: str, magnitude: float) -> None:
+    # float32: (1e30)^2 overflows and (1e-30)^2 underflows to 0, so sum a^2 is useless there and the
+    # call divides by max|a| first, as the reference does; 1.0 takes the unscaled sums. Either way
+    # the reference's value (to hoyer_rtol, n = 12) and gradients (float32 rounding: the gradients
+    # are of order 1 / magnitude, and where they cancel to 0, in a sample with one non-zero value,
+    # both paths leave noise of order u / magnitude, below atol), a ReLU map and a signed one, with
+    # a silent sample.
+    torch.manual_seed(1)
+    maps = [torch.randn(3, 12) * magnitude, torch.randn(3, 2, 3, 2) * magnitude]
+    maps[1][0] = 0.0
+    value, reference, ours, theirs = _both(maps, name)
+    torch.testing.assert_close(value, reference, rtol=hoyer_rtol(12, 3, torch.float32), atol=0)
+    for g, h in zip(ours, theirs):
+        torch.testing.assert_close(g, h, rtol=1e-5, atol=1e-6 / magnitude)
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_a_nan_activation_gives_a_nan_penalty_on_both_paths(name: str) -> None:
+    # a NaN in one sample: the reference scores that sample NaN (never masked), so the penalty is NaN
+    maps = [torch.ones(2, 5), torch.ones(2, 3)]
+    maps[0][1, 2] = math.nan
+    value, reference, _, _ = _both(maps, name)
+    assert math.isnan(value.item()) and math.isnan(reference.item())

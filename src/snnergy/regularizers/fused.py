@@ -43,7 +43,11 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from snnergy.regularizers import compiled
 from snnergy.regularizers.layerwise import TL1_BETA
+
+_NATIVE = "native"
+"""Marks Hoyer statistics computed by the compiled kernels (float64)."""
 
 
 @dataclass(frozen=True)
@@ -55,11 +59,15 @@ class Layout:
         root_n: ``sqrt(n)``.
         floor: ``n * tiny``: the smallest ``sum a^2`` whose squares are summed to within
             ``eps`` (module docstring).
+        n64: ``n`` in float64 (the compiled sums' dtype).
+        root_n64: ``sqrt(n)`` in float64.
     """
 
     n: Tensor
     root_n: Tensor
     floor: Tensor
+    n64: Tensor
+    root_n64: Tensor
 
 
 _LAYOUTS: dict[tuple[Any, ...], Layout] = {}
@@ -76,11 +84,12 @@ def _layout(maps: Sequence[Tensor]) -> Layout:
         sizes = key[0]
         tiny = torch.finfo(first.dtype).tiny
 
-        def column(values: Sequence[float]) -> Tensor:
-            return torch.tensor([[v] for v in values], dtype=first.dtype, device=first.device)
+        def column(values: Sequence[float], dtype: torch.dtype = first.dtype) -> Tensor:
+            return torch.tensor([[v] for v in values], dtype=dtype, device=first.device)
 
-        layout = Layout(column(sizes), column([math.sqrt(n) for n in sizes]),
-                        column([n * tiny for n in sizes]))
+        roots = [math.sqrt(n) for n in sizes]
+        layout = Layout(column(sizes), column(roots), column([n * tiny for n in sizes]),
+                        column(sizes, torch.float64), column(roots, torch.float64))
         _LAYOUTS[key] = layout
     return layout
 
@@ -92,13 +101,17 @@ class Kernel(Protocol):
     nan_check: bool
     """Whether the reference function turns non-finite values into NaN (``l1``, ``l2``, ``transformed-l1``)."""
 
-    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout) -> tuple[Tensor, Any]:
+    native: bool
+    """Whether it uses :mod:`snnergy.regularizers.compiled` where the maps allow."""
+
+    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout,
+                native: bool) -> tuple[Tensor, Any]:
         """``(L, B)`` per-sample values, and what :meth:`backward` needs (``relu``: each map is a
-        ReLU's output)."""
+        ReLU's output; ``native``: the compiled kernels can take the maps)."""
         ...
 
     def backward(self, maps: Sequence[Tensor], relu: Sequence[bool], rows: Tensor, saved: Any, layout: Layout,
-                 needs: Sequence[bool]) -> list[Tensor | None]:
+                 needs: Sequence[bool], native: bool) -> list[Tensor | None]:
         """The gradient of ``sum(rows * values)`` in each map's shape (``None`` where not ``needs``)."""
         ...
 
@@ -128,12 +141,14 @@ class _L1:
     """``mean |a|``; gradient ``sgn(a) * row / n`` (after a ReLU: ``row / n``, see :func:`fused_penalty`)."""
 
     nan_check = True
+    native = False  # one PyTorch sum per map is as fast, and the reference's bits
 
-    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout) -> tuple[Tensor, Any]:
+    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout,
+                native: bool) -> tuple[Tensor, Any]:
         return torch.stack([_magnitudes(a, r).sum(dim=1) for a, r in zip(maps, relu)]) / layout.n, None
 
     def backward(self, maps: Sequence[Tensor], relu: Sequence[bool], rows: Tensor, saved: Any, layout: Layout,
-                 needs: Sequence[bool]) -> list[Tensor | None]:
+                 needs: Sequence[bool], native: bool) -> list[Tensor | None]:
         factors = (rows / layout.n).unbind()
         return [None if not need else _row(k, a).expand_as(a) if r else a.sgn().mul_(_row(k, a))
                 for a, r, k, need in zip(maps, relu, factors, needs)]
@@ -143,12 +158,16 @@ class _L2:
     """``mean a^2``; gradient ``2 a * row / n`` (``a * (2 row / n)``: the same bits, 2 is exact)."""
 
     nan_check = True
+    native = True
 
-    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout) -> tuple[Tensor, Any]:
+    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout,
+                native: bool) -> tuple[Tensor, Any]:
+        if native:  # sum a^2 in float64, one pass, no temporary
+            return (torch.stack([compiled.row_sums(a, r)[1] for a, r in zip(maps, relu)]) / layout.n64).to(maps[0].dtype), None
         return torch.stack([_flat(a).pow(2).sum(dim=1) for a in maps]) / layout.n, None
 
     def backward(self, maps: Sequence[Tensor], relu: Sequence[bool], rows: Tensor, saved: Any, layout: Layout,
-                 needs: Sequence[bool]) -> list[Tensor | None]:
+                 needs: Sequence[bool], native: bool) -> list[Tensor | None]:
         factors = (rows / layout.n).mul_(2.0).unbind()
         return [a * _row(k, a) if need else None for a, k, need in zip(maps, factors, needs)]
 
@@ -157,10 +176,15 @@ class _TransformedL1:
     """``mean (beta+1)|a| / (beta+|a|)``; gradient ``sgn(a) (beta+1) beta / (beta+|a|)^2 * row / n``."""
 
     nan_check = True
+    native = True
 
-    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout) -> tuple[Tensor, Any]:
+    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout,
+                native: bool) -> tuple[Tensor, Any]:
         # (beta+1) |a| / (beta+|a|) with beta + 1 = 2 (TL1_BETA = 1): doubling is exact, so the sum
         # of |a| / (beta+|a|), doubled, has the reference's bits, with one map-sized temporary fewer
+        if native:  # the same terms, summed in float64, one pass; the gradient recomputes beta + |a|
+            sums = torch.stack([compiled.row_sums(a, r, TL1_BETA)[2] for a, r in zip(maps, relu)])
+            return (sums * (TL1_BETA + 1.0) / layout.n64).to(maps[0].dtype), None
         sums, denominators = [], []
         for a, r in zip(maps, relu):
             magnitude = _magnitudes(a, r)
@@ -170,8 +194,11 @@ class _TransformedL1:
         return torch.stack(sums).mul_(TL1_BETA + 1.0).div_(layout.n), denominators
 
     def backward(self, maps: Sequence[Tensor], relu: Sequence[bool], rows: Tensor, saved: Any, layout: Layout,
-                 needs: Sequence[bool]) -> list[Tensor | None]:
+                 needs: Sequence[bool], native: bool) -> list[Tensor | None]:
         factors = (rows * ((TL1_BETA + 1.0) * TL1_BETA / layout.n)).unbind()
+        if native:
+            return [compiled.tl1_grad(a, r, TL1_BETA, k.contiguous()) if need else None
+                    for a, r, k, need in zip(maps, relu, factors, needs)]
         grads: list[Tensor | None] = []
         for a, r, k, denominator, need in zip(maps, relu, factors, saved, needs):
             if not need:
@@ -191,11 +218,21 @@ class _Hoyer:
     ``c1 = 2 S1 / (n S2)``, ``c2 = 2 v / S2`` (hoyer-square); 0 on a silent sample (``S1 = 0``)."""
 
     nan_check = False
+    native = True
 
     def __init__(self, square: bool) -> None:
         self.square = square
 
-    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout) -> tuple[Tensor, Any]:
+    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout,
+                native: bool) -> tuple[Tensor, Any]:
+        if native:  # float64 sums; the gradient's factors must still fit the maps' dtype (the same check)
+            sums = [compiled.row_sums(a, r) for a, r in zip(maps, relu)]
+            s1, s2 = torch.stack([t[0] for t in sums]), torch.stack([t[1] for t in sums])
+            silent = s1 == 0
+            if bool(((s2 >= layout.floor) & (s2 <= torch.finfo(maps[0].dtype).max) | silent).all()):
+                s2 = s2.masked_fill_(silent, 1.0)
+                value = s1.square().div_(s2 * layout.n64) if self.square else s1 / (s2.sqrt() * layout.root_n64)
+                return value.to(maps[0].dtype), (s1, s2, value, silent, _NATIVE)
         s1, s2 = self._sums(maps, relu, None)
         silent = s1 == 0
         if not bool(((s2 >= layout.floor) & (s2 <= torch.finfo(s2.dtype).max) | silent).all()):
@@ -221,13 +258,22 @@ class _Hoyer:
         return torch.stack(s1), torch.stack(s2)
 
     def backward(self, maps: Sequence[Tensor], relu: Sequence[bool], rows: Tensor, saved: Any, layout: Layout,
-                 needs: Sequence[bool]) -> list[Tensor | None]:
+                 needs: Sequence[bool], native: bool) -> list[Tensor | None]:
         s1, s2, value, silent, scales = saved
         rows = rows.masked_fill(silent, 0.0)
-        if self.square:
-            c1, c2 = rows * s1 * 2.0 / (s2 * layout.n), rows * value * -2.0 / s2
+        if scales is _NATIVE:  # float64 statistics; factors in the maps' dtype
+            rows = rows.double()
+            n, root_n = layout.n64, layout.root_n64
         else:
-            c1, c2 = rows / (s2.sqrt() * layout.root_n), rows * value.neg() / s2
+            n, root_n = layout.n, layout.root_n
+        if self.square:
+            c1, c2 = rows * s1 * 2.0 / (s2 * n), rows * value * -2.0 / s2
+        else:
+            c1, c2 = rows / (s2.sqrt() * root_n), rows * value.neg() / s2
+        if scales is _NATIVE:
+            c1, c2 = c1.to(maps[0].dtype), c2.to(maps[0].dtype)
+            return [compiled.hoyer_grad(a, r, k1, k2) if need else None
+                    for a, r, k1, k2, need in zip(maps, relu, c1.unbind(), c2.unbind(), needs)]
         grads: list[Tensor | None] = []
         for i, (a, r, k1, k2, need) in enumerate(zip(maps, relu, c1.unbind(), c2.unbind(), needs)):
             if not need:
@@ -256,7 +302,8 @@ class _FusedPenalty(torch.autograd.Function):
     def forward(ctx: Any, kernel: Kernel, weights: tuple[float, ...] | None, relu: tuple[bool, ...],
                 *maps: Tensor) -> Tensor:
         layout = _layout(maps)
-        values, saved = kernel.forward(maps, relu, layout)  # (L, B)
+        native = kernel.native and compiled.usable(maps)
+        values, saved = kernel.forward(maps, relu, layout, native)  # (L, B)
         if kernel.nan_check:  # NaN where not finite; a finite value unchanged (v - v = 0)
             values = values + (values - values)
         means = values.mean(dim=1)
@@ -268,6 +315,7 @@ class _FusedPenalty(torch.autograd.Function):
             total = total + term
         ctx.save_for_backward(*maps)
         ctx.kernel, ctx.weights, ctx.relu, ctx.values, ctx.layout, ctx.saved = kernel, weights, relu, values, layout, saved
+        ctx.native = native
         return total
 
     @staticmethod
@@ -283,7 +331,7 @@ class _FusedPenalty(torch.autograd.Function):
             rows = rows.expand(layers, batch)
         if ctx.kernel.nan_check:  # a non-finite sample passes no gradient (the reference's where)
             rows = torch.where(values.isnan(), 0.0, rows)
-        grads = ctx.kernel.backward(maps, ctx.relu, rows, ctx.saved, ctx.layout, ctx.needs_input_grad[3:])
+        grads = ctx.kernel.backward(maps, ctx.relu, rows, ctx.saved, ctx.layout, ctx.needs_input_grad[3:], ctx.native)
         return (None, None, None, *grads)
 
 

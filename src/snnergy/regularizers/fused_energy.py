@@ -32,14 +32,27 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from snnergy.normalization import BLOCK, MAX_BATCH_VALUES, Selection, block_offsets, select_percentile
+from snnergy.normalization import (
+    BLOCK,
+    MAX_BATCH_VALUES,
+    Selection,
+    block_count,
+    block_offsets,
+    select_counted,
+    select_percentile,
+)
+from snnergy.regularizers import compiled
 from snnergy.regularizers.fused import is_relu_output
+
+_COMPILED = "compiled"
+"""Marks a layer computed by :mod:`snnergy.regularizers.compiled` (its backward is compiled too)."""
 
 
 @dataclass(frozen=True)
@@ -160,14 +173,13 @@ def _batch_value(selection: Selection) -> float:
     return torch.lerp(picked[-1], picked[0], weight).item()
 
 
-def _observe(plan: Plan, name: str, a: Tensor, magnitudes: Tensor, old: float | None) -> tuple[Selection, float, float]:
-    """The batch percentile's selection and value, and the running scale after this batch (stored;
+def _observe(plan: Plan, name: str, selection: Selection, old: float | None, device: torch.device) -> tuple[float, float]:
+    """The batch percentile of a selection, and the running scale after this batch (stored;
     ``old``: the one before, ``None`` if there is none)."""
-    selection = select_percentile(magnitudes, plan.percentile / 100.0)
     batch = _batch_value(selection)
     running = _updated(old, batch, plan.momentum)
-    plan.scales[name] = torch.tensor(running, dtype=torch.float64, device=a.device)
-    return selection, batch, running
+    plan.scales[name] = torch.tensor(running, dtype=torch.float64, device=device)
+    return batch, running
 
 
 def _capped(a: Tensor, selection: Selection, scale: float) -> Tensor | None:
@@ -192,18 +204,35 @@ class _Node(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, plan: Plan, relu: tuple[bool, ...], *maps: Tensor) -> Tensor:
         total, layers = None, []
+        use_compiled = compiled.usable([*maps, *plan.fanouts])
+        q = plan.percentile / 100.0
         for name, f, a, nonnegative in zip(plan.names, plan.fanouts, maps, relu, strict=True):
-            magnitudes = (a if nonnegative else a.abs()).reshape(-1)
             before = plan.scales.get(name)
             before = None if before is None else before.item()
-            selection, batch, running = _observe(plan, name, a, magnitudes, before)
-            if plan.prior_scale and before is not None and not math.isnan(before):
-                running = before  # the scale of the batches before this one
+            prior = plan.prior_scale and before is not None and not math.isnan(before)
+            value = None
+            if use_compiled:  # one pass: the selection's block maxima, count and NaN, and the value
+                known = _rounded(before, a.dtype) if prior else None  # type: ignore[arg-type]
+                maxima, count, nan, value = compiled.energy_pass(a, nonnegative, block_count(a.numel()), known, f,
+                                                                 plan.eps)
+                flat = a.reshape(-1)
+                selection = select_counted(flat, q, maxima, count, nan, absolute=not nonnegative,
+                                           largest=partial(compiled.select_top, flat, not nonnegative, maxima))
+            else:
+                magnitudes = (a if nonnegative else a.abs()).reshape(-1)
+                selection = select_percentile(magnitudes, q)
+            batch, running = _observe(plan, name, selection, before, a.device)
+            if prior:
+                running = before  # type: ignore[assignment]  # the scale of the batches before this one
             value_of_scale = 1.0 if math.isnan(running) else running  # NaN (never seen) counts as 1
             scale = _rounded(value_of_scale, a.dtype)  # as _broadcast rounds it
             gradient = plan.scale_gradient and math.isfinite(batch) and batch != 0
             factor = value_of_scale / batch if gradient else 0.0
-            if plan.eps is None:
+            if use_compiled:
+                if value is None:  # the scale needed this batch's percentile first
+                    value = compiled.energy_pass(a, nonnegative, 0, scale, f, plan.eps, count=False)[3]
+                saved: tuple[Any, ...] = (_COMPILED,)
+            elif plan.eps is None:
                 value, saved = _synops_forward(a, scale, f, selection)
             else:
                 value, saved = _macs_forward(a, magnitudes, scale, f, plan.eps, nonnegative)
@@ -223,7 +252,10 @@ class _Node(torch.autograd.Function):
             if not needs:
                 grads.append(None)
                 continue
-            if plan.eps is None:
+            if layer.saved[0] is _COMPILED:
+                grad_a, dot = compiled.energy_grad(a, nonnegative, layer.scale, f, plan.eps, grad, bool(layer.factor))
+                moment = lambda dot=dot: dot  # noqa: E731
+            elif plan.eps is None:
                 grad_a, moment = _synops_backward(a, grad, layer.scale, f, layer.saved)
             else:
                 grad_a, moment = _macs_backward(a, grad, layer.scale, f, plan.eps, layer.saved, nonnegative)

@@ -439,6 +439,17 @@ def prepare() -> bool:
     return _state["lib"] is not None
 
 
+def unavailable_reason() -> str | None:
+    """Why the kernels cannot be used now (switched off, not built yet, no compiler, a failed
+    build), or ``None`` if they can; never builds."""
+    if native.setting() == "off":
+        return f"{native.SWITCH}=off"
+    if "lib" not in _state:
+        return "not built yet (the first fused penalty on a CPU builds them: compiled.prepare())"
+    reason = _state.get("reason")
+    return None if reason is None else str(reason)
+
+
 def usable(maps: Sequence[Tensor]) -> bool:
     """Whether the kernels can take these maps (contiguous float32 or float64 CPU tensors of one
     dtype) and are available (built here on the first such call, if the switch allows).
@@ -460,7 +471,7 @@ def _lib() -> ctypes.CDLL:
     if lib is not None:
         return lib  # type: ignore[return-value]
     if not prepare():
-        raise RuntimeError(f"the fused penalties' compiled kernels are unavailable: {_state.get('reason')}")
+        raise RuntimeError(f"the fused penalties' compiled kernels are unavailable: {unavailable_reason()}")
     return _state["lib"]  # type: ignore[return-value]
 
 
@@ -568,12 +579,12 @@ def energy_grad(a: Tensor, nonnegative: bool, scale: float, f: Tensor, eps: floa
     dot = torch.zeros(1, dtype=torch.float64) if moment else None
     fn, scalar = _function("energy_grad", a)
     fn(a.data_ptr(), rows, n, int(not nonnegative), int(eps is not None), scalar(scale), scalar(eps or 0.0),
-       scalar(_rate_limit(scale) if eps is None and a.dtype == torch.float32 else 0.0), f.data_ptr(),
+       scalar(rate_limit(scale) if eps is None and a.dtype == torch.float32 else 0.0), f.data_ptr(),
        grad.to(a.dtype).contiguous().data_ptr(), out.data_ptr(), None if dot is None else dot.data_ptr())
     return out, 0.0 if dot is None else dot.item()
 
 
-def _rate_limit(scale: float) -> float:
+def rate_limit(scale: float) -> float:
     """The largest float32 ``x`` whose float32 quotient ``x / scale`` is at most 1 (``scale`` a
     positive float32): the quotient rounds to 1 or below exactly when ``x <= scale (1 + 2^-24)``
     (the midpoint between 1 and the next float32, 1 + 2^-23, rounds to even, 1), a product exact in
@@ -581,8 +592,8 @@ def _rate_limit(scale: float) -> float:
     and finite), compare the quotients.
 
     Example:
-        >>> _rate_limit(1.0) == 1.0, _rate_limit(2.0) == 2.0
-        (True, True)
+        >>> rate_limit(1.0) == 1.0, rate_limit(2.0) == 2.0, rate_limit(0.0)
+        (True, True, 0.0)
     """
     if not (math.isfinite(scale) and scale > 0):
         return 0.0

@@ -144,75 +144,102 @@ TL1_GRAD(f64, double)
      with a NaN in the map they are not used);
    - stats[0]: the non-zero count, stats[1]: the NaN count (stats != NULL);
    - value[b] (value != NULL): kind 0 (synops) sum f min(a, scale) / scale, kind 1 (macs)
-     sum f m / (m + eps * scale) (= f r / (r + eps), r = m / scale), kind 2 the exact count
-     sum f [a != 0]: each term in double, summed over W lanes in double, then the tail. */
-#define VALUE_ROW(S, T, NAME, TERM)                                                            \
-static double NAME(const T* restrict r, const T* restrict f, int64_t n, vd cap, vd shift, double scale, double eps) { \
-    vd s = {0}, none = {0};                                                                    \
-    int64_t i = 0;                                                                             \
-    for (; i + W <= n; i += W) {                                                               \
-        vd x = wide_##S(load_##S(r + i)), fw = wide_##S(load_##S(f + i));                     \
-        s += TERM;                                                                             \
-    }                                                                                          \
-    (void)none; (void)cap; (void)shift;                                                        \
-    double t = hsum(s);                                                                        \
-    for (; i < n; i++) {                                                                       \
-        double x = (double)r[i], fw = (double)f[i];                                            \
-        t += TERM##_1;                                                                         \
-    }                                                                                          \
-    (void)scale; (void)eps;                                                                    \
-    return t;                                                                                  \
-}
-#define SYNOPS_TERM pick_f64(x > cap, cap, x) * fw
-#define SYNOPS_TERM_1 (x > scale ? scale : x) * fw
-#define MACS_TERM fw * x / (x + shift)
-#define MACS_TERM_1 fw * x / (x + eps * scale)
-#define MACS_ABS_TERM fw * abs_f64(x) / (abs_f64(x) + shift)
-#define MACS_ABS_TERM_1 fw * fabs(x) / (fabs(x) + eps * scale)
-#define COUNT_TERM pick_f64(x != 0, fw, none)
-#define COUNT_TERM_1 (x != 0 ? fw : 0.0)
+     sum f m / (m + eps * scale) (= f r / (r + eps), r = m / scale), each term in T, summed over
+     W lanes in T for 8 chunks (64 values) at a time, those partial sums in double; kind 2 the
+     exact count sum f [a != 0], in double.
+   Rows whose length is a multiple of W are read once for all three (a chunk of W then lies in
+   one block); otherwise the maxima and the count take their own loops. */
 #define ENERGY_PASS(S, T, I)                                                                   \
-VALUE_ROW(S, T, synops_row_##S, SYNOPS_TERM)                                                   \
-VALUE_ROW(S, T, macs_row_##S, MACS_TERM)                                                       \
-VALUE_ROW(S, T, macs_abs_row_##S, MACS_ABS_TERM)                                               \
-VALUE_ROW(S, T, count_row_##S, COUNT_TERM)                                                     \
+static inline __typeof__(load_##S((T*)0)) energy_term_##S(__typeof__(load_##S((T*)0)) x,       \
+        __typeof__(load_##S((T*)0)) fw, int kind, int absval, T scale, T shift) {              \
+    typedef __typeof__(load_##S((T*)0)) V;                                                     \
+    V none = {0};                                                                              \
+    if (kind == 0) return pick_##S(x > scale, none + scale, x) * fw;                           \
+    V m = absval ? abs_##S(x) : x;                                                             \
+    return fw * m / (m + shift);                                                               \
+}                                                                                              \
 void energy_pass_##S(const T* restrict a, int64_t rows, int64_t n, int absval, int kind, double scale, \
                      double eps, const T* restrict f, int64_t blocks, T* restrict maxima,     \
                      double* restrict stats, T* restrict value) {                              \
     typedef __typeof__(load_##S(a)) V;                                                         \
-    V vnone = {0};                                                                             \
-    for (int64_t g = 0; g < blocks; g++) {                                                     \
-        const T* r = a + g * 64;                                                               \
-        V m = vnone;                                                                           \
-        if (absval) for (int j = 0; j < 64; j += W) { V x = abs_##S(load_##S(r + j)); m = pick_##S(x > m, x, m); } \
-        else for (int j = 0; j < 64; j += W) { V x = load_##S(r + j); m = pick_##S(x > m, x, m); } \
-        T best = m[0];                                                                         \
-        for (int j = 1; j < W; j++) best = m[j] > best ? m[j] : best;                          \
-        maxima[g] = best;                                                                      \
+    V vnone = {0}, bm = vnone;                                                                 \
+    I zeros = {0}, nans = {0};                                                                 \
+    int64_t total = rows * n, head = blocks * 64, zero = 0, nan = 0;                           \
+    int fused = n % W == 0 && kind != 2;                                                       \
+    T ts = (T)scale, tshift = (T)(eps * scale);                                                \
+    if (fused && (value || stats || blocks)) {                                                 \
+        for (int64_t b = 0; b < rows; b++) {                                                   \
+            const T* r = a + b * n;                                                            \
+            double t = 0;                                                                      \
+            V part = vnone;                                                                    \
+            for (int64_t i = 0; i < n; i += W) {                                               \
+                V x = load_##S(r + i);                                                         \
+                if (stats) { zeros -= (I)(x == (T)0); nans -= (I)(x != x); }                   \
+                int64_t p = b * n + i;                                                         \
+                if (p < head) {                                                                \
+                    V m = absval ? abs_##S(x) : x;                                             \
+                    bm = pick_##S(m > bm, m, bm);                                              \
+                    if ((p & 63) == 64 - W) {                                                  \
+                        T best = bm[0];                                                        \
+                        for (int j = 1; j < W; j++) best = bm[j] > best ? bm[j] : best;        \
+                        maxima[p >> 6] = best;                                                 \
+                        bm = vnone;                                                            \
+                    }                                                                          \
+                }                                                                              \
+                if (value) {                                                                   \
+                    part += energy_term_##S(x, load_##S(f + i), kind, absval, ts, tshift);     \
+                    if ((i / W) % 8 == 7) { t += hsum(wide_##S(part)); part = vnone; }         \
+                }                                                                              \
+            }                                                                                  \
+            if (value) {                                                                       \
+                t += hsum(wide_##S(part));                                                     \
+                value[b] = (T)(kind == 0 ? t / scale : t);                                     \
+            }                                                                                  \
+        }                                                                                      \
+    } else {                                                                                   \
+        for (int64_t g = 0; g < blocks; g++) {                                                 \
+            const T* r = a + g * 64;                                                           \
+            V m = vnone;                                                                       \
+            for (int j = 0; j < 64; j += W) {                                                  \
+                V x = load_##S(r + j);                                                         \
+                if (absval) x = abs_##S(x);                                                    \
+                m = pick_##S(x > m, x, m);                                                     \
+            }                                                                                  \
+            T best = m[0];                                                                     \
+            for (int j = 1; j < W; j++) best = m[j] > best ? m[j] : best;                      \
+            maxima[g] = best;                                                                  \
+        }                                                                                      \
+        if (stats) {                                                                           \
+            int64_t p = 0;                                                                     \
+            for (; p + W <= total; p += W) {                                                   \
+                V x = load_##S(a + p);                                                         \
+                zeros -= (I)(x == (T)0);                                                       \
+                nans -= (I)(x != x);                                                           \
+            }                                                                                  \
+            for (; p < total; p++) { zero += a[p] == (T)0; nan += a[p] != a[p]; }              \
+        }                                                                                      \
+        if (value) {                                                                           \
+            for (int64_t b = 0; b < rows; b++) {                                               \
+                const T* r = a + b * n;                                                        \
+                double t = 0;                                                                  \
+                for (int64_t i = 0; i < n; i++) {                                              \
+                    double x = (double)r[i], fw = (double)f[i];                                \
+                    if (kind == 2) t += x != 0 ? fw : 0.0;                                     \
+                    else {                                                                     \
+                        T xt = r[i], term;                                                     \
+                        if (kind == 0) term = (xt > ts ? ts : xt) * f[i];                      \
+                        else { T m = absval ? (T)fabs(x) : xt; term = f[i] * m / (m + tshift); } \
+                        t += (double)term;                                                     \
+                    }                                                                          \
+                }                                                                              \
+                value[b] = (T)(kind == 0 ? t / scale : t);                                     \
+            }                                                                                  \
+        }                                                                                      \
     }                                                                                          \
     if (stats) {                                                                               \
-        int64_t total = rows * n, p = 0, zero = 0, nan = 0;                                    \
-        I zeros = {0}, nans = {0};                                                             \
-        for (; p + W <= total; p += W) {                                                       \
-            V x = load_##S(a + p);                                                             \
-            zeros -= (I)(x == (T)0);                                                           \
-            nans -= (I)(x != x);                                                               \
-        }                                                                                      \
         for (int j = 0; j < W; j++) { zero += zeros[j]; nan += nans[j]; }                      \
-        for (; p < total; p++) { zero += a[p] == (T)0; nan += a[p] != a[p]; }                  \
         stats[0] = (double)(total - zero);                                                     \
         stats[1] = (double)nan;                                                                \
-    }                                                                                          \
-    if (!value) return;                                                                        \
-    vd none = {0}, cap = none + scale, shift = none + eps * scale;                             \
-    for (int64_t b = 0; b < rows; b++) {                                                       \
-        const T* r = a + b * n;                                                                \
-        double t;                                                                              \
-        if (kind == 0) t = synops_row_##S(r, f, n, cap, shift, scale, eps) / scale;            \
-        else if (kind == 1) t = absval ? macs_abs_row_##S(r, f, n, cap, shift, scale, eps)     \
-                                       : macs_row_##S(r, f, n, cap, shift, scale, eps);        \
-        else t = count_row_##S(r, f, n, cap, shift, scale, eps);                               \
-        value[b] = (T)t;                                                                       \
     }                                                                                          \
 }
 ENERGY_PASS(f32, float, vfi)
@@ -536,8 +563,9 @@ def energy_pass(a: Tensor, nonnegative: bool, blocks: int, scale: float | None, 
     of the flat map (``None`` for 0 blocks), with ``count`` their non-zero count and whether one is
     NaN (else 0 and ``False``), and with a ``scale`` the per-sample value ``(B,)``: ``synops``
     (``eps`` ``None``), ``sum f min(a, scale) / scale``, or ``macs``, ``sum f |a| / (|a| + eps scale)``,
-    or with ``indicator`` the exact effective MACs ``sum f [a != 0]``, summed in float64, rounded
-    once to ``a``'s dtype.
+    or with ``indicator`` the exact effective MACs ``sum f [a != 0]``; each term in ``a``'s dtype,
+    summed in it over eight lanes for 64 values at a time and those partial sums in float64 (the
+    count in float64), rounded once to ``a``'s dtype.
 
     Example:
         >>> a = torch.tensor([[0.0, 1.0, 3.0]])  # rates 0, 1/2, 1 (capped) with scale 2

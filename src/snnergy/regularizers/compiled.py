@@ -1,25 +1,27 @@
-"""Compiled CPU kernels of the fused penalties: one pass over an activation map per call.
+"""Compiled CPU kernels of the fused penalties: one read of an activation map per call.
 
 The fused penalties (:mod:`snnergy.regularizers.fused`, :mod:`snnergy.regularizers.fused_energy`)
 read each activation map after the forward pass; as PyTorch operations each statistic is one
-pass (``l1``: a sum; ``hoyer``: a sum, squares and their sum; ``synops``: the block maxima, the
-non-zero count, the rates, their cap, the products with the fan-out, their sum), each with a fixed
-cost, on maps that are no longer in cache (issue 18: the penalty cost up to 1.29x an unregularized
-training step). Here each of those is one C loop over the map:
+pass with a fixed cost (``hoyer``: a sum, the squares, their sum; ``synops``: the block maxima, the
+non-zero count, the rates, their cap, the products with the fan-out, their sum, two ``topk``), on
+maps that are no longer in cache (issue 18: the training step cost up to 1.29x the unregularized
+one). Here each group is one C loop over the map (GCC/Clang vector extensions, eight lanes):
 
 - :func:`row_sums`: per sample, ``sum|a|``, ``sum a^2`` and ``sum |a| / (beta + |a|)``;
 - :func:`hoyer_grad`, :func:`tl1_grad`: the closed-form gradients, one pass each;
 - :func:`energy_pass`: the percentile's block maxima, non-zero count and NaN flag, and the
-  per-sample ``synops`` (``sum f min(a / lambda, 1)``) or ``macs`` (``sum f r / (r + eps)``,
-  ``r = |x| / mu``) value;
-- :func:`energy_grad`: their gradient and ``sum(grad * a)`` (the scale's moment).
+  per-sample ``synops`` (``sum f min(a, lambda) / lambda``), ``macs`` (``sum f r / (r + eps)``,
+  ``r = |x| / mu``) or exact effective-MACs value, in one read of the map;
+- :func:`select_top`: the percentile's one or two order statistics (Hoare's selection over the
+  blocks whose maximum can hold them, instead of two ``topk``);
+- :func:`energy_grad`: the energy-aware gradient and ``sum(grad * a)`` (the scale's moment).
 
-Numerics: the element-wise terms are the PyTorch path's, operation for operation (compiled
-without fused multiply-adds or fast-math), so the gradients and the block maxima, count and
-selection are the same, to the bit; the sums are accumulated in float64 in a fixed order (eight
-running sums per sample), rounded once to the map's dtype: the reference's value to rounding
-(closer to the exact sum than the reference's own float32 sums, and no square of a float32 value
-over- or underflows in float64).
+Numerics: the element-wise results are the PyTorch path's, operation for operation (compiled
+without fused multiply-adds or fast-math): the gradients, block maxima, counts and order
+statistics (their values; among equal magnitudes the position may be another one) are the same,
+to the bit. The sums are taken in another order, in float64 (the per-layer sums) or in partial
+sums of 64 terms added in float64 (the energy-aware values), and rounded once to the map's
+dtype: the reference's value to rounding.
 
 The kernels obey ``$SNNERGY_KERNELS`` (:mod:`snnergy.native`): ``auto`` builds them at the first
 fused penalty on a CPU and uses them when a compiler works (else the PyTorch path, the same values

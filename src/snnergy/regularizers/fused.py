@@ -7,15 +7,16 @@ costs as much as the arithmetic (issue 8: measured on LeNet, the ``l1`` step cos
 unregularized one). This module computes the same penalty as one
 ``torch.autograd.Function``:
 
-- forward: per layer, the fewest passes over the map that give its per-sample statistics (one
-  or two reductions, no map-sized temporary where the map is a ReLU's output); then the
+- forward: per layer, the fewest passes over the map that give its per-sample statistics (on a
+  CPU one compiled pass, :mod:`snnergy.regularizers.compiled`, summing in float64; else one or
+  two PyTorch reductions, no map-sized temporary where the map is a ReLU's output); then the
   arithmetic of every layer at once on ``(L, B)`` tensors (``L`` layers), the non-finite check,
-  batch mean, layer weights and layer sum. ``l1``, ``l2`` and ``transformed-l1`` run the
-  reference function's own operations (the same scalar, to the bit on CPU, where a mean is a sum
-  divided by ``n``; elsewhere to rounding); ``hoyer`` and ``hoyer-square`` compute the same
-  formula from the unscaled sums (below), equal to rounding;
-- backward: the gradient in closed form, one or two passes over each map (``l1`` and ``l2``:
-  autograd's gradient to the bit; the others: the same derivative, rounded differently).
+  batch mean, layer weights and layer sum. ``l1`` runs the reference function's own operations
+  (the same scalar, to the bit on CPU, where a mean is a sum divided by ``n``; elsewhere to
+  rounding), and so do ``l2`` and ``transformed-l1`` on the PyTorch path; the compiled sums, and
+  ``hoyer`` and ``hoyer-square`` from the unscaled sums (below), equal the reference to rounding;
+- backward: the gradient in closed form, one pass over each map (``l1`` and ``l2``: autograd's
+  gradient to the bit; the others: the same derivative, rounded differently).
 
 Each operation has a fixed cost of a few microseconds, so every constant (elements per sample,
 their square roots) is made once per map shapes, dtype and device and kept (:func:`_layout`),

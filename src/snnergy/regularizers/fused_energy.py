@@ -6,9 +6,11 @@ value in one autograd node (issue 8).
 batch percentile of the non-zero magnitudes, the running scale, the scale with the batch
 percentile's gradient (:func:`~snnergy.regularizers.estimates.scale_with_gradient`) and the
 per-sample value; through autograd that is some fifty operations per layer, each with a fixed
-cost, and about ten passes over the map backward. Here the forward pass runs the reference's own
-operations (the same percentiles, running scales and values, to the bit) and the backward pass
-writes the gradient in closed form:
+cost, and about ten passes over the map backward. Here the forward pass computes the reference's
+percentiles and running scales (to the bit) and values (on the PyTorch path with the reference's
+own operations, to the bit; with the compiled kernels of :mod:`snnergy.regularizers.compiled`, on
+a CPU, in one read of each map for the selection's block maxima, count and NaN flag and the value,
+summed in another order: to rounding), and the backward pass writes the gradient in closed form:
 
 - ``synops``, per element ``f / lambda`` where the rate is not capped (``rate <= 1``, the gradient
   of ``clamp``); ``macs``, ``f eps sgn(x) / (mu (r + eps)^2)``;
@@ -23,7 +25,10 @@ scale holds no capped rate, so the mask costs a few small operations instead of 
 that is a ReLU's output (:func:`~snnergy.regularizers.fused.is_relu_output`) needs no magnitudes
 (``|a| = a``) and, for ``macs``, no ``sgn`` factor (as in :mod:`snnergy.regularizers.fused`).
 
-The gradients are the reference's derivative, rounded differently in the last bits. Per-channel
+With the compiled kernels each layer's value is computed in the same read as the selection when
+its scale is known before it (``synops``: the running scale of the batches before), and the
+gradient recomputes each rate's cap (no positions kept). The gradients are the reference's
+derivative, rounded differently in the last bits. Per-channel
 scales (``convert.channelwise``) and maps of 2**24 values or more take the reference path.
 """
 

@@ -164,7 +164,8 @@ class _L2:
     def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout,
                 native: bool) -> tuple[Tensor, Any]:
         if native:  # sum a^2 in float64, one pass, no temporary
-            return (torch.stack([compiled.row_sums(a, r)[1] for a, r in zip(maps, relu)]) / layout.n64).to(maps[0].dtype), None
+            sums = torch.stack([compiled.row_sums(a, r)[1] for a, r in zip(maps, relu)])
+            return (sums / layout.n64).to(maps[0].dtype), None
         return torch.stack([_flat(a).pow(2).sum(dim=1) for a in maps]) / layout.n, None
 
     def backward(self, maps: Sequence[Tensor], relu: Sequence[bool], rows: Tensor, saved: Any, layout: Layout,
@@ -181,11 +182,11 @@ class _TransformedL1:
 
     def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout,
                 native: bool) -> tuple[Tensor, Any]:
-        # (beta+1) |a| / (beta+|a|) with beta + 1 = 2 (TL1_BETA = 1): doubling is exact, so the sum
-        # of |a| / (beta+|a|), doubled, has the reference's bits, with one map-sized temporary fewer
         if native:  # the same terms, summed in float64, one pass; the gradient recomputes beta + |a|
             sums = torch.stack([compiled.row_sums(a, r, TL1_BETA)[2] for a, r in zip(maps, relu)])
             return (sums * (TL1_BETA + 1.0) / layout.n64).to(maps[0].dtype), None
+        # (beta+1) |a| / (beta+|a|) with beta + 1 = 2 (TL1_BETA = 1): doubling is exact, so the sum
+        # of |a| / (beta+|a|), doubled, has the reference's bits, with one map-sized temporary fewer
         sums, denominators = [], []
         for a, r in zip(maps, relu):
             magnitude = _magnitudes(a, r)
@@ -315,8 +316,8 @@ class _FusedPenalty(torch.autograd.Function):
         for term in layers[1:]:  # in layer order, as the reference sums
             total = total + term
         ctx.save_for_backward(*maps)
-        ctx.kernel, ctx.weights, ctx.relu, ctx.values, ctx.layout, ctx.saved = kernel, weights, relu, values, layout, saved
-        ctx.native = native
+        ctx.kernel, ctx.weights, ctx.relu, ctx.values = kernel, weights, relu, values
+        ctx.layout, ctx.saved, ctx.native = layout, saved, native
         return total
 
     @staticmethod

@@ -178,7 +178,8 @@ def _batch_value(selection: Selection) -> float:
     return torch.lerp(picked[-1], picked[0], weight).item()
 
 
-def _observe(plan: Plan, name: str, selection: Selection, old: float | None, device: torch.device) -> tuple[float, float]:
+def _observe(plan: Plan, name: str, selection: Selection, old: float | None,
+             device: torch.device) -> tuple[float, float]:
     """The batch percentile of a selection, and the running scale after this batch (stored;
     ``old``: the one before, ``None`` if there is none)."""
     batch = _batch_value(selection)

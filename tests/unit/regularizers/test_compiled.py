@@ -195,3 +195,26 @@ def test_the_fused_penalties_with_and_without_the_kernels_agree(built: None, mon
         torch.testing.assert_close(results[0][0], results[1][0], rtol=2 * (2 * 109 + 11) * 2.0**-24, atol=0)
         for ours, theirs in zip(results[0][1], results[1][1]):
             torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["synops", "macs"])
+def test_energy_penalties_without_the_kernels_are_the_reference_to_the_bit(name: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # SNNERGY_KERNELS=off in this process: the fused energy-aware path runs the reference's own
+    # operations (values and running scales to the bit, batch after batch; relu1's 64 x 4704 values
+    # take the blocks, capped rates found from them and from the tail)
+    from snnergy.activity import ActivityRecorder
+    from snnergy.models import lenet
+    from snnergy.regularizers import PenaltyOptions, bind_penalty
+
+    monkeypatch.setenv(native.SWITCH, "off")
+    torch.manual_seed(0)
+    model = lenet((1, 28, 28), 10)
+    options = PenaltyOptions(percentile=90.0)
+    fast, reference = (bind_penalty(name, model, (1, 28, 28), options, fast=f) for f in (True, False))
+    for _ in range(2):
+        with ActivityRecorder(model, layer_inputs=True) as recorder:
+            model(torch.rand(64, 1, 28, 28))
+            record = recorder.record()
+        assert torch.equal(fast(record), reference(record))
+        assert all(torch.equal(fast.state_dict()[k], reference.state_dict()[k]) for k in reference.state_dict())

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 from torch import Tensor
@@ -257,7 +257,7 @@ def select_percentile(magnitudes: Tensor, q: float) -> Selection:
         ('ok', [1, 4], [4.0, 2.0], 0.5)
     """
     length = magnitudes.numel()
-    blocks = length // BLOCK if length >= BLOCKED_FROM else 0
+    blocks = block_count(length)
     head = blocks * BLOCK
     maxima = magnitudes[:head].view(blocks, BLOCK).amax(dim=1) if blocks else None
     # NaN anywhere makes this sum NaN (maxima propagate NaN; magnitudes have no -inf)
@@ -267,28 +267,63 @@ def select_percentile(magnitudes: Tensor, q: float) -> Selection:
         nan = nan or math.isnan(magnitudes[head:].sum().item())
     # the non-zero count, as a float sum of 0/1 signs: exact below 2**24, where this path ends
     count = magnitudes.sign().sum(dtype=torch.float32 if magnitudes.element_size() < 4 else None).item()
+    return select_counted(magnitudes, q, maxima, int(count), nan)
+
+
+def block_count(length: int) -> int:
+    """How many blocks of :data:`BLOCK` values :func:`select_percentile` takes the maxima of in a
+    flat map of ``length`` values (0 below :data:`BLOCKED_FROM`).
+
+    Example:
+        >>> block_count(1000), block_count(2**15 + 70)
+        (0, 513)
+    """
+    return length // BLOCK if length >= BLOCKED_FROM else 0
+
+
+def select_counted(values: Tensor, q: float, maxima: Tensor | None, count: int, nan: bool,
+                   absolute: bool = False,
+                   largest: Callable[[int, bool], tuple[Tensor, Tensor]] | None = None) -> Selection:
+    """:func:`select_percentile` given what its pass over the map found: the block maxima of the
+    magnitudes (:func:`block_count` blocks, or ``None``), their non-zero count and whether one is
+    NaN (a compiled pass computes all three at once). ``values`` is the flat map, its magnitudes
+    or, with ``absolute``, the signed values (only the candidates' magnitudes are then taken).
+    ``largest(k, two)``, if given, finds the order statistics instead of ``torch.topk``: the
+    ``k``-th largest magnitude and, with ``two``, the ``(k-1)``-th before it (values and flat
+    positions, descending).
+
+    Example:
+        >>> s = select_counted(torch.tensor([0.0, -4.0, 1.0, 0.0, 2.0]), 0.75, None, 3, False, absolute=True)
+        >>> s.positions.tolist(), s.values.tolist()
+        ([1, 4], [4.0, 2.0])
+    """
     if nan or count == 0:
         return Selection("nan", blocks=maxima)
     if count >= MAX_BATCH_VALUES:
         return Selection("sorted", blocks=maxima)
-    m = int(count)
+    m = count
     lo, hi, weight = _ranks(q, m)
-    values, positions = _top(magnitudes, m - lo, maxima)
+    if largest is not None:
+        picked, positions = largest(m - lo, hi != lo)
+        return Selection("ok", positions, picked, weight, maxima)
+    values, positions = _top(values, m - lo, maxima, absolute)
     # descending, rank j of the m non-zero values sits at m - 1 - j: [above, below] is a slice
     return Selection("ok", positions[m - 1 - hi: m - lo], values[m - 1 - hi: m - lo], weight, maxima)
 
 
-def _top(magnitudes: Tensor, k: int, maxima: Tensor | None) -> tuple[Tensor, Tensor]:
-    """The ``k`` largest of a flat tensor and their indices, descending (through ``maxima``, the
-    block maxima, when they narrow the search: see :func:`_largest`)."""
+def _top(magnitudes: Tensor, k: int, maxima: Tensor | None, absolute: bool = False) -> tuple[Tensor, Tensor]:
+    """The ``k`` largest of a flat tensor (of its magnitudes with ``absolute``) and their indices,
+    descending (through ``maxima``, the block maxima, when they narrow the search: see
+    :func:`_largest`)."""
     if maxima is None or 4 * k * BLOCK > magnitudes.numel():
-        return torch.topk(magnitudes, k)
+        return torch.topk(magnitudes.abs() if absolute else magnitudes, k)
     best = torch.topk(maxima, k).indices
     candidates = (best.unsqueeze(1) * BLOCK + block_offsets(magnitudes.device)).reshape(-1)
     head = maxima.numel() * BLOCK
     if head < magnitudes.numel():  # the tail that fills no block is always a candidate
         candidates = torch.cat([candidates, torch.arange(head, magnitudes.numel(), device=magnitudes.device)])
-    values, order = torch.topk(magnitudes[candidates], k)
+    picked = magnitudes[candidates]
+    values, order = torch.topk(picked.abs() if absolute else picked, k)
     return values, candidates[order]
 
 

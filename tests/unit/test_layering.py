@@ -27,15 +27,17 @@ ALLOWED = {
     # the registry models build their activations with layers' one factory
     "models": UTILITIES | {"structure", "layers"},
     # data: the one batch iterator (snnergy.data.batches); data imports only utilities
-    "simulation": UTILITIES | {"data", "structure"},
+    "simulation": UTILITIES | {"data", "structure", "native"},
     "activity": UTILITIES | {"structure"},
     # the one definition of a layer's scale, shared by conversion and the energy-aware penalties
     "normalization": UTILITIES,
+    # building the C sources of the simulator's and the fused penalties' kernels (compiler, cache)
+    "native": UTILITIES,
     "counting": UTILITIES | {"structure"},
     # the energy-aware penalties use counting's exact fan-outs (the code SynOps and effective MACs
     # are counted with) and energy's profiles; both import only records, registry and errors, so
     # data still flows one way
-    "regularizers": UTILITIES | {"counting", "energy", "normalization", "structure"},
+    "regularizers": UTILITIES | {"counting", "energy", "normalization", "structure", "native"},
     "energy": UTILITIES,
     "train_state": UTILITIES,
     # knowledge distillation's loss: a pure function of logits, which training adds to its loss

@@ -7,55 +7,113 @@ costs as much as the arithmetic (issue 8: measured on LeNet, the ``l1`` step cos
 unregularized one). This module computes the same penalty as one
 ``torch.autograd.Function``:
 
-- forward: for each layer, the reference function's own operations on the map, then the
-  non-finite check, batch mean, layer weights and layer sum as the reference path does them
+- forward: per layer, the fewest passes over the map that give its per-sample statistics (on a
+  CPU one compiled pass, :mod:`snnergy.regularizers.compiled`, summing in float64; else one or
+  two PyTorch reductions, no map-sized temporary where the map is a ReLU's output); then the
+  arithmetic of every layer at once on ``(L, B)`` tensors (``L`` layers), the non-finite check,
+  batch mean, layer weights and layer sum. ``l1`` runs the reference function's own operations
   (the same scalar, to the bit on CPU, where a mean is a sum divided by ``n``; elsewhere to
-  rounding);
-- backward: the gradient in closed form, a few passes over each map (``l1`` and ``l2``:
-  autograd's gradient to the bit; ``hoyer``, ``hoyer-square``, ``transformed-l1``: the same
-  derivative, rounded differently in the last bits).
+  rounding), and so do ``l2`` and ``transformed-l1`` on the PyTorch path; the compiled sums, and
+  ``hoyer`` and ``hoyer-square`` from the unscaled sums (below), equal the reference to rounding;
+- backward: the gradient in closed form, one pass over each map (``l1`` and ``l2``: autograd's
+  gradient to the bit; the others: the same derivative, rounded differently).
 
-A :class:`Kernel` computes one regularizer: per-layer passes over the maps, and the per-sample
-arithmetic of every layer at once, on ``(L, B)`` tensors (each operation has a fixed cost that
-matters as much as its passes: a few microseconds, times layers and terms). The kernels are
-plain constants (:data:`L1_KERNEL`...); the registry entry of each built-in regularizer names its
-kernel (:class:`~snnergy.regularizers.bound.LayerwiseRegularizer`), and a regularizer without one
-takes the reference path.
+Each operation has a fixed cost of a few microseconds, so every constant (elements per sample,
+their square roots) is made once per map shapes, dtype and device and kept (:func:`_layout`),
+and a kernel handles all layers in one call.
+
+Hoyer without the scale. The reference divides each sample by ``s = max|a|`` first
+(``layerwise._moments``) so that no square over- or underflows. Hoyer and Hoyer-Square are
+scale invariant: with ``S1 = sum|a|`` and ``R = ||a||_2`` (so ``m1 = S1 / (n s)`` and
+``m2 = R^2 / (n s^2)``), ``hoyer = m1 / sqrt(m2) = S1 / (sqrt(n) R)`` and
+``hoyer-square = m1^2 / m2 = S1^2 / (n R^2)``: ``s`` cancels. The squares are safe when, for
+every sample that is not silent, ``R`` is finite and ``R^2 >= n * tiny`` (``tiny`` the dtype's
+smallest normal number: then the squares lost to underflow, each below ``tiny * eps``, change
+``R^2`` by less than ``eps``, relative); one check per call (one synchronization) finds whether
+every sample is so, and otherwise (huge or tiny activations, a non-finite one) the call divides
+by ``s`` first, as the reference does, and applies the same formulas to ``b = a / s``.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from snnergy.regularizers import compiled
 from snnergy.regularizers.layerwise import TL1_BETA
+
+_NATIVE = "native"
+"""Marks Hoyer statistics computed by the compiled kernels (float64)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Per-layer constants of one set of map shapes, dtype and device, each ``(L, 1)``.
+
+    Attributes:
+        n: Elements per sample.
+        root_n: ``sqrt(n)``.
+        floor: ``n * tiny``: the smallest ``sum a^2`` whose squares are summed to within
+            ``eps`` (module docstring).
+        n64: ``n`` in float64 (the compiled sums' dtype).
+        root_n64: ``sqrt(n)`` in float64.
+    """
+
+    n: Tensor
+    root_n: Tensor
+    floor: Tensor
+    n64: Tensor
+    root_n64: Tensor
+
+
+_LAYOUTS: dict[tuple[Any, ...], Layout] = {}
+
+
+def _layout(maps: Sequence[Tensor]) -> Layout:
+    """The :class:`Layout` of these maps, made once per shapes, dtype and device."""
+    first = maps[0]
+    key = (tuple(a.numel() // max(1, a.shape[0]) for a in maps), first.dtype, first.device)
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        if len(_LAYOUTS) >= 64:  # a handful per training run; never grows without bound
+            _LAYOUTS.clear()
+        sizes = key[0]
+        tiny = torch.finfo(first.dtype).tiny
+
+        def column(values: Sequence[float], dtype: torch.dtype = first.dtype) -> Tensor:
+            return torch.tensor([[v] for v in values], dtype=dtype, device=first.device)
+
+        roots = [math.sqrt(n) for n in sizes]
+        layout = Layout(column(sizes), column(roots), column([n * tiny for n in sizes]),
+                        column(sizes, torch.float64), column(roots, torch.float64))
+        _LAYOUTS[key] = layout
+    return layout
 
 
 class Kernel(Protocol):
-    """One per-layer regularizer for :func:`fused_penalty`, in four steps: per-layer passes over
-    the maps, and per-sample arithmetic on every layer at once (``(L, B)`` tensors, ``L`` layers)."""
+    """One per-layer regularizer for :func:`fused_penalty`: the values of every layer, and their
+    gradient (``L`` layers, batch ``B``)."""
 
     nan_check: bool
     """Whether the reference function turns non-finite values into NaN (``l1``, ``l2``, ``transformed-l1``)."""
 
-    def sums(self, a: Tensor, relu: bool) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-        """Per-sample ``(B,)`` statistics of the map ``a`` (``relu``: ``a`` is a ReLU's output), and
-        the ``a``-sized tensors that :meth:`grad` needs."""
+    native: bool
+    """Whether it uses :mod:`snnergy.regularizers.compiled` where the maps allow."""
+
+    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout,
+                native: bool) -> tuple[Tensor, Any]:
+        """``(L, B)`` per-sample values, and what :meth:`backward` needs (``relu``: each map is a
+        ReLU's output; ``native``: the compiled kernels can take the maps)."""
         ...
 
-    def values(self, sums: tuple[Tensor, ...], n: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """``(L, B)`` values from the stacked statistics (``n``: ``(L, 1)`` elements per sample)."""
-        ...
-
-    def coefficients(self, rows: Tensor, saved: tuple[Tensor, ...], n: Tensor) -> tuple[Tensor, ...]:
-        """``(L, B)`` per-sample factors of the gradient, given ``rows``, the gradient of the values."""
-        ...
-
-    def grad(self, a: Tensor, saved: tuple[Tensor, ...], factors: tuple[Tensor, ...], relu: bool) -> Tensor:
-        """The gradient in ``a``'s shape, from one layer's ``(B,)`` factors."""
+    def backward(self, maps: Sequence[Tensor], relu: Sequence[bool], rows: Tensor, saved: Any, layout: Layout,
+                 needs: Sequence[bool], native: bool) -> list[Tensor | None]:
+        """The gradient of ``sum(rows * values)`` in each map's shape (``None`` where not ``needs``)."""
         ...
 
 
@@ -75,109 +133,168 @@ def _flat(a: Tensor) -> Tensor:
     return a.reshape(a.shape[0], -1)
 
 
-def _per_row(row: Tensor, a: Tensor) -> Tensor:
-    """``(B,)`` as ``(B, 1, ...)``, to broadcast over ``a``."""
-    return row.view(-1, *[1] * (a.dim() - 1))
+def _magnitudes(a: Tensor, relu: bool) -> Tensor:
+    """``|a|`` as ``(B, n)`` (``a`` itself after a ReLU)."""
+    return _flat(a) if relu else _flat(a).abs()
 
 
 class _L1:
     """``mean |a|``; gradient ``sgn(a) * row / n`` (after a ReLU: ``row / n``, see :func:`fused_penalty`)."""
 
     nan_check = True
+    native = False  # one PyTorch sum per map is as fast, and the reference's bits
 
-    def sums(self, a: Tensor, relu: bool) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-        return (_flat(a if relu else a.abs()).sum(dim=1),), ()
+    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout,
+                native: bool) -> tuple[Tensor, Any]:
+        return torch.stack([_magnitudes(a, r).sum(dim=1) for a, r in zip(maps, relu)]) / layout.n, None
 
-    def values(self, sums: tuple[Tensor, ...], n: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
-        return sums[0] / n, ()
-
-    def coefficients(self, rows: Tensor, saved: tuple[Tensor, ...], n: Tensor) -> tuple[Tensor, ...]:
-        return (rows / n,)
-
-    def grad(self, a: Tensor, saved: tuple[Tensor, ...], factors: tuple[Tensor, ...], relu: bool) -> Tensor:
-        per_element = _per_row(factors[0], a)
-        return per_element.expand_as(a) if relu else a.sgn().mul_(per_element)
+    def backward(self, maps: Sequence[Tensor], relu: Sequence[bool], rows: Tensor, saved: Any, layout: Layout,
+                 needs: Sequence[bool], native: bool) -> list[Tensor | None]:
+        factors = (rows / layout.n).unbind()
+        return [None if not need else _row(k, a).expand_as(a) if r else a.sgn().mul_(_row(k, a))
+                for a, r, k, need in zip(maps, relu, factors, needs)]
 
 
 class _L2:
-    """``mean a^2``; gradient ``2 a * row / n``."""
+    """``mean a^2``; gradient ``2 a * row / n`` (``a * (2 row / n)``: the same bits, 2 is exact)."""
 
     nan_check = True
+    native = True
 
-    def sums(self, a: Tensor, relu: bool) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-        return (_flat(a).pow(2).sum(dim=1),), ()
+    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout,
+                native: bool) -> tuple[Tensor, Any]:
+        if native:  # sum a^2 in float64, one pass, no temporary
+            sums = torch.stack([compiled.row_sums(a, r)[1] for a, r in zip(maps, relu)])
+            return (sums / layout.n64).to(maps[0].dtype), None
+        return torch.stack([_flat(a).pow(2).sum(dim=1) for a in maps]) / layout.n, None
 
-    def values(self, sums: tuple[Tensor, ...], n: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
-        return sums[0] / n, ()
-
-    def coefficients(self, rows: Tensor, saved: tuple[Tensor, ...], n: Tensor) -> tuple[Tensor, ...]:
-        return (rows / n,)
-
-    def grad(self, a: Tensor, saved: tuple[Tensor, ...], factors: tuple[Tensor, ...], relu: bool) -> Tensor:
-        return a.mul(2.0).mul_(_per_row(factors[0], a))
+    def backward(self, maps: Sequence[Tensor], relu: Sequence[bool], rows: Tensor, saved: Any, layout: Layout,
+                 needs: Sequence[bool], native: bool) -> list[Tensor | None]:
+        factors = (rows / layout.n).mul_(2.0).unbind()
+        return [a * _row(k, a) if need else None for a, k, need in zip(maps, factors, needs)]
 
 
 class _TransformedL1:
     """``mean (beta+1)|a| / (beta+|a|)``; gradient ``sgn(a) (beta+1) beta / (beta+|a|)^2 * row / n``."""
 
     nan_check = True
+    native = True
 
-    def sums(self, a: Tensor, relu: bool) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-        mag = a if relu else a.abs()
-        denominator = TL1_BETA + mag
-        return (_flat(((TL1_BETA + 1.0) * mag).div_(denominator)).sum(dim=1),), (denominator,)
+    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout,
+                native: bool) -> tuple[Tensor, Any]:
+        if native:  # the same terms, summed in float64, one pass; the gradient recomputes beta + |a|
+            sums = torch.stack([compiled.row_sums(a, r, TL1_BETA)[2] for a, r in zip(maps, relu)])
+            return (sums * (TL1_BETA + 1.0) / layout.n64).to(maps[0].dtype), None
+        # (beta+1) |a| / (beta+|a|) with beta + 1 = 2 (TL1_BETA = 1): doubling is exact, so the sum
+        # of |a| / (beta+|a|), doubled, has the reference's bits, with one map-sized temporary fewer
+        sums, denominators = [], []
+        for a, r in zip(maps, relu):
+            magnitude = _magnitudes(a, r)
+            denominator = TL1_BETA + magnitude
+            sums.append(torch.div(magnitude, denominator).sum(dim=1))
+            denominators.append(denominator)
+        return torch.stack(sums).mul_(TL1_BETA + 1.0).div_(layout.n), denominators
 
-    def values(self, sums: tuple[Tensor, ...], n: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
-        return sums[0] / n, ()
-
-    def coefficients(self, rows: Tensor, saved: tuple[Tensor, ...], n: Tensor) -> tuple[Tensor, ...]:
-        return (rows * ((TL1_BETA + 1.0) * TL1_BETA / n),)
-
-    def grad(self, a: Tensor, saved: tuple[Tensor, ...], factors: tuple[Tensor, ...], relu: bool) -> Tensor:
-        per_element = _per_row(factors[0], a)
-        squared = saved[0].square()
-        return per_element / squared if relu else a.sgn().mul_(per_element).div_(squared)
+    def backward(self, maps: Sequence[Tensor], relu: Sequence[bool], rows: Tensor, saved: Any, layout: Layout,
+                 needs: Sequence[bool], native: bool) -> list[Tensor | None]:
+        factors = (rows * ((TL1_BETA + 1.0) * TL1_BETA / layout.n)).unbind()
+        if native:
+            return [compiled.tl1_grad(a, r, TL1_BETA, k.contiguous()) if need else None
+                    for a, r, k, need in zip(maps, relu, factors, needs)]
+        grads: list[Tensor | None] = []
+        for a, r, k, denominator, need in zip(maps, relu, factors, saved, needs):
+            if not need:
+                grads.append(None)
+                continue
+            squared = denominator.square().view(a.shape)
+            per_element = _row(k, a)
+            grads.append(per_element / squared if r else a.sgn().mul_(per_element).div_(squared))
+        return grads
 
 
 class _Hoyer:
-    """``hoyer`` (``square=False``) or ``hoyer-square`` on the scale-free moments of
-    ``b = a / s``, ``s = max|a|`` (``m1 = mean|b|``, ``m2 = mean b^2``); the gradient of a function
-    ``v(m1, m2)`` is ``sgn(a) (dv/dm1 + 2 |b| dv/dm2) / (n s)``."""
+    """``hoyer`` (``square=False``): ``S1 / (sqrt(n) sqrt(S2))``, or ``hoyer-square``:
+    ``S1^2 / (n S2)``, from ``S1 = sum|a|`` and ``S2 = sum a^2`` per sample (module docstring: the
+    reference's value on ``b = a / max|a|``, the scale cancelling). Gradient, per element,
+    ``sgn(a) c1 - a c2`` with ``c1 = 1 / (sqrt(n) sqrt(S2))``, ``c2 = v / S2`` (hoyer) or
+    ``c1 = 2 S1 / (n S2)``, ``c2 = 2 v / S2`` (hoyer-square); 0 on a silent sample (``S1 = 0``)."""
 
     nan_check = False
+    native = True
 
     def __init__(self, square: bool) -> None:
         self.square = square
 
-    def sums(self, a: Tensor, relu: bool) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-        # as layerwise._moments, on |b| = |a| / s (the same, to the bit: s > 0) and b^2 = |b|^2
-        magnitude = _flat(a if relu else a.abs())
-        scale = magnitude.amax(dim=1, keepdim=True)
-        silent = scale == 0
-        scale = scale.masked_fill_(silent, 1.0)
-        b = magnitude / scale if relu else magnitude.div_(scale)  # |b|; never written into a
-        return (b.sum(dim=1), b.pow(2).sum(dim=1), scale, silent), (b,)
+    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout,
+                native: bool) -> tuple[Tensor, Any]:
+        if native:  # float64 sums; the gradient's factors must still fit the maps' dtype (the same check)
+            sums = [compiled.row_sums(a, r) for a, r in zip(maps, relu)]
+            s1, s2 = torch.stack([t[0] for t in sums]), torch.stack([t[1] for t in sums])
+            silent = s1 == 0
+            if bool(((s2 >= layout.floor) & (s2 <= torch.finfo(maps[0].dtype).max) | silent).all()):
+                s2 = s2.masked_fill_(silent, 1.0)
+                value = s1.square().div_(s2 * layout.n64) if self.square else s1 / (s2.sqrt() * layout.root_n64)
+                return value.to(maps[0].dtype), (s1, s2, value, silent, _NATIVE)
+        s1, s2 = self._sums(maps, relu, None)
+        silent = s1 == 0
+        if not bool(((s2 >= layout.floor) & (s2 <= torch.finfo(s2.dtype).max) | silent).all()):
+            # huge, tiny or non-finite activations: divide by the scale first (module docstring)
+            scales = [_magnitudes(a, r).amax(dim=1, keepdim=True) for a, r in zip(maps, relu)]
+            scales = [s.masked_fill_(s == 0, 1.0) for s in scales]
+            s1, s2 = self._sums(maps, relu, scales)
+        else:
+            scales = None
+        s2 = s2.masked_fill_(silent, 1.0)  # a silent sample: S1 = 0, value 0
+        value = s1.square().div_(s2 * layout.n) if self.square else s1 / (s2.sqrt() * layout.root_n)
+        return value, (s1, s2, value, silent, scales)
 
-    def values(self, sums: tuple[Tensor, ...], n: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
-        s1, s2, scale, silent = sums[0], sums[1], sums[2].squeeze(2), sums[3].squeeze(2)  # (L, B, 1) -> (L, B)
-        m1, m2 = s1 / n, (s2 / n).masked_fill_(silent, 1.0)
-        value = m1.pow(2) / m2 if self.square else m1 / m2.sqrt()
-        return value.masked_fill(silent, 0.0), (m1, m2, value, scale, silent)
+    @staticmethod
+    def _sums(maps: Sequence[Tensor], relu: Sequence[bool], scales: list[Tensor] | None) -> tuple[Tensor, Tensor]:
+        s1, s2 = [], []
+        for i, (a, r) in enumerate(zip(maps, relu)):
+            magnitude = _magnitudes(a, r)
+            if scales is not None:
+                magnitude = magnitude / scales[i]
+            s1.append(magnitude.sum(dim=1))
+            s2.append(magnitude.pow(2).sum(dim=1))
+        return torch.stack(s1), torch.stack(s2)
 
-    def coefficients(self, rows: Tensor, saved: tuple[Tensor, ...], n: Tensor) -> tuple[Tensor, ...]:
-        m1, m2, value, scale, silent = saved
+    def backward(self, maps: Sequence[Tensor], relu: Sequence[bool], rows: Tensor, saved: Any, layout: Layout,
+                 needs: Sequence[bool], native: bool) -> list[Tensor | None]:
+        s1, s2, value, silent, scales = saved
         rows = rows.masked_fill(silent, 0.0)
-        if self.square:  # v = m1^2 / m2
-            d1, d2 = rows * (2.0 * m1 / m2), rows * (value / m2)
-        else:  # v = m1 / sqrt(m2)
-            d1, d2 = rows / m2.sqrt(), rows * (value / (2.0 * m2))
-        per_element = scale * n  # n s
-        return d1 / per_element, d2 * -2.0 / per_element
+        if scales is _NATIVE:  # float64 statistics; factors in the maps' dtype
+            rows = rows.double()
+            n, root_n = layout.n64, layout.root_n64
+        else:
+            n, root_n = layout.n, layout.root_n
+        if self.square:
+            c1, c2 = rows * s1 * 2.0 / (s2 * n), rows * value * -2.0 / s2
+        else:
+            c1, c2 = rows / (s2.sqrt() * root_n), rows * value.neg() / s2
+        if scales is _NATIVE:
+            c1, c2 = c1.to(maps[0].dtype), c2.to(maps[0].dtype)
+            return [compiled.hoyer_grad(a, r, k1, k2) if need else None
+                    for a, r, k1, k2, need in zip(maps, relu, c1.unbind(), c2.unbind(), needs)]
+        grads: list[Tensor | None] = []
+        for i, (a, r, k1, k2, need) in enumerate(zip(maps, relu, c1.unbind(), c2.unbind(), needs)):
+            if not need:
+                grads.append(None)
+                continue
+            if scales is not None:  # d/da = (1/s) d/db: sgn(a) c1 / s + (a / s) (c2 / s), no s^2 (overflow)
+                scale = scales[i].squeeze(1)
+                k1, k2 = _row(k1 / scale, a), _row(k2 / scale, a)
+                b = a / _row(scale, a)
+                grads.append(b.mul_(k2).add_(k1) if r else b.mul_(k2).add_(a.sgn().mul_(k1)))
+                continue
+            k1, k2 = _row(k1, a), _row(k2, a)
+            grads.append(a.mul(k2).add_(k1) if r else a.sgn().mul_(k1).add_(a.mul(k2)))
+        return grads
 
-    def grad(self, a: Tensor, saved: tuple[Tensor, ...], factors: tuple[Tensor, ...], relu: bool) -> Tensor:
-        c1, c2 = (_per_row(f, a) for f in factors)
-        grad = torch.addcmul(c1, saved[0].view(a.shape), c2)
-        return grad if relu else grad.mul_(a.sgn())
+
+def _row(row: Tensor, a: Tensor) -> Tensor:
+    """``(B,)`` as ``(B, 1, ...)``, to broadcast over ``a``."""
+    return row.view(-1, *[1] * (a.dim() - 1))
 
 
 class _FusedPenalty(torch.autograd.Function):
@@ -186,22 +303,21 @@ class _FusedPenalty(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, kernel: Kernel, weights: tuple[float, ...] | None, relu: tuple[bool, ...],
                 *maps: Tensor) -> Tensor:
-        per_layer = [kernel.sums(a, r) for a, r in zip(maps, relu)]
-        sums = tuple(torch.stack(column) for column in zip(*(stats for stats, _ in per_layer)))
-        n = torch.tensor([[_flat(a).shape[1]] for a in maps], dtype=sums[0].dtype, device=sums[0].device)
-        values, small = kernel.values(sums, n)  # (L, B); sum / n is the CPU's mean, to the bit
+        layout = _layout(maps)
+        native = kernel.native and compiled.usable(maps)
+        values, saved = kernel.forward(maps, relu, layout, native)  # (L, B)
         if kernel.nan_check:  # NaN where not finite; a finite value unchanged (v - v = 0)
             values = values + (values - values)
         means = values.mean(dim=1)
-        if weights is not None:
-            means = means * torch.tensor(weights, dtype=means.dtype, device=means.device)
         layers = means.unbind()
+        if weights is not None:
+            layers = [term * w for term, w in zip(layers, weights)]
         total = layers[0]
         for term in layers[1:]:  # in layer order, as the reference sums
             total = total + term
         ctx.save_for_backward(*maps)
-        ctx.kernel, ctx.weights, ctx.relu, ctx.values, ctx.n = kernel, weights, relu, values, n
-        ctx.small, ctx.big = small, [big for _, big in per_layer]
+        ctx.kernel, ctx.weights, ctx.relu, ctx.values = kernel, weights, relu, values
+        ctx.layout, ctx.saved, ctx.native = layout, saved, native
         return total
 
     @staticmethod
@@ -209,24 +325,23 @@ class _FusedPenalty(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         maps = ctx.saved_tensors
         values: Tensor = ctx.values
-        per_layer = grad.expand(values.shape[0])
-        if ctx.weights is not None:
-            per_layer = per_layer * torch.tensor(ctx.weights, dtype=grad.dtype, device=grad.device)
-        rows = (per_layer / values.shape[1]).unsqueeze(1).expand_as(values)
+        layers, batch = values.shape
+        if ctx.weights is None:
+            rows = (grad / batch).expand(layers, batch)
+        else:
+            rows = (grad * torch.tensor(ctx.weights, dtype=grad.dtype, device=grad.device) / batch).unsqueeze(1)
+            rows = rows.expand(layers, batch)
         if ctx.kernel.nan_check:  # a non-finite sample passes no gradient (the reference's where)
             rows = torch.where(values.isnan(), 0.0, rows)
-        factors = list(zip(*(f.unbind() for f in ctx.kernel.coefficients(rows, ctx.small, ctx.n))))
-        grads = [
-            ctx.kernel.grad(a, big, layer_factors, relu) if needs else None
-            for a, big, layer_factors, relu, needs in zip(maps, ctx.big, factors, ctx.relu, ctx.needs_input_grad[3:])
-        ]
+        grads = ctx.kernel.backward(maps, ctx.relu, rows, ctx.saved, ctx.layout, ctx.needs_input_grad[3:], ctx.native)
         return (None, None, None, *grads)
 
 
 def fused_penalty(kernel: Kernel, maps: Sequence[Tensor], weights: Sequence[float] | None) -> Tensor:
-    """``sum_l w_l * mean_B(kernel(map_l))``: the reference penalty's value (to the bit), with
-    the closed-form gradient. The maps share batch size, dtype and device; ``weights`` ``None``
-    means all 1.
+    """``sum_l w_l * mean_B(kernel(map_l))``: the reference penalty's value (to the bit for
+    ``l1``, ``l2`` and ``transformed-l1`` on CPU; to rounding for ``hoyer`` and ``hoyer-square``),
+    with the closed-form gradient. The maps share batch size, dtype and device; ``weights``
+    ``None`` means all 1.
 
     A map that is the direct output of a ReLU (its ``grad_fn`` is ReLU's) is non-negative, so
     ``|a| = a`` (no pass over the map for the magnitudes), and the ReLU's backward zeroes every

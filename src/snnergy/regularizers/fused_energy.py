@@ -6,9 +6,11 @@ value in one autograd node (issue 8).
 batch percentile of the non-zero magnitudes, the running scale, the scale with the batch
 percentile's gradient (:func:`~snnergy.regularizers.estimates.scale_with_gradient`) and the
 per-sample value; through autograd that is some fifty operations per layer, each with a fixed
-cost, and about ten passes over the map backward. Here the forward pass runs the reference's own
-operations (the same percentiles, running scales and values, to the bit) and the backward pass
-writes the gradient in closed form:
+cost, and about ten passes over the map backward. Here the forward pass computes the reference's
+percentiles and running scales (to the bit) and values (on the PyTorch path with the reference's
+own operations, to the bit; with the compiled kernels of :mod:`snnergy.regularizers.compiled`, on
+a CPU, in one read of each map for the selection's block maxima, count and NaN flag and the value,
+summed in another order: to rounding), and the backward pass writes the gradient in closed form:
 
 - ``synops``, per element ``f / lambda`` where the rate is not capped (``rate <= 1``, the gradient
   of ``clamp``); ``macs``, ``f eps sgn(x) / (mu (r + eps)^2)``;
@@ -23,22 +25,39 @@ scale holds no capped rate, so the mask costs a few small operations instead of 
 that is a ReLU's output (:func:`~snnergy.regularizers.fused.is_relu_output`) needs no magnitudes
 (``|a| = a``) and, for ``macs``, no ``sgn`` factor (as in :mod:`snnergy.regularizers.fused`).
 
-The gradients are the reference's derivative, rounded differently in the last bits. Per-channel
+With the compiled kernels each layer's value is computed in the same read as the selection when
+its scale is known before it (``synops``: the running scale of the batches before), and the
+gradient recomputes each rate's cap (no positions kept). The gradients are the reference's
+derivative, rounded differently in the last bits. Per-channel
 scales (``convert.channelwise``) and maps of 2**24 values or more take the reference path.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from snnergy.normalization import BLOCK, MAX_BATCH_VALUES, Selection, block_offsets, select_percentile
+from snnergy.normalization import (
+    BLOCK,
+    MAX_BATCH_VALUES,
+    Selection,
+    block_count,
+    block_offsets,
+    select_counted,
+    select_percentile,
+)
+from snnergy.regularizers import compiled
 from snnergy.regularizers.fused import is_relu_output
+
+_COMPILED = "compiled"
+"""Marks a layer computed by :mod:`snnergy.regularizers.compiled` (its backward is compiled too)."""
 
 
 @dataclass(frozen=True)
@@ -117,12 +136,22 @@ def smooth_macs(plan: Plan, inputs: Sequence[Tensor]) -> Tensor:
     return _Node.apply(plan, tuple(is_relu_output(x) for x in inputs), *inputs)  # type: ignore[no-any-return]
 
 
+def _rounded(value: float, dtype: torch.dtype) -> float:
+    """``value`` rounded to ``dtype``, as a float: dividing a map by it is dividing by the 0-d
+    tensor of that value (``a / float`` computes in the map's dtype; the quotient of a float32
+    value rounded once from float64 is the float32 quotient, as 53 >= 2 * 24 + 2)."""
+    if dtype == torch.float64:
+        return value
+    if dtype == torch.float32:
+        return struct.unpack("f", struct.pack("f", value))[0] if math.isfinite(value) else value
+    return torch.tensor(value, dtype=dtype).item()
+
+
 @dataclass
 class _Layer:
     """One layer's forward results that the backward pass needs."""
 
-    scale: Tensor  # lambda (mu) in the map's dtype, 0-d
-    scale_value: float  # lambda as a float
+    scale: float  # lambda (mu) rounded to the map's dtype
     selection: Selection
     factor: float  # d lambda / d batch = running / batch (0: no gradient through the scale)
     saved: tuple[Any, ...]
@@ -149,26 +178,30 @@ def _batch_value(selection: Selection) -> float:
     return torch.lerp(picked[-1], picked[0], weight).item()
 
 
-def _observe(plan: Plan, name: str, a: Tensor, magnitudes: Tensor) -> tuple[Selection, float, float]:
-    """The batch percentile's selection and value, and the running scale after this batch (stored)."""
-    selection = select_percentile(magnitudes, plan.percentile / 100.0)
+def _observe(plan: Plan, name: str, selection: Selection, old: float | None,
+             device: torch.device) -> tuple[float, float]:
+    """The batch percentile of a selection, and the running scale after this batch (stored;
+    ``old``: the one before, ``None`` if there is none)."""
     batch = _batch_value(selection)
-    old = plan.scales.get(name)
-    running = _updated(None if old is None else old.item(), batch, plan.momentum)
-    plan.scales[name] = torch.tensor(running, dtype=torch.float64, device=a.device)
-    return selection, batch, running
+    running = _updated(old, batch, plan.momentum)
+    plan.scales[name] = torch.tensor(running, dtype=torch.float64, device=device)
+    return batch, running
 
 
-def _capped(rate: Tensor, selection: Selection, scale: Tensor) -> Tensor | None:
-    """Flat positions where ``rate > 1``, looked for in the blocks whose maximum magnitude exceeds
-    the scale (``a <= lambda`` gives ``a / lambda <= 1``); ``None`` where there are no blocks, a
-    tail outside them, or a NaN (then the rates are kept for a mask)."""
+def _capped(a: Tensor, selection: Selection, scale: float) -> Tensor | None:
+    """Flat positions where ``a / lambda > 1``, looked for in the blocks whose maximum magnitude
+    exceeds the scale (``a <= lambda`` gives ``a / lambda <= 1``) and in the tail outside the
+    blocks; ``None`` where there are no blocks or a NaN (then the rates are kept for a mask)."""
     maxima = selection.blocks
-    if maxima is None or selection.status == "nan" or maxima.numel() * BLOCK != rate.numel():
+    if maxima is None or selection.status == "nan":
         return None
+    flat = a.reshape(-1)
     blocks = torch.nonzero(maxima > scale).squeeze(1)
-    candidates = (blocks.unsqueeze(1) * BLOCK + block_offsets(rate.device)).reshape(-1)
-    return candidates[rate.reshape(-1)[candidates] > 1.0]
+    candidates = (blocks.unsqueeze(1) * BLOCK + block_offsets(a.device)).reshape(-1)
+    head = maxima.numel() * BLOCK
+    if head < flat.numel():  # the tail that fills no block is always a candidate
+        candidates = torch.cat([candidates, torch.arange(head, flat.numel(), device=a.device)])
+    return candidates[flat[candidates] / scale > 1.0]
 
 
 class _Node(torch.autograd.Function):
@@ -177,21 +210,39 @@ class _Node(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, plan: Plan, relu: tuple[bool, ...], *maps: Tensor) -> Tensor:
         total, layers = None, []
+        use_compiled = compiled.usable([*maps, *plan.fanouts])
+        q = plan.percentile / 100.0
         for name, f, a, nonnegative in zip(plan.names, plan.fanouts, maps, relu, strict=True):
-            magnitudes = (a if nonnegative else a.abs()).reshape(-1)
             before = plan.scales.get(name)
-            selection, batch, running = _observe(plan, name, a, magnitudes)
-            if plan.prior_scale and before is not None and not math.isnan(before.item()):
-                running = before.item()  # the scale of the batches before this one
+            before = None if before is None else before.item()
+            prior = plan.prior_scale and before is not None and not math.isnan(before)
+            value = None
+            if use_compiled:  # one pass: the selection's block maxima, count and NaN, and the value
+                known = _rounded(before, a.dtype) if prior else None  # type: ignore[arg-type]
+                maxima, count, nan, value = compiled.energy_pass(a, nonnegative, block_count(a.numel()), known, f,
+                                                                 plan.eps)
+                flat = a.reshape(-1)
+                selection = select_counted(flat, q, maxima, count, nan, absolute=not nonnegative,
+                                           largest=partial(compiled.select_top, flat, not nonnegative, maxima))
+            else:
+                magnitudes = (a if nonnegative else a.abs()).reshape(-1)
+                selection = select_percentile(magnitudes, q)
+            batch, running = _observe(plan, name, selection, before, a.device)
+            if prior:
+                running = before  # type: ignore[assignment]  # the scale of the batches before this one
             value_of_scale = 1.0 if math.isnan(running) else running  # NaN (never seen) counts as 1
-            scale = torch.tensor(value_of_scale, dtype=a.dtype, device=a.device)  # as _broadcast rounds it
+            scale = _rounded(value_of_scale, a.dtype)  # as _broadcast rounds it
             gradient = plan.scale_gradient and math.isfinite(batch) and batch != 0
             factor = value_of_scale / batch if gradient else 0.0
-            if plan.eps is None:
+            if use_compiled:
+                if value is None:  # the scale needed this batch's percentile first
+                    value = compiled.energy_pass(a, nonnegative, 0, scale, f, plan.eps, count=False)[3]
+                saved: tuple[Any, ...] = (_COMPILED,)
+            elif plan.eps is None:
                 value, saved = _synops_forward(a, scale, f, selection)
             else:
                 value, saved = _macs_forward(a, magnitudes, scale, f, plan.eps, nonnegative)
-            layers.append(_Layer(scale, scale.item(), selection, factor, saved))
+            layers.append(_Layer(scale, selection, factor, saved))
             total = value if total is None else total + value
         ctx.save_for_backward(*maps)
         ctx.plan, ctx.relu, ctx.layers = plan, relu, layers
@@ -207,13 +258,16 @@ class _Node(torch.autograd.Function):
             if not needs:
                 grads.append(None)
                 continue
-            if plan.eps is None:
+            if layer.saved[0] is _COMPILED:
+                grad_a, dot = compiled.energy_grad(a, nonnegative, layer.scale, f, plan.eps, grad, bool(layer.factor))
+                moment = lambda dot=dot: dot  # noqa: E731
+            elif plan.eps is None:
                 grad_a, moment = _synops_backward(a, grad, layer.scale, f, layer.saved)
             else:
                 grad_a, moment = _macs_backward(a, grad, layer.scale, f, plan.eps, layer.saved, nonnegative)
             if layer.factor:
                 # the scale identity: d/d lambda = -sum(grad_a * a) / lambda
-                _add_scale_gradient(grad_a, a, layer, -moment() / layer.scale_value, nonnegative)
+                _add_scale_gradient(grad_a, a, layer, -moment() / layer.scale, nonnegative)
             grads.append(grad_a)
         return (None, None, *grads)
 
@@ -222,16 +276,16 @@ def _per_row(grad: Tensor, a: Tensor) -> Tensor:
     return grad.view(-1, *[1] * (a.dim() - 1))
 
 
-def _synops_forward(a: Tensor, scale: Tensor, f: Tensor, selection: Selection) -> tuple[Tensor, tuple[Any, ...]]:
+def _synops_forward(a: Tensor, scale: float, f: Tensor, selection: Selection) -> tuple[Tensor, tuple[Any, ...]]:
     rate = a / scale
-    capped = _capped(rate, selection, scale)
-    if capped is None:  # the mask comes from the rates, kept
+    found = _capped(a, selection, scale)
+    if found is None:  # the mask comes from the rates, kept
         return rate.clamp(max=1.0).mul_(f).reshape(a.shape[0], -1).sum(dim=1), (rate, None, None)
     value = rate.clamp_(max=1.0).mul_(f).reshape(a.shape[0], -1).sum(dim=1)
-    return value, (None, capped, value)
+    return value, (None, found, value)
 
 
-def _synops_backward(a: Tensor, grad: Tensor, scale: Tensor, f: Tensor, saved: tuple[Any, ...]) -> tuple[Tensor, Any]:
+def _synops_backward(a: Tensor, grad: Tensor, scale: float, f: Tensor, saved: tuple[Any, ...]) -> tuple[Tensor, Any]:
     rate, capped, value = saved
     grad_a = (_per_row(grad, a) / scale) * f
     if capped is None:
@@ -249,7 +303,7 @@ def _synops_backward(a: Tensor, grad: Tensor, scale: Tensor, f: Tensor, saved: t
     return grad_a, moment
 
 
-def _macs_forward(x: Tensor, magnitudes: Tensor, scale: Tensor, f: Tensor, eps: float,
+def _macs_forward(x: Tensor, magnitudes: Tensor, scale: float, f: Tensor, eps: float,
                   nonnegative: bool) -> tuple[Tensor, tuple[Any, ...]]:
     # r = |x / mu| = |x| / mu (mu > 0: the same, to the bit); |x| is free to overwrite, not x
     r = (x / scale if nonnegative else magnitudes.div_(scale)).view(x.shape)
@@ -258,7 +312,7 @@ def _macs_forward(x: Tensor, magnitudes: Tensor, scale: Tensor, f: Tensor, eps: 
     return value, (shifted,)
 
 
-def _macs_backward(x: Tensor, grad: Tensor, scale: Tensor, f: Tensor, eps: float, saved: tuple[Any, ...],
+def _macs_backward(x: Tensor, grad: Tensor, scale: float, f: Tensor, eps: float, saved: tuple[Any, ...],
                    nonnegative: bool) -> tuple[Tensor, Any]:
     (shifted,) = saved
     grad_x = (_per_row(grad, x) * eps / scale) * f

@@ -29,7 +29,8 @@ so the scan does in each step exactly what :func:`~snnergy.simulation.neurons.if
 adds, for each active input, its weights to the outputs it reaches, in input order; a dense
 Conv/Linear sums the same products in another order, so the currents agree to rounding.
 
-Cache folder: ``$SNNERGY_CACHE_DIR``, else ``$XDG_CACHE_HOME/snnergy``, else ``~/.cache/snnergy``;
+Building and the cache (:mod:`snnergy.native`, shared with the fused penalties): ``$SNNERGY_CACHE_DIR``,
+else ``$XDG_CACHE_HOME/snnergy``, else ``~/.cache/snnergy``;
 the library's file name carries a hash of the source, the flags, the compiler and the CPU's
 feature flags (the code is built for the host CPU with ``-march=native``).
 """
@@ -37,21 +38,14 @@ feature flags (the code is built for the host CPU with ``-march=native``).
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
 import subprocess
-import sys
-import tempfile
 import threading
-import time
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from snnergy.config import env_setting
+from snnergy import native
 from snnergy.errors import ConfigError
 
 _SOURCE = r"""
@@ -159,17 +153,15 @@ EVENTS(events_f32, float)
 EVENTS(events_f64, double)
 """
 
-_FLAGS = ["-O3", "-march=native", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-fno-trapping-math",
-          "-shared", "-fPIC"]
-_OPENMP = ["-fopenmp"]
 _P, _I, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
-#: The environment variable that switches the kernels, and its values (the first is the default).
-SWITCH = "SNNERGY_KERNELS"
-SETTINGS = ("auto", "off", "require")
+#: The environment variable that switches the kernels, and its values (the first is the default);
+#: the fused penalties' kernels obey it too (:mod:`snnergy.native`).
+SWITCH = native.SWITCH
+SETTINGS = native.SETTINGS
 #: What a build not cached yet prints on stderr.
 BUILD_MESSAGE = "snnergy: compiling CPU kernels (once per machine)..."
 
@@ -185,12 +177,12 @@ def setting() -> str:
         >>> os.environ.get(SWITCH, "") in ("", *SETTINGS) and setting() in SETTINGS
         True
     """
-    return env_setting(SWITCH, SETTINGS)
+    return native.setting()
 
 
 def compiler() -> str | None:
     """The C compiler the kernels are built with (``$CC``, else ``cc``) as found on ``PATH``, or ``None``."""
-    return shutil.which(os.environ.get("CC") or "cc")
+    return native.compiler()
 
 
 def prepare() -> bool:
@@ -319,52 +311,8 @@ def _require() -> ctypes.CDLL:
     return _state["lib"]  # type: ignore[return-value]
 
 
-def _cache_dir() -> Path:
-    if os.environ.get("SNNERGY_CACHE_DIR"):
-        return Path(os.environ["SNNERGY_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "snnergy"
-
-
-def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return line
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def _build() -> Path:
-    compiler = os.environ.get("CC") or "cc"
-    if shutil.which(compiler) is None:
-        raise RuntimeError(f"no C compiler '{compiler}' on PATH (set $CC)")
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30,
-                             check=False).stdout
-    key = hashlib.sha256("\0".join([_SOURCE, *(_FLAGS + _OPENMP), version, _cpu_flags(),
-                                    platform.machine()]).encode()).hexdigest()[:16]
-    target = _cache_dir() / f"snnergy_kernels_{key}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    print(BUILD_MESSAGE, file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        source = Path(tmp) / "kernels.c"
-        source.write_text(_SOURCE)
-        built = Path(tmp) / target.name
-        for extra in (_OPENMP, []):  # without OpenMP the kernels run on one thread
-            run = subprocess.run([compiler, *_FLAGS, *extra, str(source), "-o", str(built)],
-                                 capture_output=True, text=True, timeout=300, check=False)
-            if run.returncode == 0:
-                break
-        else:
-            raise RuntimeError(f"compiling the kernels with '{compiler}' failed: {run.stderr.strip()[:500]}")
-        os.replace(built, target)  # atomic: concurrent builders leave one complete file
-    print(f"snnergy: compiled CPU kernels in {time.perf_counter() - start:.1f} s into {target.parent}",
-          file=sys.stderr, flush=True)
-    return target
+    return native.build("snnergy_kernels", _SOURCE, BUILD_MESSAGE)
 
 
 def _load(path: Path) -> ctypes.CDLL:

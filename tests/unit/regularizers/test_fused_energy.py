@@ -13,8 +13,9 @@ from snnergy.regularizers import PenaltyOptions, bind_penalty
 @pytest.mark.parametrize("name", ["synops", "macs"])
 def test_fast_path_equals_the_reference_in_float64_with_capped_rates(name: str) -> None:
     # percentile 50: half of each layer's non-zero activations lie above its scale, so synops caps
-    # many rates (the fast path finds them from the block maxima); batches of 32, 8 and 32
-    # samples. Values and running scales equal to the bit, parameter gradients to float64 rounding.
+    # many rates; batches of 32, 8 and 32 samples. Running scales equal to the bit, values to
+    # rounding (the compiled kernels sum in another order: test_energy_aware.energy_value_rtol's
+    # bound, 2 (n + 12) u with n = 4704 values per sample), parameter gradients to float64 rounding.
     torch.manual_seed(0)
     model = lenet((1, 28, 28), 10).double()
     options = PenaltyOptions(percentile=50.0)
@@ -30,7 +31,8 @@ def test_fast_path_equals_the_reference_in_float64_with_capped_rates(name: str) 
             value = penalty(record)
             (logits.square().mean() + 1e-3 * value).backward()
             results.append((value.detach(), [p.grad.clone() for p in model.parameters()]))
-        assert torch.equal(results[0][0], results[1][0])
+        u = torch.finfo(torch.float64).eps / 2
+        torch.testing.assert_close(results[0][0], results[1][0], rtol=2 * (4704 + 12) * u, atol=0)
         assert all(torch.equal(fast.state_dict()[k], reference.state_dict()[k]) for k in reference.state_dict())
         for ours, theirs in zip(results[0][1], results[1][1]):
             torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-14)

@@ -1,0 +1,220 @@
+"""The fused penalties' compiled kernels against the PyTorch operations they replace: element-wise
+results (gradients, block maxima, counts, order statistics) to the bit, sums to rounding, the
+``SNNERGY_KERNELS`` switch, and the penalties with the kernels off equal to the reference to the bit
+where they were. Tests that need the kernels skip with the reason when no C compiler exists."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from snnergy import native
+from snnergy.normalization import block_count, select_counted, select_percentile
+from snnergy.records import ActivityRecord
+from snnergy.regularizers import activity_penalty, compiled
+
+SRC = Path(__file__).resolve().parents[3] / "src"
+DTYPES = [torch.float32, torch.float64]
+
+
+@pytest.fixture
+def built() -> None:
+    """The kernels built (as the first fused penalty builds them), or the test skipped with the
+    reason when they cannot exist here (switched off, no C compiler)."""
+    if native.setting() == "off":
+        pytest.skip(f"the compiled kernels are switched off ({native.SWITCH}=off)")
+    if native.compiler() is None:
+        pytest.skip(f"no C compiler '{os.environ.get('CC') or 'cc'}' on PATH: the compiled kernels cannot be built")
+    assert compiled.prepare(), f"the compiled kernels must build here: {compiled.unavailable_reason()}"
+
+
+def maps(dtype: torch.dtype, signed: bool, shape: tuple[int, ...] = (5, 3, 7, 9)) -> torch.Tensor:
+    """A map with zeros (a ReLU's, or signed), ties (rounded to quarters) and n = 189 per sample
+    (not a multiple of the 8 lanes: the tail loops run too)."""
+    torch.manual_seed(3)
+    a = (torch.randn(*shape, dtype=dtype) * 4).round() / 4
+    return a if signed else torch.relu(a)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("signed", [False, True])
+def test_row_sums_are_the_float64_sums_of_the_terms(built: None, dtype: torch.dtype, signed: bool) -> None:
+    a = maps(dtype, signed)
+    flat = a.reshape(a.shape[0], -1)
+    m = flat.abs()
+    sums = compiled.row_sums(a, not signed, 1.0)
+    # |a| and a^2 of quarters are exact in float64, and so are their sums (few bits): to the bit
+    assert torch.equal(sums[0], m.double().sum(1)) and torch.equal(sums[1], m.double().square().sum(1))
+    # m / (1 + m) rounds in the map's dtype, as the PyTorch path does, then adds in float64
+    terms = (m / (1.0 + m)).double()
+    torch.testing.assert_close(sums[2], terms.sum(1), rtol=4 * 189 * 2.0**-53, atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("signed", [False, True])
+def test_gradients_are_the_pytorch_expressions_to_the_bit(built: None, dtype: torch.dtype, signed: bool) -> None:
+    # the same operations in the same order, no fused multiply-add: the same bits
+    a = maps(dtype, signed)
+    k1, k2 = torch.rand(5, dtype=dtype), -torch.rand(5, dtype=dtype)
+    row = [1] * (a.dim() - 1)
+    hoyer = a.sgn() * k1.view(-1, *row) + a * k2.view(-1, *row) if signed else a * k2.view(-1, *row) + k1.view(-1, *row)
+    assert torch.equal(compiled.hoyer_grad(a, not signed, k1, k2), hoyer)
+    d = 1.0 + a.abs()
+    tl1 = (a.sgn() * k1.view(-1, *row)) / (d * d) if signed else k1.view(-1, *row) / (d * d)
+    assert torch.equal(compiled.tl1_grad(a, not signed, 1.0, k1), tl1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("shape", [(5, 3, 7, 9), (64, 6, 28, 28), (2, 16411)])
+def test_energy_pass_and_selection_are_select_percentiles(built: None, dtype: torch.dtype, signed: bool,
+                                                          shape: tuple[int, ...]) -> None:
+    # the block maxima, count and NaN flag of one pass, and the order statistics of select_top, give
+    # select_percentile's selection: the same status, values and weight, and positions holding those
+    # values (among ties any); (64, 6, 28, 28) and (2, 16411) are blocked, the latter with a tail
+    a = maps(dtype, signed, shape)
+    flat = a.reshape(-1)
+    magnitudes = flat.abs()
+    f = torch.rand(shape[1:], dtype=dtype)
+    for q in (1.0, 0.999, 0.5, 1e-4):
+        reference = select_percentile(magnitudes, q)
+        maxima, count, nan, _ = compiled.energy_pass(a, not signed, block_count(flat.numel()), None, f, None)
+        ours = select_counted(flat, q, maxima, count, nan, absolute=signed,
+                              largest=lambda k, two: compiled.select_top(flat, signed, maxima, k, two))
+        assert (ours.status, ours.weight) == (reference.status, reference.weight)
+        assert (maxima is None and reference.blocks is None) or torch.equal(maxima, reference.blocks)
+        assert torch.equal(ours.values, reference.values) and torch.equal(magnitudes[ours.positions], ours.values)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_nan_is_found_and_the_values_are_the_terms_summed(built: None, dtype: torch.dtype) -> None:
+    a = maps(dtype, False)
+    f = torch.rand(a.shape[1:], dtype=dtype)
+    scale, eps = 1.25, 0.1
+    flat, ff = a.reshape(5, -1).double(), f.reshape(-1).double()
+    n = flat.shape[1]
+    # synops: sum f min(a, lambda) / lambda; macs: sum f a / (a + eps lambda); the count: sum f [a != 0]
+    cases = [(None, False, (flat.clamp(max=scale) * ff).sum(1) / scale),
+             (eps, False, (ff * flat / (flat + eps * scale)).sum(1)),
+             (None, True, ((flat != 0).double() * ff).sum(1))]
+    for e, indicator, expected in cases:
+        _, count, nan, value = compiled.energy_pass(a, True, 0, scale, f, e, indicator=indicator)
+        assert count == int((a != 0).sum()) and not nan
+        torch.testing.assert_close(value, expected.to(dtype), rtol=4 * (n + 4) * torch.finfo(dtype).eps, atol=0)
+    a.view(-1)[17] = math.nan
+    assert compiled.energy_pass(a, True, 0, None, f, None)[2]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("signed", [False, True])
+def test_energy_grad_is_the_pytorch_path_to_the_bit(built: None, dtype: torch.dtype, signed: bool) -> None:
+    a = maps(dtype, signed) * 1.7
+    f = torch.rand(a.shape[1:], dtype=dtype)
+    grad = torch.rand(5, dtype=dtype)
+    row = grad.view(-1, *[1] * (a.dim() - 1))
+    scale, eps = 1.75, 0.1
+    # synops (fused_energy._synops_backward): (grad / lambda) * f where a / lambda <= 1
+    expected = torch.where(a / scale <= 1.0, (row / scale) * f, 0.0)
+    ours, moment = compiled.energy_grad(a, not signed, scale, f, None, grad)
+    assert torch.equal(ours, expected)
+    assert moment == pytest.approx((expected.double() * a.double()).sum().item(), rel=1e-12)
+    # macs (fused_energy._macs_backward): ((grad * eps) / mu) * f [* sgn(x)] / (|x| / mu + eps)^2
+    expected = (row * eps / scale) * f
+    if signed:
+        expected = expected * a.sgn()
+    expected = expected / (a.abs() / scale + eps).square()
+    assert torch.equal(compiled.energy_grad(a, not signed, scale, f, eps, grad)[0], expected)
+
+
+def test_the_rate_limit_is_the_float32_quotient_test() -> None:
+    # x <= limit exactly where float32(x / lambda) <= 1: at the limit, one float32 above it, and
+    # around lambda, for scales over many binades
+    torch.manual_seed(0)
+    for _ in range(300):
+        scale = float(torch.tensor(torch.rand(()).item() * 10.0 ** torch.randint(-6, 6, ()).item(), dtype=torch.float32))
+        limit = compiled.rate_limit(scale)
+        x = torch.cat([torch.tensor([limit, scale]), torch.nextafter(torch.tensor([limit]), torch.tensor([math.inf])),
+                       torch.tensor(scale) * (1 + (torch.rand(200) - 0.5) * 1e-6)]).float()
+        assert torch.equal(x / torch.tensor(scale, dtype=torch.float32) <= 1.0, x <= limit)
+    assert compiled.rate_limit(0.0) == 0.0 and compiled.rate_limit(math.inf) == 0.0
+
+
+def test_usable_needs_contiguous_cpu_float_maps(built: None) -> None:
+    a = torch.rand(4, 6)
+    assert compiled.usable([a, torch.rand(3, 2)])
+    assert not compiled.usable([a.t()])  # not contiguous
+    assert not compiled.usable([a.half()]) and not compiled.usable([a, a.double()])
+
+
+OFF = """
+    from dataclasses import replace
+    from snnergy.records import ActivityRecord
+    from snnergy.regularizers import REGULARIZERS, activity_penalty, compiled
+    torch.manual_seed(0)
+    maps = {"a": torch.relu(torch.randn(3, 2, 4, 4)), "b": torch.randn(3, 7)}
+    for name in ("l1", "l2", "hoyer", "hoyer-square", "transformed-l1"):
+        fast = activity_penalty(ActivityRecord(maps), name)
+        reference = replace(REGULARIZERS.get(name), fast=False).penalty(ActivityRecord(maps))
+        assert name in ("hoyer", "hoyer-square") or torch.equal(fast, reference), name
+    assert not compiled.usable([maps["b"]])
+    print("off ok")
+"""
+
+
+def test_off_takes_the_pytorch_path_the_reference_to_the_bit(tmp_path: Path) -> None:
+    # SNNERGY_KERNELS=off: never built; l1, l2 and transformed-l1 then equal the reference to the bit
+    script = tmp_path / "script.py"
+    script.write_text("import sys\nsys.path.insert(0, sys.argv[1])\nimport torch\n" + textwrap.dedent(OFF))
+    env = {**os.environ, "SNNERGY_KERNELS": "off", "SNNERGY_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(script), str(SRC)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "off ok" in done.stdout and compiled.BUILD_MESSAGE not in done.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_fused_penalties_with_and_without_the_kernels_agree(built: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # in this process: the same record through the compiled path and, switched off, the PyTorch
+    # path: values to rounding (test_fused.value_rtol's bound), gradients to rounding
+    torch.manual_seed(1)
+    base = [torch.randn(4, 3, 6, 6), torch.randn(4, 20)]
+    for name in ("l2", "hoyer", "hoyer-square", "transformed-l1"):
+        results = []
+        for mode in ("auto", "off"):
+            monkeypatch.setenv(native.SWITCH, mode)
+            leaves = [b.clone().requires_grad_(True) for b in base]
+            value = activity_penalty(ActivityRecord({"r": torch.relu(leaves[0]), "s": leaves[1]}), name)
+            value.backward()
+            results.append((value.detach(), [leaf.grad for leaf in leaves]))
+        torch.testing.assert_close(results[0][0], results[1][0], rtol=2 * (2 * 109 + 11) * 2.0**-24, atol=0)
+        for ours, theirs in zip(results[0][1], results[1][1]):
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["synops", "macs"])
+def test_energy_penalties_without_the_kernels_are_the_reference_to_the_bit(name: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # SNNERGY_KERNELS=off in this process: the fused energy-aware path runs the reference's own
+    # operations (values and running scales to the bit, batch after batch; relu1's 64 x 4704 values
+    # take the blocks, capped rates found from them and from the tail)
+    from snnergy.activity import ActivityRecorder
+    from snnergy.models import lenet
+    from snnergy.regularizers import PenaltyOptions, bind_penalty
+
+    monkeypatch.setenv(native.SWITCH, "off")
+    torch.manual_seed(0)
+    model = lenet((1, 28, 28), 10)
+    options = PenaltyOptions(percentile=90.0)
+    fast, reference = (bind_penalty(name, model, (1, 28, 28), options, fast=f) for f in (True, False))
+    for _ in range(2):
+        with ActivityRecorder(model, layer_inputs=True) as recorder:
+            model(torch.rand(64, 1, 28, 28))
+            record = recorder.record()
+        assert torch.equal(fast(record), reference(record))
+        assert all(torch.equal(fast.state_dict()[k], reference.state_dict()[k]) for k in reference.state_dict())

@@ -143,8 +143,8 @@ class Simulator:
         self._in_shapes = dict(zip(shapes, outs))  # a stage's input: the previous neurons' shape
         self._source_shapes: dict[str | None, tuple[int, ...]] = {None: tuple(snn.input_shape)}
         self._source_shapes.update({s.neuron_name: o for s, (_, o) in zip(snn.stages, shapes.values()) if s.spiking})
-        #: Per branch (a stage name, or ``"<stage>/<shortcut index>"``) and input layout, its poolings
-        #: folded into its layer, or ``None`` when it has nothing to fold.
+        #: Per branch (a stage name, or ``"<stage>/<shortcut index>"``) and input layout, how the
+        #: batched path runs it (its poolings, and what is folded into its layer).
         self._folded: dict[tuple[str, bool], BatchedLayer] = {}
         self._widest = max(math.prod(i) + math.prod(o) for i, o in shapes.values())
         self._tables: dict[tuple[str, bool], EventTable] = {}

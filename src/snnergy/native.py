@@ -22,11 +22,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from snnergy.config import env_setting
+from snnergy.errors import ConfigError
 
 #: The environment variable that switches the compiled kernels, and its values (the first is the default).
 SWITCH = "SNNERGY_KERNELS"
@@ -120,3 +122,80 @@ def build(stem: str, source: str, message: str, flags: Sequence[str] = FLAGS,
     print(f"snnergy: compiled {stem} in {time.perf_counter() - start:.1f} s into {target.parent}",
           file=sys.stderr, flush=True)
     return target
+
+
+class Library:
+    """One C library, built and loaded at its first :meth:`prepare` if the switch allows, then
+    kept for the process; what :mod:`snnergy.simulation.kernels` and
+    :mod:`snnergy.regularizers.compiled` each hold one of.
+
+    Args:
+        stem: The library's file name before the hash (:func:`build`).
+        source: The C source.
+        message: Printed on stderr before a build that is not cached yet.
+        load: Loads the built file (sets the functions' argument types), e.g. with :mod:`ctypes`.
+        what: The kernels' name in messages, e.g. ``"the fused penalties' compiled kernels"``.
+        fallback: What runs without them, in the ``require`` error, e.g. ``"PyTorch"``.
+        builder: Where building happens, in :meth:`unavailable_reason` before the first build.
+
+    Example:
+        >>> lib = Library("none", "", "", lambda path: path, "these kernels", "PyTorch", "never here")
+        >>> os.environ.get(SWITCH, "auto") == "off" or lib.unavailable_reason() == "not built yet (never here)"
+        True
+    """
+
+    def __init__(self, stem: str, source: str, message: str, load: Callable[[Path], Any], what: str,
+                 fallback: str, builder: str) -> None:
+        self.stem, self.source, self.message, self.load = stem, source, message, load
+        self.what, self.fallback, self.builder = what, fallback, builder
+        self._lock = threading.Lock()
+        self._tried = False
+        self._lib: Any = None
+        self._reason: str | None = None
+
+    def prepare(self) -> bool:
+        """Builds (once per machine: later calls and processes load the cached file) and loads the
+        library if ``$SNNERGY_KERNELS`` allows; whether it can be used now.
+
+        Raises:
+            ConfigError: The switch is invalid, or ``require`` and the library cannot be built or
+                loaded (the message says why: no compiler, the compiler's error).
+        """
+        mode = setting()
+        if mode == "off":
+            return False
+        with self._lock:
+            if not self._tried:
+                try:
+                    self._lib = self.load(build(self.stem, self.source, self.message))
+                except (OSError, subprocess.SubprocessError, RuntimeError) as err:
+                    text = str(err).strip()
+                    self._reason = text.splitlines()[0] if text else repr(err)
+                self._tried = True
+        if self._lib is None and mode == "require":
+            raise ConfigError(f"{SWITCH}=require, but {self.what} cannot be built: {self._reason} "
+                              f"(set {SWITCH}=auto to fall back to {self.fallback})")
+        return self._lib is not None
+
+    def available(self) -> bool:
+        """Whether the library can be used now; never builds."""
+        return setting() != "off" and self._lib is not None
+
+    def unavailable_reason(self) -> str | None:
+        """Why the library cannot be used now (switched off, not built yet, no compiler, a failed
+        build), or ``None`` if it can; never builds."""
+        if setting() == "off":
+            return f"{SWITCH}=off"
+        if not self._tried:
+            return f"not built yet ({self.builder})"
+        return self._reason
+
+    def loaded(self) -> Any:
+        """The loaded library, prepared if need be (a direct kernel call asks for it).
+
+        Raises:
+            RuntimeError: It is unavailable (the reason is in the message).
+        """
+        if self._lib is None and not self.prepare():
+            raise RuntimeError(f"{self.what} are unavailable: {self.unavailable_reason()}")
+        return self._lib

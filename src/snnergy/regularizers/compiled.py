@@ -35,15 +35,12 @@ from __future__ import annotations
 import ctypes
 import math
 import struct
-import subprocess
-import threading
 from typing import Sequence
 
 import torch
 from torch import Tensor
 
 from snnergy import native
-from snnergy.errors import ConfigError
 
 BUILD_MESSAGE = "snnergy: compiling the fused penalties' CPU kernels (once per machine)..."
 
@@ -441,8 +438,6 @@ SELECT_TOP(f64, double)
 """
 
 _P, _I, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-_lock = threading.Lock()
-_state: dict[str, object] = {}
 
 
 def prepare() -> bool:
@@ -452,31 +447,13 @@ def prepare() -> bool:
     Raises:
         ConfigError: The switch is invalid, or ``require`` and the kernels cannot be built.
     """
-    mode = native.setting()
-    if mode == "off":
-        return False
-    with _lock:
-        if "lib" not in _state:
-            try:
-                _state["lib"], _state["reason"] = _load(native.build("snnergy_penalties", _SOURCE, BUILD_MESSAGE)), None
-            except (OSError, subprocess.SubprocessError, RuntimeError) as err:
-                text = str(err).strip()
-                _state["lib"], _state["reason"] = None, text.splitlines()[0] if text else repr(err)
-    if _state["lib"] is None and mode == "require":
-        raise ConfigError(f"{native.SWITCH}=require, but the fused penalties' compiled kernels cannot be built: "
-                          f"{_state['reason']} (set {native.SWITCH}=auto to fall back to PyTorch)")
-    return _state["lib"] is not None
+    return _LIBRARY.prepare()
 
 
 def unavailable_reason() -> str | None:
     """Why the kernels cannot be used now (switched off, not built yet, no compiler, a failed
     build), or ``None`` if they can; never builds."""
-    if native.setting() == "off":
-        return f"{native.SWITCH}=off"
-    if "lib" not in _state:
-        return "not built yet (the first fused penalty on a CPU builds them: compiled.prepare())"
-    reason = _state.get("reason")
-    return None if reason is None else str(reason)
+    return _LIBRARY.unavailable_reason()
 
 
 def usable(maps: Sequence[Tensor]) -> bool:
@@ -496,12 +473,7 @@ def usable(maps: Sequence[Tensor]) -> bool:
 
 
 def _lib() -> ctypes.CDLL:
-    lib = _state.get("lib")
-    if lib is not None:
-        return lib  # type: ignore[return-value]
-    if not prepare():
-        raise RuntimeError(f"the fused penalties' compiled kernels are unavailable: {unavailable_reason()}")
-    return _state["lib"]  # type: ignore[return-value]
+    return _LIBRARY.loaded()  # type: ignore[no-any-return]
 
 
 def _function(name: str, a: Tensor) -> tuple[ctypes._CFuncPtr, type]:  # type: ignore[name-defined]
@@ -674,3 +646,8 @@ def _load(path: object) -> ctypes.CDLL:
             fn = getattr(lib, name + suffix)
             fn.argtypes, fn.restype = argtypes, (_INT if name == "select_top" else None)
     return lib
+
+
+_LIBRARY = native.Library("snnergy_penalties", _SOURCE, BUILD_MESSAGE, _load,
+                          "the fused penalties' compiled kernels", "PyTorch",
+                          "the first fused penalty on a CPU builds them: compiled.prepare()")

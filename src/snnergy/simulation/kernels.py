@@ -38,15 +38,12 @@ feature flags (the code is built for the host CPU with ``-march=native``).
 from __future__ import annotations
 
 import ctypes
-import subprocess
-import threading
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from snnergy import native
-from snnergy.errors import ConfigError
 
 _SOURCE = r"""
 #include <stdint.h>
@@ -155,9 +152,6 @@ EVENTS(events_f64, double)
 
 _P, _I, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 
-_lock = threading.Lock()
-_state: dict[str, object] = {}
-
 #: The environment variable that switches the kernels, and its values (the first is the default);
 #: the fused penalties' kernels obey it too (:mod:`snnergy.native`).
 SWITCH = native.SWITCH
@@ -196,36 +190,18 @@ def prepare() -> bool:
         ConfigError: ``$SNNERGY_KERNELS`` is invalid, or is ``require`` and the kernels cannot be
             built or loaded (the message says why: no compiler, the compiler's error).
     """
-    mode = setting()
-    if mode == "off":
-        return False
-    with _lock:
-        if "lib" not in _state:
-            try:
-                _state["lib"], _state["reason"] = _load(_build()), None
-            except (OSError, subprocess.SubprocessError, RuntimeError) as err:
-                text = str(err).strip()
-                _state["lib"], _state["reason"] = None, text.splitlines()[0] if text else repr(err)
-    if _state["lib"] is None and mode == "require":
-        raise ConfigError(f"{SWITCH}=require, but snnergy's compiled CPU kernels cannot be built: "
-                          f"{_state['reason']} (set {SWITCH}=auto to fall back to the PyTorch loops)")
-    return _state["lib"] is not None
+    return _LIBRARY.prepare()
 
 
 def available() -> bool:
     """Whether the compiled kernels can be used now; never builds (see :func:`prepare`)."""
-    return setting() != "off" and _state.get("lib") is not None
+    return _LIBRARY.available()
 
 
 def unavailable_reason() -> str | None:
     """Why the kernels cannot be used now (switched off, not prepared yet, no compiler, a failed
     build), or ``None`` if they can; never builds."""
-    if setting() == "off":
-        return f"{SWITCH}=off"
-    if "lib" not in _state:
-        return "not built yet (the first simulation builds them: snnergy.simulation.kernels.prepare())"
-    reason = _state.get("reason")
-    return None if reason is None else str(reason)
+    return _LIBRARY.unavailable_reason()
 
 
 def if_scan(currents: Tensor, v: Tensor, out: Tensor, counts: Tensor, final: Tensor, threshold: float,
@@ -306,13 +282,7 @@ def events(inputs: Tensor, ptr: Tensor, ostart: Tensor, wstart: Tensor, length: 
 
 def _require() -> ctypes.CDLL:
     """The loaded library, prepared if need be (a direct kernel call asks for the kernels)."""
-    if not prepare():
-        raise RuntimeError(f"snnergy's compiled kernels are unavailable: {unavailable_reason()}")
-    return _state["lib"]  # type: ignore[return-value]
-
-
-def _build() -> Path:
-    return native.build("snnergy_kernels", _SOURCE, BUILD_MESSAGE)
+    return _LIBRARY.loaded()  # type: ignore[no-any-return]
 
 
 def _load(path: Path) -> ctypes.CDLL:
@@ -324,3 +294,7 @@ def _load(path: Path) -> ctypes.CDLL:
         getattr(lib, name).argtypes = [_P, _I, _I, _P, _P, _P, _P, _P, _P, _I, _P, _INT]
         getattr(lib, name).restype = None
     return lib
+
+
+_LIBRARY = native.Library("snnergy_kernels", _SOURCE, BUILD_MESSAGE, _load, "snnergy's compiled CPU kernels",
+                          "the PyTorch loops", "the first simulation builds them: snnergy.simulation.kernels.prepare()")

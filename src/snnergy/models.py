@@ -27,6 +27,7 @@ from torch import nn
 from snnergy.config import ModelConfig
 from snnergy.errors import ConfigError
 from snnergy.layers import swap_activations
+from snnergy.pooling import AvgPool2d
 from snnergy.registry import Registry
 from snnergy.structure import NetworkPlan, trace
 
@@ -149,10 +150,10 @@ def lenet(input_shape: tuple[int, int, int], num_classes: int, width: float = 1.
     features: list[tuple[str, nn.Module]] = [
         ("conv1", nn.Conv2d(channels, c1, kernel, padding=pad1)),
         ("relu1", nn.ReLU()),
-        ("pool1", nn.AvgPool2d(2)),
+        ("pool1", AvgPool2d(2)),
         ("conv2", nn.Conv2d(c1, c2, kernel, padding=pad2)),
         ("relu2", nn.ReLU()),
-        ("pool2", nn.AvgPool2d(2)),
+        ("pool2", AvgPool2d(2)),
         ("flatten", nn.Flatten()),
     ]
     flat = _flat_size(features, input_shape)
@@ -224,7 +225,7 @@ def vgg(input_shape: tuple[int, int, int], num_classes: int, width: float = 1.0)
                 (f"relu{block}_{i}", nn.ReLU()),
             ]
             c_in = c_out
-        layers.append((f"pool{block}", nn.AvgPool2d(2)))
+        layers.append((f"pool{block}", AvgPool2d(2)))
     layers.append(("flatten", nn.Flatten()))
     flat, hidden = _flat_size(layers, input_shape), _scaled(128, width)
     layers += [
@@ -316,7 +317,7 @@ class ResNet(nn.Module):
         size = [height, width]
         for _ in range(2):  # two stride-2 convolutions (3x3, padding 1)
             size = [(n - 1) // 2 + 1 for n in size]
-        self.pool = nn.AvgPool2d(tuple(size))
+        self.pool = AvgPool2d(tuple(size))
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(c_in, num_classes)
 

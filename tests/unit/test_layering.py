@@ -20,12 +20,13 @@ ALLOWED = {
     "checkpoints": {"errors"},
     "data": UTILITIES,
     # the network plan: one traced description of a model that every stage reads
-    "structure": UTILITIES | {"layers"},
+    "structure": UTILITIES | {"layers", "pooling"},
     # trained-threshold activations (QCFS, trained clip): torch modules, and theta's start from
     # the converter's percentile definition (normalization imports only errors)
     "layers": UTILITIES | {"normalization"},
     # the registry models build their activations with layers' one factory
-    "models": UTILITIES | {"structure", "layers"},
+    "models": UTILITIES | {"structure", "layers", "pooling"},
+    "pooling": UTILITIES | {"native"},
     # data: the one batch iterator (snnergy.data.batches); data imports only utilities
     "simulation": UTILITIES | {"data", "structure", "native"},
     "activity": UTILITIES | {"structure"},

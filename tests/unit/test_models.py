@@ -11,11 +11,12 @@ from torch import nn
 from snnergy.config import ModelConfig
 from snnergy.errors import ConfigError, ConversionError
 from snnergy.models import MODELS, build_model, check_supported, lenet, vgg
+from snnergy.pooling import AvgPool2d
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
 # The layer types the registry's models are built from (exact types).
-SUPPORTED_LAYERS = (nn.Conv2d, nn.Linear, nn.ReLU, nn.AvgPool2d, nn.MaxPool2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Flatten,
-                    nn.Dropout)  # MaxPool2d: lenet-max (issue 15, converted by spike-count gating)
+SUPPORTED_LAYERS = (nn.Conv2d, nn.Linear, nn.ReLU, nn.AvgPool2d, AvgPool2d, nn.MaxPool2d, nn.BatchNorm1d, nn.BatchNorm2d,
+                    nn.Flatten, nn.Dropout)  # MaxPool2d: lenet-max (issue 15, converted by spike-count gating)
 
 
 def _params(model: nn.Module) -> int:

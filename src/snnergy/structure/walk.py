@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from snnergy.errors import ConversionError
+from snnergy.pooling import AvgPool2d as CompiledAvgPool2d
 from snnergy.structure.activations import ActivationKind, kind_of_function, kind_of_method, kind_of_module
 from snnergy.structure.hints import function_hint, module_hint
 from snnergy.structure.tracing import function_name, trace_graph, user_line
@@ -33,6 +34,8 @@ _ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 _DROP_FUNCTIONS = (F.dropout, F.dropout1d, F.dropout2d)
 _FLATTEN_FUNCTIONS = (torch.flatten, torch.reshape)
 _POOL_FUNCTIONS = (F.avg_pool2d, F.adaptive_avg_pool2d)
+#: Pooling modules by exact type (snnergy's compiled AvgPool2d pools as nn.AvgPool2d does, to the bit).
+_POOL_MODULES = (nn.AvgPool2d, nn.AdaptiveAvgPool2d, CompiledAvgPool2d)
 _MAX_POOL_FUNCTIONS = (F.max_pool2d, torch.max_pool2d)
 _MAX_POOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 _METHODS = {"add": "add", "add_": "add", "contiguous": "drop",
@@ -101,7 +104,7 @@ class Walker:
                 return "drop"
             if kind is nn.Flatten:
                 return "flatten"
-            if kind in (nn.AvgPool2d, nn.AdaptiveAvgPool2d):
+            if kind in _POOL_MODULES:
                 return "pool"
             if kind is nn.MaxPool2d:
                 return "maxpool"
@@ -343,6 +346,8 @@ class Walker:
             return [nn.AvgPool2d((height, width))] + ([] if args.get("keepdim") else [nn.Flatten()])
         if node.op == "call_module":
             module = self.modules[node.target]
+            if type(module) is CompiledAvgPool2d:  # the plan holds torch's module: the same op
+                return [module.plain()]
             if isinstance(module, nn.AvgPool2d):
                 return [copy.deepcopy(module)]
             return [self.adaptive(node, module.output_size, height, width)]

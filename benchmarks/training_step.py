@@ -8,6 +8,11 @@ counted. Each run is ``--batches`` steps from the same initial weights; the runs
 (none, l1, ..., none, l1, ...) for ``--rounds`` rounds in one process, and each regularizer's
 figure is the median over the rounds of its time divided by that round's ``none``.
 
+``--pooling both`` also runs every regularizer on a copy of the model whose poolings are torch's
+``nn.AvgPool2d`` (PyTorch's CPU pooling instead of :mod:`snnergy.pooling`'s compiled one), in the
+same rounds, and adds each figure divided by that copy's ``none``: what the compiled pooling
+saves. Both copies train to the same weights, to the bit (checked before timing).
+
 Run from the repository root: ``PYTHONPATH=src python benchmarks/training_step.py``
 (``--activation qcfs`` for trained thresholds). See docs/benchmarks.md.
 """
@@ -28,6 +33,7 @@ from snnergy.activity import ActivityRecorder
 from snnergy.config import DataConfig, ModelConfig
 from snnergy.data import load_dataset
 from snnergy.models import build_model
+from snnergy.pooling import AvgPool2d
 from snnergy.regularizers import REGULARIZERS, PenaltyOptions, bind_penalty
 
 DEFAULT = "none,l1,l2,hoyer,hoyer-square,transformed-l1,synops,macs"
@@ -45,6 +51,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batches", type=int, default=10, help="training steps per timed run")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--pooling", default="compiled", choices=["compiled", "both"],
+                   help="both: also time the model with torch's nn.AvgPool2d (PyTorch's CPU pooling)")
     a = p.parse_args(argv)
     a.regularizers = [r.strip() for r in a.regularizers.split(",") if r.strip()]
     for name in a.regularizers:
@@ -63,8 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                           splits.input_shape, splits.num_classes)
     batches = list(zip(splits.train_x.split(a.batch), splits.train_y.split(a.batch)))
 
-    def run(name: str) -> float:
-        model = copy.deepcopy(initial).train()
+    variants = {"": initial}
+    if a.pooling == "both":
+        variants["torch pooling"] = torch_pooling(initial)
+
+    def run(name: str, variant: str = "") -> float:
+        return train(name, variant)[0]
+
+    def train(name: str, variant: str) -> tuple[float, torch.nn.Module]:
+        model = copy.deepcopy(variants[variant]).train()
         optimizer = torch.optim.Adam(model.parameters(), 1e-3)
         penalty = None if name == "none" else bind_penalty(name, model, splits.input_shape, PenaltyOptions())
         inputs = penalty is not None and penalty.needs_layer_inputs
@@ -80,22 +95,42 @@ def main(argv: Sequence[str] | None = None) -> int:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            return time.process_time() - start
+            return time.process_time() - start, model
 
-    for name in a.regularizers:  # warm-up
-        run(name)
-    times: dict[str, list[float]] = {name: [] for name in a.regularizers}
+    if len(variants) > 1:  # the same weights with either pooling, to the bit
+        trained = [train(a.regularizers[-1], v)[1] for v in variants]
+        if not all(torch.equal(p, q) for p, q in zip(trained[0].parameters(), trained[1].parameters())):
+            raise SystemExit("the two poolings trained to different weights")
+    runs = [(name, v) for name in a.regularizers for v in variants]
+    for name, v in runs:  # warm-up
+        run(name, v)
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
     for _ in range(a.rounds):
-        for name in a.regularizers:
-            times[name].append(run(name))
-    base = times["none"]
+        for name, v in runs:
+            times[(name, v)].append(run(name, v))
     print(f"{a.dataset} {a.model} {a.activation}{a.levels if a.activation == 'qcfs' else ''}, batch {a.batch}, "
           f"{a.threads} thread(s), CPU time, {a.batches} steps x {a.rounds} rounds alternating")
-    print("\n| regularizer | ms / step (median) | x none (median of per-round ratios) |\n|---|---:|---:|")
-    for name, ts in times.items():
-        ratio = statistics.median(t / b for t, b in zip(ts, base))
-        print(f"| {name} | {statistics.median(ts) / a.batches * 1000:.2f} | {ratio:.3f} |")
+    other = " | x none with torch pooling" if len(variants) > 1 else ""
+    print(f"\n| regularizer | ms / step (median) | x none (median of per-round ratios){other} |\n"
+          f"|---|---:|---:|{'---:|' if other else ''}")
+    for (name, v), ts in times.items():
+        ratio = statistics.median(t / b for t, b in zip(ts, times[("none", v)]))
+        cells = f"| {name}{f' ({v})' if v else ''} | {statistics.median(ts) / a.batches * 1000:.2f} | {ratio:.3f} |"
+        if other:
+            base = times[("none", "torch pooling")]
+            cells += f" {statistics.median(t / b for t, b in zip(ts, base)):.3f} |"
+        print(cells)
     return 0
+
+
+def torch_pooling(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` with every :class:`~snnergy.pooling.AvgPool2d` replaced by torch's own."""
+    model = copy.deepcopy(model)
+    for parent in model.modules():
+        for name, child in list(parent.named_children()):
+            if type(child) is AvgPool2d:
+                setattr(parent, name, child.plain())
+    return model
 
 
 if __name__ == "__main__":

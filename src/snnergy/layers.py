@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from snnergy.errors import ConfigError
 from snnergy.normalization import nonzero_percentile
+from snnergy.qcfs_kernels import qcfs
 
 THRESHOLD_PERCENTILE = 99.9
 """Percentile of a layer's positive inputs that ``theta`` starts at (Rueckauer et al. 2017's
@@ -98,8 +99,9 @@ class QCFS(_TrainedThreshold):
         self.levels = levels
 
     def forward(self, x: Tensor) -> Tensor:
-        theta = self.theta(x)
-        return theta * torch.clamp(floor_ste(x * self.levels / theta + 0.5) / self.levels, 0.0, 1.0)
+        # theta * clamp(floor_ste(x * L / theta + 0.5) / L, 0, 1): on a CPU one compiled pass each
+        # way, the same values and gradients to the bit (snnergy.qcfs_kernels)
+        return qcfs(x, self.theta(x), self.levels)
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}, {super().extra_repr()}"

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from snnergy.errors import ConfigError
 from snnergy.normalization import nonzero_percentile
-from snnergy.qcfs_kernels import qcfs
+from snnergy.threshold_kernels import clip, qcfs
 
 THRESHOLD_PERCENTILE = 99.9
 """Percentile of a layer's positive inputs that ``theta`` starts at (Rueckauer et al. 2017's
@@ -100,7 +100,7 @@ class QCFS(_TrainedThreshold):
 
     def forward(self, x: Tensor) -> Tensor:
         # theta * clamp(floor_ste(x * L / theta + 0.5) / L, 0, 1): on a CPU one compiled pass each
-        # way, the same values and gradients to the bit (snnergy.qcfs_kernels)
+        # way, the same values and gradients to the bit (snnergy.threshold_kernels)
         return qcfs(x, self.theta(x), self.levels)
 
     def extra_repr(self) -> str:
@@ -116,7 +116,9 @@ class TrainedClip(_TrainedThreshold):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.minimum(torch.relu(x), self.theta(x))
+        # minimum(relu(x), theta): on a CPU one compiled pass each way, the same values and
+        # gradients to the bit (snnergy.threshold_kernels)
+        return clip(x, self.theta(x))
 
 
 def threshold_parameters(module: nn.Module | None) -> dict[str, object]:

@@ -4,10 +4,11 @@ loaded through :mod:`ctypes`; nothing is downloaded.
 Four places keep CPU kernels in C: the simulator (:mod:`snnergy.simulation.kernels`: the IF
 scan and event-driven currents), the fused penalties (:mod:`snnergy.regularizers.compiled`:
 per-sample statistics and gradients of the activation maps), the average pooling
-(:mod:`snnergy.pooling`) and QCFS (:mod:`snnergy.qcfs_kernels`). This module is what they share,
-so that none imports another: the compiler (``$CC``, else ``cc``), the cache folder, the content
-hash in the library's file name and the one switch, ``$SNNERGY_KERNELS`` (:func:`setting`:
-``auto``, ``off`` or ``require``), which all four obey.
+(:mod:`snnergy.pooling`) and the trained-threshold activations
+(:mod:`snnergy.threshold_kernels`). This module is what they share, so that none imports
+another: the compiler (``$CC``, else ``cc``), the cache folder, the content hash in the library's
+file name and the one switch, ``$SNNERGY_KERNELS`` (:func:`setting`: ``auto``, ``off`` or
+``require``), which all four obey.
 
 Cache folder: ``$SNNERGY_CACHE_DIR``, else ``$XDG_CACHE_HOME/snnergy``, else ``~/.cache/snnergy``;
 a library's file name carries a hash of its source, the flags, the compiler's version and the
@@ -128,7 +129,7 @@ def build(stem: str, source: str, message: str, flags: Sequence[str] = FLAGS,
 class Library:
     """One C library, built and loaded at its first :meth:`prepare` if the switch allows, then
     kept for the process; what :mod:`snnergy.simulation.kernels`, :mod:`snnergy.regularizers.compiled`,
-    :mod:`snnergy.pooling` and :mod:`snnergy.qcfs_kernels` each hold one of.
+    :mod:`snnergy.pooling` and :mod:`snnergy.threshold_kernels` each hold one of.
 
     Args:
         stem: The library's file name before the hash (:func:`build`).

@@ -23,8 +23,8 @@ ALLOWED = {
     "structure": UTILITIES | {"layers", "pooling"},
     # trained-threshold activations (QCFS, trained clip): torch modules, and theta's start from
     # the converter's percentile definition (normalization imports only errors)
-    "layers": UTILITIES | {"normalization", "qcfs_kernels"},
-    "qcfs_kernels": UTILITIES | {"native"},
+    "layers": UTILITIES | {"normalization", "threshold_kernels"},
+    "threshold_kernels": UTILITIES | {"native"},
     # the registry models build their activations with layers' one factory
     "models": UTILITIES | {"structure", "layers", "pooling"},
     "pooling": UTILITIES | {"native"},

@@ -1,25 +1,32 @@
-"""QCFS's forward and backward as one compiled pass each: :func:`qcfs`.
+"""The trained-threshold activations' forward and backward as one compiled pass each: :func:`qcfs`
+and :func:`clip`.
 
 QCFS (Bu et al., ICLR 2022; :class:`snnergy.layers.QCFS`) is
-``theta * clamp(floor_ste(x * L / theta + 0.5) / L, 0, 1)``: as PyTorch operations, seven
-map-sized passes forward and about fifteen backward (issue 18: with QCFS the Fashion-MNIST LeNet
-training step took 15.4 ms against ReLU's 6.1 ms). Here, on a CPU, each direction is one C loop
-over the map; the threshold's gradient is the two map-sized terms autograd would sum, each reduced
-by PyTorch as autograd reduces it (``sum_to_size``), then added.
+``theta * clamp(floor_ste(x * L / theta + 0.5) / L, 0, 1)`` and the trained clip (Ho & Chang,
+DAC 2021; :class:`snnergy.layers.TrainedClip`) ``minimum(relu(x), theta)``: as PyTorch operations,
+QCFS takes seven map-sized passes forward and about fifteen backward, the clip's ``minimum``
+about six backward (issue 18: with either, the Fashion-MNIST LeNet training step took 15.4 to
+15.7 ms against ReLU's 6.1 ms). Here, on a CPU, each direction is one C loop over the map; the
+threshold's gradient is the map-sized terms autograd would form, each reduced by PyTorch as
+autograd reduces it (``sum_to_size``), then added.
 
 Numerics: every element goes through the same operations in the same order as the PyTorch
-expression (``floor_ste`` as ``t + (floor(t) - t)``; ``clamp`` passing NaN; the backward as
-autograd's formulas: ``where(0 <= c <= 1, g theta, 0) / L / theta * L`` for ``x``, and
-``g c`` and ``-g' ((x L / theta) / theta)`` for ``theta``), compiled without fused multiply-adds
-or fast-math: the outputs and both gradients are the expression's, to the bit (the tests check
-it), so a QCFS model trains to the same weights. ``$SNNERGY_KERNELS`` switches the kernels
-(:mod:`snnergy.native`); anything but a float32/float64 CPU map whose threshold is one value or
-one per channel (dim 1) runs the PyTorch expression.
+expression (``floor_ste`` as ``t + (floor(t) - t)``; ``clamp``, ``relu`` and ``minimum`` passing
+NaN) and autograd's backward formulas (QCFS: ``where(0 <= c <= 1, g theta, 0) / L / theta * L``
+for ``x``, ``g c`` and ``-g' ((x L / theta) / theta)`` for ``theta``; the clip: ``minimum``'s
+``where(r == theta, g / 2, g)`` masked where ``r > theta`` (``x``, then ``relu``'s mask) or
+``r < theta`` (``theta``)), compiled without fused multiply-adds or fast-math: the outputs and
+both gradients are the expression's, to the bit (the tests check it; a NaN is a NaN, whatever its
+sign bit), so a model trains to the same weights. ``$SNNERGY_KERNELS`` switches the kernels (:mod:`snnergy.native`); anything but a
+contiguous float32/float64 CPU map whose threshold is one value or one per channel (dim 1) runs
+the PyTorch expression.
 
 Example:
     >>> x = torch.tensor([[-1.0, 0.2, 0.3, 1.0, 5.0]])
     >>> qcfs(x, torch.tensor(2.0), 4).tolist()  # steps of theta / L = 0.5
     [[0.0, 0.0, 0.5, 1.0, 2.0]]
+    >>> clip(x, torch.tensor(2.0)).tolist()
+    [[0.0, 0.20000000298023224, 0.30000001192092896, 1.0, 2.0]]
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from torch.autograd.function import once_differentiable
 
 from snnergy import native
 
-BUILD_MESSAGE = "snnergy: compiling QCFS's CPU kernels (once per machine)..."
+BUILD_MESSAGE = "snnergy: compiling the trained-threshold activations' CPU kernels (once per machine)..."
 
 _SOURCE = r"""
 #include <stdint.h>
@@ -83,6 +90,42 @@ void qcfs_grad_##S(const T* restrict x, const T* restrict g, int64_t outer, int6
 }
 QCFS(f32, float)
 QCFS(f64, double)
+
+/* The trained clip: r = relu(x) (NaN kept), out = minimum(r, theta) (NaN kept). Backward, as
+   autograd: gr = where(r == theta, g / 2, g), 0 where r > theta; gx = 0 where r <= 0, else gr;
+   gt = where(r == theta, g / 2, g), 0 where r < theta (theta's term, reduced by the caller). */
+#define CLIP(S, T)                                                                              \
+static inline T relu_##S(T v) { return v != v ? v : (v < (T)0 ? (T)0 : v); }                    \
+void clip_##S(const T* restrict x, int64_t outer, int64_t channels, int64_t inner, const T* restrict theta, \
+              T* restrict out, int threads) {                                                   \
+    _Pragma("omp parallel for num_threads(threads) schedule(static)")                           \
+    for (int64_t r = 0; r < outer * channels; r++) {                                            \
+        T th = theta[r % channels];                                                             \
+        const T* xr = x + r * inner;                                                            \
+        T* o = out + r * inner;                                                                 \
+        for (int64_t i = 0; i < inner; i++) {                                                   \
+            T v = relu_##S(xr[i]);                                                              \
+            o[i] = v != v ? v : (th != th ? th : (v < th ? v : th));                            \
+        }                                                                                       \
+    }                                                                                           \
+}                                                                                               \
+void clip_grad_##S(const T* restrict x, const T* restrict g, int64_t outer, int64_t channels, int64_t inner, \
+                   const T* restrict theta, T* restrict gx, T* restrict gt, int threads) {      \
+    _Pragma("omp parallel for num_threads(threads) schedule(static)")                           \
+    for (int64_t r = 0; r < outer * channels; r++) {                                            \
+        T th = theta[r % channels];                                                             \
+        int64_t at = r * inner;                                                                 \
+        for (int64_t i = 0; i < inner; i++) {                                                   \
+            T v = relu_##S(x[at + i]), gi = g[at + i];                                          \
+            T shared = v == th ? gi / (T)2 : gi;                                                \
+            T gr = v > th ? (T)0 : shared;                                                      \
+            gx[at + i] = v <= (T)0 ? (T)0 : gr;                                                 \
+            gt[at + i] = v < th ? (T)0 : shared;                                                \
+        }                                                                                       \
+    }                                                                                           \
+}
+CLIP(f32, float)
+CLIP(f64, double)
 """
 
 _P, _I, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
@@ -93,13 +136,16 @@ def _load(path: object) -> ctypes.CDLL:
     for suffix, scalar in (("_f32", ctypes.c_float), ("_f64", ctypes.c_double)):
         getattr(lib, "qcfs" + suffix).argtypes = [_P, _I, _I, _I, _P, scalar, _P, _INT]
         getattr(lib, "qcfs_grad" + suffix).argtypes = [_P, _P, _I, _I, _I, _P, scalar, _P, _P, _P, _INT]
-        for name in ("qcfs", "qcfs_grad"):
+        getattr(lib, "clip" + suffix).argtypes = [_P, _I, _I, _I, _P, _P, _INT]
+        getattr(lib, "clip_grad" + suffix).argtypes = [_P, _P, _I, _I, _I, _P, _P, _P, _INT]
+        for name in ("qcfs", "qcfs_grad", "clip", "clip_grad"):
             getattr(lib, name + suffix).restype = None
     return lib
 
 
-_LIBRARY = native.Library("snnergy_qcfs", _SOURCE, BUILD_MESSAGE, _load, "QCFS's compiled kernels",
-                          "the PyTorch expression", "the first QCFS on a CPU builds them: snnergy.qcfs_kernels.prepare()")
+_LIBRARY = native.Library("snnergy_thresholds", _SOURCE, BUILD_MESSAGE, _load,
+                          "the trained-threshold activations' compiled kernels", "the PyTorch expressions",
+                          "the first QCFS or trained clip on a CPU builds them: snnergy.threshold_kernels.prepare()")
 
 
 def prepare() -> bool:
@@ -118,10 +164,15 @@ def unavailable_reason() -> str | None:
 
 
 def reference(x: Tensor, theta: Tensor, levels: int) -> Tensor:
-    """The PyTorch expression (``theta`` broadcast to ``x``), differentiated by autograd."""
+    """QCFS as the PyTorch expression (``theta`` broadcast to ``x``), differentiated by autograd."""
     t = x * levels / theta + 0.5
     t = t + (torch.floor(t) - t).detach()  # floor forward, identity backward (layers.floor_ste)
     return theta * torch.clamp(t / levels, 0.0, 1.0)
+
+
+def clip_reference(x: Tensor, theta: Tensor) -> Tensor:
+    """The trained clip as the PyTorch expression, differentiated by autograd."""
+    return torch.minimum(torch.relu(x), theta)
 
 
 def _layout(x: Tensor, theta: Tensor) -> tuple[int, int, int] | None:
@@ -145,6 +196,18 @@ def _compiled(x: Tensor, theta: Tensor) -> tuple[int, int, int] | None:
     return layout
 
 
+def _expression_grads(expression: Any, x: Tensor, theta: Tensor, grad: Tensor,
+                      ctx: Any) -> tuple[Tensor | None, Tensor | None]:
+    """The gradients by autograd through the PyTorch expression, for an output gradient whose
+    layout is not contiguous: autograd reduces the threshold's terms in that layout's order, so
+    the kernels' contiguous sums could differ from it in the last bit."""
+    with torch.enable_grad():
+        xs, ts = x.detach().requires_grad_(), theta.detach().requires_grad_()
+        wanted = [t for t, need in zip((xs, ts), ctx.needs_input_grad[:2]) if need]
+        grads = iter(torch.autograd.grad(expression(xs, ts), wanted, grad))
+    return tuple(next(grads) if need else None for need in ctx.needs_input_grad[:2])  # type: ignore[return-value]
+
+
 def _suffix(x: Tensor) -> str:
     return "f32" if x.dtype == torch.float32 else "f64"
 
@@ -166,7 +229,8 @@ class _QCFS(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         x, theta = ctx.saved_tensors
-        grad = grad.contiguous()
+        if not grad.is_contiguous():  # autograd's threshold terms follow grad's layout: its own bits
+            return (*_expression_grads(lambda a, t: reference(a, t, ctx.levels), x, theta, grad, ctx), None, None)
         gx, a, b = torch.empty_like(x), torch.empty_like(x), torch.empty_like(x)
         getattr(_LIBRARY.loaded(), "qcfs_grad_" + _suffix(x))(
             x.data_ptr(), grad.data_ptr(), *ctx.layout, theta.detach().contiguous().data_ptr(), float(ctx.levels),
@@ -196,3 +260,48 @@ def qcfs(x: Tensor, theta: Tensor, levels: int) -> Tensor:
     if layout is None:
         return reference(x, theta, levels)
     return _QCFS.apply(x, theta, levels, layout)  # type: ignore[no-any-return]
+
+
+class _Clip(torch.autograd.Function):
+    """The compiled trained clip and its compiled gradient (module docstring)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, theta: Tensor, layout: tuple[int, int, int]) -> Tensor:
+        out = torch.empty_like(x)
+        getattr(_LIBRARY.loaded(), "clip_" + _suffix(x))(x.data_ptr(), *layout, theta.detach().contiguous().data_ptr(),
+                                                         out.data_ptr(), torch.get_num_threads())
+        ctx.save_for_backward(x, theta)
+        ctx.layout = layout
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        x, theta = ctx.saved_tensors
+        if not grad.is_contiguous():  # autograd's threshold term follows grad's layout: its own bits
+            return (*_expression_grads(clip_reference, x, theta, grad, ctx), None)
+        gx, gt = torch.empty_like(x), torch.empty_like(x)
+        getattr(_LIBRARY.loaded(), "clip_grad_" + _suffix(x))(
+            x.data_ptr(), grad.data_ptr(), *ctx.layout, theta.detach().contiguous().data_ptr(), gx.data_ptr(),
+            gt.data_ptr(), torch.get_num_threads())
+        gtheta = gt.sum_to_size(theta.shape) if ctx.needs_input_grad[1] else None
+        return (gx if ctx.needs_input_grad[0] else None), gtheta, None
+
+
+def clip(x: Tensor, theta: Tensor) -> Tensor:
+    """``minimum(relu(x), theta)``, ``theta`` one value (0-d) or one per channel as
+    ``(1, C, 1, ...)``: compiled on a CPU where the module docstring allows, else the PyTorch
+    expression; the same values and gradients, to the bit.
+
+    Example:
+        >>> x = torch.tensor([[-1.0, 0.5, 2.0, 3.0]], requires_grad=True)
+        >>> theta = torch.tensor(2.0, requires_grad=True)
+        >>> y = clip(x, theta)
+        >>> y.sum().backward()
+        >>> y.tolist(), x.grad.tolist(), theta.grad.item()  # at x = theta the gradient is shared
+        ([[0.0, 0.5, 2.0, 2.0]], [[0.0, 1.0, 0.5, 0.0]], 1.5)
+    """
+    layout = _compiled(x, theta)
+    if layout is None:
+        return clip_reference(x, theta)
+    return _Clip.apply(x, theta, layout)  # type: ignore[no-any-return]

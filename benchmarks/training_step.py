@@ -8,10 +8,12 @@ counted. Each run is ``--batches`` steps from the same initial weights; the runs
 (none, l1, ..., none, l1, ...) for ``--rounds`` rounds in one process, and each regularizer's
 figure is the median over the rounds of its time divided by that round's ``none``.
 
-``--pooling both`` also runs every regularizer on a copy of the model whose poolings are torch's
-``nn.AvgPool2d`` (PyTorch's CPU pooling instead of :mod:`snnergy.pooling`'s compiled one), in the
-same rounds, and adds each figure divided by that copy's ``none``: what the compiled pooling
-saves. Both copies train to the same weights, to the bit (checked before timing).
+``--kernels both`` also runs every regularizer with ``SNNERGY_KERNELS=off`` (switched per run, in
+the same rounds): the model's poolings, QCFS and trained clip, and the penalties, in PyTorch
+operations alone (:mod:`snnergy.pooling`, :mod:`snnergy.threshold_kernels` and
+:mod:`snnergy.regularizers.compiled` not used), and adds each figure divided by that ``none``:
+what the compiled kernels save. The unregularized runs of both train to the same weights, to the
+bit (checked before timing).
 
 Run from the repository root: ``PYTHONPATH=src python benchmarks/training_step.py``
 (``--activation qcfs`` for trained thresholds). See docs/benchmarks.md.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import sys
 import time
@@ -33,7 +36,7 @@ from snnergy.activity import ActivityRecorder
 from snnergy.config import DataConfig, ModelConfig
 from snnergy.data import load_dataset
 from snnergy.models import build_model
-from snnergy.pooling import AvgPool2d
+from snnergy import native
 from snnergy.regularizers import REGULARIZERS, PenaltyOptions, bind_penalty
 
 DEFAULT = "none,l1,l2,hoyer,hoyer-square,transformed-l1,synops,macs"
@@ -51,8 +54,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batches", type=int, default=10, help="training steps per timed run")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--pooling", default="compiled", choices=["compiled", "both"],
-                   help="both: also time the model with torch's nn.AvgPool2d (PyTorch's CPU pooling)")
+    p.add_argument("--kernels", default="auto", choices=["auto", "both"],
+                   help=f"both: also time every regularizer with {native.SWITCH}=off (PyTorch operations alone)")
     a = p.parse_args(argv)
     a.regularizers = [r.strip() for r in a.regularizers.split(",") if r.strip()]
     for name in a.regularizers:
@@ -71,15 +74,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                           splits.input_shape, splits.num_classes)
     batches = list(zip(splits.train_x.split(a.batch), splits.train_y.split(a.batch)))
 
-    variants = {"": initial}
-    if a.pooling == "both":
-        variants["torch pooling"] = torch_pooling(initial)
+    variants = [""] + (["kernels off"] if a.kernels == "both" else [])
 
     def run(name: str, variant: str = "") -> float:
         return train(name, variant)[0]
 
     def train(name: str, variant: str) -> tuple[float, torch.nn.Module]:
-        model = copy.deepcopy(variants[variant]).train()
+        if not variant:
+            return _train(name)
+        saved = os.environ.get(native.SWITCH)
+        os.environ[native.SWITCH] = "off"  # read at every call: PyTorch operations from here on
+        try:
+            return _train(name)
+        finally:
+            if saved is None:
+                del os.environ[native.SWITCH]
+            else:
+                os.environ[native.SWITCH] = saved
+
+    def _train(name: str) -> tuple[float, torch.nn.Module]:
+        model = copy.deepcopy(initial).train()
         optimizer = torch.optim.Adam(model.parameters(), 1e-3)
         penalty = None if name == "none" else bind_penalty(name, model, splits.input_shape, PenaltyOptions())
         inputs = penalty is not None and penalty.needs_layer_inputs
@@ -97,10 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 optimizer.step()
             return time.process_time() - start, model
 
-    if len(variants) > 1:  # the same weights with either pooling, to the bit
-        trained = [train(a.regularizers[-1], v)[1] for v in variants]
+    if len(variants) > 1:  # the model's kernels give PyTorch's bits: the same weights unregularized
+        trained = [train("none", v)[1] for v in variants]
         if not all(torch.equal(p, q) for p, q in zip(trained[0].parameters(), trained[1].parameters())):
-            raise SystemExit("the two poolings trained to different weights")
+            raise SystemExit("the model trained to different weights with the kernels on and off")
     runs = [(name, v) for name in a.regularizers for v in variants]
     for name, v in runs:  # warm-up
         run(name, v)
@@ -110,27 +124,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             times[(name, v)].append(run(name, v))
     print(f"{a.dataset} {a.model} {a.activation}{a.levels if a.activation == 'qcfs' else ''}, batch {a.batch}, "
           f"{a.threads} thread(s), CPU time, {a.batches} steps x {a.rounds} rounds alternating")
-    other = " | x none with torch pooling" if len(variants) > 1 else ""
+    other = " | x none with kernels off" if len(variants) > 1 else ""
     print(f"\n| regularizer | ms / step (median) | x none (median of per-round ratios){other} |\n"
           f"|---|---:|---:|{'---:|' if other else ''}")
     for (name, v), ts in times.items():
         ratio = statistics.median(t / b for t, b in zip(ts, times[("none", v)]))
         cells = f"| {name}{f' ({v})' if v else ''} | {statistics.median(ts) / a.batches * 1000:.2f} | {ratio:.3f} |"
         if other:
-            base = times[("none", "torch pooling")]
+            base = times[("none", "kernels off")]
             cells += f" {statistics.median(t / b for t, b in zip(ts, base)):.3f} |"
         print(cells)
     return 0
-
-
-def torch_pooling(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` with every :class:`~snnergy.pooling.AvgPool2d` replaced by torch's own."""
-    model = copy.deepcopy(model)
-    for parent in model.modules():
-        for name, child in list(parent.named_children()):
-            if type(child) is AvgPool2d:
-                setattr(parent, name, child.plain())
-    return model
 
 
 if __name__ == "__main__":

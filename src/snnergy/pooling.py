@@ -153,20 +153,11 @@ _LIBRARY = native.Library("snnergy_pooling", _SOURCE, BUILD_MESSAGE, _load,
                           "the first pooling on a CPU builds them: snnergy.pooling.prepare()")
 
 
-def prepare() -> bool:
-    """Builds (once per machine) and loads the kernels if ``$SNNERGY_KERNELS`` allows; whether
-    they can be used now.
-
-    Raises:
-        ConfigError: The switch is invalid, or ``require`` and the kernels cannot be built.
-    """
-    return _LIBRARY.prepare()
-
-
-def unavailable_reason() -> str | None:
-    """Why the kernels cannot be used now (switched off, not built yet, no compiler, a failed
-    build), or ``None`` if they can; never builds."""
-    return _LIBRARY.unavailable_reason()
+#: Builds (once per machine) and loads the kernels if ``$SNNERGY_KERNELS`` allows; whether they
+#: can be used now (:meth:`snnergy.native.Library.prepare`).
+prepare = _LIBRARY.prepare
+#: Why the kernels cannot be used now, or ``None`` if they can; never builds.
+unavailable_reason = _LIBRARY.unavailable_reason
 
 
 def _pair(v: Any) -> tuple[int, int]:

@@ -148,19 +148,11 @@ _LIBRARY = native.Library("snnergy_thresholds", _SOURCE, BUILD_MESSAGE, _load,
                           "the first QCFS or trained clip on a CPU builds them: snnergy.threshold_kernels.prepare()")
 
 
-def prepare() -> bool:
-    """Builds (once per machine) and loads the kernels if ``$SNNERGY_KERNELS`` allows; whether
-    they can be used now.
-
-    Raises:
-        ConfigError: The switch is invalid, or ``require`` and the kernels cannot be built.
-    """
-    return _LIBRARY.prepare()
-
-
-def unavailable_reason() -> str | None:
-    """Why the kernels cannot be used now, or ``None`` if they can; never builds."""
-    return _LIBRARY.unavailable_reason()
+#: Builds (once per machine) and loads the kernels if ``$SNNERGY_KERNELS`` allows; whether they
+#: can be used now (:meth:`snnergy.native.Library.prepare`).
+prepare = _LIBRARY.prepare
+#: Why the kernels cannot be used now, or ``None`` if they can; never builds.
+unavailable_reason = _LIBRARY.unavailable_reason
 
 
 def reference(x: Tensor, theta: Tensor, levels: int) -> Tensor:

@@ -5,8 +5,6 @@ kernels skip with the reason when no C compiler exists."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -22,13 +20,9 @@ COMPILED, PYTORCH = "_PoolBackward", "AvgPool2DBackward0"
 
 
 @pytest.fixture
-def built() -> None:
+def built(native_buildable: None) -> None:
     """The kernels built (as the first pooling on a CPU builds them), or the test skipped with the
     reason when they cannot exist here (switched off, no C compiler)."""
-    if native.setting() == "off":
-        pytest.skip(f"the compiled kernels are switched off ({native.SWITCH}=off)")
-    if native.compiler() is None:
-        pytest.skip(f"no C compiler '{os.environ.get('CC') or 'cc'}' on PATH: the kernels cannot be built")
     assert pooling.prepare(), f"the pooling kernels must build here: {pooling.unavailable_reason()}"
 
 

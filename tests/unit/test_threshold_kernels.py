@@ -6,8 +6,6 @@ when no C compiler exists."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -20,13 +18,9 @@ CLIP_COMPILED = "_ClipBackward"
 
 
 @pytest.fixture
-def built() -> None:
+def built(native_buildable: None) -> None:
     """The kernels built (as the first QCFS on a CPU builds them), or the test skipped with the
     reason when they cannot exist here (switched off, no C compiler)."""
-    if native.setting() == "off":
-        pytest.skip(f"the compiled kernels are switched off ({native.SWITCH}=off)")
-    if native.compiler() is None:
-        pytest.skip(f"no C compiler '{os.environ.get('CC') or 'cc'}' on PATH: the kernels cannot be built")
     assert threshold_kernels.prepare(), f"the kernels must build here: {threshold_kernels.unavailable_reason()}"
 
 

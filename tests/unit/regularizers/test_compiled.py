@@ -25,13 +25,9 @@ DTYPES = [torch.float32, torch.float64]
 
 
 @pytest.fixture
-def built() -> None:
+def built(native_buildable: None) -> None:
     """The kernels built (as the first fused penalty builds them), or the test skipped with the
     reason when they cannot exist here (switched off, no C compiler)."""
-    if native.setting() == "off":
-        pytest.skip(f"the compiled kernels are switched off ({native.SWITCH}=off)")
-    if native.compiler() is None:
-        pytest.skip(f"no C compiler '{os.environ.get('CC') or 'cc'}' on PATH: the compiled kernels cannot be built")
     assert compiled.prepare(), f"the compiled kernels must build here: {compiled.unavailable_reason()}"
 
 

@@ -17,9 +17,9 @@ for ``x``, ``g c`` and ``-g' ((x L / theta) / theta)`` for ``theta``; the clip: 
 ``where(r == theta, g / 2, g)`` masked where ``r > theta`` (``x``, then ``relu``'s mask) or
 ``r < theta`` (``theta``)), compiled without fused multiply-adds or fast-math: the outputs and
 both gradients are the expression's, to the bit (the tests check it; a NaN is a NaN, whatever its
-sign bit), so a model trains to the same weights. ``$SNNERGY_KERNELS`` switches the kernels (:mod:`snnergy.native`); anything but a
-contiguous float32/float64 CPU map whose threshold is one value or one per channel (dim 1) runs
-the PyTorch expression.
+sign bit), so a model trains to the same weights. ``$SNNERGY_KERNELS`` switches the kernels
+(:mod:`snnergy.native`); anything but a contiguous float32/float64 CPU map whose threshold is one
+value or one per channel (dim 1) runs the PyTorch expression.
 
 Example:
     >>> x = torch.tensor([[-1.0, 0.2, 0.3, 1.0, 5.0]])
@@ -46,11 +46,12 @@ _SOURCE = r"""
 #include <stdint.h>
 #include <math.h>
 
-/* x: outer x channels x inner, contiguous; theta[c] (channels 1: one threshold). The steps of
-   theta * clamp(floor_ste(x * L / theta + 0.5) / L, 0, 1), in T, in the expression's order. */
 /* floor in T: floorf for float (floor would round through double) */
 #define FLOOR_f32 floorf
 #define FLOOR_f64 floor
+
+/* x: outer x channels x inner, contiguous; theta[c] (channels 1: one threshold). The steps of
+   theta * clamp(floor_ste(x * L / theta + 0.5) / L, 0, 1), in T, in the expression's order. */
 #define QCFS(S, T)                                                                              \
 static inline T clamp01_##S(T v) { return v != v ? v : (v < (T)0 ? (T)0 : (v > (T)1 ? (T)1 : v)); } \
 void qcfs_##S(const T* restrict x, int64_t outer, int64_t channels, int64_t inner, const T* restrict theta, \

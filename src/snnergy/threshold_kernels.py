@@ -265,6 +265,10 @@ class _Clip(torch.autograd.Function):
                                                          out.data_ptr(), torch.get_num_threads())
         ctx.save_for_backward(x, theta)
         ctx.layout = layout
+        # every theta > 0: out >= 0, and the backward zeroes the gradient wherever out = 0 (there
+        # relu(x) = 0 < theta: x's and theta's shares are both masked), as a ReLU's does; the fused
+        # penalties then skip |a| and sgn(a) (regularizers.fused.is_relu_output)
+        ctx.relu_like = bool((theta.detach() > 0).all())
         return out
 
     @staticmethod

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from snnergy import native, threshold_kernels
+from snnergy.activity import ActivityRecorder
 from snnergy.layers import QCFS, TrainedClip, floor_ste
+from snnergy.regularizers import activity_penalty, fused
+from snnergy.regularizers.fused import is_relu_output
 from snnergy.threshold_kernels import clip, clip_reference, qcfs, reference
 
 COMPILED = "_QCFSBackward"
@@ -158,3 +162,33 @@ def test_an_output_gradient_in_another_layout_gets_autograds_own_bits(built: Non
         results.append((y.grad_fn.name(), xc.grad, tc.grad))
     assert results[0][0] in (COMPILED, CLIP_COMPILED)
     assert same_bits(results[0][1], results[1][1]) and same_bits(results[0][2], results[1][2])
+
+
+def test_the_clip_behaves_as_a_relu_for_the_penalties_only_with_positive_thresholds(built: None) -> None:
+    x = torch.randn(4, 3, 5, 5, requires_grad=True)
+    assert is_relu_output(clip(x, torch.tensor(1.5)))
+    assert not is_relu_output(clip(x, torch.tensor(-0.5)))  # every output -0.5: |a| is not a
+    assert not is_relu_output(clip(x, torch.tensor([1.0, 0.0, 2.0]).view(1, 3, 1, 1)))
+    assert not is_relu_output(qcfs(x, torch.tensor(1.5), 8))  # QCFS passes gradient where its output is 0
+
+
+@pytest.mark.parametrize("regularizer", ["l1", "l2", "hoyer", "hoyer-square", "transformed-l1"])
+def test_penalties_on_the_clip_give_the_same_gradients_as_on_a_signed_map(
+        built: None, monkeypatch: pytest.MonkeyPatch, regularizer: str) -> None:
+    # the relu-like path drops |a| and sgn(a): the penalty's gradient differs only where a = 0,
+    # where the clip's backward zeroes it, so every parameter gets the same gradient, to the bit
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), TrainedClip(threshold=1.0, channels=4), nn.Flatten(), nn.Linear(576, 6),
+                          TrainedClip(threshold=0.7))
+    x = torch.randn(8, 1, 14, 14)
+    grads = []
+    for relu_like in (True, False):
+        if not relu_like:  # the signed path, as for any other map
+            monkeypatch.setattr(fused, "is_relu_output", lambda a: False)
+        model.zero_grad()
+        with ActivityRecorder(model, activations=True, detach=False) as recorder:
+            out = model(x)
+            loss = out.square().mean() + activity_penalty(recorder.record(), regularizer)
+        loss.backward()
+        grads.append([loss.detach()] + [p.grad.clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))

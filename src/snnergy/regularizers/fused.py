@@ -118,15 +118,19 @@ class Kernel(Protocol):
 
 
 def is_relu_output(a: Tensor) -> bool:
-    """Whether ``a`` is the direct output of a ReLU (its autograd node is ReLU's): then ``a >= 0``
-    (or NaN), and the ReLU's backward zeroes every gradient that reaches ``a`` where ``a = 0``.
+    """Whether ``a`` is the direct output of a ReLU (its autograd node is ReLU's), or of a node
+    that says it behaves as one (a custom autograd function whose context has ``relu_like = True``:
+    the compiled trained clip with every threshold > 0, :mod:`snnergy.threshold_kernels`): then
+    ``a >= 0`` (or NaN), and the node's backward zeroes every gradient that reaches ``a`` where
+    ``a = 0``.
 
     Example:
         >>> x = torch.randn(2, 3, requires_grad=True)
         >>> is_relu_output(torch.relu(x)), is_relu_output(x), is_relu_output(torch.relu(x) * 2)
         (True, False, False)
     """
-    return a.grad_fn is not None and a.grad_fn.name() == "ReluBackward0"
+    node = a.grad_fn
+    return node is not None and (node.name() == "ReluBackward0" or getattr(node, "relu_like", False) is True)
 
 
 def _flat(a: Tensor) -> Tensor:

@@ -93,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 os.environ[native.SWITCH] = saved
 
     def _train(name: str) -> tuple[float, torch.nn.Module]:
+        torch.manual_seed(0)  # the same dropout masks in every run
         model = copy.deepcopy(initial).train()
         optimizer = torch.optim.Adam(model.parameters(), 1e-3)
         penalty = None if name == "none" else bind_penalty(name, model, splits.input_shape, PenaltyOptions())

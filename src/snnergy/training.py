@@ -44,7 +44,7 @@ from snnergy.distillation import distillation_loss
 from snnergy.errors import CheckpointError, ConfigError, TrainingError
 from snnergy.layers import initialize_thresholds, is_trained_threshold
 from snnergy.models import build_model
-from snnergy.regularizers import REGULARIZERS, PenaltyOptions, bind_penalty
+from snnergy.regularizers import REGULARIZERS, PenaltyOptions, bind_penalty, compiled
 from snnergy.train_state import TrainState
 
 CHECKPOINT_FORMAT = "snnergy-dnn"
@@ -433,11 +433,14 @@ def _start_thresholds(model: nn.Module, loader: DataLoader, loaded: set[str], de
 
 
 def _zeros(act: torch.Tensor) -> int:
-    """The number of zeros of a map, exactly: its size minus the sum of ``|sgn(a)|``, a float sum
-    of 0s and 1s (exact: float32 below 2**24 elements, float64 above); about a third of the cost
-    of ``(a == 0).sum()`` on CPU (issue 8). ``sgn(NaN)`` is 0, so a map whose sum is NaN is
-    counted with ``==`` instead."""
+    """The number of zeros of a map, exactly. On a CPU with the compiled kernels one read of the map
+    (:func:`snnergy.regularizers.compiled.zero_count`: 0.10 against 0.26 ms per LeNet step, issue 18);
+    else its size minus the sum of ``|sgn(a)|``, a float sum of 0s and 1s (exact: float32 below
+    2**24 elements, float64 above); about a third of the cost of ``(a == 0).sum()`` on CPU (issue
+    8). ``sgn(NaN)`` is 0, so a map whose sum is NaN is counted with ``==`` instead."""
     act = act.detach()
+    if act.dim() > 0 and compiled.usable([act]):
+        return compiled.zero_count(act)
     if math.isnan(float(act.sum())):
         return int((act == 0).sum())
     total = act.sign().abs_().sum(dtype=torch.float64 if act.numel() >= 2**24 else torch.float32)

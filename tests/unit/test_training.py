@@ -13,6 +13,7 @@ from snnergy.models import build_model
 from snnergy.errors import CheckpointError, ConfigError, TrainingError
 from snnergy.experiments import train
 from snnergy.train_state import STATE_FILE, load_train_state
+from snnergy import training
 from snnergy.training import fit, load_checkpoint, resolve_device
 
 
@@ -375,3 +376,14 @@ def test_a_bad_teacher_is_one_clear_error_before_training(tmp_path: Path) -> Non
     with pytest.raises(CheckpointError, match=r"train.distill: .*model.safetensors: not a valid safetensors file"):
         train(blobs_config(epochs=1, distill=str(tmp_path / "small")), out=out)
     assert not (out / "checkpoint").exists()  # no step taken, nothing written
+
+
+@pytest.mark.parametrize("kernels", ["auto", "off"])
+def test_the_logged_sparsity_counts_every_zero_exactly(monkeypatch: pytest.MonkeyPatch, kernels: str) -> None:
+    # 2 x 3 x 4 x 5 = 120 values: 7 zeros (-0.0 among them), a NaN and an infinity that are not
+    monkeypatch.setenv("SNNERGY_KERNELS", kernels)
+    a = torch.arange(1.0, 121.0).view(2, 3, 4, 5)
+    a.view(-1)[[0, 5, 17, 40, 41, 99, 119]] = torch.tensor([0.0, -0.0, 0.0, 0.0, -0.0, 0.0, 0.0])
+    a.view(-1)[[1, 2]] = torch.tensor([float("nan"), float("inf")])
+    assert training._zeros(a) == 7
+    assert training._zeros(a.transpose(1, 3)) == 7  # not contiguous: the PyTorch count

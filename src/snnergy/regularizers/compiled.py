@@ -14,7 +14,8 @@ one). Here each group is one C loop over the map (GCC/Clang vector extensions, e
   ``r = |x| / mu``) or exact effective-MACs value, in one read of the map;
 - :func:`select_top`: the percentile's one or two order statistics (Hoare's selection over the
   blocks whose maximum can hold them, instead of two ``topk``);
-- :func:`energy_grad`: the energy-aware gradient and ``sum(grad * a)`` (the scale's moment).
+- :func:`energy_grad`: the energy-aware gradient and ``sum(grad * a)`` (the scale's moment);
+- :func:`zero_count`: a map's zeros (the training loop's sparsity), from the same pass's count.
 
 Numerics: the element-wise results are the PyTorch path's, operation for operation (compiled
 without fused multiply-adds or fast-math): the gradients, block maxima, counts and order
@@ -560,6 +561,18 @@ def energy_pass(a: Tensor, nonnegative: bool, blocks: int, scale: float | None, 
        None if stats is None else stats.data_ptr(), None if value is None else value.data_ptr())
     found, nan = stats.tolist() if stats is not None else (0.0, 0.0)
     return maxima, int(found), bool(nan), value
+
+
+def zero_count(a: Tensor) -> int:
+    """The number of entries of ``a`` equal to 0 (a NaN is not), exactly: :func:`energy_pass`'s
+    non-zero count alone, one read of the map (the training loop's per-step sparsity).
+
+    Example:
+        >>> a = torch.tensor([[0.0, 1.0, -0.0], [float("nan"), 0.0, 2.0]])
+        >>> zero_count(a) if usable([a]) else 3
+        3
+    """
+    return a.numel() - energy_pass(a, False, 0, None, a, None)[1]
 
 
 def energy_grad(a: Tensor, nonnegative: bool, scale: float, f: Tensor, eps: float | None, grad: Tensor,

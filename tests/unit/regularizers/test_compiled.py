@@ -214,3 +214,12 @@ def test_energy_penalties_without_the_kernels_are_the_reference_to_the_bit(name:
             record = recorder.record()
         assert torch.equal(fast(record), reference(record))
         assert all(torch.equal(fast.state_dict()[k], reference.state_dict()[k]) for k in reference.state_dict())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_zero_count_is_the_number_of_zeros(built: None, dtype: torch.dtype) -> None:
+    a = maps(dtype, True)  # signed, with ties and zeros; 5 x 189 values (tails)
+    a.view(-1)[:4] = torch.tensor([0.0, -0.0, float("nan"), float("inf")], dtype=dtype)
+    # the zeros of both signs count, the NaN and the infinity do not: (a == 0).sum()
+    assert compiled.zero_count(a) == int((a == 0).sum())
+    assert compiled.zero_count(a[:0]) == 0

@@ -346,4 +346,21 @@ def make_loader(x: Tensor, y: Tensor, batch_size: int, shuffle: bool = False,
     if len(x) != len(y):
         raise DataError(f"make_loader: {len(x)} inputs but {len(y)} labels")
     generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle, generator=generator)
+    return DataLoader(_Tensors(x, y), batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      collate_fn=_stacked)
+
+
+class _Tensors(TensorDataset):
+    """A ``TensorDataset`` whose batches are read by indexing each tensor once: ``DataLoader``
+    hands a batch's indices to ``__getitems__``. The same batches as stacking the samples one by
+    one (the default), without a Python call per sample (issue 18: 0.8 ms of each training step of
+    batch 64, about 7 % of a Fashion-MNIST LeNet step)."""
+
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, ...]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return tuple(t[index] for t in self.tensors)
+
+
+def _stacked(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """The collate function of :class:`_Tensors`: its batches are already stacked."""
+    return batch

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -521,3 +522,17 @@ def test_dataset_splits_validates() -> None:
         DatasetSplits("t", x, y[:1], x, y, 1, ("a",))
     with pytest.raises(DataError, match="float32"):
         DatasetSplits("t", x.double(), y, x, y, 1, ("a",))
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_make_loader_gives_the_batches_of_a_default_dataloader(shuffle: bool) -> None:
+    # 23 samples in batches of 5: the last one holds 3; two epochs, differently shuffled
+    x, y = torch.randn(23, 1, 4, 4), torch.arange(23) * 7
+    ours = make_loader(x, y, batch_size=5, shuffle=shuffle, seed=3)
+    generator = torch.Generator().manual_seed(3) if shuffle else None
+    default = DataLoader(TensorDataset(x, y), batch_size=5, shuffle=shuffle, generator=generator)
+    for _ in range(2):
+        got, expected = list(ours), list(default)
+        assert len(got) == len(expected) == 5
+        for (xb, yb), (xe, ye) in zip(got, expected):
+            assert torch.equal(xb, xe) and torch.equal(yb, ye) and xb.dtype == xe.dtype and yb.dtype == ye.dtype

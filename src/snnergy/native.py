@@ -17,6 +17,7 @@ CPU's feature flags (the code is built for the host CPU with ``-march=native``).
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import platform
@@ -42,6 +43,40 @@ FLAGS = ("-O3", "-march=native", "-std=c11", "-ffp-contract=off", "-fno-fast-mat
          "-shared", "-fPIC")
 #: Tried first; a compiler without OpenMP builds without it (one thread).
 OPENMP = ("-fopenmp",)
+
+
+#: The C prelude of the vector kernels: headers and eight lanes of each type (GCC/Clang vector
+#: extensions: any target, split where narrower), ``W`` the lane count.
+VECTORS = r"""
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+#include <stdlib.h>
+
+typedef float vf __attribute__((vector_size(32)));
+typedef int32_t vfi __attribute__((vector_size(32)));
+typedef double vd __attribute__((vector_size(64)));
+typedef int64_t vdi __attribute__((vector_size(64)));
+#define W 8
+"""
+
+#: ctypes' pointer, int64 and int: the kernels' argument types.
+POINTER, INT64, INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+
+
+def load_typed(path: Path, signatures: Callable[[Any], dict[str, list[Any]]],
+               returns: dict[str, Any] | None = None) -> ctypes.CDLL:
+    """Loads the library at ``path`` and types its kernels: each name of ``signatures(scalar)``
+    exists as ``name_f32`` and ``name_f64``, whose argument types it gives with ``scalar``
+    ``c_float``, resp. ``c_double``; return types from ``returns`` (else none). Every compiled
+    module's loader (:class:`Library`'s ``load``).
+    """
+    lib = ctypes.CDLL(str(path))
+    for suffix, scalar in (("_f32", ctypes.c_float), ("_f64", ctypes.c_double)):
+        for name, argtypes in signatures(scalar).items():
+            fn = getattr(lib, name + suffix)
+            fn.argtypes, fn.restype = argtypes, (returns or {}).get(name)
+    return lib
 
 
 def setting() -> str:

@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import ctypes
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,17 +47,7 @@ from snnergy import native
 
 BUILD_MESSAGE = "snnergy: compiling the average pooling's CPU kernels (once per machine)..."
 
-_SOURCE = r"""
-#include <stdint.h>
-#include <string.h>
-
-/* Eight lanes of each type (GCC/Clang vector extensions: any target, split where narrower). */
-typedef float vf __attribute__((vector_size(32)));
-typedef int32_t vfi __attribute__((vector_size(32)));
-typedef double vd __attribute__((vector_size(64)));
-typedef int64_t vdi __attribute__((vector_size(64)));
-#define W 8
-
+_SOURCE = native.VECTORS + r"""
 /* x: planes x h x w, contiguous; out: planes x (h / kh) x (w / kw). Each window: s = 0, then
    s += x over its rows, each row left to right, then s / (kh kw), in T (ATen's order). With
    kw = 2, eight outputs at a time: the even and odd columns of sixteen inputs, deinterleaved;
@@ -137,15 +128,12 @@ POOL(f32, float, vf, vfi)
 POOL(f64, double, vd, vdi)
 """
 
-_P, _I, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+_P, _I, _INT = native.POINTER, native.INT64, native.INT
 
 
-def _load(path: object) -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(path))
-    for name in ("pool_f32", "pool_f64", "pool_grad_f32", "pool_grad_f64"):
-        getattr(lib, name).argtypes = [_P, _I, _I, _I, _I, _I, _P, _INT]
-        getattr(lib, name).restype = None
-    return lib
+def _load(path: Path) -> ctypes.CDLL:
+    return native.load_typed(path, lambda scalar: {"pool": [_P, _I, _I, _I, _I, _I, _P, _INT],
+                                                   "pool_grad": [_P, _I, _I, _I, _I, _I, _P, _INT]})
 
 
 _LIBRARY = native.Library("snnergy_pooling", _SOURCE, BUILD_MESSAGE, _load,

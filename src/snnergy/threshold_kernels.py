@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import ctypes
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -129,19 +130,16 @@ CLIP(f32, float)
 CLIP(f64, double)
 """
 
-_P, _I, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+_P, _I, _INT = native.POINTER, native.INT64, native.INT
 
 
-def _load(path: object) -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(path))
-    for suffix, scalar in (("_f32", ctypes.c_float), ("_f64", ctypes.c_double)):
-        getattr(lib, "qcfs" + suffix).argtypes = [_P, _I, _I, _I, _P, scalar, _P, _INT]
-        getattr(lib, "qcfs_grad" + suffix).argtypes = [_P, _P, _I, _I, _I, _P, scalar, _P, _P, _P, _INT]
-        getattr(lib, "clip" + suffix).argtypes = [_P, _I, _I, _I, _P, _P, _INT]
-        getattr(lib, "clip_grad" + suffix).argtypes = [_P, _P, _I, _I, _I, _P, _P, _P, _INT]
-        for name in ("qcfs", "qcfs_grad", "clip", "clip_grad"):
-            getattr(lib, name + suffix).restype = None
-    return lib
+def _load(path: Path) -> ctypes.CDLL:
+    return native.load_typed(path, lambda scalar: {
+        "qcfs": [_P, _I, _I, _I, _P, scalar, _P, _INT],
+        "qcfs_grad": [_P, _P, _I, _I, _I, _P, scalar, _P, _P, _P, _INT],
+        "clip": [_P, _I, _I, _I, _P, _P, _INT],
+        "clip_grad": [_P, _P, _I, _I, _I, _P, _P, _P, _INT],
+    })
 
 
 _LIBRARY = native.Library("snnergy_thresholds", _SOURCE, BUILD_MESSAGE, _load,

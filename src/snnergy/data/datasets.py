@@ -353,8 +353,8 @@ def make_loader(x: Tensor, y: Tensor, batch_size: int, shuffle: bool = False,
 class _Tensors(TensorDataset):
     """A ``TensorDataset`` whose batches are read by indexing each tensor once: ``DataLoader``
     hands a batch's indices to ``__getitems__``. The same batches as stacking the samples one by
-    one (the default), without a Python call per sample (issue 18: 0.8 ms of each training step of
-    batch 64, about 7 % of a Fashion-MNIST LeNet step)."""
+    one (the default), without a Python call per sample (issue 18: 0.17 against 0.57 ms per batch of
+    64 Fashion-MNIST images)."""
 
     def __getitems__(self, indices: list[int]) -> tuple[Tensor, ...]:
         index = torch.as_tensor(indices, dtype=torch.long)

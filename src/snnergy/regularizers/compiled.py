@@ -34,6 +34,7 @@ float64 CPU tensors (:func:`usable`); anything else takes the PyTorch path.
 from __future__ import annotations
 
 import ctypes
+from pathlib import Path
 import math
 import struct
 from typing import Sequence
@@ -45,19 +46,7 @@ from snnergy import native
 
 BUILD_MESSAGE = "snnergy: compiling the fused penalties' CPU kernels (once per machine)..."
 
-_SOURCE = r"""
-#include <stdint.h>
-#include <string.h>
-#include <math.h>
-#include <stdlib.h>
-
-/* Eight lanes of each type (GCC/Clang vector extensions: any target, split where narrower). */
-typedef float vf __attribute__((vector_size(32)));
-typedef int32_t vfi __attribute__((vector_size(32)));
-typedef double vd __attribute__((vector_size(64)));
-typedef int64_t vdi __attribute__((vector_size(64)));
-#define W 8
-
+_SOURCE = native.VECTORS + r"""
 static inline vf load_f32(const float* p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline vd load_f64(const double* p) { vd v; memcpy(&v, p, sizeof v); return v; }
 static inline void store_f32(float* p, vf v) { memcpy(p, &v, sizeof v); }
@@ -438,7 +427,7 @@ SELECT_TOP(f32, float)
 SELECT_TOP(f64, double)
 """
 
-_P, _I, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+_P, _I, _INT = native.POINTER, native.INT64, native.INT
 
 
 def prepare() -> bool:
@@ -644,21 +633,15 @@ def select_top(a: Tensor, absolute: bool, maxima: Tensor | None, k: int, two: bo
     return (values, positions) if two else (values[1:], positions[1:])
 
 
-def _load(path: object) -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(path))
-    for suffix, scalar in (("_f32", ctypes.c_float), ("_f64", ctypes.c_double)):
-        signatures = {
-            "row_sums": [_P, _I, _I, _INT, _INT, scalar, _P, _INT],
-            "hoyer_grad": [_P, _I, _I, _INT, _P, _P, _P, _INT],
-            "tl1_grad": [_P, _I, _I, _INT, scalar, _P, _P, _INT],
-            "energy_pass": [_P, _I, _I, _INT, _INT, ctypes.c_double, ctypes.c_double, _P, _I, _P, _P, _P],
-            "energy_grad": [_P, _I, _I, _INT, _INT, scalar, scalar, scalar, _P, _P, _P, _P],
-            "select_top": [_P, _I, _INT, _P, _I, _I, _INT, _P, _P],
-        }
-        for name, argtypes in signatures.items():
-            fn = getattr(lib, name + suffix)
-            fn.argtypes, fn.restype = argtypes, (_INT if name == "select_top" else None)
-    return lib
+def _load(path: Path) -> ctypes.CDLL:
+    return native.load_typed(path, lambda scalar: {
+        "row_sums": [_P, _I, _I, _INT, _INT, scalar, _P, _INT],
+        "hoyer_grad": [_P, _I, _I, _INT, _P, _P, _P, _INT],
+        "tl1_grad": [_P, _I, _I, _INT, scalar, _P, _P, _INT],
+        "energy_pass": [_P, _I, _I, _INT, _INT, ctypes.c_double, ctypes.c_double, _P, _I, _P, _P, _P],
+        "energy_grad": [_P, _I, _I, _INT, _INT, scalar, scalar, scalar, _P, _P, _P, _P],
+        "select_top": [_P, _I, _INT, _P, _I, _I, _INT, _P, _P],
+    }, returns={"select_top": _INT})
 
 
 _LIBRARY = native.Library("snnergy_penalties", _SOURCE, BUILD_MESSAGE, _load,

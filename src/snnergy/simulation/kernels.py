@@ -150,7 +150,7 @@ EVENTS(events_f32, float)
 EVENTS(events_f64, double)
 """
 
-_P, _I, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+_P, _I, _INT = native.POINTER, native.INT64, native.INT
 
 #: The environment variable that switches the kernels, and its values (the first is the default);
 #: the fused penalties' kernels obey it too (:mod:`snnergy.native`).
@@ -286,14 +286,10 @@ def _require() -> ctypes.CDLL:
 
 
 def _load(path: Path) -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(path))
-    for name, scalar in (("if_scan_f32", ctypes.c_float), ("if_scan_f64", ctypes.c_double)):
-        getattr(lib, name).argtypes = [_P, _I, _I, _I, _I, _P, _P, _P, _P, scalar, _INT, _INT]
-        getattr(lib, name).restype = None
-    for name in ("events_f32", "events_f64"):
-        getattr(lib, name).argtypes = [_P, _I, _I, _P, _P, _P, _P, _P, _P, _I, _P, _INT]
-        getattr(lib, name).restype = None
-    return lib
+    return native.load_typed(path, lambda scalar: {
+        "if_scan": [_P, _I, _I, _I, _I, _P, _P, _P, _P, scalar, _INT, _INT],
+        "events": [_P, _I, _I, _P, _P, _P, _P, _P, _P, _I, _P, _INT],
+    })
 
 
 _LIBRARY = native.Library("snnergy_kernels", _SOURCE, BUILD_MESSAGE, _load, "snnergy's compiled CPU kernels",

@@ -24,7 +24,6 @@ images, the first 360 timed); on Fashion-MNIST the registry ``lenet`` of the swe
 
 from __future__ import annotations
 
-import copy
 import statistics
 import sys
 import time
@@ -44,6 +43,7 @@ from snnergy.config import ConvertConfig, DataConfig, ModelConfig, TrainConfig
 from snnergy.data import DatasetSplits, calibration_set, load_dataset
 from snnergy.experiments import load_run
 from snnergy.models import build_model
+from snnergy.pooling import plain_copy
 from snnergy.training import fit
 
 USER_COLUMNS = ("dataset", "model", "T", "samples", "method", "repeats", "median_s", "peer_over_snnergy",
@@ -98,7 +98,8 @@ def spikingjelly_converted(model: nn.Module, calibration: Tensor) -> nn.Module:
 
     loader = DataLoader(TensorDataset(calibration, torch.zeros(len(calibration))), batch_size=128)
     recipe = ann2snn.RateCodingRecipe(dataloader=loader, mode="99.9%")
-    return ann2snn.FXConverter(recipe=recipe, device="cpu").convert(copy.deepcopy(model)).eval()
+    # the registry's models pool with snnergy.pooling.AvgPool2d: SpikingJelly's tracer wants torch's own module
+    return ann2snn.FXConverter(recipe=recipe, device="cpu").convert(plain_copy(model)).eval()
 
 
 def spikingjelly_user_loop(net: nn.Module, x: Tensor, y: Tensor, steps: int) -> float:

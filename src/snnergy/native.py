@@ -79,6 +79,24 @@ def load_typed(path: Path, signatures: Callable[[Any], dict[str, list[Any]]],
     return lib
 
 
+def eager(*tensors: Any) -> bool:
+    """Whether ``tensors`` are plain eager tensors that a kernel may read by address: not a
+    ``torch.fx`` proxy (symbolic tracing, as SpikingJelly's converter does), and not under
+    ``torch.jit.trace``, ``torch.compile`` or ``torch.export``. Where they are not, the callers
+    run their PyTorch expression, which is what such a trace records.
+
+    Example:
+        >>> import torch
+        >>> eager(torch.zeros(2)), eager(torch.fx.Proxy(torch.fx.Graph().placeholder("x")))
+        (True, False)
+    """
+    import torch  # here, so that the build machinery itself needs no torch
+
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return (all(isinstance(t, torch.Tensor) for t in tensors) and not torch.jit.is_tracing()
+            and not (compiling is not None and compiling()))
+
+
 def setting() -> str:
     """The value of ``$SNNERGY_KERNELS``: ``"auto"`` (also when unset or empty), ``"off"`` or ``"require"``.
 

@@ -20,7 +20,10 @@ raises one :class:`~snnergy.errors.ConfigError` if they cannot be built.
 
 Anything else runs PyTorch's pooling, unchanged: another device (a GPU's pooling is fast), a dtype
 other than float32 and float64, a channels-last or otherwise non-contiguous input, overlapping
-or padded windows, ``ceil_mode`` or a ``divisor_override``.
+or padded windows, ``ceil_mode`` or a ``divisor_override``; and so does a traced call
+(``torch.fx`` symbolic tracing, ``torch.jit.trace``, ``torch.compile``: :func:`snnergy.native.eager`),
+which records ``avg_pool2d`` itself. A tool that converts a model by tracing it and wants
+``torch.nn.AvgPool2d`` modules (SpikingJelly's ``ann2snn``) takes :func:`plain_copy` of it.
 
 Example:
     >>> pool = AvgPool2d(2)
@@ -34,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import ctypes
 from pathlib import Path
 from typing import Any
@@ -168,9 +172,10 @@ def compiled_window(pool: nn.AvgPool2d) -> tuple[int, int] | None:
 
 
 def _runs_compiled(x: Tensor, window: tuple[int, int]) -> bool:
-    """Whether ``x`` takes the kernels: a contiguous 4-D float32/float64 CPU map, at least one
-    window high and wide (PyTorch's pooling reports the rest), kernels available."""
-    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.dim() == 4
+    """Whether ``x`` takes the kernels: an eager (not traced, :func:`native.eager`) contiguous 4-D
+    float32/float64 CPU map, at least one window high and wide (PyTorch's pooling reports the
+    rest), kernels available."""
+    return (native.eager(x) and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.dim() == 4
             and x.numel() > 0 and x.shape[2] >= window[0] and x.shape[3] >= window[1]
             and x.is_contiguous() and prepare())
 
@@ -233,3 +238,23 @@ class AvgPool2d(nn.AvgPool2d):
         """
         return nn.AvgPool2d(self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
                             self.divisor_override)
+
+
+def plain_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose :class:`AvgPool2d` modules are ``torch.nn.AvgPool2d`` ones
+    (:meth:`AvgPool2d.plain`): the same function, for tools that trace a model and look for
+    PyTorch's own modules (SpikingJelly's ``ann2snn`` converter). ``model`` is left as it is.
+
+    Example:
+        >>> net = plain_copy(nn.Sequential(nn.Conv2d(1, 2, 3), AvgPool2d(2)))
+        >>> type(net[1]) is nn.AvgPool2d
+        True
+    """
+    twin = copy.deepcopy(model)
+    for name, module in list(twin.named_modules()):
+        if type(module) is AvgPool2d:
+            parent, _, leaf = name.rpartition(".")
+            setattr(twin.get_submodule(parent) if parent else twin, leaf, module.plain())
+    if type(twin) is AvgPool2d:
+        return twin.plain()
+    return twin

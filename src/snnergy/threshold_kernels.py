@@ -179,7 +179,7 @@ def _layout(x: Tensor, theta: Tensor) -> tuple[int, int, int] | None:
 
 
 def _compiled(x: Tensor, theta: Tensor) -> tuple[int, int, int] | None:
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or theta.dtype != x.dtype:
+    if not native.eager(x, theta) or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or theta.dtype != x.dtype:
         return None
     layout = _layout(x, theta)
     if layout is None or not x.is_contiguous() or theta.device != x.device or not prepare():

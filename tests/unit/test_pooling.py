@@ -149,3 +149,35 @@ def test_the_models_pool_with_it_and_the_plan_reads_it_as_average_pooling() -> N
     assert (nn.AvgPool2d, repr(nn.AvgPool2d(2))) in [op for ops in pre for op in ops]  # torch's module
     x = torch.rand(4, 1, 28, 28)
     assert torch.equal(model(x), reference(x))  # the same network, to the bit
+
+
+@pytest.mark.parametrize("activation", ["relu", "qcfs", "clip"])
+def test_traced_models_record_pytorchs_own_ops(built: None, activation: str) -> None:
+    # torch.fx symbolic tracing (SpikingJelly's ann2snn converter traces the model it is given)
+    # and torch.jit.trace see PyTorch's pooling and the activations' PyTorch expressions, never
+    # a kernel call: the traced graphs compute what the eager model computes
+    model = build_model(ModelConfig(name="lenet", activation=activation), (1, 28, 28), 10).eval()
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        expected = model(x)
+        graph = torch.fx.symbolic_trace(model)
+        assert any(node.target is F.avg_pool2d for node in graph.graph.nodes)
+        torch.testing.assert_close(graph(x), expected, rtol=1e-6, atol=1e-6)
+        traced = torch.jit.trace(model, x, check_trace=False)
+        torch.testing.assert_close(traced(x), expected, rtol=1e-6, atol=1e-6)
+    assert not native.eager(torch.fx.Proxy(torch.fx.Graph().placeholder("x"))) and native.eager(x)
+
+
+def test_plain_copy_hands_torchs_own_pooling_to_tools_that_trace() -> None:
+    model = build_model(ModelConfig(name="lenet"), (1, 28, 28), 10).eval()
+    twin = pooling.plain_copy(model)
+    pools = [m for m in twin.modules() if isinstance(m, nn.AvgPool2d)]
+    assert pools and all(type(m) is nn.AvgPool2d for m in pools)
+    assert any(type(m) is AvgPool2d for m in model.modules())  # the model itself is left as it is
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(twin(x), model(x))
+    graph = torch.fx.symbolic_trace(twin)  # pooling as call_module nodes, as converters look for them
+    assert sum(node.op == "call_module" and type(graph.get_submodule(node.target)) is nn.AvgPool2d
+               for node in graph.graph.nodes) == len(pools)
+    assert type(pooling.plain_copy(AvgPool2d(2))) is nn.AvgPool2d

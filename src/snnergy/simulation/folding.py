@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from snnergy.simulation import kernels
 from snnergy.simulation.events import pooled_index
 
 
@@ -175,11 +176,23 @@ class BatchedLayer:
         foldable = fold and isinstance(layer, nn.Linear) and unfoldable(pre, layer, channels_last) is None
         #: The folded layer, or ``None`` (nothing folded).
         self.folded = FoldedLayer(pre, layer, shape, channels_last) if foldable else None  # type: ignore[arg-type]
+        first = (self.pools or self.pre or [None])[0]
+        #: The window of the average pooling this branch runs first on channels-last spikes, by
+        #: strided additions (:func:`pool_spikes`), or ``None``: the pooling the simulator may do
+        #: in the previous layer's IF scan instead (``pooled=True``).
+        self.first_pool = _pair(first.kernel_size) if channels_last and fold and isinstance(first, nn.AvgPool2d) \
+            and _plain(first) and len(shape) == 3 else None
 
-    def __call__(self, x: Tensor) -> Tensor:
-        """The layer's current ``(rows, *out_shape)`` for inputs ``x`` ``(rows, *input_shape)``."""
-        x = pool_spikes(self.pools, x)
-        return self.layer(pool_spikes(self.pre, x)) if self.folded is None else self.folded(x)
+    def __call__(self, x: Tensor, pooled: bool = False) -> Tensor:
+        """The layer's current ``(rows, *out_shape)`` for inputs ``x`` ``(rows, *input_shape)``,
+        or, ``pooled``, for ``x`` already through :attr:`first_pool`."""
+        pools, pre = self.pools, self.pre
+        if pooled:
+            if self.first_pool is None:
+                raise ValueError("pooled inputs, but this branch does not start with a pooling to skip")
+            pools, pre = (pools[1:], pre) if pools else (pools, pre[1:])
+        x = pool_spikes(pools, x)
+        return self.layer(pool_spikes(pre, x)) if self.folded is None else self.folded(x)
 
 
 def pool_spikes(pre: Sequence[nn.Module], x: Tensor) -> Tensor:
@@ -222,6 +235,8 @@ def _pool_channels_last(x: Tensor, kernel: tuple[int, int]) -> Tensor:
     ho, wo = h // kh, w // kw
     if ho == 0 or wo == 0:
         return F.avg_pool2d(x, kernel)  # avg_pool2d says why the window does not fit
+    if kernels.pool_compatible(x):  # the same additions in one compiled pass
+        return kernels.pool(x, kernel, x.new_empty((rows, ho, wo, c)).permute(0, 3, 1, 2))
     v = x.permute(0, 2, 3, 1)[:, : ho * kh, : wo * kw].unflatten(1, (ho, kh))  # (rows, ho, kh, W, C)
     summed = v[:, :, 0].clone() if kh == 1 else v[:, :, 0] + v[:, :, 1]
     for i in range(2, kh):

@@ -148,6 +148,89 @@ void NAME(const T* restrict in, int64_t rows, int64_t n_in, const int64_t* restr
 }
 EVENTS(events_f32, float)
 EVENTS(events_f64, double)
+
+/* Average pooling of channels-last maps (rows x H x W x C), windows kh x kw with stride = window,
+   no padding, floor mode: out (rows x H/kh x W/kw x C). A window's rows are added first (top to
+   bottom, whole rows of W * C values at once, into the thread's scratch of W * C values), then
+   its columns left to right, then the sum is divided by kh * kw: the order of folding.py's
+   strided additions. */
+#ifdef _OPENMP
+#include <omp.h>
+#define THREAD omp_get_thread_num()
+#else
+#define THREAD 0
+#endif
+#define POOL(NAME, T)                                                                          \
+/* One row of windows: p points at the first of its kh map rows (line values apart), o at the  \
+   Wo * C outputs; s: line values of scratch. */                                               \
+static void NAME##_windows(const T* restrict p, int64_t line, int64_t Wo, int64_t C,          \
+                           int64_t kh, int64_t kw, T area, T* restrict s, T* restrict o) {    \
+    int64_t width = Wo * kw * C;                                                               \
+    if (kh == 1) memcpy(s, p, width * sizeof(T));                                              \
+    else for (int64_t x = 0; x < width; x++) s[x] = p[x] + p[line + x];                        \
+    for (int64_t k = 2; k < kh; k++)                                                           \
+        for (int64_t x = 0; x < width; x++) s[x] += p[k * line + x];                           \
+    for (int64_t j = 0; j < Wo; j++) {                                                         \
+        const T* restrict a = s + j * kw * C;                                                  \
+        T* restrict b = o + j * C;                                                             \
+        if (kw == 1) memcpy(b, a, C * sizeof(T));                                              \
+        else for (int64_t c = 0; c < C; c++) b[c] = a[c] + a[C + c];                           \
+        for (int64_t q = 2; q < kw; q++)                                                       \
+            for (int64_t c = 0; c < C; c++) b[c] += a[q * C + c];                              \
+    }                                                                                          \
+    for (int64_t x = 0; x < Wo * C; x++) o[x] = o[x] / area;                                   \
+}                                                                                              \
+void NAME(const T* restrict in, int64_t rows, int64_t H, int64_t W, int64_t C, int64_t kh,    \
+          int64_t kw, T* restrict out, T* restrict scratch, int threads) {                    \
+    int64_t Ho = H / kh, Wo = W / kw, line = W * C;                                            \
+    _Pragma("omp parallel num_threads(threads)")                                               \
+    {                                                                                          \
+        T* restrict s = scratch + (int64_t)THREAD * line;                                      \
+        _Pragma("omp for schedule(static)")                                                    \
+        for (int64_t ri = 0; ri < rows * Ho; ri++)                                             \
+            NAME##_windows(in + ((ri / Ho) * H + (ri % Ho) * kh) * line, line, Wo, C, kh, kw,  \
+                           (T)(kh * kw), s, out + ri * Wo * C);                                \
+    }                                                                                          \
+}
+POOL(pool_f32, float)
+POOL(pool_f64, double)
+
+/* The IF scan of a channels-last map (B x H x W x C neurons) whose spikes are only read pooled
+   (the next layer's first op is that average pooling): if_scan's arithmetic, counts and finals,
+   but each step's spikes of kh map rows go to the thread's scratch and leave as one row of
+   windows (pool's additions), so the raw spike map is never written. Threads split the rows of
+   windows (and the rows floor mode drops, scanned without output), each owning their counts.
+   scratch: (kh + 1) * W * C values per thread. out: n x B x H/kh x W/kw x C. */
+#define IF_SCAN_POOL(NAME, T, SCAN, WINDOWS)                                                   \
+void NAME(const T* restrict cur, int64_t n, int64_t B, int64_t H, int64_t W, int64_t C,       \
+          int64_t kh, int64_t kw, int64_t tstride, T* restrict v, T* restrict out,            \
+          T* restrict counts, T* restrict final, T threshold, int subtract,                   \
+          T* restrict scratch, int threads) {                                                 \
+    int64_t Ho = H / kh, Wo = W / kw, line = W * C, m = H * line, pooled = Ho * Wo * C;        \
+    int64_t blocks = Ho + (H > Ho * kh ? 1 : 0);                                               \
+    _Pragma("omp parallel num_threads(threads)")                                               \
+    {                                                                                          \
+        T* restrict s = scratch + (int64_t)THREAD * (kh + 1) * line;                           \
+        _Pragma("omp for schedule(static)")                                                    \
+        for (int64_t i = 0; i < blocks; i++) {                                                 \
+            int64_t j0 = i * kh * line, len = i < Ho ? kh * line : m - j0;                     \
+            for (int64_t t = 0; t < n; t++)                                                    \
+                for (int64_t j = 0; j < len; j++) counts[t * m + j0 + j] = (T)0;               \
+            for (int64_t b = 0; b < B; b++) {                                                  \
+                int64_t at = b * m + j0;                                                       \
+                for (int64_t t = 0; t < n; t++) {                                              \
+                    SCAN##_row(cur + t * tstride + at, v + at, s, counts + t * m + j0,         \
+                               final + at, len, threshold, subtract);                          \
+                    if (i < Ho)                                                                \
+                        WINDOWS##_windows(s, line, Wo, C, kh, kw, (T)(kh * kw), s + kh * line, \
+                                          out + (t * B + b) * pooled + i * Wo * C);            \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+}
+IF_SCAN_POOL(if_scan_pool_f32, float, if_scan_f32, pool_f32)
+IF_SCAN_POOL(if_scan_pool_f64, double, if_scan_f64, pool_f64)
 """
 
 _P, _I, _INT = native.POINTER, native.INT64, native.INT
@@ -277,6 +360,81 @@ def events(inputs: Tensor, ptr: Tensor, ostart: Tensor, wstart: Tensor, length: 
     return out
 
 
+def pool(inputs: Tensor, kernel: tuple[int, int], out: Tensor) -> Tensor:
+    """Average pooling of a channels-last map, stride = window, no padding, floor mode.
+
+    Args:
+        inputs: ``(rows, C, H, W)`` CPU map laid out channels last (:func:`pool_compatible`).
+        kernel: The window ``(kh, kw)``.
+        out: ``(rows, C, H // kh, W // kw)`` laid out channels last, overwritten.
+
+    Each window column is summed over its rows, the columns are added left to right, and the sum
+    is divided by ``kh * kw``: on spikes (0 or 1) every partial sum is a small integer, so the
+    result is ``avg_pool2d``'s to the bit.
+
+    Returns:
+        ``out``.
+    """
+    lib = _require()
+    rows, c, h, w = inputs.shape
+    fn = lib.pool_f32 if inputs.dtype == torch.float32 else lib.pool_f64
+    threads = torch.get_num_threads()
+    scratch = inputs.new_empty(threads * w * c)  # a row of the map per thread
+    fn(inputs.data_ptr(), rows, h, w, c, kernel[0], kernel[1], out.data_ptr(), scratch.data_ptr(), threads)
+    return out
+
+
+def if_scan_pool(currents: Tensor, v: Tensor, out: Tensor, counts: Tensor, final: Tensor, threshold: float,
+                 subtract: bool, kernel: tuple[int, int], *, static: bool = False) -> None:
+    """:func:`if_scan` on a channels-last map whose spikes leave average-pooled: ``out`` gets
+    :func:`pool` of each step's spikes, and the raw spike map is never written.
+
+    Args:
+        currents, v, counts, final, threshold, subtract, static: As :func:`if_scan`; ``v`` is
+            ``(B, C, H, W)`` channels last.
+        out: ``(n, B, C, H // kh, W // kw)``, every step laid out as a channels-last batch, overwritten.
+        kernel: The pooling window ``(kh, kw)`` (stride = window, no padding, floor mode).
+
+    The spikes, potentials, counts and pooled values are :func:`if_scan`'s then :func:`pool`'s,
+    to the bit; :func:`scan_pool_compatible` checks the tensors.
+    """
+    lib = _require()
+    n, (batch, c, h, w) = out.shape[0], v.shape
+    fn = lib.if_scan_pool_f32 if v.dtype == torch.float32 else lib.if_scan_pool_f64
+    scalar = ctypes.c_float if v.dtype == torch.float32 else ctypes.c_double
+    threads = torch.get_num_threads()
+    scratch = v.new_empty(threads * (kernel[0] + 1) * w * c)  # kh rows of spikes and a row of sums
+    fn(currents.data_ptr(), n, batch, h, w, c, kernel[0], kernel[1], 0 if static else v.numel(), v.data_ptr(),
+       out.data_ptr(), counts.data_ptr(), final.data_ptr(), scalar(threshold), int(subtract), scratch.data_ptr(),
+       threads)
+
+
+def scan_pool_compatible(currents: Tensor, v: Tensor, out: Tensor, counts: Tensor, final: Tensor,
+                         kernel: tuple[int, int], static: bool = False) -> bool:
+    """Whether :func:`if_scan_pool` can run on these tensors: a channels-last ``v``, the rest as
+    :func:`scan_compatible` asks, and ``out`` pooled, laid out as ``v``'s steps would be."""
+    if not (available() and v.device.type == "cpu" and v.dtype in (torch.float32, torch.float64)
+            and currents.dtype == v.dtype == out.dtype == counts.dtype == final.dtype
+            and v.dim() == 4 and v.is_contiguous(memory_format=torch.channels_last) and min(kernel) >= 1):
+        return False
+    (b, c, h, w), n = v.shape, out.shape[0]
+    ho, wo, m = h // kernel[0], w // kernel[1], v.numel() // max(1, v.shape[0])
+    pooled = (n, b, c, ho, wo)
+    cur_ok = currents.stride() == v.stride() if static else \
+        (currents.dim() == 5 and currents.shape[1:] == v.shape and currents.stride()[1:] == v.stride()
+         and (currents.shape[0] <= 1 or currents.stride(0) == v.numel()))
+    return (cur_ok and tuple(out.shape) == pooled and ho >= 1 and wo >= 1
+            and out.stride()[1:] == (ho * wo * c, 1, wo * c, c) and (n <= 1 or out.stride(0) == b * ho * wo * c)
+            and final.stride() == v.stride() and counts.shape == (n, c, h, w)
+            and counts.stride()[1:] == v.stride()[1:] and (n <= 1 or counts.stride(0) == m))
+
+
+def pool_compatible(inputs: Tensor) -> bool:
+    """Whether :func:`pool` can run on ``inputs`` (a dense channels-last float CPU map); never builds."""
+    return (available() and inputs.device.type == "cpu" and inputs.dtype in (torch.float32, torch.float64)
+            and inputs.dim() == 4 and inputs.is_contiguous(memory_format=torch.channels_last))
+
+
 # ---------------------------------------------------------------------------- build
 
 
@@ -289,6 +447,8 @@ def _load(path: Path) -> ctypes.CDLL:
     return native.load_typed(path, lambda scalar: {
         "if_scan": [_P, _I, _I, _I, _I, _P, _P, _P, _P, scalar, _INT, _INT],
         "events": [_P, _I, _I, _P, _P, _P, _P, _P, _P, _I, _P, _INT],
+        "pool": [_P, _I, _I, _I, _I, _I, _I, _P, _P, _INT],
+        "if_scan_pool": [_P, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P, _P, _P, scalar, _INT, _P, _INT],
     })
 
 

@@ -44,7 +44,7 @@ from snnergy.config import INPUTS, check_timesteps
 from snnergy.errors import ConfigError, DataError
 from snnergy.simulation import fused_scan, kernels
 from snnergy.simulation.events import EventTable, unsupported
-from snnergy.simulation.folding import BatchedLayer
+from snnergy.simulation.folding import BatchedLayer, pool_spikes
 from snnergy.simulation.network import SpikingNetwork, SpikingStage, gate_max_pool
 from snnergy.simulation.neurons import IFNeuron, encode_poisson, if_step, if_step_
 
@@ -170,8 +170,10 @@ class Simulator:
         finals: dict[str, list[Tensor]] = {}
         counts: dict[str, Tensor] = {}
         gated: dict[str, Tensor] = {}
+        ring: list[Tensor | None] = [None, None]
         for g in range(0, batch, group):
-            part = self._run_group(x[g : g + group], None if train is None else train[:, g : g + group], chunk)
+            part = self._run_group(x[g : g + group], None if train is None else train[:, g : g + group], chunk,
+                                   ring)
             potentials.append(part[0])
             # the counts at every reported t are summed over the batch: add each group's as it
             # comes (in group order, as before), never holding one (reported T, neurons) tensor per group
@@ -195,10 +197,16 @@ class Simulator:
         group = batch if self.mode == "looped" else min(batch, max(1, budget // (steps * self._widest)))
         return group, max(1, min(self.timesteps[-1], budget // (group * self._widest)))
 
-    def _run_group(self, x: Tensor, train: Tensor | None, chunk: int
+    def _run_group(self, x: Tensor, train: Tensor | None, chunk: int, ring: list[Tensor | None]
                    ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
         """Simulates the samples ``x`` (their Poisson ``train``): potentials, counts, final counts
-        and the counts of spikes through max-pooling gates."""
+        and the counts of spikes through max-pooling gates.
+
+        ``ring``: two reusable spike buffers. A stage's spikes are read by the next stage only
+        (unless a shortcut reads them too), so the stages write their spikes into the two in turn,
+        chunk after chunk and group after group: the chunk buffers are allocated once per run,
+        not once per chunk (a fresh 11 MiB buffer costs its page faults again every time).
+        """
         steps, reported = self.timesteps[-1], set(self.timesteps)
         stages = self.snn.stages
         v: dict[str, Tensor] = {}
@@ -216,12 +224,15 @@ class Simulator:
             outputs: dict[str | None, Tensor] = {None: source}
             inputs = source
             spiked: Tensor | None = None  # the spikes of `inputs` summed over the batch, when known
+            slot: int | None = None  # the ring buffer holding `inputs`, if one does
+            pooled = False  # `inputs` went through the next stage's first pooling already
+            choose = t0 + n > (steps - 1) // 2  # choose paths on the chunk holding the middle step
             previous: str | None = None
             for i, stage in enumerate(stages):
                 if stage.gate is not None:  # spikes through max pooling: gated by spike counts
                     before = final[previous] - inputs.sum(0)  # type: ignore[index]
                     inputs, passed = gate_max_pool(stage.gate, inputs, before)
-                    spiked = None
+                    spiked, slot = None, None
                     cumulative = passed.sum(1, dtype=torch.float64).cumsum(0)
                     if stage.name in gated_running:
                         cumulative += gated_running[stage.name]
@@ -237,7 +248,7 @@ class Simulator:
                     currents = statics[(stage.name, -1)]
                 else:
                     # choose on the chunk holding the middle step: at the start few neurons spike yet
-                    currents = self._currents(stage, inputs, choose=t0 + n > (steps - 1) // 2, spiked=spiked)
+                    currents = self._currents(stage, inputs, choose=choose, spiked=spiked, pooled=pooled)
                     if len(stage.shortcuts):
                         currents = self._add_shortcuts(currents, stage, outputs, statics, train is None)
                 if stage.spiking:
@@ -245,7 +256,15 @@ class Simulator:
                     if name not in v:
                         v[name] = _channels_last(self.snn.neuron.initial(currents if static else currents[0]))
                         final[name] = torch.zeros_like(v[name])
-                    spikes, step_counts = _scan(currents, v[name], final[name], self.snn.neuron, n, static)
+                    # a shortcut's source keeps its own buffer; the others take the ring's other slot
+                    slot = None if name in self._sources else 1 if slot == 0 else 0
+                    out, window = None, None
+                    if slot is not None and not fused_scan.selected(v[name]):
+                        window = self._scan_pooling(i, v[name], choose)
+                        out, ring[slot] = _steps_in(ring[slot], v[name], n, window)
+                    spikes, step_counts = _scan(currents, v[name], final[name], self.snn.neuron, n, static, out,
+                                                window)
+                    pooled = window is not None
                     cumulative = step_counts.to(torch.float64).cumsum(0)
                     if name in running:
                         cumulative += running[name]
@@ -263,32 +282,59 @@ class Simulator:
         return (torch.stack(potentials), counts, {k: f.to(torch.float64) for k, f in final.items()},
                 {k: torch.stack(g) for k, g in gated.items()})
 
-    def _currents(self, stage: SpikingStage, inputs: Tensor, choose: bool, spiked: Tensor | None = None) -> Tensor:
+    def _currents(self, stage: SpikingStage, inputs: Tensor, choose: bool, spiked: Tensor | None = None,
+                  pooled: bool = False) -> Tensor:
         """The stage's own currents ``(n, B, ...)`` for the chunk ``inputs`` ``(n, B, ...)``; with
         ``mode="auto"`` a stage without a path yet gets one if ``choose``, else takes ``"batched"``.
-        ``spiked``: the inputs summed over the batch (spikes: their count), if known."""
+        ``spiked``: the inputs summed over the batch (spikes: their count), if known. ``pooled``:
+        the inputs went through the stage's first pooling in the previous IF scan
+        (:meth:`_scan_pooling`, which only pools for the batched path)."""
+        if pooled:
+            return self._batched(stage, inputs, pooled=True)
         if stage.name in self.paths or choose or self.mode != "auto":
             path = self._path(stage, inputs, spiked)
         else:
             path = "batched"
         return _PATH_CALLS[path](self, stage, inputs)
 
-    def _batched(self, stage: SpikingStage, inputs: Tensor) -> Tensor:
+    def _batched(self, stage: SpikingStage, inputs: Tensor, pooled: bool = False) -> Tensor:
         flat = inputs.reshape(-1, *inputs.shape[2:])
         if stage.gate is not None:  # gated: inputs are pooled already
             out = stage.after_gate(flat)
         else:
-            out = self._batched_layer(stage.name, stage.pre, stage.layer, self._in_shapes[stage.name], flat)(flat)
+            # pooled spikes come from channels-last ones (a 1x1 pooled map is contiguous as well)
+            out = self._batched_layer(stage.name, stage.pre, stage.layer, self._in_shapes[stage.name],
+                                      pooled or _is_channels_last(flat))(flat, pooled)
         return out.reshape(inputs.shape[0], inputs.shape[1], *out.shape[1:])
 
     def _batched_layer(self, branch: str, pre: Sequence[nn.Module], layer: nn.Module, shape: tuple[int, ...],
-                       flat: Tensor) -> BatchedLayer:
-        """The branch as the batched path runs it for inputs laid out as ``flat``, built once per layout."""
-        layout = flat.dim() == 4 and not flat.is_contiguous()  # channels last
-        key = (branch, layout)
+                       channels_last: bool) -> BatchedLayer:
+        """The branch as the batched path runs it for inputs of one layout, built once per layout."""
+        key = (branch, channels_last)
         if key not in self._folded:
-            self._folded[key] = BatchedLayer(pre, layer, shape, layout, self.fold)
+            self._folded[key] = BatchedLayer(pre, layer, shape, channels_last, self.fold)
         return self._folded[key]
+
+    def _scan_pooling(self, i: int, v: Tensor, choose: bool) -> tuple[int, int] | None:
+        """The window of the average pooling that the next stage runs first on stage ``i``'s
+        spikes, when stage ``i``'s IF scan can pool them itself (:func:`kernels.if_scan_pool`), else
+        ``None``.
+
+        It can when those spikes are read by that pooling alone: channels-last CPU spikes that no
+        shortcut reads, a next stage without a max-pooling gate whose path is the batched one
+        (chosen already, or ``"auto"`` before the chunk that chooses it, which needs the raw
+        spikes' density) and whose branch starts with the pooling (:attr:`BatchedLayer.first_pool`).
+        The pooled values are those of the strided additions, so the currents are the same.
+        """
+        stages = self.snn.stages
+        if (i + 1 >= len(stages) or not self.fold or stages[i].neuron_name in self._sources
+                or stages[i + 1].gate is not None or not _is_channels_last(v) or not kernels.available()):
+            return None
+        nxt = stages[i + 1]
+        path = self.paths.get(nxt.name)
+        if path != "batched" and (path is not None or self.mode != "auto" or choose):
+            return None
+        return self._batched_layer(nxt.name, nxt.pre, nxt.layer, self._in_shapes[nxt.name], True).first_pool
 
     def _looped(self, stage: SpikingStage, inputs: Tensor) -> Tensor:
         call = stage.after_gate if stage.gate is not None else stage
@@ -339,7 +385,7 @@ class Simulator:
             block = outputs[shortcut.source]
             flat = block.reshape(-1, *block.shape[2:])
             out = self._batched_layer(f"{stage.name}/{j}", shortcut.pre, shortcut.layer,
-                                      self._source_shapes[shortcut.source], flat)(flat)
+                                      self._source_shapes[shortcut.source], _is_channels_last(flat))(flat)
             currents = currents + out.reshape(block.shape[0], block.shape[1], *out.shape[1:])
         return currents
 
@@ -453,9 +499,13 @@ def prepare_input(snn: SpikingNetwork, x: Tensor) -> Tensor:
 
 
 def _scan(currents: Tensor, v: Tensor, final: Tensor, neuron: IFNeuron, steps: int,
-          static: bool) -> tuple[Tensor, Tensor]:
+          static: bool, out: Tensor | None = None, window: tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
     """IF neurons over ``steps`` steps of ``currents`` (``(n, B, ...)``, or ``(B, ...)`` every step
-    when ``static``), updating ``v`` and adding each sample's spikes to ``final`` in place.
+    when ``static``), updating ``v`` and adding each sample's spikes to ``final`` in place; the
+    spikes go into ``out`` (laid out as :func:`_like_steps`) if given. With a pooling ``window``
+    (channels-last ``v``), the spikes leave average-pooled into ``out`` (``(steps, B, C, H // kh,
+    W // kw)``, :func:`_steps_in`): :func:`kernels.if_scan_pool` where it can run, else the scan
+    then :func:`~snnergy.simulation.folding.pool_spikes` (the same values).
 
     Returns the ``(n, B, ...)`` spikes and each step's spikes summed over the batch ``(n, ...)``.
     The spikes take the layout of ``v`` (channels last after an event-driven convolution). On a
@@ -464,10 +514,19 @@ def _scan(currents: Tensor, v: Tensor, final: Tensor, neuron: IFNeuron, steps: i
     """
     if fused_scan.selected(v):  # CUDA: the compiled time loop (issue 18; SNNERGY_FUSED_SCAN)
         return fused_scan.scan(currents, v, final, neuron, steps, static)
-    out = _like_steps(v, steps)
     counts = _like_steps(v[0], steps)
-    if not static and currents.stride()[1:] != out.stride()[1:]:
+    if not static and currents.stride()[1:] != v.stride():
         currents = _like_steps(v, steps).copy_(currents)
+    if window is not None:
+        assert out is not None, "a pooled scan writes into the buffer it is given"
+        if kernels.scan_pool_compatible(currents, v, out, counts, final, window, static):
+            kernels.if_scan_pool(currents, v, out, counts, final, neuron.threshold, neuron.reset == "subtract",
+                                 window, static=static)
+        else:
+            spikes, counts = _scan(currents, v, final, neuron, steps, static)
+            out.copy_(pool_spikes([nn.AvgPool2d(window)], spikes.flatten(0, 1)).unflatten(0, spikes.shape[:2]))
+        return out, counts
+    out = _like_steps(v, steps) if out is None else out
     if kernels.scan_compatible(currents, v, out, counts, final, static):
         kernels.if_scan(currents, v, out, counts, final, neuron.threshold, neuron.reset == "subtract",
                         static=static)
@@ -486,12 +545,40 @@ def _channels_last(t: Tensor) -> Tensor:
     return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 and t.device.type == "cpu" else t
 
 
-def _like_steps(v: Tensor, steps: int) -> Tensor:
-    """An empty ``(steps, *v.shape)`` tensor whose every step is laid out as ``v``."""
+def _like_steps(v: Tensor, steps: int, storage: Tensor | None = None) -> Tensor:
+    """An empty ``(steps, *v.shape)`` tensor whose every step is laid out as ``v``: new, or the
+    first elements of the flat ``storage`` (which must hold enough)."""
     if v.dim() == 4 and not v.is_contiguous():  # (B, C, H, W) channels last
         b, c, h, w = v.shape
-        return v.new_empty((steps, b, h, w, c)).permute(0, 1, 4, 2, 3)
-    if v.dim() == 3 and not v.is_contiguous():  # one sample (C, H, W) of a channels-last batch
+        shape, order = (steps, b, h, w, c), (0, 1, 4, 2, 3)
+    elif v.dim() == 3 and not v.is_contiguous():  # one sample (C, H, W) of a channels-last batch
         c, h, w = v.shape
-        return v.new_empty((steps, h, w, c)).permute(0, 3, 1, 2)
-    return v.new_empty((steps, *v.shape))
+        shape, order = (steps, h, w, c), (0, 3, 1, 2)
+    else:
+        shape, order = (steps, *v.shape), tuple(range(v.dim() + 1))
+    block = v.new_empty(shape) if storage is None else storage[: math.prod(shape)].view(shape)
+    return block.permute(order)
+
+
+def _steps_in(storage: Tensor | None, v: Tensor, steps: int,
+              window: tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
+    """``(steps, *v.shape)`` laid out as ``v`` in the flat ``storage``, and the storage: reused
+    when it holds enough values of ``v``'s dtype and device, else a new one. With a pooling
+    ``window`` (channels-last ``v`` ``(B, C, H, W)``): ``(steps, B, C, H // kh, W // kw)``, each
+    step channels last."""
+    if window is not None:
+        b, c, h, w = v.shape
+        shape = (steps, b, h // window[0], w // window[1], c)
+        need = math.prod(shape)
+    else:
+        need = steps * v.numel()
+    if storage is None or storage.numel() < need or storage.dtype != v.dtype or storage.device != v.device:
+        storage = v.new_empty(need)
+    if window is not None:
+        return storage[:need].view(shape).permute(0, 1, 4, 2, 3), storage
+    return _like_steps(v, steps, storage), storage
+
+
+def _is_channels_last(t: Tensor) -> bool:
+    """A ``(B, C, H, W)`` tensor laid out channels last (and not also contiguous)."""
+    return t.dim() == 4 and not t.is_contiguous()

@@ -3,6 +3,7 @@ simulation the same spikes and counts as today's (unfolded) path and the referen
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import pytest
@@ -248,3 +249,63 @@ def test_batched_layer_pools_channels_last_spikes_then_folds_the_flatten() -> No
                                    rtol=0, atol=1e-12)
         torch.testing.assert_close(contiguous(spikes), expected, rtol=0, atol=1e-12)
         assert torch.equal(plain(spikes.contiguous(memory_format=torch.channels_last)), expected)
+
+
+def test_batched_layer_reads_spikes_pooled_already() -> None:
+    # pooled=True skips the branch's first pooling: the same currents as pooling the raw spikes
+    torch.manual_seed(2)
+    spikes = binary(6, (4, 10, 10)).contiguous(memory_format=torch.channels_last)
+    pooled = F.avg_pool2d(spikes, 2).contiguous(memory_format=torch.channels_last)
+    linear = BatchedLayer([nn.AvgPool2d(2), nn.Flatten()], nn.Linear(4 * 5 * 5, 3).double(), (4, 10, 10), True)
+    conv = BatchedLayer([nn.AvgPool2d(2), nn.AvgPool2d(1)], nn.Conv2d(4, 2, 3).double(), (4, 10, 10), True)
+    with torch.no_grad():
+        for layer in (linear, conv):
+            assert layer.first_pool == (2, 2)
+            assert torch.equal(layer(pooled, pooled=True), layer(spikes))
+    # no pooling first (or contiguous inputs, or nothing folded): nothing to skip
+    plain = BatchedLayer([nn.Flatten()], nn.Linear(400, 3).double(), (4, 10, 10), True)
+    assert plain.first_pool is None
+    assert BatchedLayer([nn.AvgPool2d(2)], nn.Conv2d(4, 2, 3), (4, 10, 10), False).first_pool is None
+    assert BatchedLayer([nn.AvgPool2d(2)], nn.Conv2d(4, 2, 3), (4, 10, 10), True, fold=False).first_pool is None
+    with pytest.raises(ValueError, match="does not start with a pooling"):
+        plain(spikes, pooled=True)
+
+
+@pytest.mark.parametrize("net", NETS)
+@pytest.mark.parametrize("mode", ["auto", "batched"])
+def test_the_scan_pools_for_the_next_layer_with_the_same_spikes(kernels_built: None, net: str, mode: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # a spiking layer whose spikes only the next layer's first average pooling reads leaves them
+    # pooled from its IF scan (kernels.if_scan_pool), chunk after chunk: every count, every
+    # potential and the paths equal those of the scan that writes raw spikes. Small chunks (3
+    # groups, 4 chunks each, the last one shorter) also reuse the ring buffers across chunks and groups.
+    from snnergy.simulation import kernels, simulator
+
+    snn, x = _converted(net)
+    steps = [1, 5, 11]
+    calls = []
+    scan_pool = kernels.if_scan_pool
+    monkeypatch.setattr(kernels, "if_scan_pool", lambda *a, **k: calls.append(a[1].shape) or scan_pool(*a, **k))
+    widest = max(math.prod(i) + math.prod(o) for i, o in snn.shapes().values())
+    runs = {}
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setattr(simulator.Simulator, "_scan_pooling", lambda self, i, v, choose: None)
+        sim = Simulator(snn, steps, mode=mode, max_elements=widest * 6 * 3)  # 6 samples x 3 steps a chunk
+        runs[fused] = (sim.run(x), dict(sim.paths))
+    assert len(calls) > 0
+    assert runs[True][1] == runs[False][1]
+    assert_same_spikes(runs[True][0], runs[False][0], readout_folded=False)
+    assert all(c[-1].sum() > 0 for c in runs[True][0].spike_counts.values())  # every layer spikes
+
+
+def test_a_scan_that_cannot_pool_itself_pools_after(kernels_built: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # where the compiled scan cannot pool (its checks refuse the tensors), the raw spikes are
+    # scanned then pooled: the same trace
+    from snnergy.simulation import kernels
+
+    snn, x = _converted("lenet")
+    fused = Simulator(snn, [4, 9], mode="batched", max_elements=10**5).run(x)
+    monkeypatch.setattr(kernels, "scan_pool_compatible", lambda *a, **k: False)
+    fallback = Simulator(snn, [4, 9], mode="batched", max_elements=10**5).run(x)
+    assert_same_spikes(fused, fallback, readout_folded=False)

@@ -177,3 +177,75 @@ def test_require_without_a_compiler_is_one_clear_error(tmp_path: Path) -> None:
 def test_require_with_a_compiler_builds(kernels_built: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(kernels.SWITCH, "require")
     assert kernels.prepare() and kernels.available() and kernels.unavailable_reason() is None
+
+
+# ---------------------------------------------------------------------------- pooling, and the scan that pools
+
+
+@pytest.mark.parametrize("kernel", [(2, 2), (3, 3), (2, 1), (1, 3), (7, 7)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_pool_is_avg_pool2d_on_spikes_and_the_strided_additions_on_anything(
+        kernels_built: None, kernel: tuple[int, int], dtype: torch.dtype, threads: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # 15x14 maps leave rows/columns that floor mode drops for most windows
+    from snnergy.simulation.folding import pool_spikes
+
+    torch.manual_seed(0)
+    spikes = (torch.rand(5, 6, 15, 14) < 0.3).to(dtype).contiguous(memory_format=torch.channels_last)
+    ho, wo = 15 // kernel[0], 14 // kernel[1]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = kernels.pool(spikes, kernel, spikes.new_empty((5, ho, wo, 6)).permute(0, 3, 1, 2))
+        # spikes: each window's sum is a small integer, divided as avg_pool2d divides it
+        assert torch.equal(out, torch.nn.functional.avg_pool2d(spikes, kernel))
+        # any values: the same additions in the same order as the strided PyTorch additions
+        values = torch.randn(5, 6, 15, 14, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        compiled = kernels.pool(values, kernel, values.new_empty((5, ho, wo, 6)).permute(0, 3, 1, 2))
+        monkeypatch.setattr(kernels, "pool_compatible", lambda x: False)
+        assert torch.equal(compiled, pool_spikes([nn.AvgPool2d(kernel)], values))
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("static", [False, True])
+@pytest.mark.parametrize("kernel", [(2, 2), (3, 2)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_scan_that_pools_is_the_scan_then_the_pool(kernels_built: None, dtype: torch.dtype, reset: str,
+                                                            static: bool, kernel: tuple[int, int],
+                                                            threads: int) -> None:
+    # a 7x5 map: with (2, 2) windows row 6 and column 4 are dropped by floor mode, with (3, 2)
+    # row 6 and column 4; those neurons are still scanned and counted
+    torch.manual_seed(0)
+    neuron = IFNeuron(0.7, reset)
+    steps, batch, (c, h, w) = 9, 4, (3, 7, 5)
+    last = torch.channels_last
+    currents = ((torch.rand(batch, c, h, w) if static else torch.rand(steps, batch, c, h, w)) - 0.3).to(dtype)
+    currents = currents.contiguous(memory_format=last) if static else \
+        currents.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    v_ref = torch.zeros(batch, c, h, w, dtype=dtype).contiguous(memory_format=last)
+    v, final_ref, final = v_ref.clone(), torch.zeros_like(v_ref), torch.zeros_like(v_ref)
+    ref = torch.empty(steps, batch, h, w, c, dtype=dtype).permute(0, 1, 4, 2, 3)
+    counts_ref, counts = (torch.empty(steps, h, w, c, dtype=dtype).permute(0, 3, 1, 2) for _ in range(2))
+    kernels.if_scan(currents, v_ref, ref, counts_ref, final_ref, neuron.threshold, reset == "subtract",
+                    static=static)
+    ho, wo = h // kernel[0], w // kernel[1]
+    out = torch.empty(steps, batch, ho, wo, c, dtype=dtype).permute(0, 1, 4, 2, 3)
+    assert kernels.scan_pool_compatible(currents, v, out, counts, final, kernel, static)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        kernels.if_scan_pool(currents, v, out, counts, final, neuron.threshold, reset == "subtract", kernel,
+                             static=static)
+    finally:
+        torch.set_num_threads(previous)
+    pooled = torch.nn.functional.avg_pool2d(ref.flatten(0, 1), kernel).unflatten(0, (steps, batch))
+    assert torch.equal(out, pooled) and torch.equal(v, v_ref)
+    assert torch.equal(counts, counts_ref) and torch.equal(final, final_ref)
+    assert 0 < ref.mean() < 1 and ref[:, :, :, h - 1].sum() > 0  # neurons fire, in the dropped row too
+    # a contiguous (not channels-last) map, or a wrongly shaped output, is not for this kernel
+    assert not kernels.scan_pool_compatible(currents, v.contiguous(), out, counts, final, kernel, static)
+    assert not kernels.scan_pool_compatible(currents, v, out[:, :, :, :1], counts, final, kernel, static)

@@ -265,7 +265,7 @@ class Simulator:
                     spikes, step_counts = _scan(currents, v[name], final[name], self.snn.neuron, n, static, out,
                                                 window)
                     pooled = window is not None
-                    cumulative = step_counts.to(torch.float64).cumsum(0)
+                    cumulative = step_counts.cumsum(0, dtype=torch.float64)
                     if name in running:
                         cumulative += running[name]
                     running[name] = cumulative[-1]

@@ -176,12 +176,11 @@ class BatchedLayer:
         foldable = fold and isinstance(layer, nn.Linear) and unfoldable(pre, layer, channels_last) is None
         #: The folded layer, or ``None`` (nothing folded).
         self.folded = FoldedLayer(pre, layer, shape, channels_last) if foldable else None  # type: ignore[arg-type]
-        first = (self.pools or self.pre or [None])[0]
         #: The window of the average pooling this branch runs first on channels-last spikes, by
         #: strided additions (:func:`pool_spikes`), or ``None``: the pooling the simulator may do
         #: in the previous layer's IF scan instead (``pooled=True``).
-        self.first_pool = _pair(first.kernel_size) if channels_last and fold and isinstance(first, nn.AvgPool2d) \
-            and _plain(first) and len(shape) == 3 else None
+        self.first_pool = leading_pool([*self.pools, *self.pre]) if channels_last and fold and len(shape) == 3 \
+            else None
 
     def __call__(self, x: Tensor, pooled: bool = False) -> Tensor:
         """The layer's current ``(rows, *out_shape)`` for inputs ``x`` ``(rows, *input_shape)``,
@@ -193,6 +192,18 @@ class BatchedLayer:
             pools, pre = (pools[1:], pre) if pools else (pools, pre[1:])
         x = pool_spikes(pools, x)
         return self.layer(pool_spikes(pre, x)) if self.folded is None else self.folded(x)
+
+
+def leading_pool(pre: Sequence[nn.Module]) -> tuple[int, int] | None:
+    """The window of ``pre``'s first op if it is an average pooling that :func:`pool_spikes`
+    computes by additions (kernel = stride, no padding, floor mode), else ``None``.
+
+    Example:
+        >>> leading_pool([nn.AvgPool2d(2), nn.Flatten()]), leading_pool([nn.Flatten()])
+        ((2, 2), None)
+    """
+    first = pre[0] if len(pre) else None
+    return _pair(first.kernel_size) if isinstance(first, nn.AvgPool2d) and _plain(first) else None
 
 
 def pool_spikes(pre: Sequence[nn.Module], x: Tensor) -> Tensor:

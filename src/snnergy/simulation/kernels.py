@@ -2,7 +2,9 @@
 
 Two loops dominate a CPU simulation and vectorize badly as PyTorch ops: the IF scan (four
 element-wise ops and a temporary per step) and, for sparse activity, a layer's current computed
-from its active inputs only. They are written here in C, compiled once per machine with the
+from its active inputs only. With them: the average pooling of channels-last spikes
+(:func:`pool`), and the scan that leaves its spikes pooled for the next layer
+(:func:`if_scan_pool`: the raw spike map is never written). They are written here in C, compiled once per machine with the
 system's C compiler (``$CC``, else ``cc``) into a cache folder, and called through
 :mod:`ctypes` on the tensors' memory; nothing is downloaded.
 
@@ -420,12 +422,12 @@ def scan_pool_compatible(currents: Tensor, v: Tensor, out: Tensor, counts: Tenso
     (b, c, h, w), n = v.shape, out.shape[0]
     ho, wo, m = h // kernel[0], w // kernel[1], v.numel() // max(1, v.shape[0])
     pooled = (n, b, c, ho, wo)
-    cur_ok = currents.stride() == v.stride() if static else \
+    cur_ok = currents.shape == v.shape and currents.stride() == v.stride() if static else \
         (currents.dim() == 5 and currents.shape[1:] == v.shape and currents.stride()[1:] == v.stride()
          and (currents.shape[0] <= 1 or currents.stride(0) == v.numel()))
     return (cur_ok and tuple(out.shape) == pooled and ho >= 1 and wo >= 1
             and out.stride()[1:] == (ho * wo * c, 1, wo * c, c) and (n <= 1 or out.stride(0) == b * ho * wo * c)
-            and final.stride() == v.stride() and counts.shape == (n, c, h, w)
+            and final.shape == v.shape and final.stride() == v.stride() and counts.shape == (n, c, h, w)
             and counts.stride()[1:] == v.stride()[1:] and (n <= 1 or counts.stride(0) == m))
 
 

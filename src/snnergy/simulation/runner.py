@@ -168,7 +168,7 @@ class _Moments:
         self.n, self.mean_a, self.mean_b, self.m2a, self.m2b, self.cab = 0, 0.0, 0.0, 0.0, 0.0, 0.0
 
     def add(self, a: Tensor, b: Tensor) -> None:
-        a, b = a.reshape(-1).to(torch.float64, copy=True), b.reshape(-1).to(torch.float64, copy=True)
+        a, b = _flat64(a), _flat64(b)
         n, ma, mb = a.numel(), float(a.mean()), float(b.mean())
         da, db = a.sub_(ma), b.sub_(mb)  # in place on the copies; dot products: no (n,) temporaries
         total = self.n + n
@@ -184,3 +184,10 @@ class _Moments:
         if self.m2a <= 0 or self.m2b <= 0:
             return 0.0
         return max(-1.0, min(1.0, self.cab / math.sqrt(self.m2a * self.m2b)))
+
+
+def _flat64(t: Tensor) -> Tensor:
+    """A float64 copy of ``t``, flat in its logical (row-major) order: one pass, also from a
+    channels-last map (``reshape`` then ``to`` copied such a map twice: about 10 ms of a
+    Fashion-MNIST LeNet call of 360 images)."""
+    return torch.empty(t.shape, dtype=torch.float64, device=t.device).copy_(t).reshape(-1)

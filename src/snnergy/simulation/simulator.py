@@ -44,7 +44,7 @@ from snnergy.config import INPUTS, check_timesteps
 from snnergy.errors import ConfigError, DataError
 from snnergy.simulation import fused_scan, kernels
 from snnergy.simulation.events import EventTable, unsupported
-from snnergy.simulation.folding import BatchedLayer, pool_spikes
+from snnergy.simulation.folding import BatchedLayer, leading_pool, pool_spikes
 from snnergy.simulation.network import SpikingNetwork, SpikingStage, gate_max_pool
 from snnergy.simulation.neurons import IFNeuron, encode_poisson, if_step, if_step_
 
@@ -147,8 +147,11 @@ class Simulator:
         #: batched path runs it (its poolings, and what is folded into its layer).
         self._folded: dict[tuple[str, bool], BatchedLayer] = {}
         self._widest = max(math.prod(i) + math.prod(o) for i, o in shapes.values())
-        self._tables: dict[tuple[str, bool], EventTable] = {}
+        self._tables: dict[tuple[str, bool] | tuple[str, bool, str], EventTable | None] = {}
         self._sources = set(snn.shortcut_sources())
+        #: The two spike buffers the stages write into in turn (:meth:`_run_group`), kept from
+        #: batch to batch: within the chunk-sized buffers the memory plan counts.
+        self._ring: list[Tensor | None] = [None, None]
 
     @torch.no_grad()
     def run(self, x: Tensor, generator: torch.Generator | None = None) -> BatchTrace:
@@ -170,10 +173,9 @@ class Simulator:
         finals: dict[str, list[Tensor]] = {}
         counts: dict[str, Tensor] = {}
         gated: dict[str, Tensor] = {}
-        ring: list[Tensor | None] = [None, None]
         for g in range(0, batch, group):
             part = self._run_group(x[g : g + group], None if train is None else train[:, g : g + group], chunk,
-                                   ring)
+                                   self._ring)
             potentials.append(part[0])
             # the counts at every reported t are summed over the batch: add each group's as it
             # comes (in group order, as before), never holding one (reported T, neurons) tensor per group
@@ -204,8 +206,8 @@ class Simulator:
 
         ``ring``: two reusable spike buffers. A stage's spikes are read by the next stage only
         (unless a shortcut reads them too), so the stages write their spikes into the two in turn,
-        chunk after chunk and group after group: the chunk buffers are allocated once per run,
-        not once per chunk (a fresh 11 MiB buffer costs its page faults again every time).
+        chunk after chunk, group after group and batch after batch: they are allocated once, not
+        once per chunk (a fresh 11 MiB buffer costs its page faults again every time).
         """
         steps, reported = self.timesteps[-1], set(self.timesteps)
         stages = self.snn.stages
@@ -290,7 +292,8 @@ class Simulator:
         the inputs went through the stage's first pooling in the previous IF scan
         (:meth:`_scan_pooling`, which only pools for the batched path)."""
         if pooled:
-            return self._batched(stage, inputs, pooled=True)
+            return self._event(stage, inputs, pooled=True) if self.paths.get(stage.name) == "event" else \
+                self._batched(stage, inputs, pooled=True)
         if stage.name in self.paths or choose or self.mode != "auto":
             path = self._path(stage, inputs, spiked)
         else:
@@ -321,10 +324,13 @@ class Simulator:
         ``None``.
 
         It can when those spikes are read by that pooling alone: channels-last CPU spikes that no
-        shortcut reads, a next stage without a max-pooling gate whose path is the batched one
-        (chosen already, or ``"auto"`` before the chunk that chooses it, which needs the raw
-        spikes' density) and whose branch starts with the pooling (:attr:`BatchedLayer.first_pool`).
-        The pooled values are those of the strided additions, so the currents are the same.
+        shortcut reads, and a next stage without a max-pooling gate whose branch starts with the
+        pooling and whose path is either the batched one (chosen already, or ``"auto"`` before the
+        chunk that chooses it, which needs the raw spikes' density; :attr:`BatchedLayer.first_pool`),
+        with the same values as the strided additions, so the same currents; or the event path
+        (chosen), with the table of the pooled inputs (:meth:`_pooled_table`), whose currents add
+        the reference's products (pooled value times weight) where the raw table adds a quarter of
+        the weight per spike: the same currents to rounding.
         """
         stages = self.snn.stages
         if (i + 1 >= len(stages) or not self.fold or stages[i].neuron_name in self._sources
@@ -332,19 +338,40 @@ class Simulator:
             return None
         nxt = stages[i + 1]
         path = self.paths.get(nxt.name)
+        if path == "event":
+            return leading_pool(nxt.pre) if self._pooled_table(nxt) is not None else None
         if path != "batched" and (path is not None or self.mode != "auto" or choose):
             return None
         return self._batched_layer(nxt.name, nxt.pre, nxt.layer, self._in_shapes[nxt.name], True).first_pool
+
+    def _pooled_table(self, stage: SpikingStage) -> EventTable | None:
+        """The event table of ``stage`` for channels-last inputs pooled already by its first
+        average pooling (the pooling left out of the fan-out), or ``None`` where there is none;
+        built once."""
+        key = (stage.name, True, "pooled")
+        if key not in self._tables:
+            window = leading_pool(stage.pre)
+            table = None
+            if window is not None and len(self._in_shapes[stage.name]) == 3:
+                rest = SpikingStage(stage.name, stage.neuron_name, nn.Sequential(*list(stage.pre)[1:]), stage.layer,
+                                    stage.spiking)
+                c, h, w = self._in_shapes[stage.name]
+                if unsupported(rest, need_kernels=False) is None and h // window[0] and w // window[1]:
+                    table = EventTable(rest, (c, h // window[0], w // window[1]), True)
+            self._tables[key] = table
+        return self._tables[key]
 
     def _looped(self, stage: SpikingStage, inputs: Tensor) -> Tensor:
         call = stage.after_gate if stage.gate is not None else stage
         return torch.stack([call(step) for step in inputs])
 
-    def _event(self, stage: SpikingStage, inputs: Tensor) -> Tensor:
+    def _event(self, stage: SpikingStage, inputs: Tensor, pooled: bool = False) -> Tensor:
         flat = inputs.reshape(-1, *inputs.shape[2:])
         layout = flat.dim() == 4 and not flat.is_contiguous()  # channels last
-        table = self._tables.get((stage.name, layout))
+        table = self._pooled_table(stage) if pooled else self._tables.get((stage.name, layout))
         if table is None:
+            if pooled:
+                raise AssertionError(f"stage '{stage.name}': pooled inputs but no table for them")
             table = self._tables[(stage.name, layout)] = EventTable(stage, self._in_shapes[stage.name], layout)
         out = table(flat)
         return out.reshape(inputs.shape[0], inputs.shape[1], *out.shape[1:])

@@ -272,13 +272,16 @@ def test_batched_layer_reads_spikes_pooled_already() -> None:
 
 
 @pytest.mark.parametrize("net", NETS)
-@pytest.mark.parametrize("mode", ["auto", "batched"])
+@pytest.mark.parametrize("mode", ["auto", "batched", "event"])
 def test_the_scan_pools_for_the_next_layer_with_the_same_spikes(kernels_built: None, net: str, mode: str,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     # a spiking layer whose spikes only the next layer's first average pooling reads leaves them
-    # pooled from its IF scan (kernels.if_scan_pool), chunk after chunk: every count, every
-    # potential and the paths equal those of the scan that writes raw spikes. Small chunks (3
-    # groups, 4 chunks each, the last one shorter) also reuse the ring buffers across chunks and groups.
+    # pooled from its IF scan (kernels.if_scan_pool), chunk after chunk: every count and the
+    # paths equal those of the scan that writes raw spikes, and so do the potentials on the
+    # batched path; on the event path the pooled inputs' table adds pooled value x weight where
+    # the raw table adds weight / k^2 per spike: the same currents to rounding (float64 here).
+    # Small chunks (3 groups, 4 chunks each, the last one shorter) also reuse the ring buffers
+    # across chunks and groups.
     from snnergy.simulation import kernels, simulator
 
     snn, x = _converted(net)
@@ -293,9 +296,15 @@ def test_the_scan_pools_for_the_next_layer_with_the_same_spikes(kernels_built: N
             monkeypatch.setattr(simulator.Simulator, "_scan_pooling", lambda self, i, v, choose: None)
         sim = Simulator(snn, steps, mode=mode, max_elements=widest * 6 * 3)  # 6 samples x 3 steps a chunk
         runs[fused] = (sim.run(x), dict(sim.paths))
+        if fused:  # the same simulator again: its ring buffers hold the last batch's spikes (and
+            # its paths are chosen from the first chunk on: event currents round otherwise there)
+            assert_same_spikes(sim.run(x), runs[True][0], readout_folded=mode != "batched")
+            pooled_tables = {key for key, table in sim._tables.items() if len(key) == 3 and table is not None}
+            if mode != "auto":  # auto: the event path where these small nets spike sparsely
+                assert bool(pooled_tables) == (mode == "event")
     assert len(calls) > 0
     assert runs[True][1] == runs[False][1]
-    assert_same_spikes(runs[True][0], runs[False][0], readout_folded=False)
+    assert_same_spikes(runs[True][0], runs[False][0], readout_folded=mode != "batched")
     assert all(c[-1].sum() > 0 for c in runs[True][0].spike_counts.values())  # every layer spikes
 
 

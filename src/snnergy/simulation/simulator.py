@@ -22,7 +22,9 @@ few neurons spike yet) and takes ``"event"`` where it supports it and the densit
 :data:`EVENT_DENSITY`, ``"batched"`` elsewhere (:attr:`Simulator.paths`, :attr:`Simulator.density`).
 The choice depends on the data only, not on timings, so a run gives the same numbers every time.
 On a CPU the IF scan runs in a compiled kernel (:mod:`snnergy.simulation.kernels`) with the same
-arithmetic as :func:`~snnergy.simulation.neurons.if_step_`, counting spikes as it goes. Every
+arithmetic as :func:`~snnergy.simulation.neurons.if_step_`, counting spikes as it goes; where only
+the next stage's first average pooling reads a stage's spikes, its scan leaves them pooled
+(:meth:`Simulator._scan_pooling`), and the stages write their spikes into two reused buffers. Every
 path (and :func:`simulate_reference`) starts the potentials at the neuron's initial potential
 ``v0 * threshold`` (:meth:`~snnergy.simulation.IFNeuron.initial`; 0 by default). The first
 run on a CPU builds the kernels if ``$SNNERGY_KERNELS`` allows (:func:`~snnergy.simulation.kernels.prepare`,

@@ -280,12 +280,12 @@ def test_the_scan_pools_for_the_next_layer_with_the_same_spikes(kernels_built: N
     # paths equal those of the scan that writes raw spikes, and so do the potentials on the
     # batched path; on the event path the pooled inputs' table adds pooled value x weight where
     # the raw table adds weight / k^2 per spike: the same currents to rounding (float64 here).
-    # Small chunks (3 groups, 4 chunks each, the last one shorter) also reuse the ring buffers
-    # across chunks and groups.
+    # Small chunks (4 groups of 4 samples, 3 chunks each: 16, 16 and 8 steps; auto chooses the
+    # paths on the second) also reuse the ring buffers across chunks and groups.
     from snnergy.simulation import kernels, simulator
 
     snn, x = _converted(net)
-    steps = [1, 5, 11]
+    steps = [1, 5, 17, 40]
     calls = []
     scan_pool = kernels.if_scan_pool
     monkeypatch.setattr(kernels, "if_scan_pool", lambda *a, **k: calls.append(a[1].shape) or scan_pool(*a, **k))
@@ -294,7 +294,8 @@ def test_the_scan_pools_for_the_next_layer_with_the_same_spikes(kernels_built: N
     for fused in (True, False):
         if not fused:
             monkeypatch.setattr(simulator.Simulator, "_scan_pooling", lambda self, i, v, choose: None)
-        sim = Simulator(snn, steps, mode=mode, max_elements=widest * 6 * 3)  # 6 samples x 3 steps a chunk
+        sim = Simulator(snn, steps, mode=mode, max_elements=widest * 4 * 16)  # 4 samples x 16 steps a chunk
+        assert sim._chunking(len(x), x.device) == (4, 16)
         runs[fused] = (sim.run(x), dict(sim.paths))
         if fused:  # the same simulator again: its ring buffers hold the last batch's spikes (and
             # its paths are chosen from the first chunk on: event currents round otherwise there)

@@ -157,8 +157,10 @@ def _pair(v: Any) -> tuple[int, int]:
 
 
 def compiled_window(pool: nn.AvgPool2d) -> tuple[int, int] | None:
-    """The window ``(k_h, k_w)`` if the kernels can compute ``pool`` (stride equal to the kernel,
-    no padding, floor mode, no divisor override), else ``None``.
+    """The window ``(k_h, k_w)`` if ``pool`` is a plain average pooling (stride equal to the
+    kernel, no padding, floor mode, no divisor override), else ``None``: what the kernels here
+    compute, and the one definition the simulator's poolings of spikes and event tables use
+    (:mod:`snnergy.simulation.folding`, :func:`snnergy.simulation.events.unsupported`).
 
     Example:
         >>> compiled_window(nn.AvgPool2d(2)), compiled_window(nn.AvgPool2d(3, stride=1))

@@ -29,7 +29,8 @@ ALLOWED = {
     "models": UTILITIES | {"structure", "layers", "pooling"},
     "pooling": UTILITIES | {"native"},
     # data: the one batch iterator (snnergy.data.batches); data imports only utilities
-    "simulation": UTILITIES | {"data", "structure", "native"},
+    # pooling: the one definition of a plain average-pooling window (pooling.compiled_window)
+    "simulation": UTILITIES | {"data", "structure", "native", "pooling"},
     "activity": UTILITIES | {"structure"},
     # the one definition of a layer's scale, shared by conversion and the energy-aware penalties
     "normalization": UTILITIES,

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from snnergy.pooling import compiled_window
 from snnergy.simulation import kernels
 from snnergy.simulation.stages import SpikingStage
 
@@ -155,8 +156,7 @@ def unsupported(stage: SpikingStage, *, need_kernels: bool = True) -> str | None
             if op.start_dim != 1 or op.end_dim != -1:
                 return "a Flatten other than Flatten(1, -1)"
         elif isinstance(op, nn.AvgPool2d):
-            if _pair(op.kernel_size) != _pair(op.stride or op.kernel_size) or _pair(op.padding) != (0, 0) \
-                    or op.ceil_mode or op.divisor_override is not None:
+            if compiled_window(op) is None:
                 return "an AvgPool2d whose stride differs from its kernel, or with padding or ceil mode"
         elif isinstance(op, nn.MaxPool2d):
             return "a MaxPool2d (its spikes are gated by running spike counts, on the batched or looped path)"

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from snnergy.pooling import compiled_window
 from snnergy.simulation import kernels
 from snnergy.simulation.events import pooled_index
 
@@ -203,7 +204,7 @@ def leading_pool(pre: Sequence[nn.Module]) -> tuple[int, int] | None:
         ((2, 2), None)
     """
     first = pre[0] if len(pre) else None
-    return _pair(first.kernel_size) if isinstance(first, nn.AvgPool2d) and _plain(first) else None
+    return compiled_window(first) if isinstance(first, nn.AvgPool2d) else None
 
 
 def pool_spikes(pre: Sequence[nn.Module], x: Tensor) -> Tensor:
@@ -232,9 +233,9 @@ def pool_spikes(pre: Sequence[nn.Module], x: Tensor) -> Tensor:
 
 
 def _plain(pool: nn.AvgPool2d) -> bool:
-    """Kernel = stride, no padding, floor mode, the window's size as divisor."""
-    return _pair(pool.kernel_size) == _pair(pool.stride or pool.kernel_size) and _pair(pool.padding) == (0, 0) \
-        and not pool.ceil_mode and pool.divisor_override is None
+    """Kernel = stride, no padding, floor mode, the window's size as divisor (the windows
+    :func:`snnergy.pooling.compiled_window` accepts)."""
+    return compiled_window(pool) is not None
 
 
 def _channels_last_4d(x: Tensor) -> bool:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -281,19 +281,14 @@ def block_count(length: int) -> int:
     return length // BLOCK if length >= BLOCKED_FROM else 0
 
 
-def select_counted(values: Tensor, q: float, maxima: Tensor | None, count: int, nan: bool,
-                   absolute: bool = False,
-                   largest: Callable[[int, bool], tuple[Tensor, Tensor]] | None = None) -> Selection:
+def select_counted(magnitudes: Tensor, q: float, maxima: Tensor | None, count: int, nan: bool) -> Selection:
     """:func:`select_percentile` given what its pass over the map found: the block maxima of the
     magnitudes (:func:`block_count` blocks, or ``None``), their non-zero count and whether one is
-    NaN (a compiled pass computes all three at once). ``values`` is the flat map, its magnitudes
-    or, with ``absolute``, the signed values (only the candidates' magnitudes are then taken).
-    ``largest(k, two)``, if given, finds the order statistics instead of ``torch.topk``: the
-    ``k``-th largest magnitude and, with ``two``, the ``(k-1)``-th before it (values and flat
-    positions, descending).
+    NaN. (:func:`snnergy.regularizers.compiled.energy_select` makes the same selection in one
+    compiled call.)
 
     Example:
-        >>> s = select_counted(torch.tensor([0.0, -4.0, 1.0, 0.0, 2.0]), 0.75, None, 3, False, absolute=True)
+        >>> s = select_counted(torch.tensor([0.0, 4.0, 1.0, 0.0, 2.0]), 0.75, None, 3, False)
         >>> s.positions.tolist(), s.values.tolist()
         ([1, 4], [4.0, 2.0])
     """
@@ -303,27 +298,22 @@ def select_counted(values: Tensor, q: float, maxima: Tensor | None, count: int, 
         return Selection("sorted", blocks=maxima)
     m = count
     lo, hi, weight = _ranks(q, m)
-    if largest is not None:
-        picked, positions = largest(m - lo, hi != lo)
-        return Selection("ok", positions, picked, weight, maxima)
-    values, positions = _top(values, m - lo, maxima, absolute)
+    values, positions = _top(magnitudes, m - lo, maxima)
     # descending, rank j of the m non-zero values sits at m - 1 - j: [above, below] is a slice
     return Selection("ok", positions[m - 1 - hi: m - lo], values[m - 1 - hi: m - lo], weight, maxima)
 
 
-def _top(magnitudes: Tensor, k: int, maxima: Tensor | None, absolute: bool = False) -> tuple[Tensor, Tensor]:
-    """The ``k`` largest of a flat tensor (of its magnitudes with ``absolute``) and their indices,
-    descending (through ``maxima``, the block maxima, when they narrow the search: see
-    :func:`_largest`)."""
+def _top(magnitudes: Tensor, k: int, maxima: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The ``k`` largest of a flat tensor and their indices, descending (through ``maxima``, the
+    block maxima, when they narrow the search: see :func:`_largest`)."""
     if maxima is None or 4 * k * BLOCK > magnitudes.numel():
-        return torch.topk(magnitudes.abs() if absolute else magnitudes, k)
+        return torch.topk(magnitudes, k)
     best = torch.topk(maxima, k).indices
     candidates = (best.unsqueeze(1) * BLOCK + block_offsets(magnitudes.device)).reshape(-1)
     head = maxima.numel() * BLOCK
     if head < magnitudes.numel():  # the tail that fills no block is always a candidate
         candidates = torch.cat([candidates, torch.arange(head, magnitudes.numel(), device=magnitudes.device)])
-    picked = magnitudes[candidates]
-    values, order = torch.topk(picked.abs() if absolute else picked, k)
+    values, order = torch.topk(magnitudes[candidates], k)
     return values, candidates[order]
 
 

@@ -9,20 +9,26 @@ one). Here each group is one C loop over the map (GCC/Clang vector extensions, e
 
 - :func:`row_sums`: per sample, ``sum|a|``, ``sum a^2`` and ``sum |a| / (beta + |a|)``;
 - :func:`hoyer_grad`, :func:`tl1_grad`: the closed-form gradients, one pass each;
+- :func:`layer_values`, :func:`layer_grads`: a per-layer penalty (``l2``, ``transformed-l1``,
+  ``hoyer``, ``hoyer-square``) of every layer in one call each way: the sums above, the
+  per-sample values, batch means and layer sum, then every map's gradient (a call has a fixed
+  cost of a few microseconds in Python, as each PyTorch operation has: one call instead of some
+  twenty);
 - :func:`energy_pass`: the percentile's block maxima, non-zero count and NaN flag, and the
   per-sample ``synops`` (``sum f min(a, lambda) / lambda``), ``macs`` (``sum f r / (r + eps)``,
   ``r = |x| / mu``) or exact effective-MACs value, in one read of the map;
-- :func:`select_top`: the percentile's one or two order statistics (Hoare's selection over the
-  blocks whose maximum can hold them, instead of two ``topk``);
+- :func:`energy_select`: that pass, then the percentile's one or two order statistics (Hoare's
+  selection over the blocks whose maximum can hold them, instead of two ``topk``), in one call;
 - :func:`energy_grad`: the energy-aware gradient and ``sum(grad * a)`` (the scale's moment);
 - :func:`zero_count`: a map's zeros (the training loop's sparsity), from the same pass's count.
 
 Numerics: the element-wise results are the PyTorch path's, operation for operation (compiled
 without fused multiply-adds or fast-math): the gradients, block maxima, counts and order
 statistics (their values; among equal magnitudes the position may be another one) are the same,
-to the bit. The sums are taken in another order, in float64 (the per-layer sums) or in partial
-sums of 64 terms added in float64 (the energy-aware values), and rounded once to the map's
-dtype: the reference's value to rounding.
+to the bit. The sums are taken in another order: each term in the map's dtype, summed over eight
+lanes in that dtype for 64 values at a time, those partial sums added in float64 (a pass that
+converted every term to float64 would be bound by the conversions: 0.5x the time on LeNet's
+first map), and rounded once to the map's dtype: the reference's value to rounding.
 
 The kernels obey ``$SNNERGY_KERNELS`` (:mod:`snnergy.native`): ``auto`` builds them at the first
 fused penalty on a CPU and uses them when a compiler works (else the PyTorch path, the same values
@@ -37,6 +43,7 @@ import ctypes
 from pathlib import Path
 import math
 import struct
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -47,6 +54,7 @@ from snnergy import native
 BUILD_MESSAGE = "snnergy: compiling the fused penalties' CPU kernels (once per machine)..."
 
 _SOURCE = native.VECTORS + r"""
+#include <float.h>
 static inline vf load_f32(const float* p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline vd load_f64(const double* p) { vd v; memcpy(&v, p, sizeof v); return v; }
 static inline void store_f32(float* p, vf v) { memcpy(p, &v, sizeof v); }
@@ -59,10 +67,37 @@ static inline vd wide_f64(vd v) { return v; }
 static inline vf pick_f32(vfi m, vf a, vf b) { return (vf)(((vfi)a & m) | ((vfi)b & ~m)); }
 static inline vd pick_f64(vdi m, vd a, vd b) { return (vd)(((vdi)a & m) | ((vdi)b & ~m)); }
 static inline double hsum(vd v) { double t = 0; for (int j = 0; j < W; j++) t += v[j]; return t; }
+/* The largest lane (no NaN), as a tree: three dependent steps instead of seven. */
+#define MAX2(x, y) ((x) > (y) ? (x) : (y))
+static inline float hmax_f32(vf v) {
+    float a = MAX2(v[0], v[4]), b = MAX2(v[1], v[5]), c = MAX2(v[2], v[6]), d = MAX2(v[3], v[7]);
+    return MAX2(MAX2(a, c), MAX2(b, d));
+}
+static inline double hmax_f64(vd v) {
+    double a = MAX2(v[0], v[4]), b = MAX2(v[1], v[5]), c = MAX2(v[2], v[6]), d = MAX2(v[3], v[7]);
+    return MAX2(MAX2(a, c), MAX2(b, d));
+}
 
-/* Per row b (rows x n): out[3b] = sum m, out[3b+1] = sum m^2, out[3b+2] = sum m / (beta + m) (tl1;
-   the term in T), m = |a| (absval) or a; in double, W lanes, then the tail, in this fixed order. */
+/* Per row b (rows x n): out[3b] = sum m, out[3b+1] = sum m^2, out[3b+2] = sum m / (beta + m)
+   (tl1), m = |a| (absval) or a; each term in T, summed over W lanes in T for 8 chunks (64 values)
+   at a time (the last such sum over the chunks that are left), those partial sums added lane by
+   lane in double, then the lanes and the tail, in this fixed order (as energy_pass: a pass that
+   converts every term to double is bound by the conversions). */
 #define ROW_SUMS(S, T)                                                                         \
+static inline void row_chunks_##S(const T* r, int64_t chunks, int absval, int tl1, T beta,     \
+                                  vd* s1, vd* s2, vd* s3) {                                    \
+    typedef __typeof__(load_##S(r)) V;                                                         \
+    V p1 = {0}, p2 = {0}, p3 = {0};                                                            \
+    for (int64_t u = 0; u < chunks; u++) {                                                     \
+        V x = load_##S(r + u * W);                                                             \
+        if (absval) x = abs_##S(x);                                                            \
+        p1 += x;                                                                               \
+        p2 += x * x;                                                                           \
+        if (tl1) p3 += x / (beta + x);                                                         \
+    }                                                                                          \
+    *s1 += wide_##S(p1); *s2 += wide_##S(p2);                                                  \
+    if (tl1) *s3 += wide_##S(p3);                                                              \
+}                                                                                              \
 void row_sums_##S(const T* restrict a, int64_t rows, int64_t n, int absval, int tl1, T beta, \
                   double* restrict out, int threads) {                                         \
     _Pragma("omp parallel for num_threads(threads) schedule(static)")                          \
@@ -70,19 +105,16 @@ void row_sums_##S(const T* restrict a, int64_t rows, int64_t n, int absval, int 
         const T* r = a + b * n;                                                                \
         vd s1 = {0}, s2 = {0}, s3 = {0};                                                       \
         int64_t i = 0;                                                                         \
-        for (; i + W <= n; i += W) {                                                           \
-            __typeof__(load_##S(r)) x = load_##S(r + i);                                      \
-            if (absval) x = abs_##S(x);                                                        \
-            vd d = wide_##S(x);                                                                \
-            s1 += d;                                                                           \
-            s2 += d * d;                                                                       \
-            if (tl1) s3 += wide_##S(x / (beta + x));                                          \
+        for (; i + 8 * W <= n; i += 8 * W) row_chunks_##S(r + i, 8, absval, tl1, beta, &s1, &s2, &s3); \
+        if (i + W <= n) {                                                                      \
+            row_chunks_##S(r + i, (n - i) / W, absval, tl1, beta, &s1, &s2, &s3);             \
+            i += (n - i) / W * W;                                                              \
         }                                                                                      \
         double t1 = hsum(s1), t2 = hsum(s2), t3 = hsum(s3);                                   \
         for (; i < n; i++) {                                                                   \
             T m = absval ? (T)fabs((double)r[i]) : r[i];                                       \
             t1 += (double)m;                                                                   \
-            t2 += (double)m * (double)m;                                                       \
+            t2 += (double)(m * m);                                                             \
             if (tl1) t3 += (double)(m / (beta + m));                                          \
         }                                                                                      \
         out[3 * b] = t1; out[3 * b + 1] = t2; out[3 * b + 2] = t3;                             \
@@ -128,14 +160,104 @@ void tl1_grad_##S(const T* restrict a, int64_t rows, int64_t n, int absval, T be
 TL1_GRAD(f32, float)
 TL1_GRAD(f64, double)
 
+/* Every layer of a per-layer penalty in one call (kind 0: l2, 1: transformed-l1, 2: hoyer,
+   3: hoyer-square). Map l is maps[l] (rows x ns[l]; absval[l]: take |a|). stats (L x rows x 3):
+   each map's row_sums; values (L x rows): each sample's value, in double then rounded to T, as the
+   PyTorch code of the fused kernels computes it (l2: s2 / n; transformed-l1: s3 (beta + 1) / n,
+   non-finite -> NaN; hoyer: s1 / (sqrt(s2) sqrt(n)); hoyer-square: s1^2 / (s2 n), 0 for a silent
+   sample, whose s2 is set to 1); total: sum_l w_l mean_b(values), the means in double rounded to
+   T, the weighted sum in T in layer order (weights NULL: all 1). Returns 1 (the rest undefined)
+   when a Hoyer sample that is not silent has s2 outside [floors[l], max]: the caller divides by
+   the scale first. */
+#define LAYER_VALUES(S, T, TMAX)                                                               \
+int layer_values_##S(int kind, int64_t L, const int64_t* restrict maps, int64_t rows,         \
+                     const int64_t* restrict ns, const int* restrict absval, T beta,           \
+                     const T* restrict floors, const double* restrict weights,                 \
+                     double* restrict stats, T* restrict values, T* restrict total, int threads) { \
+    T sum = (T)0;                                                                              \
+    for (int64_t l = 0; l < L; l++) {                                                          \
+        double* st = stats + 3 * rows * l;                                                     \
+        T* v = values + rows * l;                                                              \
+        double n = (double)ns[l], mean = 0;                                                    \
+        row_sums_##S((const T*)maps[l], rows, ns[l], absval[l], kind == 1, beta, st, threads); \
+        for (int64_t b = 0; b < rows; b++) {                                                   \
+            double s1 = st[3 * b], s2 = st[3 * b + 1], value;                                  \
+            if (kind == 0) value = s2 / n;                                                     \
+            else if (kind == 1) value = st[3 * b + 2] * ((double)beta + 1.0) / n;              \
+            else if (s1 == 0) { st[3 * b + 1] = 1.0; value = 0; }                              \
+            else if (!(s2 >= (double)floors[l] && s2 <= (double)TMAX)) return 1;               \
+            else value = kind == 2 ? s1 / (sqrt(s2) * sqrt(n)) : s1 * s1 / (s2 * n);           \
+            T rounded = (T)value;                                                              \
+            if (kind < 2 && !isfinite(rounded)) rounded = (T)NAN;                              \
+            v[b] = rounded;                                                                    \
+            mean += (double)rounded;                                                           \
+        }                                                                                      \
+        T term = (T)(mean / (double)rows);                                                     \
+        if (weights) term = term * (T)weights[l];                                              \
+        sum = l == 0 ? term : sum + term;                                                      \
+    }                                                                                          \
+    *total = sum;                                                                              \
+    return 0;                                                                                  \
+}
+LAYER_VALUES(f32, float, FLT_MAX)
+LAYER_VALUES(f64, double, DBL_MAX)
+
+/* The gradient of layer_values' total times grad: map l's into outs[l] (0: not needed). Per
+   sample the factor r = grad w_l / rows (in T; 0 for a NaN value or a silent Hoyer sample), then
+   l2: a * ((r / n) * 2); transformed-l1: tl1_grad with k = r * ((beta + 1) beta / n); hoyer:
+   hoyer_grad with c1 = r / (sqrt(s2) sqrt(n)), c2 = -r v / s2, hoyer-square: c1 = 2 r s1 / (s2 n),
+   c2 = -2 r v / s2 (v the sample's value, in double; c1, c2 rounded to T). */
+#define LAYER_GRADS(S, T)                                                                      \
+int layer_grads_##S(int kind, int64_t L, const int64_t* restrict maps, int64_t rows,          \
+                    const int64_t* restrict ns, const int* restrict absval, T beta,            \
+                    const double* restrict weights, const double* restrict stats,              \
+                    const T* restrict values, T grad, const int64_t* restrict outs, int threads) { \
+    T* k = malloc(2 * rows * sizeof(T));                                                       \
+    if (!k) return -1;                                                                         \
+    for (int64_t l = 0; l < L; l++) {                                                          \
+        if (!outs[l]) continue;                                                                \
+        const double* st = stats + 3 * rows * l;                                               \
+        const T* v = values + rows * l;                                                        \
+        const T* a = (const T*)maps[l];                                                        \
+        T* o = (T*)outs[l];                                                                    \
+        int64_t n = ns[l];                                                                     \
+        T r0 = weights ? (grad * (T)weights[l]) / (T)rows : grad / (T)rows;                    \
+        for (int64_t b = 0; b < rows; b++) {                                                   \
+            T r = (kind < 2 ? v[b] != v[b] : st[3 * b] == 0) ? (T)0 : r0;                      \
+            double s1 = st[3 * b], s2 = st[3 * b + 1], d = (double)r, dn = (double)n;          \
+            if (kind == 0) k[b] = (r / (T)n) * (T)2;                                           \
+            else if (kind == 1) k[b] = r * ((T)(((double)beta + 1.0) * (double)beta) / (T)n);  \
+            else if (kind == 2) {                                                              \
+                double value = s1 == 0 ? 0 : s1 / (sqrt(s2) * sqrt(dn));                       \
+                k[b] = (T)(d / (sqrt(s2) * sqrt(dn)));                                         \
+                k[rows + b] = (T)(d * -value / s2);                                            \
+            } else {                                                                           \
+                double value = s1 == 0 ? 0 : s1 * s1 / (s2 * dn);                              \
+                k[b] = (T)(d * s1 * 2.0 / (s2 * dn));                                          \
+                k[rows + b] = (T)(d * value * -2.0 / s2);                                      \
+            }                                                                                  \
+        }                                                                                      \
+        if (kind == 0) {                                                                       \
+            _Pragma("omp parallel for num_threads(threads) schedule(static)")                  \
+            for (int64_t b = 0; b < rows; b++)                                                 \
+                for (int64_t i = 0; i < n; i++) o[b * n + i] = a[b * n + i] * k[b];            \
+        } else if (kind == 1) tl1_grad_##S(a, rows, n, absval[l], beta, k, o, threads);       \
+        else hoyer_grad_##S(a, rows, n, absval[l], k, k + rows, o, threads);                   \
+    }                                                                                          \
+    free(k);                                                                                   \
+    return 0;                                                                                  \
+}
+LAYER_GRADS(f32, float)
+LAYER_GRADS(f64, double)
+
 /* One pass over the map a (rows x n) for the energy-aware penalties:
    - maxima[g], g < blocks: max of the magnitudes m over flat positions 64g .. 64g + 63 (exact;
      with a NaN in the map they are not used);
    - stats[0]: the non-zero count, stats[1]: the NaN count (stats != NULL);
    - value[b] (value != NULL): kind 0 (synops) sum f min(a, scale) / scale, kind 1 (macs)
      sum f m / (m + eps * scale) (= f r / (r + eps), r = m / scale), each term in T, summed over
-     W lanes in T for 8 chunks (64 values) at a time, those partial sums in double; kind 2 the
-     exact count sum f [a != 0], in double.
+     W lanes in T within each block of 64 flat positions (at most 8 chunks), those partial sums
+     added lane by lane in double, then the lanes; kind 2 the exact count sum f [a != 0], in double.
    Rows whose length is a multiple of W are read once for all three (a chunk of W then lies in
    one block); otherwise the maxima and the count take their own loops. */
 #define ENERGY_PASS(S, T, I)                                                                   \
@@ -159,30 +281,31 @@ void energy_pass_##S(const T* restrict a, int64_t rows, int64_t n, int absval, i
     if (fused && (value || stats || blocks)) {                                                 \
         for (int64_t b = 0; b < rows; b++) {                                                   \
             const T* r = a + b * n;                                                            \
-            double t = 0;                                                                      \
-            V part = vnone;                                                                    \
-            for (int64_t i = 0; i < n; i += W) {                                               \
-                V x = load_##S(r + i);                                                         \
-                if (stats) { zeros -= (I)(x == (T)0); nans -= (I)(x != x); }                   \
-                int64_t p = b * n + i;                                                         \
-                if (p < head) {                                                                \
-                    V m = absval ? abs_##S(x) : x;                                             \
-                    bm = pick_##S(m > bm, m, bm);                                              \
-                    if ((p & 63) == 64 - W) {                                                  \
-                        T best = bm[0];                                                        \
-                        for (int j = 1; j < W; j++) best = bm[j] > best ? bm[j] : best;        \
-                        maxima[p >> 6] = best;                                                 \
-                        bm = vnone;                                                            \
+            vd t = {0};                                                                        \
+            for (int64_t i = 0; i < n;) {                                                      \
+                int64_t p = b * n + i, e = i + (64 - (p & 63));  /* to the block's end */      \
+                if (e > n) e = n;                                                              \
+                int in_head = p < head;                                                        \
+                V part = vnone;                                                                \
+                for (int64_t j = i; j < e; j += W) {                                           \
+                    V x = load_##S(r + j);                                                     \
+                    if (stats) { zeros -= (I)(x == (T)0); nans -= (I)(x != x); }               \
+                    if (in_head) {                                                             \
+                        V m = absval ? abs_##S(x) : x;                                         \
+                        bm = pick_##S(m > bm, m, bm);                                          \
                     }                                                                          \
+                    if (value) part += energy_term_##S(x, load_##S(f + j), kind, absval, ts, tshift); \
                 }                                                                              \
-                if (value) {                                                                   \
-                    part += energy_term_##S(x, load_##S(f + i), kind, absval, ts, tshift);     \
-                    if ((i / W) % 8 == 7) { t += hsum(wide_##S(part)); part = vnone; }         \
+                if (in_head && ((p + e - i) & 63) == 0) {  /* the block ends here */           \
+                    maxima[p >> 6] = hmax_##S(bm);                                             \
+                    bm = vnone;                                                                \
                 }                                                                              \
+                if (value) t += wide_##S(part);                                                \
+                i = e;                                                                         \
             }                                                                                  \
             if (value) {                                                                       \
-                t += hsum(wide_##S(part));                                                     \
-                value[b] = (T)(kind == 0 ? t / scale : t);                                     \
+                double sum = hsum(t);                                                          \
+                value[b] = (T)(kind == 0 ? sum / scale : sum);                                 \
             }                                                                                  \
         }                                                                                      \
     } else {                                                                                   \
@@ -194,9 +317,7 @@ void energy_pass_##S(const T* restrict a, int64_t rows, int64_t n, int absval, i
                 if (absval) x = abs_##S(x);                                                    \
                 m = pick_##S(x > m, x, m);                                                     \
             }                                                                                  \
-            T best = m[0];                                                                     \
-            for (int j = 1; j < W; j++) best = m[j] > best ? m[j] : best;                      \
-            maxima[g] = best;                                                                  \
+            maxima[g] = hmax_##S(m);                                                           \
         }                                                                                      \
         if (stats) {                                                                           \
             int64_t p = 0;                                                                     \
@@ -425,6 +546,26 @@ int select_top_##S(const T* restrict a, int64_t total, int absval, const T* rest
 }
 SELECT_TOP(f32, float)
 SELECT_TOP(f64, double)
+
+/* energy_pass (with the count) then the batch percentile's selection, in one call: with count
+   non-zero magnitudes and no NaN, the q-quantile's ranks as torch.quantile takes them (rank =
+   q (count - 1) in double, lo = floor, hi = ceil, weight = rank - lo) and select_top's (count -
+   lo)-th largest, with hi != lo the one before it. info: [count, nan, weight, two]. Returns 0 (a
+   selection made), 1 (none: a NaN or no non-zero value) or -1 (out of memory). */
+#define ENERGY_SELECT(S, T)                                                                    \
+int energy_select_##S(const T* restrict a, int64_t rows, int64_t n, int absval, int kind, double scale, \
+                      double eps, const T* restrict f, int64_t blocks, T* restrict maxima, double q, \
+                      T* restrict value, double* restrict info, T* restrict vals, int64_t* restrict pos) { \
+    double stats[2];                                                                           \
+    energy_pass_##S(a, rows, n, absval, kind, scale, eps, f, blocks, maxima, stats, value);   \
+    double count = stats[0], rank = q * (count - 1.0), lo = floor(rank), hi = ceil(rank);     \
+    info[0] = count; info[1] = stats[1]; info[2] = rank - lo; info[3] = hi != lo;              \
+    if (stats[1] != 0 || count == 0) return 1;                                                 \
+    return select_top_##S(a, rows * n, absval, blocks ? maxima : NULL, blocks, (int64_t)(count - lo), \
+                          hi != lo, vals, pos);                                                \
+}
+ENERGY_SELECT(f32, float)
+ENERGY_SELECT(f64, double)
 """
 
 _P, _I, _INT = native.POINTER, native.INT64, native.INT
@@ -608,29 +749,135 @@ def rate_limit(scale: float) -> float:
     return nearest if math.isfinite(nearest) else 0.0
 
 
-def select_top(a: Tensor, absolute: bool, maxima: Tensor | None, k: int, two: bool) -> tuple[Tensor, Tensor]:
-    """The ``k``-th largest non-zero magnitude of the flat map ``a`` (no NaN; ``k`` at most its
-    non-zero count) and, with ``two``, the ``(k-1)``-th before it: values and flat positions,
-    descending (among equal magnitudes, any one of their positions). ``maxima``: the block maxima
-    of :func:`energy_pass`, which narrow the search to the blocks that can hold them.
+#: :func:`layer_values`' kinds: the per-layer penalties computed for every layer in one call.
+LAYER_KINDS = {"l2": 0, "transformed-l1": 1, "hoyer": 2, "hoyer-square": 3}
+
+
+@dataclass(frozen=True)
+class LayerValues:
+    """What :func:`layer_values` computed, and :func:`layer_grads` reads.
+
+    Attributes:
+        total: The penalty, a 0-d tensor in the maps' dtype.
+        values: ``(L, B)`` per-sample values (NaN where not finite, for ``l2`` and ``transformed-l1``).
+        stats: ``(L, B, 3)`` float64 :func:`row_sums` of each map (``sum a^2`` of a silent sample set to 1).
+    """
+
+    total: Tensor
+    values: Tensor
+    stats: Tensor
+
+
+def _addresses(maps: Sequence[Tensor | None]) -> ctypes.Array:  # type: ignore[type-arg]
+    return (ctypes.c_int64 * len(maps))(*[0 if a is None else a.data_ptr() for a in maps])
+
+
+def _doubles(values: Sequence[float] | None) -> ctypes.Array | None:  # type: ignore[type-arg]
+    return None if values is None else (ctypes.c_double * len(values))(*values)
+
+
+def layer_values(kind: int, maps: Sequence[Tensor], nonnegative: Sequence[bool], sizes: Tensor, floors: Tensor,
+                 beta: float, weights: Sequence[float] | None) -> LayerValues | None:
+    """A per-layer penalty of every map in one call (``kind`` of :data:`LAYER_KINDS`):
+    ``sum_l w_l mean_b(value_l)``, the values computed from :func:`row_sums` in float64 as the
+    PyTorch code of :mod:`snnergy.regularizers.fused` computes them, the batch means in float64.
+    ``sizes``: each map's elements per sample (int64, contiguous); ``floors``: Hoyer's smallest
+    unscaled ``sum a^2`` per layer (the maps' dtype, contiguous); ``weights``: ``None`` for all 1.
+    ``None`` where a Hoyer sum of squares is out of range (the caller divides by the scale).
 
     Example:
-        >>> a = torch.tensor([0.0, -4.0, 1.0, 0.0, 2.0])
+        >>> a = torch.tensor([[0.0, 3.0, 4.0], [0.0, 0.0, 0.0]])  # l2: 25/3 and 0, mean 25/6
         >>> if usable([a]):
-        ...     values, positions = select_top(a, True, None, 2, True)
-        ...     print(values.tolist(), positions.tolist())
+        ...     print(layer_values(0, [a], [True], torch.tensor([3]), torch.zeros(1), 1.0, None).total)
         ... else:
-        ...     print([4.0, 2.0], [1, 4])
-        [4.0, 2.0] [1, 4]
+        ...     print(torch.tensor(25 / 6))
+        tensor(4.1667)
     """
+    rows, dtype = maps[0].shape[0], maps[0].dtype
+    values = torch.empty(len(maps), rows, dtype=dtype)
+    stats = torch.empty(len(maps), rows, 3, dtype=torch.float64)
+    total = torch.empty((), dtype=dtype)
+    fn, scalar = _function("layer_values", maps[0])
+    flags = (ctypes.c_int * len(maps))(*[int(not r) for r in nonnegative])
+    if fn(kind, len(maps), _addresses(maps), rows, sizes.data_ptr(), flags, scalar(beta), floors.data_ptr(),
+          _doubles(weights), stats.data_ptr(), values.data_ptr(), total.data_ptr(),
+          torch.get_num_threads()):
+        return None
+    return LayerValues(total, values, stats)
+
+
+def layer_grads(kind: int, maps: Sequence[Tensor], nonnegative: Sequence[bool], sizes: Tensor, beta: float,
+                weights: Sequence[float] | None, computed: LayerValues, grad: float, needs: Sequence[bool]) -> list[Tensor | None]:
+    """The gradient of ``grad`` times :func:`layer_values`' total in each map's shape (``None``
+    where not ``needs``), in one call: :func:`hoyer_grad` or :func:`tl1_grad` per map with the
+    factors of :mod:`snnergy.regularizers.fused` (``l2``: ``a * (2 r / n)``)."""
+    outs = [torch.empty_like(a) if need else None for a, need in zip(maps, needs)]
+    fn, scalar = _function("layer_grads", maps[0])
+    flags = (ctypes.c_int * len(maps))(*[int(not r) for r in nonnegative])
+    if fn(kind, len(maps), _addresses(maps), maps[0].shape[0], sizes.data_ptr(), flags, scalar(beta),
+          _doubles(weights), computed.stats.data_ptr(), computed.values.data_ptr(),
+          scalar(grad), _addresses(outs), torch.get_num_threads()):
+        raise MemoryError("layer_grads: out of memory")
+    return outs
+
+
+@dataclass(frozen=True)
+class EnergySelection:
+    """What :func:`energy_select` found in one map.
+
+    Attributes:
+        maxima: The block maxima (``None`` for 0 blocks).
+        count: The non-zero count.
+        nan: Whether a value is NaN.
+        found: Whether a selection was made (no NaN, a non-zero value).
+        weight: The quantile's interpolation weight (of the larger order statistic).
+        values: The order statistics' magnitudes, descending (two, or one where the ranks coincide).
+        positions: Their flat positions.
+        value: The per-sample value ``(B,)`` with a ``scale``, else ``None``.
+    """
+
+    maxima: Tensor | None
+    count: int
+    nan: bool
+    found: bool
+    weight: float
+    values: Tensor
+    positions: Tensor
+    value: Tensor | None
+
+
+def energy_select(a: Tensor, nonnegative: bool, blocks: int, scale: float | None, f: Tensor, eps: float | None,
+                  q: float) -> EnergySelection:
+    """:func:`energy_pass` with the count, then the ``q``-quantile's order statistics of the
+    non-zero magnitudes as :func:`snnergy.normalization.select_percentile` takes them (ranks as
+    ``torch.quantile``'s), by Hoare's selection over the blocks whose maximum can hold them: one
+    call per map.
+
+    Example:
+        >>> a = torch.tensor([[0.0, 1.0, 3.0, 2.0]])  # the median of 1, 2, 3: rank 1, one order statistic
+        >>> if usable([a]):
+        ...     found = energy_select(a, True, 0, None, a, None, 0.5)
+        ...     print(found.count, found.values.tolist(), found.positions.tolist(), found.weight)
+        ... else:
+        ...     print(3, [2.0], [3], 0.0)
+        3 [2.0] [3] 0.0
+    """
+    rows, n = _rows(a)
+    maxima = torch.empty(blocks, dtype=a.dtype) if blocks else None
+    value = torch.empty(rows, dtype=a.dtype) if scale is not None else None
+    info = (ctypes.c_double * 4)()
     values = torch.empty(2, dtype=a.dtype)
     positions = torch.empty(2, dtype=torch.int64)
-    fn, _ = _function("select_top", a)
-    blocks = 0 if maxima is None else maxima.numel()
-    if fn(a.data_ptr(), a.numel(), int(absolute), None if maxima is None else maxima.data_ptr(), blocks, k,
-          int(two), values.data_ptr(), positions.data_ptr()) != 0:
-        raise MemoryError("select_top: out of memory")
-    return (values, positions) if two else (values[1:], positions[1:])
+    fn, _ = _function("energy_select", a)
+    status = fn(a.data_ptr(), rows, n, int(not nonnegative), int(eps is not None), scale or 1.0, eps or 0.0,
+                f.data_ptr(), blocks, None if maxima is None else maxima.data_ptr(), q,
+                None if value is None else value.data_ptr(), info, values.data_ptr(), positions.data_ptr())
+    if status < 0:
+        raise MemoryError("energy_select: out of memory")
+    count, nan, weight, two = info
+    if not two:
+        values, positions = values[1:], positions[1:]
+    return EnergySelection(maxima, int(count), bool(nan), status == 0, weight, values, positions, value)
 
 
 def _load(path: Path) -> ctypes.CDLL:
@@ -640,8 +887,11 @@ def _load(path: Path) -> ctypes.CDLL:
         "tl1_grad": [_P, _I, _I, _INT, scalar, _P, _P, _INT],
         "energy_pass": [_P, _I, _I, _INT, _INT, ctypes.c_double, ctypes.c_double, _P, _I, _P, _P, _P],
         "energy_grad": [_P, _I, _I, _INT, _INT, scalar, scalar, scalar, _P, _P, _P, _P],
-        "select_top": [_P, _I, _INT, _P, _I, _I, _INT, _P, _P],
-    }, returns={"select_top": _INT})
+        "energy_select": [_P, _I, _I, _INT, _INT, ctypes.c_double, ctypes.c_double, _P, _I, _P, ctypes.c_double,
+                          _P, _P, _P, _P],
+        "layer_values": [_INT, _I, _P, _I, _P, _P, scalar, _P, _P, _P, _P, _P, _INT],
+        "layer_grads": [_INT, _I, _P, _I, _P, _P, scalar, _P, _P, _P, scalar, _P, _INT],
+    }, returns={"energy_select": _INT, "layer_values": _INT, "layer_grads": _INT})
 
 
 _LIBRARY = native.Library("snnergy_penalties", _SOURCE, BUILD_MESSAGE, _load,

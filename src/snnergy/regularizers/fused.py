@@ -7,20 +7,25 @@ costs as much as the arithmetic (issue 8: measured on LeNet, the ``l1`` step cos
 unregularized one). This module computes the same penalty as one
 ``torch.autograd.Function``:
 
-- forward: per layer, the fewest passes over the map that give its per-sample statistics (on a
-  CPU one compiled pass, :mod:`snnergy.regularizers.compiled`, summing in float64; else one or
-  two PyTorch reductions, no map-sized temporary where the map is a ReLU's output); then the
-  arithmetic of every layer at once on ``(L, B)`` tensors (``L`` layers), the non-finite check,
-  batch mean, layer weights and layer sum. ``l1`` runs the reference function's own operations
+- forward: on a CPU (``l2``, ``transformed-l1``, ``hoyer``, ``hoyer-square``, the kernel's
+  ``kind``), one call of :func:`snnergy.regularizers.compiled.layer_values` for every layer: one
+  read of each map for its per-sample sums, then each sample's value, the non-finite check, the
+  batch means (float64), layer weights and layer sum, equal to the reference to rounding.
+  Elsewhere, per layer, the fewest PyTorch reductions that give its per-sample statistics (no
+  map-sized temporary where the map is a ReLU's output), then the arithmetic of every layer at
+  once on ``(L, B)`` tensors (``L`` layers). ``l1`` runs the reference function's own operations
   (the same scalar, to the bit on CPU, where a mean is a sum divided by ``n``; elsewhere to
-  rounding), and so do ``l2`` and ``transformed-l1`` on the PyTorch path; the compiled sums, and
-  ``hoyer`` and ``hoyer-square`` from the unscaled sums (below), equal the reference to rounding;
-- backward: the gradient in closed form, one pass over each map (``l1`` and ``l2``: autograd's
-  gradient to the bit; the others: the same derivative, rounded differently).
+  rounding), and so do ``l2`` and ``transformed-l1`` on the PyTorch path; ``hoyer`` and
+  ``hoyer-square`` come from the unscaled sums (below), equal to the reference to rounding;
+- backward: the gradient in closed form, one pass over each map (on a CPU one call of
+  :func:`snnergy.regularizers.compiled.layer_grads` for every layer; ``l1`` and ``l2`` on the
+  PyTorch path: autograd's gradient to the bit; the others: the same derivative, rounded
+  differently).
 
-Each operation has a fixed cost of a few microseconds, so every constant (elements per sample,
-their square roots) is made once per map shapes, dtype and device and kept (:func:`_layout`),
-and a kernel handles all layers in one call.
+Each operation has a fixed cost of a few microseconds (one call instead of some twenty per
+direction: 0.05 of the step's 1.10 to 1.17 over the unregularized LeNet step, issue 18), so
+every constant (elements per sample, their square roots) is made once per map shapes, dtype and
+device and kept (:func:`_layout`).
 
 Hoyer without the scale. The reference divides each sample by ``s = max|a|`` first
 (``layerwise._moments``) so that no square over- or underflows. Hoyer and Hoyer-Square are
@@ -47,10 +52,6 @@ from torch.autograd.function import once_differentiable
 from snnergy.regularizers import compiled
 from snnergy.regularizers.layerwise import TL1_BETA
 
-_NATIVE = "native"
-"""Marks Hoyer statistics computed by the compiled kernels (float64)."""
-
-
 @dataclass(frozen=True)
 class Layout:
     """Per-layer constants of one set of map shapes, dtype and device, each ``(L, 1)``.
@@ -60,15 +61,13 @@ class Layout:
         root_n: ``sqrt(n)``.
         floor: ``n * tiny``: the smallest ``sum a^2`` whose squares are summed to within
             ``eps`` (module docstring).
-        n64: ``n`` in float64 (the compiled sums' dtype).
-        root_n64: ``sqrt(n)`` in float64.
+        sizes: ``n`` as ``(L,)`` int64 on the CPU (for the compiled kernels).
     """
 
     n: Tensor
     root_n: Tensor
     floor: Tensor
-    n64: Tensor
-    root_n64: Tensor
+    sizes: Tensor
 
 
 _LAYOUTS: dict[tuple[Any, ...], Layout] = {}
@@ -90,7 +89,7 @@ def _layout(maps: Sequence[Tensor]) -> Layout:
 
         roots = [math.sqrt(n) for n in sizes]
         layout = Layout(column(sizes), column(roots), column([n * tiny for n in sizes]),
-                        column(sizes, torch.float64), column(roots, torch.float64))
+                        torch.tensor(sizes, dtype=torch.int64))
         _LAYOUTS[key] = layout
     return layout
 
@@ -102,17 +101,17 @@ class Kernel(Protocol):
     nan_check: bool
     """Whether the reference function turns non-finite values into NaN (``l1``, ``l2``, ``transformed-l1``)."""
 
-    native: bool
-    """Whether it uses :mod:`snnergy.regularizers.compiled` where the maps allow."""
+    kind: int | None
+    """Its kind in :func:`snnergy.regularizers.compiled.layer_values` (every layer in one compiled
+    call, where the maps allow); ``None``: PyTorch operations alone."""
 
-    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout,
-                native: bool) -> tuple[Tensor, Any]:
+    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout) -> tuple[Tensor, Any]:
         """``(L, B)`` per-sample values, and what :meth:`backward` needs (``relu``: each map is a
-        ReLU's output; ``native``: the compiled kernels can take the maps)."""
+        ReLU's output), in PyTorch operations."""
         ...
 
     def backward(self, maps: Sequence[Tensor], relu: Sequence[bool], rows: Tensor, saved: Any, layout: Layout,
-                 needs: Sequence[bool], native: bool) -> list[Tensor | None]:
+                 needs: Sequence[bool]) -> list[Tensor | None]:
         """The gradient of ``sum(rows * values)`` in each map's shape (``None`` where not ``needs``)."""
         ...
 
@@ -146,14 +145,13 @@ class _L1:
     """``mean |a|``; gradient ``sgn(a) * row / n`` (after a ReLU: ``row / n``, see :func:`fused_penalty`)."""
 
     nan_check = True
-    native = False  # one PyTorch sum per map is as fast, and the reference's bits
+    kind = None  # one PyTorch sum per map is as fast, and the reference's bits
 
-    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout,
-                native: bool) -> tuple[Tensor, Any]:
+    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout) -> tuple[Tensor, Any]:
         return torch.stack([_magnitudes(a, r).sum(dim=1) for a, r in zip(maps, relu)]) / layout.n, None
 
     def backward(self, maps: Sequence[Tensor], relu: Sequence[bool], rows: Tensor, saved: Any, layout: Layout,
-                 needs: Sequence[bool], native: bool) -> list[Tensor | None]:
+                 needs: Sequence[bool]) -> list[Tensor | None]:
         factors = (rows / layout.n).unbind()
         return [None if not need else _row(k, a).expand_as(a) if r else a.sgn().mul_(_row(k, a))
                 for a, r, k, need in zip(maps, relu, factors, needs)]
@@ -163,17 +161,13 @@ class _L2:
     """``mean a^2``; gradient ``2 a * row / n`` (``a * (2 row / n)``: the same bits, 2 is exact)."""
 
     nan_check = True
-    native = True
+    kind = compiled.LAYER_KINDS["l2"]
 
-    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout,
-                native: bool) -> tuple[Tensor, Any]:
-        if native:  # sum a^2 in float64, one pass, no temporary
-            sums = torch.stack([compiled.row_sums(a, r)[1] for a, r in zip(maps, relu)])
-            return (sums / layout.n64).to(maps[0].dtype), None
+    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout) -> tuple[Tensor, Any]:
         return torch.stack([_flat(a).pow(2).sum(dim=1) for a in maps]) / layout.n, None
 
     def backward(self, maps: Sequence[Tensor], relu: Sequence[bool], rows: Tensor, saved: Any, layout: Layout,
-                 needs: Sequence[bool], native: bool) -> list[Tensor | None]:
+                 needs: Sequence[bool]) -> list[Tensor | None]:
         factors = (rows / layout.n).mul_(2.0).unbind()
         return [a * _row(k, a) if need else None for a, k, need in zip(maps, factors, needs)]
 
@@ -182,13 +176,9 @@ class _TransformedL1:
     """``mean (beta+1)|a| / (beta+|a|)``; gradient ``sgn(a) (beta+1) beta / (beta+|a|)^2 * row / n``."""
 
     nan_check = True
-    native = True
+    kind = compiled.LAYER_KINDS["transformed-l1"]
 
-    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout,
-                native: bool) -> tuple[Tensor, Any]:
-        if native:  # the same terms, summed in float64, one pass; the gradient recomputes beta + |a|
-            sums = torch.stack([compiled.row_sums(a, r, TL1_BETA)[2] for a, r in zip(maps, relu)])
-            return (sums * (TL1_BETA + 1.0) / layout.n64).to(maps[0].dtype), None
+    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout) -> tuple[Tensor, Any]:
         # (beta+1) |a| / (beta+|a|) with beta + 1 = 2 (TL1_BETA = 1): doubling is exact, so the sum
         # of |a| / (beta+|a|), doubled, has the reference's bits, with one map-sized temporary fewer
         sums, denominators = [], []
@@ -200,11 +190,8 @@ class _TransformedL1:
         return torch.stack(sums).mul_(TL1_BETA + 1.0).div_(layout.n), denominators
 
     def backward(self, maps: Sequence[Tensor], relu: Sequence[bool], rows: Tensor, saved: Any, layout: Layout,
-                 needs: Sequence[bool], native: bool) -> list[Tensor | None]:
+                 needs: Sequence[bool]) -> list[Tensor | None]:
         factors = (rows * ((TL1_BETA + 1.0) * TL1_BETA / layout.n)).unbind()
-        if native:
-            return [compiled.tl1_grad(a, r, TL1_BETA, k.contiguous()) if need else None
-                    for a, r, k, need in zip(maps, relu, factors, needs)]
         grads: list[Tensor | None] = []
         for a, r, k, denominator, need in zip(maps, relu, factors, saved, needs):
             if not need:
@@ -224,21 +211,12 @@ class _Hoyer:
     ``c1 = 2 S1 / (n S2)``, ``c2 = 2 v / S2`` (hoyer-square); 0 on a silent sample (``S1 = 0``)."""
 
     nan_check = False
-    native = True
 
     def __init__(self, square: bool) -> None:
         self.square = square
+        self.kind = compiled.LAYER_KINDS["hoyer-square" if square else "hoyer"]
 
-    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout,
-                native: bool) -> tuple[Tensor, Any]:
-        if native:  # float64 sums; the gradient's factors must still fit the maps' dtype (the same check)
-            sums = [compiled.row_sums(a, r) for a, r in zip(maps, relu)]
-            s1, s2 = torch.stack([t[0] for t in sums]), torch.stack([t[1] for t in sums])
-            silent = s1 == 0
-            if bool(((s2 >= layout.floor) & (s2 <= torch.finfo(maps[0].dtype).max) | silent).all()):
-                s2 = s2.masked_fill_(silent, 1.0)
-                value = s1.square().div_(s2 * layout.n64) if self.square else s1 / (s2.sqrt() * layout.root_n64)
-                return value.to(maps[0].dtype), (s1, s2, value, silent, _NATIVE)
+    def forward(self, maps: Sequence[Tensor], relu: Sequence[bool], layout: Layout) -> tuple[Tensor, Any]:
         s1, s2 = self._sums(maps, relu, None)
         silent = s1 == 0
         if not bool(((s2 >= layout.floor) & (s2 <= torch.finfo(s2.dtype).max) | silent).all()):
@@ -264,22 +242,13 @@ class _Hoyer:
         return torch.stack(s1), torch.stack(s2)
 
     def backward(self, maps: Sequence[Tensor], relu: Sequence[bool], rows: Tensor, saved: Any, layout: Layout,
-                 needs: Sequence[bool], native: bool) -> list[Tensor | None]:
+                 needs: Sequence[bool]) -> list[Tensor | None]:
         s1, s2, value, silent, scales = saved
         rows = rows.masked_fill(silent, 0.0)
-        if scales is _NATIVE:  # float64 statistics; factors in the maps' dtype
-            rows = rows.double()
-            n, root_n = layout.n64, layout.root_n64
-        else:
-            n, root_n = layout.n, layout.root_n
         if self.square:
-            c1, c2 = rows * s1 * 2.0 / (s2 * n), rows * value * -2.0 / s2
+            c1, c2 = rows * s1 * 2.0 / (s2 * layout.n), rows * value * -2.0 / s2
         else:
-            c1, c2 = rows / (s2.sqrt() * root_n), rows * value.neg() / s2
-        if scales is _NATIVE:
-            c1, c2 = c1.to(maps[0].dtype), c2.to(maps[0].dtype)
-            return [compiled.hoyer_grad(a, r, k1, k2) if need else None
-                    for a, r, k1, k2, need in zip(maps, relu, c1.unbind(), c2.unbind(), needs)]
+            c1, c2 = rows / (s2.sqrt() * layout.root_n), rows * value.neg() / s2
         grads: list[Tensor | None] = []
         for i, (a, r, k1, k2, need) in enumerate(zip(maps, relu, c1.unbind(), c2.unbind(), needs)):
             if not need:
@@ -308,8 +277,15 @@ class _FusedPenalty(torch.autograd.Function):
     def forward(ctx: Any, kernel: Kernel, weights: tuple[float, ...] | None, relu: tuple[bool, ...],
                 *maps: Tensor) -> Tensor:
         layout = _layout(maps)
-        native = kernel.native and compiled.usable(maps)
-        values, saved = kernel.forward(maps, relu, layout, native)  # (L, B)
+        ctx.save_for_backward(*maps)
+        ctx.kernel, ctx.weights, ctx.relu, ctx.layout = kernel, weights, relu, layout
+        ctx.computed = None
+        if kernel.kind is not None and compiled.usable(maps):  # every layer in one compiled call
+            ctx.computed = compiled.layer_values(kernel.kind, maps, relu, layout.sizes, layout.floor, TL1_BETA,
+                                                 weights)
+            if ctx.computed is not None:
+                return ctx.computed.total
+        values, ctx.saved = kernel.forward(maps, relu, layout)  # (L, B)
         if kernel.nan_check:  # NaN where not finite; a finite value unchanged (v - v = 0)
             values = values + (values - values)
         means = values.mean(dim=1)
@@ -319,15 +295,17 @@ class _FusedPenalty(torch.autograd.Function):
         total = layers[0]
         for term in layers[1:]:  # in layer order, as the reference sums
             total = total + term
-        ctx.save_for_backward(*maps)
-        ctx.kernel, ctx.weights, ctx.relu, ctx.values = kernel, weights, relu, values
-        ctx.layout, ctx.saved, ctx.native = layout, saved, native
+        ctx.values = values
         return total
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         maps = ctx.saved_tensors
+        needs = ctx.needs_input_grad[3:]
+        if ctx.computed is not None:
+            return (None, None, None, *compiled.layer_grads(ctx.kernel.kind, maps, ctx.relu, ctx.layout.sizes,
+                                                            TL1_BETA, ctx.weights, ctx.computed, grad.item(), needs))
         values: Tensor = ctx.values
         layers, batch = values.shape
         if ctx.weights is None:
@@ -337,7 +315,7 @@ class _FusedPenalty(torch.autograd.Function):
             rows = rows.expand(layers, batch)
         if ctx.kernel.nan_check:  # a non-finite sample passes no gradient (the reference's where)
             rows = torch.where(values.isnan(), 0.0, rows)
-        grads = ctx.kernel.backward(maps, ctx.relu, rows, ctx.saved, ctx.layout, ctx.needs_input_grad[3:], ctx.native)
+        grads = ctx.kernel.backward(maps, ctx.relu, rows, ctx.saved, ctx.layout, needs)
         return (None, None, None, *grads)
 
 

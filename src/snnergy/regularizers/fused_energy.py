@@ -25,9 +25,12 @@ scale holds no capped rate, so the mask costs a few small operations instead of 
 that is a ReLU's output (:func:`~snnergy.regularizers.fused.is_relu_output`) needs no magnitudes
 (``|a| = a``) and, for ``macs``, no ``sgn`` factor (as in :mod:`snnergy.regularizers.fused`).
 
-With the compiled kernels each layer's value is computed in the same read as the selection when
-its scale is known before it (``synops``: the running scale of the batches before), and the
-gradient recomputes each rate's cap (no positions kept). The gradients are the reference's
+With the compiled kernels each map takes one call (:func:`~snnergy.regularizers.compiled.energy_select`:
+the read for the block maxima, count and NaN flag, the value in the same read when its scale is
+known before it, ``synops``: the running scale of the batches before, and the selection of the
+order statistics), every layer's batch percentile is one ``torch.lerp`` over the layers (the
+function's scalar and vector paths give the same bits: ``torch.quantile``'s value, as the
+reference's 0-d call), and the gradient recomputes each rate's cap (no positions kept). The gradients are the reference's
 derivative, rounded differently in the last bits. Per-channel
 scales (``convert.channelwise``) and maps of 2**24 values or more take the reference path.
 """
@@ -37,7 +40,6 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Sequence
 
 import torch
@@ -50,7 +52,6 @@ from snnergy.normalization import (
     Selection,
     block_count,
     block_offsets,
-    select_counted,
     select_percentile,
 )
 from snnergy.regularizers import compiled
@@ -178,16 +179,6 @@ def _batch_value(selection: Selection) -> float:
     return torch.lerp(picked[-1], picked[0], weight).item()
 
 
-def _observe(plan: Plan, name: str, selection: Selection, old: float | None,
-             device: torch.device) -> tuple[float, float]:
-    """The batch percentile of a selection, and the running scale after this batch (stored;
-    ``old``: the one before, ``None`` if there is none)."""
-    batch = _batch_value(selection)
-    running = _updated(old, batch, plan.momentum)
-    plan.scales[name] = torch.tensor(running, dtype=torch.float64, device=device)
-    return batch, running
-
-
 def _capped(a: Tensor, selection: Selection, scale: float) -> Tensor | None:
     """Flat positions where ``a / lambda > 1``, looked for in the blocks whose maximum magnitude
     exceeds the scale (``a <= lambda`` gives ``a / lambda <= 1``) and in the tail outside the
@@ -204,46 +195,99 @@ def _capped(a: Tensor, selection: Selection, scale: float) -> Tensor | None:
     return candidates[flat[candidates] / scale > 1.0]
 
 
+def _known(plan: Plan, before: float | None) -> bool:
+    """Whether this batch divides by the scale of the batches before it (module docstring)."""
+    return plan.prior_scale and before is not None and not math.isnan(before)
+
+
+def _scale(plan: Plan, name: str, selection: Selection, before: float | None, batch: float,
+           a: Tensor) -> tuple[float, float]:
+    """The running scale after this batch (stored), and the layer's ``(scale, factor)``: the
+    scale it divides by, rounded to the map's dtype, and ``d lambda / d batch`` (0: none)."""
+    running = _updated(before, batch, plan.momentum)
+    plan.scales[name] = torch.tensor(running, dtype=torch.float64, device=a.device)
+    if _known(plan, before):
+        running = before  # type: ignore[assignment]  # the scale of the batches before this one
+    value_of_scale = 1.0 if math.isnan(running) else running  # NaN (never seen) counts as 1
+    gradient = plan.scale_gradient and math.isfinite(batch) and batch != 0
+    return _rounded(value_of_scale, a.dtype), value_of_scale / batch if gradient else 0.0  # as _broadcast rounds it
+
+
+def _layers(plan: Plan, relu: tuple[bool, ...], maps: Sequence[Tensor],
+            befores: Sequence[float | None]) -> tuple[list[_Layer], Tensor]:
+    """Every layer with PyTorch operations: the selection, the scales, the values."""
+    total, layers = None, []
+    q = plan.percentile / 100.0
+    for name, f, a, nonnegative, before in zip(plan.names, plan.fanouts, maps, relu, befores, strict=True):
+        magnitudes = (a if nonnegative else a.abs()).reshape(-1)
+        selection = select_percentile(magnitudes, q)
+        scale, factor = _scale(plan, name, selection, before, _batch_value(selection), a)
+        if plan.eps is None:
+            value, saved = _synops_forward(a, scale, f, selection)
+        else:
+            value, saved = _macs_forward(a, magnitudes, scale, f, plan.eps, nonnegative)
+        layers.append(_Layer(scale, selection, factor, saved))
+        total = value if total is None else total + value
+    return layers, total  # type: ignore[return-value]
+
+
+def _compiled_layers(plan: Plan, relu: tuple[bool, ...], maps: Sequence[Tensor],
+                     befores: Sequence[float | None]) -> tuple[list[_Layer], Tensor]:
+    """Every layer with the compiled kernels: one call per map for the selection's block maxima,
+    count and order statistics and (its scale known) the value; the batch percentiles of every
+    layer in one ``torch.lerp`` (elementwise: each the one a 0-d call gives, to the bit)."""
+    q = plan.percentile / 100.0
+    found = [compiled.energy_select(a, nonnegative, block_count(a.numel()),
+                                    _rounded(before, a.dtype) if _known(plan, before) else None,  # type: ignore[arg-type]
+                                    f, plan.eps, q)
+             for f, a, nonnegative, before in zip(plan.fanouts, maps, relu, befores, strict=True)]
+    selections = [Selection("ok", r.positions, r.values, r.weight, r.maxima) if r.found
+                  else Selection("nan", blocks=r.maxima) for r in found]
+    batches = _batch_values(selections)
+    total, layers = None, []
+    for name, f, a, nonnegative, before, r, selection, batch in zip(
+            plan.names, plan.fanouts, maps, relu, befores, found, selections, batches, strict=True):
+        scale, factor = _scale(plan, name, selection, before, batch, a)
+        value = r.value
+        if value is None:  # the scale needed this batch's percentile first
+            value = compiled.energy_pass(a, nonnegative, 0, scale, f, plan.eps, count=False)[3]
+        layers.append(_Layer(scale, selection, factor, (_COMPILED,)))
+        total = value if total is None else total + value
+    return layers, total  # type: ignore[return-value]
+
+
+def _batch_values(selections: Sequence[Selection]) -> list[float]:
+    """:func:`_batch_value` of each selection, the interpolations in one ``torch.lerp`` call."""
+    values: list[float] = [math.nan] * len(selections)
+    pending = []
+    for i, selection in enumerate(selections):
+        if selection.status != "ok":
+            continue
+        picked = selection.values.tolist()  # type: ignore[union-attr]
+        if selection.weight == 0.0 and math.isfinite(picked[-1]):  # one order statistic: lerp(x, x, 0) = x
+            values[i] = picked[-1]
+        else:
+            pending.append((i, picked[-1], picked[0], selection.weight))
+    if pending:
+        below, above, weights = (torch.tensor(column, dtype=torch.float64) for column in list(zip(*pending))[1:])
+        for (i, *_), value in zip(pending, torch.lerp(below, above, weights).tolist()):
+            values[i] = value
+    return values
+
+
 class _Node(torch.autograd.Function):
     """The per-sample values of every layer in one node (module docstring)."""
 
     @staticmethod
     def forward(ctx: Any, plan: Plan, relu: tuple[bool, ...], *maps: Tensor) -> Tensor:
-        total, layers = None, []
-        use_compiled = compiled.usable([*maps, *plan.fanouts])
-        q = plan.percentile / 100.0
-        for name, f, a, nonnegative in zip(plan.names, plan.fanouts, maps, relu, strict=True):
+        befores = []
+        for name in plan.names:
             before = plan.scales.get(name)
-            before = None if before is None else before.item()
-            prior = plan.prior_scale and before is not None and not math.isnan(before)
-            value = None
-            if use_compiled:  # one pass: the selection's block maxima, count and NaN, and the value
-                known = _rounded(before, a.dtype) if prior else None  # type: ignore[arg-type]
-                maxima, count, nan, value = compiled.energy_pass(a, nonnegative, block_count(a.numel()), known, f,
-                                                                 plan.eps)
-                flat = a.reshape(-1)
-                selection = select_counted(flat, q, maxima, count, nan, absolute=not nonnegative,
-                                           largest=partial(compiled.select_top, flat, not nonnegative, maxima))
-            else:
-                magnitudes = (a if nonnegative else a.abs()).reshape(-1)
-                selection = select_percentile(magnitudes, q)
-            batch, running = _observe(plan, name, selection, before, a.device)
-            if prior:
-                running = before  # type: ignore[assignment]  # the scale of the batches before this one
-            value_of_scale = 1.0 if math.isnan(running) else running  # NaN (never seen) counts as 1
-            scale = _rounded(value_of_scale, a.dtype)  # as _broadcast rounds it
-            gradient = plan.scale_gradient and math.isfinite(batch) and batch != 0
-            factor = value_of_scale / batch if gradient else 0.0
-            if use_compiled:
-                if value is None:  # the scale needed this batch's percentile first
-                    value = compiled.energy_pass(a, nonnegative, 0, scale, f, plan.eps, count=False)[3]
-                saved: tuple[Any, ...] = (_COMPILED,)
-            elif plan.eps is None:
-                value, saved = _synops_forward(a, scale, f, selection)
-            else:
-                value, saved = _macs_forward(a, magnitudes, scale, f, plan.eps, nonnegative)
-            layers.append(_Layer(scale, selection, factor, saved))
-            total = value if total is None else total + value
+            befores.append(None if before is None else before.item())
+        if compiled.usable([*maps, *plan.fanouts]):
+            layers, total = _compiled_layers(plan, relu, maps, befores)
+        else:
+            layers, total = _layers(plan, relu, maps, befores)
         ctx.save_for_backward(*maps)
         ctx.plan, ctx.relu, ctx.layers = plan, relu, layers
         return total

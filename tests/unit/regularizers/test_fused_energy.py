@@ -36,3 +36,16 @@ def test_fast_path_equals_the_reference_in_float64_with_capped_rates(name: str) 
         assert all(torch.equal(fast.state_dict()[k], reference.state_dict()[k]) for k in reference.state_dict())
         for ours, theirs in zip(results[0][1], results[1][1]):
             torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-14)
+
+
+def test_one_lerp_over_the_layers_gives_each_layer_its_own_lerp() -> None:
+    # the fast path interpolates every layer's batch percentile in one torch.lerp over (L,) float64
+    # tensors; the reference calls it on 0-d tensors. 64 layers take the vectorized loop (the
+    # first 2 x vector width elements) and the scalar tail: the same bits as 64 0-d calls
+    torch.manual_seed(0)
+    below = torch.rand(64, dtype=torch.float64) * 10
+    above = below + torch.rand(64, dtype=torch.float64) * 10
+    weights = torch.rand(64, dtype=torch.float64)
+    together = torch.lerp(below, above, weights)
+    alone = torch.stack([torch.lerp(b, a, w) for b, a, w in zip(below, above, weights)])
+    assert torch.equal(together, alone)

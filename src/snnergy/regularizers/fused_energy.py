@@ -167,18 +167,6 @@ def _updated(old: float | None, observed: float, momentum: float) -> float:
     return (1.0 - momentum) * old + momentum * observed
 
 
-def _batch_value(selection: Selection) -> float:
-    """The batch percentile, as :func:`~snnergy.normalization.percentile_value` gives it."""
-    if selection.status != "ok":
-        return math.nan
-    picked = selection.values.double()  # type: ignore[union-attr]
-    below = picked[-1].item()
-    if selection.weight == 0.0 and math.isfinite(below):  # one order statistic: lerp(x, x, 0) = x
-        return below
-    weight = torch.tensor(selection.weight, dtype=torch.float64, device=picked.device)
-    return torch.lerp(picked[-1], picked[0], weight).item()
-
-
 def _capped(a: Tensor, selection: Selection, scale: float) -> Tensor | None:
     """Flat positions where ``a / lambda > 1``, looked for in the blocks whose maximum magnitude
     exceeds the scale (``a <= lambda`` gives ``a / lambda <= 1``) and in the tail outside the
@@ -200,32 +188,34 @@ def _known(plan: Plan, before: float | None) -> bool:
     return plan.prior_scale and before is not None and not math.isnan(before)
 
 
-def _scale(plan: Plan, name: str, selection: Selection, before: float | None, batch: float,
-           a: Tensor) -> tuple[float, float]:
+def _scale(plan: Plan, name: str, before: float | None, batch: float, a: Tensor) -> tuple[float, float]:
     """The running scale after this batch (stored), and the layer's ``(scale, factor)``: the
-    scale it divides by, rounded to the map's dtype, and ``d lambda / d batch`` (0: none)."""
+    scale it divides by, rounded to the map's dtype as ``_broadcast`` rounds it, and
+    ``d lambda / d batch`` (0: none)."""
     running = _updated(before, batch, plan.momentum)
     plan.scales[name] = torch.tensor(running, dtype=torch.float64, device=a.device)
     if _known(plan, before):
         running = before  # type: ignore[assignment]  # the scale of the batches before this one
     value_of_scale = 1.0 if math.isnan(running) else running  # NaN (never seen) counts as 1
     gradient = plan.scale_gradient and math.isfinite(batch) and batch != 0
-    return _rounded(value_of_scale, a.dtype), value_of_scale / batch if gradient else 0.0  # as _broadcast rounds it
+    return _rounded(value_of_scale, a.dtype), value_of_scale / batch if gradient else 0.0
 
 
 def _layers(plan: Plan, relu: tuple[bool, ...], maps: Sequence[Tensor],
             befores: Sequence[float | None]) -> tuple[list[_Layer], Tensor]:
-    """Every layer with PyTorch operations: the selection, the scales, the values."""
-    total, layers = None, []
+    """Every layer with PyTorch operations: the selections, the scales, the values."""
     q = plan.percentile / 100.0
-    for name, f, a, nonnegative, before in zip(plan.names, plan.fanouts, maps, relu, befores, strict=True):
-        magnitudes = (a if nonnegative else a.abs()).reshape(-1)
-        selection = select_percentile(magnitudes, q)
-        scale, factor = _scale(plan, name, selection, before, _batch_value(selection), a)
+    magnitudes = [(a if nonnegative else a.abs()).reshape(-1) for a, nonnegative in zip(maps, relu)]
+    selections = [select_percentile(m, q) for m in magnitudes]
+    total, layers = None, []
+    for name, f, a, m, nonnegative, before, selection, batch in zip(
+            plan.names, plan.fanouts, maps, magnitudes, relu, befores, selections, _batch_values(selections),
+            strict=True):
+        scale, factor = _scale(plan, name, before, batch, a)
         if plan.eps is None:
             value, saved = _synops_forward(a, scale, f, selection)
         else:
-            value, saved = _macs_forward(a, magnitudes, scale, f, plan.eps, nonnegative)
+            value, saved = _macs_forward(a, m, scale, f, plan.eps, nonnegative)
         layers.append(_Layer(scale, selection, factor, saved))
         total = value if total is None else total + value
     return layers, total  # type: ignore[return-value]
@@ -247,7 +237,7 @@ def _compiled_layers(plan: Plan, relu: tuple[bool, ...], maps: Sequence[Tensor],
     total, layers = None, []
     for name, f, a, nonnegative, before, r, selection, batch in zip(
             plan.names, plan.fanouts, maps, relu, befores, found, selections, batches, strict=True):
-        scale, factor = _scale(plan, name, selection, before, batch, a)
+        scale, factor = _scale(plan, name, before, batch, a)
         value = r.value
         if value is None:  # the scale needed this batch's percentile first
             value = compiled.energy_pass(a, nonnegative, 0, scale, f, plan.eps, count=False)[3]
@@ -257,7 +247,9 @@ def _compiled_layers(plan: Plan, relu: tuple[bool, ...], maps: Sequence[Tensor],
 
 
 def _batch_values(selections: Sequence[Selection]) -> list[float]:
-    """:func:`_batch_value` of each selection, the interpolations in one ``torch.lerp`` call."""
+    """Each selection's batch percentile, as :func:`~snnergy.normalization.percentile_value`
+    gives it (NaN where the status is not ``"ok"``), the interpolations of every layer in one
+    ``torch.lerp`` (elementwise: the bits of each layer's own 0-d call)."""
     values: list[float] = [math.nan] * len(selections)
     pending = []
     for i, selection in enumerate(selections):

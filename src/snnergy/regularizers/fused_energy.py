@@ -260,8 +260,10 @@ def _batch_values(selections: Sequence[Selection]) -> list[float]:
             values[i] = picked[-1]
         else:
             pending.append((i, picked[-1], picked[0], selection.weight))
-    if pending:
-        below, above, weights = (torch.tensor(column, dtype=torch.float64) for column in list(zip(*pending))[1:])
+    if pending:  # on the maps' device, as the reference interpolates
+        device = selections[pending[0][0]].values.device  # type: ignore[union-attr]
+        below, above, weights = (torch.tensor(column, dtype=torch.float64, device=device)
+                                 for column in list(zip(*pending))[1:])
         for (i, *_), value in zip(pending, torch.lerp(below, above, weights).tolist()):
             values[i] = value
     return values

@@ -284,7 +284,7 @@ def block_count(length: int) -> int:
 def select_counted(magnitudes: Tensor, q: float, maxima: Tensor | None, count: int, nan: bool) -> Selection:
     """:func:`select_percentile` given what its pass over the map found: the block maxima of the
     magnitudes (:func:`block_count` blocks, or ``None``), their non-zero count and whether one is
-    NaN. (:func:`snnergy.regularizers.compiled.energy_select` makes the same selection in one
+    NaN. (:func:`snnergy.regularizers.compiled.energy_layers` makes the same selection in one
     compiled call.)
 
     Example:

@@ -18,8 +18,9 @@ C source is :mod:`snnergy.regularizers.kernel_source`):
 - :func:`energy_pass`: the percentile's block maxima, non-zero count and NaN flag, and the
   per-sample ``synops`` (``sum f min(a, lambda) / lambda``), ``macs`` (``sum f r / (r + eps)``,
   ``r = |x| / mu``) or exact effective-MACs value, in one read of the map;
-- :func:`energy_select`: that pass, then the percentile's one or two order statistics (Hoare's
-  selection over the blocks whose maximum can hold them, instead of two ``topk``), in one call;
+- :func:`energy_layers`: that pass, then the percentile's one or two order statistics (Hoare's
+  selection over the blocks whose maximum can hold them, instead of two ``topk``), for every
+  layer in one call;
 - :func:`energy_grad`: the energy-aware gradient and ``sum(grad * a)`` (the scale's moment);
 - :func:`zero_count`: a map's zeros (the training loop's sparsity), from the same pass's count.
 
@@ -312,7 +313,7 @@ def layer_grads(kind: int, maps: Sequence[Tensor], nonnegative: Sequence[bool], 
 
 @dataclass(frozen=True)
 class EnergySelection:
-    """What :func:`energy_select` found in one map.
+    """What :func:`energy_layers` found in one map.
 
     Attributes:
         maxima: The block maxima (``None`` for 0 blocks).
@@ -335,39 +336,64 @@ class EnergySelection:
     value: Tensor | None
 
 
-def energy_select(a: Tensor, nonnegative: bool, blocks: int, scale: float | None, f: Tensor, eps: float | None,
-                  q: float) -> EnergySelection:
-    """:func:`energy_pass` with the count, then the ``q``-quantile's order statistics of the
+@dataclass(frozen=True)
+class EnergyLayers:
+    """What :func:`energy_layers` found in each map.
+
+    Attributes:
+        layers: One :class:`EnergySelection` per map, in order.
+        total: The layers' per-sample values added in layer order, ``(B,)``, where every layer
+            had a scale; else ``None``.
+    """
+
+    layers: list[EnergySelection]
+    total: Tensor | None
+
+
+def energy_layers(maps: Sequence[Tensor], nonnegative: Sequence[bool], blocks: Sequence[int],
+                  fanouts: Sequence[Tensor], scales: Sequence[float | None], eps: float | None,
+                  q: float) -> EnergyLayers:
+    """For each map: :func:`energy_pass` with the count (``blocks`` block maxima; with a
+    ``scale``, the value), then the ``q``-quantile's order statistics of its
     non-zero magnitudes as :func:`snnergy.normalization.select_percentile` takes them (ranks as
     ``torch.quantile``'s), by Hoare's selection over the blocks whose maximum can hold them: one
-    call per map. For maps of fewer than ``normalization.MAX_BATCH_VALUES`` values (the fused
+    call for every map. For maps of fewer than ``normalization.MAX_BATCH_VALUES`` values (the fused
     path's maps: ``fused_energy.applies``), where ``select_percentile`` selects exactly too.
 
     Example:
         >>> a = torch.tensor([[0.0, 1.0, 3.0, 2.0]])  # the median of 1, 2, 3: rank 1, one order statistic
         >>> if usable([a]):
-        ...     found = energy_select(a, True, 0, None, a, None, 0.5)
+        ...     found = energy_layers([a], [True], [0], [a[0]], [None], None, 0.5).layers[0]
         ...     print(found.count, found.values.tolist(), found.positions.tolist(), found.weight)
         ... else:
         ...     print(3, [2.0], [3], 0.0)
         3 [2.0] [3] 0.0
     """
-    rows, n = _rows(a)
-    maxima = torch.empty(blocks, dtype=a.dtype) if blocks else None
-    value = torch.empty(rows, dtype=a.dtype) if scale is not None else None
-    info = (ctypes.c_double * 4)()
-    values = torch.empty(2, dtype=a.dtype)
-    positions = torch.empty(2, dtype=torch.int64)
-    fn, _ = _function("energy_select", a)
-    status = fn(a.data_ptr(), rows, n, int(not nonnegative), int(eps is not None), scale or 1.0, eps or 0.0,
-                f.data_ptr(), blocks, None if maxima is None else maxima.data_ptr(), q,
-                None if value is None else value.data_ptr(), info, values.data_ptr(), positions.data_ptr())
-    if status < 0:
-        raise MemoryError("energy_select: out of memory")
-    count, nan, weight, two = info
-    if not two:
-        values, positions = values[1:], positions[1:]
-    return EnergySelection(maxima, int(count), bool(nan), status == 0, weight, values, positions, value)
+    count, first = len(maps), maps[0]
+    rows, dtype = first.shape[0], first.dtype
+    maxima = torch.empty(sum(blocks), dtype=dtype)
+    values = torch.empty(count, rows, dtype=dtype)
+    vals = torch.empty(count, 2, dtype=dtype)
+    pos = torch.empty(count, 2, dtype=torch.int64)
+    total = torch.empty(rows, dtype=dtype) if all(s is not None for s in scales) else None
+    info = (ctypes.c_double * (4 * count))()
+    found = (ctypes.c_int * count)()
+    fn, _ = _function("energy_layers", first)
+    if fn(count, _addresses(maps), rows, (ctypes.c_int64 * count)(*[a.numel() // max(rows, 1) for a in maps]),
+          (ctypes.c_int * count)(*[int(not r) for r in nonnegative]), int(eps is not None), eps or 0.0,
+          _addresses(fanouts), (ctypes.c_int64 * count)(*blocks), maxima.data_ptr(),
+          _doubles([math.nan if s is None else s for s in scales]), q, values.data_ptr(), info,
+          vals.data_ptr(), pos.data_ptr(), found, None if total is None else total.data_ptr()):
+        raise MemoryError("energy_layers: out of memory")
+    layers, offset = [], 0
+    for l in range(count):
+        n, nan, weight, two = info[4 * l: 4 * l + 4]
+        cut = 0 if two else 1
+        layers.append(EnergySelection(maxima[offset: offset + blocks[l]] if blocks[l] else None, int(n), bool(nan),
+                                      bool(found[l]), weight, vals[l, cut:], pos[l, cut:],
+                                      None if scales[l] is None else values[l]))
+        offset += blocks[l]
+    return EnergyLayers(layers, total)
 
 
 def _load(path: Path) -> ctypes.CDLL:
@@ -377,11 +403,11 @@ def _load(path: Path) -> ctypes.CDLL:
         "tl1_grad": [_P, _I, _I, _INT, scalar, _P, _P, _INT],
         "energy_pass": [_P, _I, _I, _INT, _INT, ctypes.c_double, ctypes.c_double, _P, _I, _P, _P, _P],
         "energy_grad": [_P, _I, _I, _INT, _INT, scalar, scalar, scalar, _P, _P, _P, _P],
-        "energy_select": [_P, _I, _I, _INT, _INT, ctypes.c_double, ctypes.c_double, _P, _I, _P, ctypes.c_double,
+        "energy_layers": [_I, _P, _I, _P, _P, _INT, ctypes.c_double, _P, _P, _P, _P, ctypes.c_double, _P, _P,
                           _P, _P, _P, _P],
         "layer_values": [_INT, _I, _P, _I, _P, _P, scalar, _P, _P, _P, _P, _P, _INT],
         "layer_grads": [_INT, _I, _P, _I, _P, _P, scalar, _P, _P, _P, scalar, _P, _INT],
-    }, returns={"energy_select": _INT, "layer_values": _INT, "layer_grads": _INT})
+    }, returns={"energy_layers": _INT, "layer_values": _INT, "layer_grads": _INT})
 
 
 _LIBRARY = native.Library("snnergy_penalties", _SOURCE, BUILD_MESSAGE, _load,

@@ -25,10 +25,10 @@ scale holds no capped rate, so the mask costs a few small operations instead of 
 that is a ReLU's output (:func:`~snnergy.regularizers.fused.is_relu_output`) needs no magnitudes
 (``|a| = a``) and, for ``macs``, no ``sgn`` factor (as in :mod:`snnergy.regularizers.fused`).
 
-With the compiled kernels each map takes one call (:func:`~snnergy.regularizers.compiled.energy_select`:
-the read for the block maxima, count and NaN flag, the value in the same read when its scale is
-known before it, ``synops``: the running scale of the batches before, and the selection of the
-order statistics), every layer's batch percentile is one ``torch.lerp`` over the layers (the
+With the compiled kernels every map takes one call (:func:`~snnergy.regularizers.compiled.energy_layers`:
+per map the read for the block maxima, count and NaN flag, the value in the same read when its
+scale is known before it, ``synops``: the running scale of the batches before, and the selection
+of the order statistics; then the layers' values added), every layer's batch percentile is one ``torch.lerp`` over the layers (the
 function's scalar and vector paths give the same bits: ``torch.quantile``'s value, as the
 reference's 0-d call), and the gradient recomputes each rate's cap (no positions kept). The gradients are the reference's
 derivative, rounded differently in the last bits. Per-channel
@@ -223,26 +223,26 @@ def _layers(plan: Plan, relu: tuple[bool, ...], maps: Sequence[Tensor],
 
 def _compiled_layers(plan: Plan, relu: tuple[bool, ...], maps: Sequence[Tensor],
                      befores: Sequence[float | None]) -> tuple[list[_Layer], Tensor]:
-    """Every layer with the compiled kernels: one call per map for the selection's block maxima,
-    count and order statistics and (its scale known) the value; the batch percentiles of every
+    """Every layer with the compiled kernels: one call for every map's block maxima, count and
+    order statistics and (its scale known) value, and their sum; the batch percentiles of every
     layer in one ``torch.lerp`` (elementwise: each the one a 0-d call gives, to the bit)."""
-    q = plan.percentile / 100.0
-    found = [compiled.energy_select(a, nonnegative, block_count(a.numel()),
-                                    _rounded(before, a.dtype) if _known(plan, before) else None,  # type: ignore[arg-type]
-                                    f, plan.eps, q)
-             for f, a, nonnegative, before in zip(plan.fanouts, maps, relu, befores, strict=True)]
+    dtype = maps[0].dtype
+    known = [_rounded(before, dtype) if _known(plan, before) else None for before in befores]  # type: ignore[arg-type]
+    found = compiled.energy_layers(maps, relu, [block_count(a.numel()) for a in maps], plan.fanouts, known,
+                                   plan.eps, plan.percentile / 100.0)
     selections = [Selection("ok", r.positions, r.values, r.weight, r.maxima) if r.found
-                  else Selection("nan", blocks=r.maxima) for r in found]
-    batches = _batch_values(selections)
-    total, layers = None, []
+                  else Selection("nan", blocks=r.maxima) for r in found.layers]
+    total, layers = found.total, []
     for name, f, a, nonnegative, before, r, selection, batch in zip(
-            plan.names, plan.fanouts, maps, relu, befores, found, selections, batches, strict=True):
+            plan.names, plan.fanouts, maps, relu, befores, found.layers, selections, _batch_values(selections),
+            strict=True):
         scale, factor = _scale(plan, name, before, batch, a)
-        value = r.value
-        if value is None:  # the scale needed this batch's percentile first
-            value = compiled.energy_pass(a, nonnegative, 0, scale, f, plan.eps, count=False)[3]
         layers.append(_Layer(scale, selection, factor, (_COMPILED,)))
-        total = value if total is None else total + value
+        if found.total is None:  # a scale needed this batch's percentile first: add in layer order here
+            value = r.value
+            if value is None:
+                value = compiled.energy_pass(a, nonnegative, 0, scale, f, plan.eps, count=False)[3]
+            total = value if total is None else total + value
     return layers, total  # type: ignore[return-value]
 
 

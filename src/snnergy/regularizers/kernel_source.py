@@ -5,7 +5,7 @@ Kept apart from the wrappers so that each file reads as one language. Every kern
 float32 (``_f32``) and float64 (``_f64``) through one macro per kernel: the per-layer sums and
 gradients (``row_sums``, ``hoyer_grad``, ``tl1_grad``, ``layer_values``, ``layer_grads``), then
 the energy-aware pass, gradient and selection (``energy_pass``, ``energy_grad``, ``select_top``,
-``energy_select``). Compiled without fused multiply-adds or fast-math (:data:`snnergy.native.FLAGS`).
+``energy_select``, ``energy_layers``). Compiled without fused multiply-adds or fast-math (:data:`snnergy.native.FLAGS`).
 """
 
 SOURCE = r"""
@@ -521,4 +521,38 @@ int energy_select_##S(const T* restrict a, int64_t rows, int64_t n, int absval, 
 }
 ENERGY_SELECT(f32, float)
 ENERGY_SELECT(f64, double)
+
+/* energy_select for each of L maps (maps[l]: rows x ns[l], its fan-out fanouts[l], blocks[l]
+   block maxima written from maxima + the blocks before it), with one set of outputs: values
+   (L x rows; none for a layer whose scales[l] is NaN), info (L x 4), vals and pos (L x 2), found[l]
+   (1: a selection made), and, when every scale is given, total (rows): the layers' values added
+   in T in layer order. Returns 0, or -1 (out of memory). */
+#define ENERGY_LAYERS(S, T)                                                                    \
+int energy_layers_##S(int64_t L, const int64_t* restrict maps, int64_t rows, const int64_t* restrict ns, \
+                      const int* restrict absval, int kind, double eps, const int64_t* restrict fanouts, \
+                      const int64_t* restrict blocks, T* restrict maxima, const double* restrict scales, \
+                      double q, T* restrict values, double* restrict info, T* restrict vals,   \
+                      int64_t* restrict pos, int* restrict found, T* restrict total) {          \
+    int every = 1;                                                                             \
+    for (int64_t l = 0; l < L; l++) {                                                          \
+        int known = scales[l] == scales[l];                                                    \
+        every &= known;                                                                        \
+        int status = energy_select_##S((const T*)maps[l], rows, ns[l], absval[l], kind,        \
+                                       known ? scales[l] : 1.0, eps, (const T*)fanouts[l], blocks[l], \
+                                       blocks[l] ? maxima : NULL, q, known ? values + l * rows : NULL, \
+                                       info + 4 * l, vals + 2 * l, pos + 2 * l);              \
+        if (status < 0) return -1;                                                             \
+        found[l] = status == 0;                                                                \
+        maxima += blocks[l];                                                                   \
+    }                                                                                          \
+    if (every && total)                                                                        \
+        for (int64_t b = 0; b < rows; b++) {                                                   \
+            T t = values[b];                                                                   \
+            for (int64_t l = 1; l < L; l++) t = t + values[l * rows + b];                      \
+            total[b] = t;                                                                      \
+        }                                                                                      \
+    return 0;                                                                                  \
+}
+ENERGY_LAYERS(f32, float)
+ENERGY_LAYERS(f64, double)
 """

@@ -121,27 +121,39 @@ def test_layer_values_and_gradients_by_hand(built: None, dtype: torch.dtype) -> 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("shape", [(5, 3, 7, 9), (64, 6, 28, 28), (2, 16411)])
-def test_energy_select_is_select_percentile(built: None, dtype: torch.dtype, signed: bool,
-                                            shape: tuple[int, ...]) -> None:
-    # the block maxima, count and NaN flag of one pass, and the order statistics selected after
-    # it, are select_percentile's selection: the same status, values and weight, and positions
-    # holding those values (among ties any); (64, 6, 28, 28) and (2, 16411) are blocked, the
-    # latter with a tail; q = 1e-4 takes the smallest non-zero magnitudes (k near the count)
+def test_energy_layers_select_as_select_percentile(built: None, dtype: torch.dtype, signed: bool,
+                                                  shape: tuple[int, ...]) -> None:
+    # per map, the block maxima, count and NaN flag of one pass, and the order statistics selected
+    # after it, are select_percentile's selection: the same status, values and weight, and
+    # positions holding those values (among ties any); (64, 6, 28, 28) and (2, 16411) are blocked,
+    # the latter with a tail; q = 1e-4 takes the smallest non-zero magnitudes (k near the count).
+    # Each call also takes a second, small map after the first (its maxima after the first's)
     a = maps(dtype, signed, shape)
+    small = maps(dtype, signed, (shape[0], 5))
     flat = a.reshape(-1)
     magnitudes = flat.abs()
-    f = torch.rand(shape[1:], dtype=dtype)
+    f, g = torch.rand(shape[1:], dtype=dtype), torch.rand(5, dtype=dtype)
+    blocks = [block_count(flat.numel()), 0]
     for q in (1.0, 0.999, 0.5, 1e-4):
         reference = select_percentile(magnitudes, q)
-        ours = compiled.energy_select(a, not signed, block_count(flat.numel()), None, f, None, q)
+        found = compiled.energy_layers([a, small], [not signed] * 2, blocks, [f, g], [None, None], None, q)
+        ours, second = found.layers
+        assert found.total is None and ours.value is None
         assert ours.count == int((a != 0).sum()) and not ours.nan and ours.found and reference.status == "ok"
         assert ours.weight == reference.weight
         assert (ours.maxima is None and reference.blocks is None) or torch.equal(ours.maxima, reference.blocks)
         assert torch.equal(ours.values, reference.values) and torch.equal(magnitudes[ours.positions], ours.values)
+        theirs = select_percentile(small.reshape(-1).abs(), q)
+        assert second.count == int((small != 0).sum()) and torch.equal(second.values, theirs.values)
+    # with both scales: each value as energy_pass gives it, and their sum in layer order
+    found = compiled.energy_layers([a, small], [not signed] * 2, blocks, [f, g], [1.5, 0.5], None, 0.5)
+    values = [compiled.energy_pass(m, not signed, 0, s, w, None, count=False)[3] for m, w, s in ((a, f, 1.5), (small, g, 0.5))]
+    assert torch.equal(found.layers[0].value, values[0]) and torch.equal(found.layers[1].value, values[1])
+    assert torch.equal(found.total, values[0] + values[1])
     a.view(-1)[3] = math.nan  # a NaN: no selection, as select_percentile's "nan"
-    ours = compiled.energy_select(a, not signed, block_count(flat.numel()), None, f, None, 0.5)
+    ours = compiled.energy_layers([a], [not signed], blocks[:1], [f], [None], None, 0.5).layers[0]
     assert ours.nan and not ours.found and select_percentile(a.reshape(-1).abs(), 0.5).status == "nan"
-    silent = compiled.energy_select(torch.zeros_like(a), True, block_count(flat.numel()), None, f, None, 0.5)
+    silent = compiled.energy_layers([torch.zeros_like(a)], [True], blocks[:1], [f], [None], None, 0.5).layers[0]
     assert silent.count == 0 and not silent.found
 
 

@@ -6,7 +6,8 @@ on the same cores) its ratios swing by 20 % or more. This script times the train
 (``time.process_time``) with one thread by default, so time spent waiting for a core is not
 counted. Each run is ``--batches`` steps from the same initial weights; the runs alternate
 (none, l1, ..., none, l1, ...) for ``--rounds`` rounds in one process, and each regularizer's
-figure is the median over the rounds of its time divided by that round's ``none``.
+figure is the median over the rounds of its time divided by that round's ``none``, with the
+middle half of those ratios (their quartiles: how far this machine's noise moves them).
 
 ``--kernels both`` also runs every regularizer with ``SNNERGY_KERNELS=off`` (switched per run, in
 the same rounds): the model's poolings, QCFS and trained clip, and the penalties, in PyTorch
@@ -126,11 +127,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{a.dataset} {a.model} {a.activation}{a.levels if a.activation == 'qcfs' else ''}, batch {a.batch}, "
           f"{a.threads} thread(s), CPU time, {a.batches} steps x {a.rounds} rounds alternating")
     other = " | x none with kernels off" if len(variants) > 1 else ""
-    print(f"\n| regularizer | ms / step (median) | x none (median of per-round ratios){other} |\n"
-          f"|---|---:|---:|{'---:|' if other else ''}")
+    print(f"\n| regularizer | ms / step (median) | x none (median of per-round ratios) | middle half of them{other} |\n"
+          f"|---|---:|---:|---:|{'---:|' if other else ''}")
     for (name, v), ts in times.items():
-        ratio = statistics.median(t / b for t, b in zip(ts, times[("none", v)]))
-        cells = f"| {name}{f' ({v})' if v else ''} | {statistics.median(ts) / a.batches * 1000:.2f} | {ratio:.3f} |"
+        ratios = [t / b for t, b in zip(ts, times[("none", v)])]
+        ratio = statistics.median(ratios)
+        low, _, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratio, ratio, ratio)
+        cells = (f"| {name}{f' ({v})' if v else ''} | {statistics.median(ts) / a.batches * 1000:.2f} | {ratio:.3f} "
+                 f"| {low:.3f} to {high:.3f} |")
         if other:
             base = times[("none", "kernels off")]
             cells += f" {statistics.median(t / b for t, b in zip(ts, base)):.3f} |"

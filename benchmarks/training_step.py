@@ -38,7 +38,7 @@ from snnergy.config import DataConfig, ModelConfig
 from snnergy.data import load_dataset
 from snnergy.models import build_model
 from snnergy import native
-from snnergy.regularizers import REGULARIZERS, PenaltyOptions, bind_penalty
+from snnergy.regularizers import REGULARIZERS, PenaltyOptions, bind_penalty, handing_off
 
 DEFAULT = "none,l1,l2,hoyer,hoyer-square,transformed-l1,synops,macs"
 
@@ -109,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     loss = loss + a.strength * penalty(record)
                 bool(torch.isfinite(loss))  # as fit() checks every step
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                with handing_off():  # as training.fit
+                    loss.backward()
                 optimizer.step()
             return time.process_time() - start, model
 

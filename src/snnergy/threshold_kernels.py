@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,32 @@ _SOURCE = r"""
 /* floor in T: floorf for float (floor would round through double) */
 #define FLOOR_f32 floorf
 #define FLOOR_f64 floor
+
+/* A fused penalty's gradient at the output a of sample b, handed to the activation's backward
+   (regularizers.fused.handing_off), as regularizers.compiled's kernels write it, to the bit:
+   kind 1 (l2) a * k1[b]; kind 2 (transformed-l1) (sgn(a) k1[b]) / (beta + |a|)^2, without sgn and
+   | | when !absval; kind 3 (hoyer, hoyer-square) sgn(a) k1[b] + a k2[b], or a k2[b] + k1[b];
+   kind 4 (l1) sgn(a) k1[b], or k1[b]. */
+#define SGN(T, v) ((v) > (T)0 ? (T)1 : ((v) < (T)0 ? (T)-1 : (T)0))
+/* CALL with PK and PA the constants of (pkind, pabs): each row loop compiled for its term alone. */
+#define DISPATCH(pkind, pabs, CALL)                                                             \
+    switch ((pkind) * 2 + ((pabs) != 0)) {                                                      \
+    case 2: { enum { PK = 1, PA = 0 }; CALL; break; }                                           \
+    case 3: { enum { PK = 1, PA = 1 }; CALL; break; }                                           \
+    case 4: { enum { PK = 2, PA = 0 }; CALL; break; }                                           \
+    case 5: { enum { PK = 2, PA = 1 }; CALL; break; }                                           \
+    case 6: { enum { PK = 3, PA = 0 }; CALL; break; }                                           \
+    case 7: { enum { PK = 3, PA = 1 }; CALL; break; }                                           \
+    case 8: { enum { PK = 4, PA = 0 }; CALL; break; }                                           \
+    case 9: { enum { PK = 4, PA = 1 }; CALL; break; }                                           \
+    default: { enum { PK = 0, PA = 0 }; CALL; break; }                                          \
+    }
+#define PENALTY_TERM(T, kind, absval, a, k1, k2, beta)                                          \
+    ((kind) == 1 ? (a) * (k1)                                                                   \
+     : (kind) == 2 ? ((absval) ? (SGN(T, a) * (k1)) / (((beta) + (T)fabs((double)(a))) * ((beta) + (T)fabs((double)(a)))) \
+                               : (k1) / (((beta) + (a)) * ((beta) + (a))))                       \
+     : (kind) == 3 ? ((absval) ? SGN(T, a) * (k1) + (a) * (k2) : (a) * (k2) + (k1))             \
+     : ((absval) ? SGN(T, a) * (k1) : (k1)))
 
 /* x: outer x channels x inner, contiguous; theta[c] (channels 1: one threshold). The steps of
    theta * clamp(floor_ste(x * L / theta + 0.5) / L, 0, 1), in T, in the expression's order. */
@@ -71,23 +98,31 @@ void qcfs_##S(const T* restrict x, int64_t outer, int64_t channels, int64_t inne
 }                                                                                               \
 /* g: the output's gradient. gx: the input's; a = g c and b = -g' ((x L / theta) / theta), the  \
    threshold's two terms (g' = where(0 <= c <= 1, g theta, 0) / L / theta... before the / theta). */ \
+static inline __attribute__((always_inline)) void qcfs_row_##S(const T* restrict x, const T* restrict g, \
+        int64_t inner, T th, T levels, T* restrict gx, T* restrict a, T* restrict b, int pkind, int pabs, \
+        T k1, T k2, T pbeta) {                                                                  \
+    for (int64_t i = 0; i < inner; i++) {                                                       \
+        T xl = x[i] * levels, t = xl / th + (T)0.5;                                             \
+        t = t + (FLOOR_##S(t) - t);                                                             \
+        T q = t / levels, c = clamp01_##S(q), gi = g[i];                                        \
+        if (pkind) { T out = th * c; gi = gi + PENALTY_TERM(T, pkind, pabs, out, k1, k2, pbeta); } \
+        T gq = (q >= (T)0 && q <= (T)1) ? gi * th : (T)0;                                       \
+        T gt = gq / levels;                                                                     \
+        gx[i] = gt / th * levels;                                                               \
+        a[i] = gi * c;                                                                          \
+        b[i] = -gt * ((xl / th) / th);                                                          \
+    }                                                                                           \
+}                                                                                               \
 void qcfs_grad_##S(const T* restrict x, const T* restrict g, int64_t outer, int64_t channels, int64_t inner, \
                    const T* restrict theta, T levels, T* restrict gx, T* restrict a, T* restrict b,   \
-                   int threads) {                                                               \
+                   int pkind, int pabs, const T* restrict p1, const T* restrict p2, T pbeta, int threads) { \
     _Pragma("omp parallel for num_threads(threads) schedule(static)")                           \
     for (int64_t r = 0; r < outer * channels; r++) {                                            \
         T th = theta[r % channels];                                                             \
-        int64_t at = r * inner;                                                                 \
-        for (int64_t i = 0; i < inner; i++) {                                                   \
-            T xl = x[at + i] * levels, t = xl / th + (T)0.5;                                    \
-            t = t + (FLOOR_##S(t) - t);                                                         \
-            T q = t / levels, c = clamp01_##S(q), gi = g[at + i];                               \
-            T gq = (q >= (T)0 && q <= (T)1) ? gi * th : (T)0;                                   \
-            T gt = gq / levels;                                                                 \
-            gx[at + i] = gt / th * levels;                                                      \
-            a[at + i] = gi * c;                                                                 \
-            b[at + i] = -gt * ((xl / th) / th);                                                 \
-        }                                                                                       \
+        int64_t at = r * inner, s = r / channels;                                               \
+        T k1 = pkind ? p1[s] : (T)0, k2 = pkind == 3 ? p2[s] : (T)0;                            \
+        DISPATCH(pkind, pabs, qcfs_row_##S(x + at, g + at, inner, th, levels, gx + at, a + at, b + at, \
+                                           PK, PA, k1, k2, pbeta))                              \
     }                                                                                           \
 }
 QCFS(f32, float)
@@ -111,19 +146,29 @@ void clip_##S(const T* restrict x, int64_t outer, int64_t channels, int64_t inne
         }                                                                                       \
     }                                                                                           \
 }                                                                                               \
+static inline __attribute__((always_inline)) void clip_row_##S(const T* restrict x, const T* restrict g, \
+        int64_t inner, T th, T* restrict gx, T* restrict gt, int pkind, int pabs, T k1, T k2, T pbeta) { \
+    for (int64_t i = 0; i < inner; i++) {                                                       \
+        T v = relu_##S(x[i]), gi = g[i];                                                        \
+        if (pkind) {                                                                            \
+            T out = v != v ? v : (th != th ? th : (v < th ? v : th));                           \
+            gi = gi + PENALTY_TERM(T, pkind, pabs, out, k1, k2, pbeta);                         \
+        }                                                                                       \
+        T shared = v == th ? gi / (T)2 : gi;                                                    \
+        T gr = v > th ? (T)0 : shared;                                                          \
+        gx[i] = v <= (T)0 ? (T)0 : gr;                                                          \
+        gt[i] = v < th ? (T)0 : shared;                                                         \
+    }                                                                                           \
+}                                                                                               \
 void clip_grad_##S(const T* restrict x, const T* restrict g, int64_t outer, int64_t channels, int64_t inner, \
-                   const T* restrict theta, T* restrict gx, T* restrict gt, int threads) {      \
+                   const T* restrict theta, T* restrict gx, T* restrict gt,                    \
+                   int pkind, int pabs, const T* restrict p1, const T* restrict p2, T pbeta, int threads) { \
     _Pragma("omp parallel for num_threads(threads) schedule(static)")                           \
     for (int64_t r = 0; r < outer * channels; r++) {                                            \
         T th = theta[r % channels];                                                             \
-        int64_t at = r * inner;                                                                 \
-        for (int64_t i = 0; i < inner; i++) {                                                   \
-            T v = relu_##S(x[at + i]), gi = g[at + i];                                          \
-            T shared = v == th ? gi / (T)2 : gi;                                                \
-            T gr = v > th ? (T)0 : shared;                                                      \
-            gx[at + i] = v <= (T)0 ? (T)0 : gr;                                                 \
-            gt[at + i] = v < th ? (T)0 : shared;                                                \
-        }                                                                                       \
+        int64_t at = r * inner, s = r / channels;                                               \
+        T k1 = pkind ? p1[s] : (T)0, k2 = pkind == 3 ? p2[s] : (T)0;                            \
+        DISPATCH(pkind, pabs, clip_row_##S(x + at, g + at, inner, th, gx + at, gt + at, PK, PA, k1, k2, pbeta)) \
     }                                                                                           \
 }
 CLIP(f32, float)
@@ -136,9 +181,9 @@ _P, _I, _INT = native.POINTER, native.INT64, native.INT
 def _load(path: Path) -> ctypes.CDLL:
     return native.load_typed(path, lambda scalar: {
         "qcfs": [_P, _I, _I, _I, _P, scalar, _P, _INT],
-        "qcfs_grad": [_P, _P, _I, _I, _I, _P, scalar, _P, _P, _P, _INT],
+        "qcfs_grad": [_P, _P, _I, _I, _I, _P, scalar, _P, _P, _P, _INT, _INT, _P, _P, scalar, _INT],
         "clip": [_P, _I, _I, _I, _P, _P, _INT],
-        "clip_grad": [_P, _P, _I, _I, _I, _P, _P, _P, _INT],
+        "clip_grad": [_P, _P, _I, _I, _I, _P, _P, _P, _INT, _INT, _P, _P, scalar, _INT],
     })
 
 
@@ -203,6 +248,51 @@ def _suffix(x: Tensor) -> str:
     return "f32" if x.dtype == torch.float32 else "f64"
 
 
+@dataclass(frozen=True)
+class PenaltyTerm:
+    """A fused penalty's gradient at this activation's output, handed to its backward pass
+    instead of a gradient map (:func:`snnergy.regularizers.fused.handing_off`): per sample ``b``
+    and output ``a``, ``kind`` 1 ``a k1[b]`` (``l2``), 2 ``sgn(a) k1[b] / (beta + |a|)^2``
+    (``transformed-l1``), 3 ``sgn(a) k1[b] + a k2[b]`` (``hoyer``, ``hoyer-square``), 4
+    ``sgn(a) k1[b]`` (``l1``); without
+    ``sgn`` and ``| |`` when not ``absval`` (the output is then ``>= 0`` and the node zeroes the
+    gradient where it is 0). The backward adds it to the output's gradient, in the order autograd
+    would have added the map: the same bits.
+
+    Attributes:
+        kind: 1 to 4 (above).
+        absval: Whether the terms take ``sgn(a)`` and ``|a|``.
+        k1: ``(B,)`` contiguous, the output's dtype and device.
+        k2: ``(B,)`` (kind 3), else ``None``.
+        beta: ``transformed-l1``'s beta.
+    """
+
+    kind: int
+    absval: bool
+    k1: Tensor
+    k2: Tensor | None
+    beta: float
+
+
+#: A compiled node of this module says so on its context: it adds a handed :class:`PenaltyTerm`.
+ACCEPTS_PENALTY = "accepts_penalty"
+
+
+def _taken(ctx: Any) -> PenaltyTerm | None:
+    """The term a penalty handed this node for this backward pass, removed (a second backward pass
+    through the same graph gets its own)."""
+    term = getattr(ctx, "penalty_term", None)
+    ctx.penalty_term = None
+    return term
+
+
+def _term_args(term: PenaltyTerm | None) -> tuple[Any, ...]:
+    if term is None:
+        return 0, 0, None, None, 0.0
+    return (term.kind, int(term.absval), term.k1.data_ptr(), None if term.k2 is None else term.k2.data_ptr(),
+            term.beta)
+
+
 class _QCFS(torch.autograd.Function):
     """The compiled QCFS and its compiled gradient (module docstring)."""
 
@@ -214,18 +304,22 @@ class _QCFS(torch.autograd.Function):
                                                          out.data_ptr(), torch.get_num_threads())
         ctx.save_for_backward(x, theta)
         ctx.levels, ctx.layout = levels, layout
+        setattr(ctx, ACCEPTS_PENALTY, True)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         x, theta = ctx.saved_tensors
+        term = _taken(ctx)
+        if term is not None:  # the penalty's gradient map would have made it contiguous (autograd's sum)
+            grad = grad.contiguous()
         if not grad.is_contiguous():  # autograd's threshold terms follow grad's layout: its own bits
             return (*_expression_grads(lambda a, t: reference(a, t, ctx.levels), x, theta, grad, ctx), None, None)
         gx, a, b = torch.empty_like(x), torch.empty_like(x), torch.empty_like(x)
         getattr(_LIBRARY.loaded(), "qcfs_grad_" + _suffix(x))(
             x.data_ptr(), grad.data_ptr(), *ctx.layout, theta.detach().contiguous().data_ptr(), float(ctx.levels),
-            gx.data_ptr(), a.data_ptr(), b.data_ptr(), torch.get_num_threads())
+            gx.data_ptr(), a.data_ptr(), b.data_ptr(), *_term_args(term), torch.get_num_threads())
         gtheta = None
         if ctx.needs_input_grad[1]:  # each term reduced as autograd reduces it, then the two added
             gtheta = a.sum_to_size(theta.shape) + b.sum_to_size(theta.shape)
@@ -267,18 +361,22 @@ class _Clip(torch.autograd.Function):
         # relu(x) = 0 < theta: x's and theta's shares are both masked), as a ReLU's does; the fused
         # penalties then skip |a| and sgn(a) (regularizers.fused.is_relu_output)
         ctx.relu_like = bool((theta.detach() > 0).all())
+        setattr(ctx, ACCEPTS_PENALTY, True)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         x, theta = ctx.saved_tensors
+        term = _taken(ctx)
+        if term is not None:  # the penalty's gradient map would have made it contiguous (autograd's sum)
+            grad = grad.contiguous()
         if not grad.is_contiguous():  # autograd's threshold term follows grad's layout: its own bits
             return (*_expression_grads(clip_reference, x, theta, grad, ctx), None)
         gx, gt = torch.empty_like(x), torch.empty_like(x)
         getattr(_LIBRARY.loaded(), "clip_grad_" + _suffix(x))(
             x.data_ptr(), grad.data_ptr(), *ctx.layout, theta.detach().contiguous().data_ptr(), gx.data_ptr(),
-            gt.data_ptr(), torch.get_num_threads())
+            gt.data_ptr(), *_term_args(term), torch.get_num_threads())
         gtheta = gt.sum_to_size(theta.shape) if ctx.needs_input_grad[1] else None
         return (gx if ctx.needs_input_grad[0] else None), gtheta, None
 

@@ -44,7 +44,7 @@ from snnergy.distillation import distillation_loss
 from snnergy.errors import CheckpointError, ConfigError, TrainingError
 from snnergy.layers import initialize_thresholds, is_trained_threshold
 from snnergy.models import build_model
-from snnergy.regularizers import REGULARIZERS, PenaltyOptions, bind_penalty, compiled
+from snnergy.regularizers import REGULARIZERS, PenaltyOptions, bind_penalty, compiled, handing_off
 from snnergy.train_state import TrainState
 
 CHECKPOINT_FORMAT = "snnergy-dnn"
@@ -247,7 +247,8 @@ def fit(
                         "lower train.lr or train.strength. The last finished epoch's checkpoint is kept."
                     )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                with handing_off():  # the penalty's gradient at QCFS / clip maps: in their own backward
+                    loss.backward()
                 optimizer.step()
                 step += 1
                 n = len(y)

@@ -40,7 +40,9 @@ ALLOWED = {
     # the energy-aware penalties use counting's exact fan-outs (the code SynOps and effective MACs
     # are counted with) and energy's profiles; both import only records, registry and errors, so
     # data still flows one way
-    "regularizers": UTILITIES | {"counting", "energy", "normalization", "structure", "native"},
+    # threshold_kernels: the term a fused penalty hands to a compiled activation's backward pass
+    # (threshold_kernels.PenaltyTerm); it imports only native
+    "regularizers": UTILITIES | {"counting", "energy", "normalization", "structure", "native", "threshold_kernels"},
     "energy": UTILITIES,
     "train_state": UTILITIES,
     # knowledge distillation's loss: a pure function of logits, which training adds to its loss

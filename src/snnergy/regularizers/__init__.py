@@ -31,6 +31,7 @@ from snnergy.regularizers.bound import (
 )
 from snnergy.regularizers.catalog import REGULARIZERS, activity_penalty, bind_penalty, is_model_aware
 from snnergy.regularizers.energy_aware import MacsPenalty, MacsRegularizer, SynOpsPenalty, SynOpsRegularizer
+from snnergy.regularizers.fused import handing_off
 from snnergy.regularizers.estimates import (
     MACS_EPS,
     budget_excess,
@@ -56,6 +57,6 @@ __all__ = [
     "MACS_EPS", "REGULARIZERS", "TL1_BETA", "BoundPenalty", "LayerwisePenalty", "LayerwiseRegularizer",
     "MacsPenalty", "MacsRegularizer", "ModelStructure", "PenaltyOptions", "Regularizer", "RegularizerEntry",
     "SpikingLayer", "SynOpsPenalty", "SynOpsRegularizer", "activity_penalty", "bind_penalty", "budget_excess",
-    "expected_synops", "hoyer", "hoyer_square", "is_model_aware", "l1", "l2", "no_penalty",
+    "expected_synops", "handing_off", "hoyer", "hoyer_square", "is_model_aware", "l1", "l2", "no_penalty",
     "nonzero_percentile", "scale_with_gradient", "smooth_macs", "trace_structure", "transformed_l1", "update_scale",
 ]

@@ -297,18 +297,23 @@ def layer_values(kind: int, maps: Sequence[Tensor], nonnegative: Sequence[bool],
 
 
 def layer_grads(kind: int, maps: Sequence[Tensor], nonnegative: Sequence[bool], sizes: Tensor, beta: float,
-                weights: Sequence[float] | None, computed: LayerValues, grad: float, needs: Sequence[bool]) -> list[Tensor | None]:
+                weights: Sequence[float] | None, computed: LayerValues, grad: float, needs: Sequence[bool],
+                coefficients: bool = False) -> tuple[list[Tensor | None], Tensor | None]:
     """The gradient of ``grad`` times :func:`layer_values`' total in each map's shape (``None``
     where not ``needs``), in one call: :func:`hoyer_grad` or :func:`tl1_grad` per map with the
-    factors of :mod:`snnergy.regularizers.fused` (``l2``: ``a * (2 r / n)``)."""
+    factors of :mod:`snnergy.regularizers.fused` (``l2``: ``a * (2 r / n)``); with
+    ``coefficients`` also those per-sample factors of every layer, ``(L, 2, B)`` (``k``, or ``c1``
+    then ``c2``; the second row unused for ``l2`` and ``transformed-l1``)."""
     outs = [torch.empty_like(a) if need else None for a, need in zip(maps, needs)]
+    rows = maps[0].shape[0]
+    factors = torch.empty(len(maps), 2, rows, dtype=maps[0].dtype) if coefficients else None
     fn, scalar = _function("layer_grads", maps[0])
     flags = (ctypes.c_int * len(maps))(*[int(not r) for r in nonnegative])
-    if fn(kind, len(maps), _addresses(maps), maps[0].shape[0], sizes.data_ptr(), flags, scalar(beta),
+    if fn(kind, len(maps), _addresses(maps), rows, sizes.data_ptr(), flags, scalar(beta),
           _doubles(weights), computed.stats.data_ptr(), computed.values.data_ptr(),
-          scalar(grad), _addresses(outs), torch.get_num_threads()):
+          scalar(grad), _addresses(outs), None if factors is None else factors.data_ptr(), torch.get_num_threads()):
         raise MemoryError("layer_grads: out of memory")
-    return outs
+    return outs, factors
 
 
 @dataclass(frozen=True)
@@ -406,7 +411,7 @@ def _load(path: Path) -> ctypes.CDLL:
         "energy_layers": [_I, _P, _I, _P, _P, _INT, ctypes.c_double, _P, _P, _P, _P, ctypes.c_double, _P, _P,
                           _P, _P, _P, _P],
         "layer_values": [_INT, _I, _P, _I, _P, _P, scalar, _P, _P, _P, _P, _P, _INT],
-        "layer_grads": [_INT, _I, _P, _I, _P, _P, scalar, _P, _P, _P, scalar, _P, _INT],
+        "layer_grads": [_INT, _I, _P, _I, _P, _P, scalar, _P, _P, _P, scalar, _P, _P, _INT],
     }, returns={"energy_layers": _INT, "layer_values": _INT, "layer_grads": _INT})
 
 

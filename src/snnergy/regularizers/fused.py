@@ -42,8 +42,10 @@ by ``s`` first, as the reference does, and applies the same formulas to ``b = a 
 from __future__ import annotations
 
 import math
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -51,6 +53,7 @@ from torch.autograd.function import once_differentiable
 
 from snnergy.regularizers import compiled
 from snnergy.regularizers.layerwise import TL1_BETA
+from snnergy.threshold_kernels import ACCEPTS_PENALTY, PenaltyTerm
 
 @dataclass(frozen=True)
 class Layout:
@@ -270,6 +273,52 @@ def _row(row: Tensor, a: Tensor) -> Tensor:
     return row.view(-1, *[1] * (a.dim() - 1))
 
 
+_HANDING_OFF = threading.local()
+
+_TERMS = {compiled.LAYER_KINDS["l2"]: 1, compiled.LAYER_KINDS["transformed-l1"]: 2,
+          compiled.LAYER_KINDS["hoyer"]: 3, compiled.LAYER_KINDS["hoyer-square"]: 3}
+""":func:`snnergy.regularizers.compiled.layer_values`' kinds as :class:`~snnergy.threshold_kernels.PenaltyTerm`'s."""
+
+
+@contextmanager
+def handing_off() -> Iterator[None]:
+    """Within it (in this thread), a per-layer penalty (``l1`` and the compiled path of the others)
+    hands its gradient at a map that a compiled activation produced (QCFS, the trained clip: :mod:`snnergy.threshold_kernels`)
+    to that activation's backward pass, as per-sample factors, instead of returning a gradient map:
+    no map written, none added by autograd, the same parameter gradients to the bit (issue 18).
+
+    Only for a backward pass that runs through those activations (the training loop's
+    ``loss.backward()``): ``torch.autograd.grad(penalty, maps)``, which stops at the maps, would get
+    no gradient at such a map. Autograd runs the activation's backward after the penalty's, since
+    the penalty's node takes the activation's output.
+
+    Example:
+        >>> import contextlib
+        >>> from snnergy.threshold_kernels import clip
+        >>> x, theta = torch.randn(4, 6, requires_grad=True), torch.tensor(1.0, requires_grad=True)
+        >>> def gradients(hand: bool) -> list:
+        ...     x.grad = theta.grad = None
+        ...     a = clip(x, theta)
+        ...     loss = a.sum() + fused_penalty(HOYER_KERNEL, [a], None)
+        ...     with handing_off() if hand else contextlib.nullcontext():
+        ...         loss.backward()
+        ...     return [x.grad.clone(), theta.grad.clone()]
+        >>> all(torch.equal(g, h) for g, h in zip(gradients(True), gradients(False)))
+        True
+    """
+    before = getattr(_HANDING_OFF, "on", False)
+    _HANDING_OFF.on = True
+    try:
+        yield
+    finally:
+        _HANDING_OFF.on = before
+
+
+def _hands_off(a: Tensor) -> bool:
+    """Whether this backward pass hands the gradient at ``a`` to its producer (:func:`handing_off`)."""
+    return getattr(_HANDING_OFF, "on", False) and getattr(a.grad_fn, ACCEPTS_PENALTY, False) is True
+
+
 class _FusedPenalty(torch.autograd.Function):
     """``sum_l w_l * mean_B(values_l)`` over every layer, in one node (module docstring)."""
 
@@ -304,8 +353,16 @@ class _FusedPenalty(torch.autograd.Function):
         maps = ctx.saved_tensors
         needs = ctx.needs_input_grad[3:]
         if ctx.computed is not None:
-            return (None, None, None, *compiled.layer_grads(ctx.kernel.kind, maps, ctx.relu, ctx.layout.sizes,
-                                                            TL1_BETA, ctx.weights, ctx.computed, grad.item(), needs))
+            kind = ctx.kernel.kind
+            handed = [need and _hands_off(a) for a, need in zip(maps, needs)]
+            grads, factors = compiled.layer_grads(kind, maps, ctx.relu, ctx.layout.sizes, TL1_BETA, ctx.weights,
+                                                  ctx.computed, grad.item(),
+                                                  [need and not h for need, h in zip(needs, handed)], any(handed))
+            for i, (a, h) in enumerate(zip(maps, handed)):
+                if h:  # the activation's backward adds it: no gradient map here
+                    a.grad_fn.penalty_term = PenaltyTerm(_TERMS[kind], not ctx.relu[i], factors[i, 0],  # type: ignore[index]
+                                                         factors[i, 1] if _TERMS[kind] == 3 else None, TL1_BETA)  # type: ignore[index]
+            return (None, None, None, *grads)
         values: Tensor = ctx.values
         layers, batch = values.shape
         if ctx.weights is None:
@@ -315,6 +372,13 @@ class _FusedPenalty(torch.autograd.Function):
             rows = rows.expand(layers, batch)
         if ctx.kernel.nan_check:  # a non-finite sample passes no gradient (the reference's where)
             rows = torch.where(values.isnan(), 0.0, rows)
+        if ctx.kernel is L1_KERNEL and any(need and _hands_off(a) for a, need in zip(maps, needs)):
+            handed = [need and _hands_off(a) for a, need in zip(maps, needs)]
+            factors = (rows / ctx.layout.n).unbind()  # as _L1.backward's
+            for i, (a, h) in enumerate(zip(maps, handed)):
+                if h:
+                    a.grad_fn.penalty_term = PenaltyTerm(4, not ctx.relu[i], factors[i].contiguous(), None, TL1_BETA)
+            needs = [need and not h for need, h in zip(needs, handed)]
         grads = ctx.kernel.backward(maps, ctx.relu, rows, ctx.saved, ctx.layout, needs)
         return (None, None, None, *grads)
 

@@ -161,16 +161,19 @@ LAYER_VALUES(f64, double, DBL_MAX)
    sample the factor r = grad w_l / rows (in T; 0 for a NaN value or a silent Hoyer sample), then
    l2: a * ((r / n) * 2); transformed-l1: tl1_grad with k = r * ((beta + 1) beta / n); hoyer:
    hoyer_grad with c1 = r / (sqrt(s2) sqrt(n)), c2 = -r v / s2, hoyer-square: c1 = 2 r s1 / (s2 n),
-   c2 = -2 r v / s2 (v the sample's value, in double; c1, c2 rounded to T). */
+   c2 = -2 r v / s2 (v the sample's value, in double; c1, c2 rounded to T). coeffs (L x 2 x rows,
+   or NULL): every layer's per-sample factors (k, or c1 then c2), written whether or not its map's
+   gradient is (a handed-off map: threshold_kernels adds them in the activation's backward). */
 #define LAYER_GRADS(S, T)                                                                      \
 int layer_grads_##S(int kind, int64_t L, const int64_t* restrict maps, int64_t rows,          \
                     const int64_t* restrict ns, const int* restrict absval, T beta,            \
                     const double* restrict weights, const double* restrict stats,              \
-                    const T* restrict values, T grad, const int64_t* restrict outs, int threads) { \
+                    const T* restrict values, T grad, const int64_t* restrict outs,              \
+                    T* restrict coeffs, int threads) {                                         \
     T* k = malloc(2 * rows * sizeof(T));                                                       \
     if (!k) return -1;                                                                         \
     for (int64_t l = 0; l < L; l++) {                                                          \
-        if (!outs[l]) continue;                                                                \
+        if (!outs[l] && !coeffs) continue;                                                     \
         const double* st = stats + 3 * rows * l;                                               \
         const T* v = values + rows * l;                                                        \
         const T* a = (const T*)maps[l];                                                        \
@@ -192,6 +195,8 @@ int layer_grads_##S(int kind, int64_t L, const int64_t* restrict maps, int64_t r
                 k[rows + b] = (T)(d * value * -2.0 / s2);                                      \
             }                                                                                  \
         }                                                                                      \
+        if (coeffs) memcpy(coeffs + 2 * rows * l, k, (kind < 2 ? 1 : 2) * rows * sizeof(T));     \
+        if (!outs[l]) continue;                                                                \
         if (kind == 0) {                                                                       \
             _Pragma("omp parallel for num_threads(threads) schedule(static)")                  \
             for (int64_t b = 0; b < rows; b++)                                                 \

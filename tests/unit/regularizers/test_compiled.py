@@ -83,7 +83,7 @@ def test_layer_values_and_gradients_by_hand(built: None, dtype: torch.dtype) -> 
     def run(kind: int) -> tuple[compiled.LayerValues, list]:
         got = compiled.layer_values(kind, [a, b], [True, False], sizes, floors, 1.0, weights)
         assert got is not None
-        return got, compiled.layer_grads(kind, [a, b], [True, False], sizes, 1.0, weights, got, 3.0, [True, True])
+        return got, compiled.layer_grads(kind, [a, b], [True, False], sizes, 1.0, weights, got, 3.0, [True, True])[0]
 
     # l2 (kind 0): a: 25/3 and 0, mean 25/6; b: 5/2 and 4/2, mean 9/4; total 25/6 + 2 * 9/4.
     # Gradient 2 x r / n: a (3/2) 2/3 = a, b 3 * 2/2 = 3 b
@@ -110,7 +110,7 @@ def test_layer_values_and_gradients_by_hand(built: None, dtype: torch.dtype) -> 
     c[1, 0] = math.inf
     got = compiled.layer_values(0, [c], [False], sizes[1:], floors[1:], 1.0, None)
     assert math.isnan(got.values[0, 1].item()) and math.isnan(got.total.item())
-    grad = compiled.layer_grads(0, [c], [False], sizes[1:], 1.0, None, got, 1.0, [True])[0]
+    grad = compiled.layer_grads(0, [c], [False], sizes[1:], 1.0, None, got, 1.0, [True])[0][0]
     assert math.isnan(grad[1, 0].item()) and grad[1, 1].item() == 0.0 and torch.equal(grad[0], b[0] * (2 * 0.5 / 2))
     # Hoyer whose unscaled sum of squares is below the floor (or overflows): None, the caller scales
     tiny = torch.full((1, 2), torch.finfo(dtype).tiny, dtype=dtype)

@@ -56,7 +56,8 @@ _SOURCE = r"""
    (regularizers.fused.handing_off), as regularizers.compiled's kernels write it, to the bit:
    kind 1 (l2) a * k1[b]; kind 2 (transformed-l1) (sgn(a) k1[b]) / (beta + |a|)^2, without sgn and
    | | when !absval; kind 3 (hoyer, hoyer-square) sgn(a) k1[b] + a k2[b], or a k2[b] + k1[b];
-   kind 4 (l1) sgn(a) k1[b], or k1[b]. */
+   kind 4 (l1) sgn(a) k1[b], or k1[b]; kind 5 (synops of a trained threshold) k1[b] f[position]
+   (the fan-out over theta, k2 here), whatever the sign. */
 #define SGN(T, v) ((v) > (T)0 ? (T)1 : ((v) < (T)0 ? (T)-1 : (T)0))
 /* CALL with PK and PA the constants of (pkind, pabs): each row loop compiled for its term alone. */
 #define DISPATCH(pkind, pabs, CALL)                                                             \
@@ -69,6 +70,7 @@ _SOURCE = r"""
     case 7: { enum { PK = 3, PA = 1 }; CALL; break; }                                           \
     case 8: { enum { PK = 4, PA = 0 }; CALL; break; }                                           \
     case 9: { enum { PK = 4, PA = 1 }; CALL; break; }                                           \
+    case 10: case 11: { enum { PK = 5, PA = 0 }; CALL; break; }                                 \
     default: { enum { PK = 0, PA = 0 }; CALL; break; }                                          \
     }
 #define PENALTY_TERM(T, kind, absval, a, k1, k2, beta)                                          \
@@ -76,7 +78,8 @@ _SOURCE = r"""
      : (kind) == 2 ? ((absval) ? (SGN(T, a) * (k1)) / (((beta) + (T)fabs((double)(a))) * ((beta) + (T)fabs((double)(a)))) \
                                : (k1) / (((beta) + (a)) * ((beta) + (a))))                       \
      : (kind) == 3 ? ((absval) ? SGN(T, a) * (k1) + (a) * (k2) : (a) * (k2) + (k1))             \
-     : ((absval) ? SGN(T, a) * (k1) : (k1)))
+     : (kind) == 4 ? ((absval) ? SGN(T, a) * (k1) : (k1))                                       \
+     : (k1) * (k2))
 
 /* x: outer x channels x inner, contiguous; theta[c] (channels 1: one threshold). The steps of
    theta * clamp(floor_ste(x * L / theta + 0.5) / L, 0, 1), in T, in the expression's order. */
@@ -100,12 +103,15 @@ void qcfs_##S(const T* restrict x, int64_t outer, int64_t channels, int64_t inne
    threshold's two terms (g' = where(0 <= c <= 1, g theta, 0) / L / theta... before the / theta). */ \
 static inline __attribute__((always_inline)) void qcfs_row_##S(const T* restrict x, const T* restrict g, \
         int64_t inner, T th, T levels, T* restrict gx, T* restrict a, T* restrict b, int pkind, int pabs, \
-        T k1, T k2, T pbeta) {                                                                  \
+        T k1, T k2, const T* restrict pf, T pbeta) {                                             \
     for (int64_t i = 0; i < inner; i++) {                                                       \
         T xl = x[i] * levels, t = xl / th + (T)0.5;                                             \
         t = t + (FLOOR_##S(t) - t);                                                             \
         T q = t / levels, c = clamp01_##S(q), gi = g[i];                                        \
-        if (pkind) { T out = th * c; gi = gi + PENALTY_TERM(T, pkind, pabs, out, k1, k2, pbeta); } \
+        if (pkind) {                                                                            \
+            T out = th * c, k = pkind == 5 ? pf[i] : k2;                                        \
+            gi = gi + PENALTY_TERM(T, pkind, pabs, out, k1, k, pbeta);                          \
+        }                                                                                       \
         T gq = (q >= (T)0 && q <= (T)1) ? gi * th : (T)0;                                       \
         T gt = gq / levels;                                                                     \
         gx[i] = gt / th * levels;                                                               \
@@ -115,14 +121,15 @@ static inline __attribute__((always_inline)) void qcfs_row_##S(const T* restrict
 }                                                                                               \
 void qcfs_grad_##S(const T* restrict x, const T* restrict g, int64_t outer, int64_t channels, int64_t inner, \
                    const T* restrict theta, T levels, T* restrict gx, T* restrict a, T* restrict b,   \
-                   int pkind, int pabs, const T* restrict p1, const T* restrict p2, T pbeta, int threads) { \
+                   int pkind, int pabs, const T* restrict p1, const T* restrict p2, const T* restrict pf, \
+                   T pbeta, int threads) {                                                      \
     _Pragma("omp parallel for num_threads(threads) schedule(static)")                           \
     for (int64_t r = 0; r < outer * channels; r++) {                                            \
         T th = theta[r % channels];                                                             \
         int64_t at = r * inner, s = r / channels;                                               \
         T k1 = pkind ? p1[s] : (T)0, k2 = pkind == 3 ? p2[s] : (T)0;                            \
         DISPATCH(pkind, pabs, qcfs_row_##S(x + at, g + at, inner, th, levels, gx + at, a + at, b + at, \
-                                           PK, PA, k1, k2, pbeta))                              \
+                                           PK, PA, k1, k2, pf ? pf + (r % channels) * inner : pf, pbeta)) \
     }                                                                                           \
 }
 QCFS(f32, float)
@@ -147,12 +154,13 @@ void clip_##S(const T* restrict x, int64_t outer, int64_t channels, int64_t inne
     }                                                                                           \
 }                                                                                               \
 static inline __attribute__((always_inline)) void clip_row_##S(const T* restrict x, const T* restrict g, \
-        int64_t inner, T th, T* restrict gx, T* restrict gt, int pkind, int pabs, T k1, T k2, T pbeta) { \
+        int64_t inner, T th, T* restrict gx, T* restrict gt, int pkind, int pabs, T k1, T k2,   \
+        const T* restrict pf, T pbeta) {                                                         \
     for (int64_t i = 0; i < inner; i++) {                                                       \
         T v = relu_##S(x[i]), gi = g[i];                                                        \
         if (pkind) {                                                                            \
-            T out = v != v ? v : (th != th ? th : (v < th ? v : th));                           \
-            gi = gi + PENALTY_TERM(T, pkind, pabs, out, k1, k2, pbeta);                         \
+            T out = v != v ? v : (th != th ? th : (v < th ? v : th)), k = pkind == 5 ? pf[i] : k2; \
+            gi = gi + PENALTY_TERM(T, pkind, pabs, out, k1, k, pbeta);                          \
         }                                                                                       \
         T shared = v == th ? gi / (T)2 : gi;                                                    \
         T gr = v > th ? (T)0 : shared;                                                          \
@@ -162,13 +170,15 @@ static inline __attribute__((always_inline)) void clip_row_##S(const T* restrict
 }                                                                                               \
 void clip_grad_##S(const T* restrict x, const T* restrict g, int64_t outer, int64_t channels, int64_t inner, \
                    const T* restrict theta, T* restrict gx, T* restrict gt,                    \
-                   int pkind, int pabs, const T* restrict p1, const T* restrict p2, T pbeta, int threads) { \
+                   int pkind, int pabs, const T* restrict p1, const T* restrict p2, const T* restrict pf, \
+                   T pbeta, int threads) {                                                      \
     _Pragma("omp parallel for num_threads(threads) schedule(static)")                           \
     for (int64_t r = 0; r < outer * channels; r++) {                                            \
         T th = theta[r % channels];                                                             \
         int64_t at = r * inner, s = r / channels;                                               \
         T k1 = pkind ? p1[s] : (T)0, k2 = pkind == 3 ? p2[s] : (T)0;                            \
-        DISPATCH(pkind, pabs, clip_row_##S(x + at, g + at, inner, th, gx + at, gt + at, PK, PA, k1, k2, pbeta)) \
+        DISPATCH(pkind, pabs, clip_row_##S(x + at, g + at, inner, th, gx + at, gt + at, PK, PA, k1, k2, \
+                                           pf ? pf + (r % channels) * inner : pf, pbeta))        \
     }                                                                                           \
 }
 CLIP(f32, float)
@@ -181,9 +191,9 @@ _P, _I, _INT = native.POINTER, native.INT64, native.INT
 def _load(path: Path) -> ctypes.CDLL:
     return native.load_typed(path, lambda scalar: {
         "qcfs": [_P, _I, _I, _I, _P, scalar, _P, _INT],
-        "qcfs_grad": [_P, _P, _I, _I, _I, _P, scalar, _P, _P, _P, _INT, _INT, _P, _P, scalar, _INT],
+        "qcfs_grad": [_P, _P, _I, _I, _I, _P, scalar, _P, _P, _P, _INT, _INT, _P, _P, _P, scalar, _INT],
         "clip": [_P, _I, _I, _I, _P, _P, _INT],
-        "clip_grad": [_P, _P, _I, _I, _I, _P, _P, _P, _INT, _INT, _P, _P, scalar, _INT],
+        "clip_grad": [_P, _P, _I, _I, _I, _P, _P, _P, _INT, _INT, _P, _P, _P, scalar, _INT],
     })
 
 
@@ -254,17 +264,19 @@ class PenaltyTerm:
     instead of a gradient map (:func:`snnergy.regularizers.fused.handing_off`): per sample ``b``
     and output ``a``, ``kind`` 1 ``a k1[b]`` (``l2``), 2 ``sgn(a) k1[b] / (beta + |a|)^2``
     (``transformed-l1``), 3 ``sgn(a) k1[b] + a k2[b]`` (``hoyer``, ``hoyer-square``), 4
-    ``sgn(a) k1[b]`` (``l1``); without
+    ``sgn(a) k1[b]`` (``l1``), 5 ``k1[b] f[i]`` (``synops`` of a trained-threshold layer, ``f`` the
+    fan-out at position ``i`` of a sample); without
     ``sgn`` and ``| |`` when not ``absval`` (the output is then ``>= 0`` and the node zeroes the
     gradient where it is 0). The backward adds it to the output's gradient, in the order autograd
     would have added the map: the same bits.
 
     Attributes:
-        kind: 1 to 4 (above).
+        kind: 1 to 5 (above).
         absval: Whether the terms take ``sgn(a)`` and ``|a|``.
         k1: ``(B,)`` contiguous, the output's dtype and device.
         k2: ``(B,)`` (kind 3), else ``None``.
         beta: ``transformed-l1``'s beta.
+        positions: ``f`` (kind 5): one factor per position of a sample, contiguous; else ``None``.
     """
 
     kind: int
@@ -272,6 +284,7 @@ class PenaltyTerm:
     k1: Tensor
     k2: Tensor | None
     beta: float
+    positions: Tensor | None = None
 
 
 #: A compiled node of this module says so on its context: it adds a handed :class:`PenaltyTerm`.
@@ -288,9 +301,9 @@ def _taken(ctx: Any) -> PenaltyTerm | None:
 
 def _term_args(term: PenaltyTerm | None) -> tuple[Any, ...]:
     if term is None:
-        return 0, 0, None, None, 0.0
+        return 0, 0, None, None, None, 0.0
     return (term.kind, int(term.absval), term.k1.data_ptr(), None if term.k2 is None else term.k2.data_ptr(),
-            term.beta)
+            None if term.positions is None else term.positions.data_ptr(), term.beta)
 
 
 class _QCFS(torch.autograd.Function):

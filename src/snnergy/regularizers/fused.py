@@ -314,9 +314,11 @@ def handing_off() -> Iterator[None]:
         _HANDING_OFF.on = before
 
 
-def _hands_off(a: Tensor) -> bool:
-    """Whether this backward pass hands the gradient at ``a`` to its producer (:func:`handing_off`)."""
-    return getattr(_HANDING_OFF, "on", False) and getattr(a.grad_fn, ACCEPTS_PENALTY, False) is True
+def hands_off(a: Tensor) -> bool:
+    """Whether this backward pass hands the gradient at ``a`` to its producer (:func:`handing_off`;
+    one term per node and pass: a second penalty on the same map returns its gradient map)."""
+    return (getattr(_HANDING_OFF, "on", False) and getattr(a.grad_fn, ACCEPTS_PENALTY, False) is True
+            and getattr(a.grad_fn, "penalty_term", None) is None)
 
 
 class _FusedPenalty(torch.autograd.Function):
@@ -354,7 +356,7 @@ class _FusedPenalty(torch.autograd.Function):
         needs = ctx.needs_input_grad[3:]
         if ctx.computed is not None:
             kind = ctx.kernel.kind
-            handed = [need and _hands_off(a) for a, need in zip(maps, needs)]
+            handed = [need and hands_off(a) for a, need in zip(maps, needs)]
             grads, factors = compiled.layer_grads(kind, maps, ctx.relu, ctx.layout.sizes, TL1_BETA, ctx.weights,
                                                   ctx.computed, grad.item(),
                                                   [need and not h for need, h in zip(needs, handed)], any(handed))
@@ -372,8 +374,8 @@ class _FusedPenalty(torch.autograd.Function):
             rows = rows.expand(layers, batch)
         if ctx.kernel.nan_check:  # a non-finite sample passes no gradient (the reference's where)
             rows = torch.where(values.isnan(), 0.0, rows)
-        if ctx.kernel is L1_KERNEL and any(need and _hands_off(a) for a, need in zip(maps, needs)):
-            handed = [need and _hands_off(a) for a, need in zip(maps, needs)]
+        if ctx.kernel is L1_KERNEL and any(need and hands_off(a) for a, need in zip(maps, needs)):
+            handed = [need and hands_off(a) for a, need in zip(maps, needs)]
             factors = (rows / ctx.layout.n).unbind()  # as _L1.backward's
             for i, (a, h) in enumerate(zip(maps, handed)):
                 if h:

@@ -55,7 +55,8 @@ from snnergy.normalization import (
     select_percentile,
 )
 from snnergy.regularizers import compiled
-from snnergy.regularizers.fused import is_relu_output
+from snnergy.regularizers.fused import hands_off, is_relu_output
+from snnergy.threshold_kernels import PenaltyTerm
 
 _COMPILED = "compiled"
 """Marks a layer computed by :mod:`snnergy.regularizers.compiled` (its backward is compiled too)."""
@@ -123,12 +124,43 @@ def threshold_synops(maps: Sequence[Tensor], fanouts: Sequence[Tensor], threshol
         f = f.to(device=a.device, dtype=a.dtype)
         theta = theta.to(device=a.device, dtype=a.dtype)
         if theta.numel() == 1:
-            value = (a.reshape(a.shape[0], -1) @ f.reshape(-1)) / theta.reshape(())
+            value = _Rated.apply(a, theta.reshape(()), f.reshape(-1))
         else:  # one theta per channel (dim 1)
             per_channel = torch.einsum("bcs,cs->bc", a.reshape(a.shape[0], a.shape[1], -1), f.reshape(a.shape[1], -1))
             value = (per_channel / theta.reshape(1, -1)).sum(dim=1)
         total = value if total is None else total + value
     return total  # type: ignore[return-value]
+
+
+class _Rated(torch.autograd.Function):
+    """``(h @ f) / theta`` per sample (``h`` a ``(B, ...)`` map, ``f`` flat, ``theta`` 0-d) with the
+    gradients autograd gives those two operations, operation for operation (``mv``'s outer product,
+    ``div``'s two terms, ``theta``'s reduced by ``sum_to_size``): the same bits. Inside
+    :func:`~snnergy.regularizers.fused.handing_off` the gradient at a map that a compiled activation
+    produced goes to that activation's backward pass (:class:`~snnergy.threshold_kernels.PenaltyTerm`
+    kind 5: ``k1[b] f[i]``, the same products) instead of a gradient map."""
+
+    @staticmethod
+    def forward(ctx: Any, h: Tensor, theta: Tensor, f: Tensor) -> Tensor:
+        product = h.reshape(h.shape[0], -1) @ f
+        ctx.save_for_backward(h, theta, f, product)
+        return product / theta
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        h, theta, f, product = ctx.saved_tensors
+        grad_product = grad / theta
+        grad_theta = None
+        if ctx.needs_input_grad[1]:
+            grad_theta = (-grad * ((product / theta) / theta)).sum_to_size(theta.shape)
+        grad_h = None
+        if ctx.needs_input_grad[0]:
+            if hands_off(h) and grad_product.is_contiguous() and f.is_contiguous():
+                h.grad_fn.penalty_term = PenaltyTerm(5, False, grad_product, None, 0.0, f)
+            else:
+                grad_h = torch.outer(grad_product, f).view(h.shape)
+        return grad_h, grad_theta, None
 
 
 def smooth_macs(plan: Plan, inputs: Sequence[Tensor]) -> Tensor:

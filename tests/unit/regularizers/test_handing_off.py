@@ -25,12 +25,13 @@ def built(native_buildable: None) -> None:
 
 
 @pytest.mark.parametrize("activation", ["qcfs", "clip"])
-@pytest.mark.parametrize("name", ["l1", "l2", "transformed-l1", "hoyer", "hoyer-square"])
+@pytest.mark.parametrize("name", ["l1", "l2", "transformed-l1", "hoyer", "hoyer-square", "synops"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_training_steps_give_the_same_weights_to_the_bit(built: None, activation: str, name: str,
                                                          dtype: torch.dtype) -> None:
     # three Adam steps of a QCFS (signed path: sgn and |a| in the term) and a trained-clip LeNet
-    # (every threshold > 0: the ReLU path), with and without handing off: the thresholds and
+    # (every threshold > 0: the ReLU path), with and without handing off (synops: its trained-
+    # threshold layers' term f / theta per position, theta's own gradient unchanged): the thresholds and
     # weights after them equal to the bit (the activation adds the term where autograd would add
     # the map: g + term and term + g are the same float)
     torch.manual_seed(0)

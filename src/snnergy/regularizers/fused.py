@@ -283,9 +283,11 @@ _TERMS = {compiled.LAYER_KINDS["l2"]: 1, compiled.LAYER_KINDS["transformed-l1"]:
 @contextmanager
 def handing_off() -> Iterator[None]:
     """Within it (in this thread), a per-layer penalty (``l1`` and the compiled path of the others)
-    hands its gradient at a map that a compiled activation produced (QCFS, the trained clip: :mod:`snnergy.threshold_kernels`)
-    to that activation's backward pass, as per-sample factors, instead of returning a gradient map:
-    no map written, none added by autograd, the same parameter gradients to the bit (issue 18).
+    and ``synops`` on a trained-threshold layer (:mod:`snnergy.regularizers.fused_energy`) hand
+    their gradient at a map that a compiled activation produced (QCFS, the trained clip:
+    :mod:`snnergy.threshold_kernels`) to that activation's backward pass, as per-sample factors,
+    instead of returning a gradient map: no map written, none added by autograd, the same
+    parameter gradients to the bit (issue 18).
 
     Only for a backward pass that runs through those activations (the training loop's
     ``loss.backward()``): ``torch.autograd.grad(penalty, maps)``, which stops at the maps, would get

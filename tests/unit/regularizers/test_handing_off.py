@@ -3,6 +3,7 @@ the same parameter gradients, to the bit, as the gradient map autograd adds."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import pytest
@@ -16,6 +17,12 @@ from snnergy.regularizers import bind_penalty, PenaltyOptions
 from snnergy.regularizers.compiled import usable
 from snnergy.regularizers.fused import HOYER_KERNEL, fused_penalty, handing_off
 from snnergy.threshold_kernels import clip, qcfs
+
+
+def _backward(loss: torch.Tensor, hand: bool) -> None:
+    """``loss.backward()``, inside :func:`handing_off` with ``hand``."""
+    with handing_off() if hand else contextlib.nullcontext():
+        loss.backward()
 
 
 @pytest.fixture
@@ -47,11 +54,7 @@ def test_training_steps_give_the_same_weights_to_the_bit(built: None, activation
                 x, y = torch.rand(16, 1, 28, 28, dtype=dtype), torch.randint(0, 10, (16,))
                 loss = F.cross_entropy(model(x), y) + 1e-2 * penalty(recorder.record())
                 optimizer.zero_grad()
-                if hand:
-                    with handing_off():
-                        loss.backward()
-                else:
-                    loss.backward()
+                _backward(loss, hand)
                 optimizer.step()
         trained.append(model.state_dict())
     assert all(torch.equal(trained[0][k], trained[1][k]) for k in trained[0])
@@ -69,11 +72,7 @@ def test_the_map_gets_no_gradient_map_and_the_input_the_same_gradient(built: Non
         a = activation(x, theta.view(()), 4) if activation is qcfs else activation(x, theta.view(()))
         a.register_hook(lambda g: seen.append(g.clone()))
         loss = (a * torch.linspace(0, 1, a.numel()).view_as(a)).sum() + fused_penalty(HOYER_KERNEL, [a], None)
-        if hand:
-            with handing_off():
-                loss.backward()
-        else:
-            loss.backward()
+        _backward(loss, hand)
         grads.append((x.grad, theta.grad))
     weights = torch.linspace(0, 1, x0.numel()).view_as(x0)
     assert not torch.equal(seen[0], weights) and torch.equal(seen[1], weights)
@@ -96,10 +95,6 @@ def test_a_map_that_reaches_the_loss_only_through_the_penalty(built: None) -> No
     for hand in (False, True):
         x, theta = x0.clone().requires_grad_(True), torch.tensor(1.0, requires_grad=True)
         loss = fused_penalty(HOYER_KERNEL, [clip(x, theta)], None)
-        if hand:
-            with handing_off():
-                loss.backward()
-        else:
-            loss.backward()
+        _backward(loss, hand)
         results.append((x.grad, theta.grad))
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])

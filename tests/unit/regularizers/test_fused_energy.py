@@ -49,3 +49,22 @@ def test_one_lerp_over_the_layers_gives_each_layer_its_own_lerp() -> None:
     together = torch.lerp(below, above, weights)
     alone = torch.stack([torch.lerp(b, a, w) for b, a, w in zip(below, above, weights)])
     assert torch.equal(together, alone)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rated_synops_has_autograds_gradients_to_the_bit(dtype: torch.dtype) -> None:
+    # fused_energy._Rated against the expression it replaced, (h.reshape(B, -1) @ f) / theta
+    # through autograd: the value, h's gradient (mv's outer product) and theta's (div's term,
+    # summed over the batch) equal to the bit
+    from snnergy.regularizers.fused_energy import _Rated
+
+    torch.manual_seed(0)
+    h0 = torch.rand(7, 3, 5, 5, dtype=dtype)
+    f, theta0, weights = torch.rand(75, dtype=dtype), torch.tensor([1.7], dtype=dtype), torch.randn(7, dtype=dtype)
+    results = []
+    for ours in (True, False):
+        h, theta = h0.clone().requires_grad_(True), theta0.clone().requires_grad_(True)
+        value = _Rated.apply(h, theta.reshape(()), f) if ours else (h.reshape(7, -1) @ f) / theta.reshape(())
+        (value * weights).sum().backward()
+        results.append((value.detach(), h.grad, theta.grad))
+    assert all(torch.equal(a, b) for a, b in zip(*results))

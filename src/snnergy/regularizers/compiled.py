@@ -8,13 +8,12 @@ maps that are no longer in cache (issue 18: the training step cost up to 1.29x t
 one). Here each group is one C loop over the map (GCC/Clang vector extensions, eight lanes; the
 C source is :mod:`snnergy.regularizers.kernel_source`):
 
-- :func:`row_sums`: per sample, ``sum|a|``, ``sum a^2`` and ``sum |a| / (beta + |a|)``;
-- :func:`hoyer_grad`, :func:`tl1_grad`: the closed-form gradients, one pass each;
 - :func:`layer_values`, :func:`layer_grads`: a per-layer penalty (``l2``, ``transformed-l1``,
-  ``hoyer``, ``hoyer-square``) of every layer in one call each way: the sums above, the
-  per-sample values, batch means and layer sum, then every map's gradient (a call has a fixed
-  cost of a few microseconds in Python, as each PyTorch operation has: one call instead of some
-  twenty);
+  ``hoyer``, ``hoyer-square``) of every layer in one call each way: per sample ``sum|a|``,
+  ``sum a^2`` and ``sum |a| / (beta + |a|)`` (C ``row_sums``), the values, batch means and layer
+  sum; then every map's closed-form gradient, one pass each (C ``hoyer_grad``, ``tl1_grad``).
+  A call has a fixed cost of a few microseconds in Python, as each PyTorch operation has: one
+  call instead of some twenty;
 - :func:`energy_pass`: the percentile's block maxima, non-zero count and NaN flag, and the
   per-sample ``synops`` (``sum f min(a, lambda) / lambda``), ``macs`` (``sum f r / (r + eps)``,
   ``r = |x| / mu``) or exact effective-MACs value, in one read of the map;
@@ -107,49 +106,6 @@ def _function(name: str, a: Tensor) -> tuple[ctypes._CFuncPtr, type]:  # type: i
 def _rows(a: Tensor) -> tuple[int, int]:
     rows = a.shape[0]
     return rows, a.numel() // rows if rows else 0
-
-
-def row_sums(a: Tensor, nonnegative: bool, tl1_beta: float | None = None) -> Tensor:
-    """``(3, B)`` float64: per sample ``sum|a|``, ``sum a^2`` and, with ``tl1_beta``,
-    ``sum |a| / (beta + |a|)`` (each term in ``a``'s dtype, as PyTorch computes it; else 0).
-    ``nonnegative``: ``a >= 0`` (a ReLU's output), so ``|a| = a``.
-
-    Example:
-        >>> if usable([torch.zeros(1)]):
-        ...     print(row_sums(torch.tensor([[1.0, -2.0], [0.0, 3.0]]), False, 1.0))
-        ... else:
-        ...     print(torch.tensor([[3.0, 3.0], [5.0, 9.0], [0.5 + 2 / 3, 0.75]], dtype=torch.float64))
-        tensor([[3.0000, 3.0000],
-                [5.0000, 9.0000],
-                [1.1667, 0.7500]], dtype=torch.float64)
-    """
-    rows, n = _rows(a)
-    out = torch.empty(rows, 3, dtype=torch.float64)
-    fn, scalar = _function("row_sums", a)
-    fn(a.data_ptr(), rows, n, int(not nonnegative), int(tl1_beta is not None), scalar(tl1_beta or 0.0),
-       out.data_ptr(), torch.get_num_threads())
-    return out.t()
-
-
-def hoyer_grad(a: Tensor, nonnegative: bool, k1: Tensor, k2: Tensor) -> Tensor:
-    """``sgn(a) * k1 + a * k2`` per sample (``k1``, ``k2``: ``(B,)`` contiguous, ``a``'s dtype);
-    ``nonnegative``: ``a * k2 + k1``."""
-    rows, n = _rows(a)
-    out = torch.empty_like(a)
-    fn, _ = _function("hoyer_grad", a)
-    fn(a.data_ptr(), rows, n, int(not nonnegative), k1.data_ptr(), k2.data_ptr(), out.data_ptr(),
-       torch.get_num_threads())
-    return out
-
-
-def tl1_grad(a: Tensor, nonnegative: bool, beta: float, k: Tensor) -> Tensor:
-    """``sgn(a) * k / (beta + |a|)^2`` per sample (``k``: ``(B,)``); ``nonnegative``: ``k / (beta + a)^2``."""
-    rows, n = _rows(a)
-    out = torch.empty_like(a)
-    fn, scalar = _function("tl1_grad", a)
-    fn(a.data_ptr(), rows, n, int(not nonnegative), scalar(beta), k.data_ptr(), out.data_ptr(),
-       torch.get_num_threads())
-    return out
 
 
 def energy_pass(a: Tensor, nonnegative: bool, blocks: int, scale: float | None, f: Tensor, eps: float | None,
@@ -250,7 +206,8 @@ class LayerValues:
     Attributes:
         total: The penalty, a 0-d tensor in the maps' dtype.
         values: ``(L, B)`` per-sample values (NaN where not finite, for ``l2`` and ``transformed-l1``).
-        stats: ``(L, B, 3)`` float64 :func:`row_sums` of each map (``sum a^2`` of a silent sample set to 1).
+        stats: ``(L, B, 3)`` float64 per-sample ``sum|a|``, ``sum a^2``, ``sum |a| / (beta + |a|)``
+            of each map (the C ``row_sums``; ``sum a^2`` of a silent Hoyer sample set to 1).
     """
 
     total: Tensor
@@ -269,7 +226,7 @@ def _doubles(values: Sequence[float] | None) -> ctypes.Array | None:  # type: ig
 def layer_values(kind: int, maps: Sequence[Tensor], nonnegative: Sequence[bool], sizes: Tensor, floors: Tensor,
                  beta: float, weights: Sequence[float] | None) -> LayerValues | None:
     """A per-layer penalty of every map in one call (``kind`` of :data:`LAYER_KINDS`):
-    ``sum_l w_l mean_b(value_l)``, the values computed from :func:`row_sums` in float64 as the
+    ``sum_l w_l mean_b(value_l)``, the values computed from the per-sample sums in float64 as the
     PyTorch code of :mod:`snnergy.regularizers.fused` computes them, the batch means in float64.
     ``sizes``: each map's elements per sample (int64, contiguous); ``floors``: Hoyer's smallest
     unscaled ``sum a^2`` per layer (the maps' dtype, contiguous); ``weights``: ``None`` for all 1.
@@ -300,7 +257,7 @@ def layer_grads(kind: int, maps: Sequence[Tensor], nonnegative: Sequence[bool], 
                 weights: Sequence[float] | None, computed: LayerValues, grad: float, needs: Sequence[bool],
                 coefficients: bool = False) -> tuple[list[Tensor | None], Tensor | None]:
     """The gradient of ``grad`` times :func:`layer_values`' total in each map's shape (``None``
-    where not ``needs``), in one call: :func:`hoyer_grad` or :func:`tl1_grad` per map with the
+    where not ``needs``), in one call: the C ``hoyer_grad`` or ``tl1_grad`` per map with the
     factors of :mod:`snnergy.regularizers.fused` (``l2``: ``a * (2 r / n)``); with
     ``coefficients`` also those per-sample factors of every layer, ``(L, 2, B)`` (``k``, or ``c1``
     then ``c2``; the second row unused for ``l2`` and ``transformed-l1``)."""
@@ -403,9 +360,6 @@ def energy_layers(maps: Sequence[Tensor], nonnegative: Sequence[bool], blocks: S
 
 def _load(path: Path) -> ctypes.CDLL:
     return native.load_typed(path, lambda scalar: {
-        "row_sums": [_P, _I, _I, _INT, _INT, scalar, _P, _INT],
-        "hoyer_grad": [_P, _I, _I, _INT, _P, _P, _P, _INT],
-        "tl1_grad": [_P, _I, _I, _INT, scalar, _P, _P, _INT],
         "energy_pass": [_P, _I, _I, _INT, _INT, ctypes.c_double, ctypes.c_double, _P, _I, _P, _P, _P],
         "energy_grad": [_P, _I, _I, _INT, _INT, scalar, scalar, scalar, _P, _P, _P, _P],
         "energy_layers": [_I, _P, _I, _P, _P, _INT, ctypes.c_double, _P, _P, _P, _P, ctypes.c_double, _P, _P,

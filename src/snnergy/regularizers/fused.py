@@ -356,12 +356,14 @@ class _FusedPenalty(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         maps = ctx.saved_tensors
         needs = ctx.needs_input_grad[3:]
+        # the compiled kinds and l1 can hand their gradient to a compiled activation (handing_off)
+        handed = [need and (ctx.computed is not None or ctx.kernel is L1_KERNEL) and hands_off(a)
+                  for a, need in zip(maps, needs)]
+        kept = [need and not h for need, h in zip(needs, handed)]
         if ctx.computed is not None:
             kind = ctx.kernel.kind
-            handed = [need and hands_off(a) for a, need in zip(maps, needs)]
             grads, factors = compiled.layer_grads(kind, maps, ctx.relu, ctx.layout.sizes, TL1_BETA, ctx.weights,
-                                                  ctx.computed, grad.item(),
-                                                  [need and not h for need, h in zip(needs, handed)], any(handed))
+                                                  ctx.computed, grad.item(), kept, any(handed))
             for i, (a, h) in enumerate(zip(maps, handed)):
                 if h:  # the activation's backward adds it: no gradient map here
                     a.grad_fn.penalty_term = PenaltyTerm(_TERMS[kind], not ctx.relu[i], factors[i, 0],  # type: ignore[index]
@@ -376,14 +378,12 @@ class _FusedPenalty(torch.autograd.Function):
             rows = rows.expand(layers, batch)
         if ctx.kernel.nan_check:  # a non-finite sample passes no gradient (the reference's where)
             rows = torch.where(values.isnan(), 0.0, rows)
-        if ctx.kernel is L1_KERNEL and any(need and hands_off(a) for a, need in zip(maps, needs)):
-            handed = [need and hands_off(a) for a, need in zip(maps, needs)]
-            factors = (rows / ctx.layout.n).unbind()  # as _L1.backward's
+        if any(handed):  # l1: its factors, as _L1.backward computes them
+            factors = (rows / ctx.layout.n).unbind()
             for i, (a, h) in enumerate(zip(maps, handed)):
                 if h:
                     a.grad_fn.penalty_term = PenaltyTerm(4, not ctx.relu[i], factors[i].contiguous(), None, TL1_BETA)
-            needs = [need and not h for need, h in zip(needs, handed)]
-        grads = ctx.kernel.backward(maps, ctx.relu, rows, ctx.saved, ctx.layout, needs)
+        grads = ctx.kernel.backward(maps, ctx.relu, rows, ctx.saved, ctx.layout, kept)
         return (None, None, None, *grads)
 
 

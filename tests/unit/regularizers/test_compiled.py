@@ -45,7 +45,9 @@ def test_row_sums_are_the_sums_of_the_terms(built: None, dtype: torch.dtype, sig
     a = maps(dtype, signed)
     flat = a.reshape(a.shape[0], -1)
     m = flat.abs()
-    sums = compiled.row_sums(a, not signed, 1.0)
+    # every map's sums as layer_values reads them (transformed-l1: all three), (3, B)
+    sums = compiled.layer_values(1, [a], [not signed], torch.tensor([189]), torch.zeros(1, dtype=dtype), 1.0,
+                                 None).stats[0].t()
     # |a| and a^2 of quarters (|a| <= 16: squares on a grid of 1/16, a lane's 8 of them below 2**12)
     # and their sums are exact in the map's dtype and in float64: to the bit
     assert torch.equal(sums[0], m.double().sum(1)) and torch.equal(sums[1], m.double().square().sum(1))
@@ -60,15 +62,23 @@ def test_row_sums_are_the_sums_of_the_terms(built: None, dtype: torch.dtype, sig
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("signed", [False, True])
 def test_gradients_are_the_pytorch_expressions_to_the_bit(built: None, dtype: torch.dtype, signed: bool) -> None:
-    # the same operations in the same order, no fused multiply-add: the same bits
+    # the same operations in the same order, no fused multiply-add: the same bits, with the
+    # per-sample factors layer_grads computed (returned with coefficients=True)
     a = maps(dtype, signed)
-    k1, k2 = torch.rand(5, dtype=dtype), -torch.rand(5, dtype=dtype)
-    row = [1] * (a.dim() - 1)
-    hoyer = a.sgn() * k1.view(-1, *row) + a * k2.view(-1, *row) if signed else a * k2.view(-1, *row) + k1.view(-1, *row)
-    assert torch.equal(compiled.hoyer_grad(a, not signed, k1, k2), hoyer)
+    sizes, floors, row = torch.tensor([189]), torch.zeros(1, dtype=dtype), [1] * (a.dim() - 1)
+
+    def grad_and_factors(kind: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        computed = compiled.layer_values(kind, [a], [not signed], sizes, floors, 1.0, None)
+        grads, factors = compiled.layer_grads(kind, [a], [not signed], sizes, 1.0, None, computed, 0.75, [True], True)
+        return grads[0], factors[0, 0].view(-1, *row), factors[0, 1].view(-1, *row)
+
+    got, k1, k2 = grad_and_factors(2)  # hoyer
+    hoyer = a.sgn() * k1 + a * k2 if signed else a * k2 + k1
+    assert torch.equal(got, hoyer)
+    got, k, _ = grad_and_factors(1)  # transformed-l1
     d = 1.0 + a.abs()
-    tl1 = (a.sgn() * k1.view(-1, *row)) / (d * d) if signed else k1.view(-1, *row) / (d * d)
-    assert torch.equal(compiled.tl1_grad(a, not signed, 1.0, k1), tl1)
+    tl1 = (a.sgn() * k) / (d * d) if signed else k / (d * d)
+    assert torch.equal(got, tl1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -330,8 +330,9 @@ class _QCFS(torch.autograd.Function):
         if not grad.is_contiguous():  # autograd's threshold terms follow grad's layout: its own bits
             return (*_expression_grads(lambda a, t: reference(a, t, ctx.levels), x, theta, grad, ctx), None, None)
         gx, a, b = torch.empty_like(x), torch.empty_like(x), torch.empty_like(x)
+        th = theta.detach().contiguous()  # held: the kernel reads it
         getattr(_LIBRARY.loaded(), "qcfs_grad_" + _suffix(x))(
-            x.data_ptr(), grad.data_ptr(), *ctx.layout, theta.detach().contiguous().data_ptr(), float(ctx.levels),
+            x.data_ptr(), grad.data_ptr(), *ctx.layout, th.data_ptr(), float(ctx.levels),
             gx.data_ptr(), a.data_ptr(), b.data_ptr(), *_term_args(term), torch.get_num_threads())
         gtheta = None
         if ctx.needs_input_grad[1]:  # each term reduced as autograd reduces it, then the two added
@@ -365,9 +366,9 @@ class _Clip(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, theta: Tensor, layout: tuple[int, int, int]) -> Tensor:
-        out = torch.empty_like(x)
-        getattr(_LIBRARY.loaded(), "clip_" + _suffix(x))(x.data_ptr(), *layout, theta.detach().contiguous().data_ptr(),
-                                                         out.data_ptr(), torch.get_num_threads())
+        out, th = torch.empty_like(x), theta.detach().contiguous()  # th held: the kernel reads it
+        getattr(_LIBRARY.loaded(), "clip_" + _suffix(x))(x.data_ptr(), *layout, th.data_ptr(), out.data_ptr(),
+                                                         torch.get_num_threads())
         ctx.save_for_backward(x, theta)
         ctx.layout = layout
         # every theta > 0: out >= 0, and the backward zeroes the gradient wherever out = 0 (there
@@ -387,8 +388,9 @@ class _Clip(torch.autograd.Function):
         if not grad.is_contiguous():  # autograd's threshold term follows grad's layout: its own bits
             return (*_expression_grads(clip_reference, x, theta, grad, ctx), None)
         gx, gt = torch.empty_like(x), torch.empty_like(x)
+        th = theta.detach().contiguous()  # held: the kernel reads it
         getattr(_LIBRARY.loaded(), "clip_grad_" + _suffix(x))(
-            x.data_ptr(), grad.data_ptr(), *ctx.layout, theta.detach().contiguous().data_ptr(), gx.data_ptr(),
+            x.data_ptr(), grad.data_ptr(), *ctx.layout, th.data_ptr(), gx.data_ptr(),
             gt.data_ptr(), *_term_args(term), torch.get_num_threads())
         gtheta = gt.sum_to_size(theta.shape) if ctx.needs_input_grad[1] else None
         return (gx if ctx.needs_input_grad[0] else None), gtheta, None

@@ -19,15 +19,18 @@ C source is :mod:`snnergy.regularizers.kernel_source`):
   ``r = |x| / mu``) or exact effective-MACs value, in one read of the map;
 - :func:`energy_layers`: that pass, then the percentile's one or two order statistics (Hoare's
   selection over the blocks whose maximum can hold them, instead of two ``topk``), for every
-  layer in one call;
+  layer in one call; :func:`energy_values`: the values alone, for every layer in one call, where
+  the scales need this batch's percentiles first;
 - :func:`energy_grad`: the energy-aware gradient and ``sum(grad * a)`` (the scale's moment);
+  :func:`energy_grads`: that of every layer in one call, with the gradient through the scale;
 - :func:`zero_count`: a map's zeros (the training loop's sparsity), from the same pass's count.
 
 Numerics: the element-wise results are the PyTorch path's, operation for operation (compiled
 without fused multiply-adds or fast-math): the gradients, block maxima, counts and order
 statistics (their values; among equal magnitudes the position may be another one) are the same,
 to the bit. The sums are taken in another order: each term in the map's dtype, summed over eight
-lanes in that dtype for 64 values at a time, those partial sums added in float64 (a pass that
+lanes in that dtype for 64 values at a time (:func:`energy_pass`: pairwise, where the 64 lie in one
+row), those partial sums added in float64 (a pass that
 converted every term to float64 would be bound by the conversions: 0.5x the time on LeNet's
 first map), and rounded once to the map's dtype: the reference's value to rounding.
 
@@ -168,11 +171,48 @@ def energy_grad(a: Tensor, nonnegative: bool, scale: float, f: Tensor, eps: floa
     rows, n = _rows(a)
     out = torch.empty_like(a)
     dot = torch.zeros(1, dtype=torch.float64) if moment else None
+    grad = grad.to(a.dtype).contiguous()  # held: the kernel reads it
     fn, scalar = _function("energy_grad", a)
     fn(a.data_ptr(), rows, n, int(not nonnegative), int(eps is not None), scalar(scale), scalar(eps or 0.0),
        scalar(rate_limit(scale) if eps is None and a.dtype == torch.float32 else 0.0), f.data_ptr(),
-       grad.to(a.dtype).contiguous().data_ptr(), out.data_ptr(), None if dot is None else dot.data_ptr())
+       grad.data_ptr(), out.data_ptr(), None if dot is None else dot.data_ptr())
     return out, 0.0 if dot is None else dot.item()
+
+
+def energy_grads(maps: Sequence[Tensor], nonnegative: Sequence[bool], scales: Sequence[float],
+                 fanouts: Sequence[Tensor], eps: float | None, grad: Tensor, needs: Sequence[bool],
+                 through_scale: Sequence[tuple[float, float, Sequence[int]] | None] | None = None) -> list[Tensor | None]:
+    """:func:`energy_grad` of every map in one call (``None`` where not ``needs``), and where
+    ``through_scale`` gives a layer's ``(factor, weight, positions)`` (the scale's gradient
+    ``d lambda / d batch``, the batch percentile's interpolation weight and its order statistics'
+    flat positions, descending) the gradient through the scale added as
+    :func:`snnergy.regularizers.fused_energy._add_scale_gradient` adds it: the same bits.
+
+    Example:
+        >>> a = torch.tensor([[0.0, 1.0, 3.0]])  # rates 0, 1/2, capped: f / scale, f / scale, 0
+        >>> if usable([a]):
+        ...     grads = energy_grads([a, a], [True] * 2, [2.0, 4.0], [a[0], a[0]], None, torch.ones(1), [True, False])
+        ...     print(grads[0].tolist(), grads[1])
+        ... else:
+        ...     print([[0.0, 0.5, 0.0]], None)
+        [[0.0, 0.5, 0.0]] None
+    """
+    count, first = len(maps), maps[0]
+    rows, dtype = first.shape[0], first.dtype
+    outs = [torch.empty_like(a) if need else None for a, need in zip(maps, needs)]
+    limits = [rate_limit(s) if eps is None and dtype == torch.float32 else 0.0 for s in scales]
+    extra = through_scale or [None] * count
+    positions = [list(e[2]) if e else [] for e in extra]
+    grad = grad.to(dtype).contiguous()  # held: the kernel reads it
+    fn, scalar = _function("energy_grads", first)
+    array = scalar * count
+    fn(count, _addresses(maps), rows, (ctypes.c_int64 * count)(*[a.numel() // max(rows, 1) for a in maps]),
+       (ctypes.c_int * count)(*[int(not r) for r in nonnegative]), int(eps is not None), array(*scales),
+       scalar(eps or 0.0), array(*limits), _addresses(fanouts), grad.data_ptr(), _addresses(outs),
+       _doubles([e[0] if e else 0.0 for e in extra]), _doubles([e[1] if e else 0.0 for e in extra]),
+       (ctypes.c_int64 * (2 * count))(*[p for ps in positions for p in (ps + [0, 0])[:2]]),
+       (ctypes.c_int * count)(*[len(ps) for ps in positions]))
+    return outs
 
 
 def rate_limit(scale: float) -> float:
@@ -275,27 +315,23 @@ def layer_grads(kind: int, maps: Sequence[Tensor], nonnegative: Sequence[bool], 
 
 @dataclass(frozen=True)
 class EnergySelection:
-    """What :func:`energy_layers` found in one map.
+    """What :func:`energy_layers` found in one map (Python numbers: no tensor per layer).
 
     Attributes:
-        maxima: The block maxima (``None`` for 0 blocks).
         count: The non-zero count.
         nan: Whether a value is NaN.
         found: Whether a selection was made (no NaN, a non-zero value).
         weight: The quantile's interpolation weight (of the larger order statistic).
         values: The order statistics' magnitudes, descending (two, or one where the ranks coincide).
         positions: Their flat positions.
-        value: The per-sample value ``(B,)`` with a ``scale``, else ``None``.
     """
 
-    maxima: Tensor | None
     count: int
     nan: bool
     found: bool
     weight: float
-    values: Tensor
-    positions: Tensor
-    value: Tensor | None
+    values: tuple[float, ...]
+    positions: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -304,19 +340,30 @@ class EnergyLayers:
 
     Attributes:
         layers: One :class:`EnergySelection` per map, in order.
+        maxima: Every map's block maxima, one after the other (:meth:`block_maxima`).
+        blocks: Each map's number of blocks.
+        values: ``(L, B)`` the per-sample values where every layer had a scale, else ``None``.
         total: The layers' per-sample values added in layer order, ``(B,)``, where every layer
             had a scale; else ``None``.
     """
 
     layers: list[EnergySelection]
+    maxima: Tensor
+    blocks: tuple[int, ...]
+    values: Tensor | None
     total: Tensor | None
+
+    def block_maxima(self, layer: int) -> Tensor | None:
+        """Map ``layer``'s block maxima (``None`` for 0 blocks)."""
+        start = sum(self.blocks[:layer])
+        return self.maxima[start: start + self.blocks[layer]] if self.blocks[layer] else None
 
 
 def energy_layers(maps: Sequence[Tensor], nonnegative: Sequence[bool], blocks: Sequence[int],
                   fanouts: Sequence[Tensor], scales: Sequence[float | None], eps: float | None,
                   q: float) -> EnergyLayers:
-    """For each map: :func:`energy_pass` with the count (``blocks`` block maxima; with a
-    ``scale``, the value), then the ``q``-quantile's order statistics of its
+    """For each map: :func:`energy_pass` with the count (``blocks`` block maxima; where every
+    map has a ``scale``, the values), then the ``q``-quantile's order statistics of its
     non-zero magnitudes as :func:`snnergy.normalization.select_percentile` takes them (ranks as
     ``torch.quantile``'s), by Hoare's selection over the blocks whose maximum can hold them: one
     call for every map. For maps of fewer than ``normalization.MAX_BATCH_VALUES`` values (the fused
@@ -326,36 +373,61 @@ def energy_layers(maps: Sequence[Tensor], nonnegative: Sequence[bool], blocks: S
         >>> a = torch.tensor([[0.0, 1.0, 3.0, 2.0]])  # the median of 1, 2, 3: rank 1, one order statistic
         >>> if usable([a]):
         ...     found = energy_layers([a], [True], [0], [a[0]], [None], None, 0.5).layers[0]
-        ...     print(found.count, found.values.tolist(), found.positions.tolist(), found.weight)
+        ...     print(found.count, found.values, found.positions, found.weight)
         ... else:
-        ...     print(3, [2.0], [3], 0.0)
-        3 [2.0] [3] 0.0
+        ...     print(3, (2.0,), (3,), 0.0)
+        3 (2.0,) (3,) 0.0
     """
     count, first = len(maps), maps[0]
     rows, dtype = first.shape[0], first.dtype
+    every = all(s is not None for s in scales)
     maxima = torch.empty(sum(blocks), dtype=dtype)
-    values = torch.empty(count, rows, dtype=dtype)
+    values = torch.empty(count, rows, dtype=dtype) if every else None
     vals = torch.empty(count, 2, dtype=dtype)
     pos = torch.empty(count, 2, dtype=torch.int64)
-    total = torch.empty(rows, dtype=dtype) if all(s is not None for s in scales) else None
+    total = torch.empty(rows, dtype=dtype) if every else None
     info = (ctypes.c_double * (4 * count))()
     found = (ctypes.c_int * count)()
     fn, _ = _function("energy_layers", first)
     if fn(count, _addresses(maps), rows, (ctypes.c_int64 * count)(*[a.numel() // max(rows, 1) for a in maps]),
           (ctypes.c_int * count)(*[int(not r) for r in nonnegative]), int(eps is not None), eps or 0.0,
           _addresses(fanouts), (ctypes.c_int64 * count)(*blocks), maxima.data_ptr(),
-          _doubles([math.nan if s is None else s for s in scales]), q, values.data_ptr(), info,
-          vals.data_ptr(), pos.data_ptr(), found, None if total is None else total.data_ptr()):
+          _doubles([math.nan if s is None else s for s in scales]), q, None if values is None else values.data_ptr(),
+          info, vals.data_ptr(), pos.data_ptr(), found, None if total is None else total.data_ptr()):
         raise MemoryError("energy_layers: out of memory")
-    layers, offset = [], 0
+    picked, at, layers = vals.tolist(), pos.tolist(), []
     for l in range(count):
         n, nan, weight, two = info[4 * l: 4 * l + 4]
         cut = 0 if two else 1
-        layers.append(EnergySelection(maxima[offset: offset + blocks[l]] if blocks[l] else None, int(n), bool(nan),
-                                      bool(found[l]), weight, vals[l, cut:], pos[l, cut:],
-                                      None if scales[l] is None else values[l]))
-        offset += blocks[l]
-    return EnergyLayers(layers, total)
+        layers.append(EnergySelection(int(n), bool(nan), bool(found[l]), weight, tuple(picked[l][cut:]),
+                                      tuple(at[l][cut:])))
+    return EnergyLayers(layers, maxima, tuple(blocks), values, total)
+
+
+def energy_values(maps: Sequence[Tensor], nonnegative: Sequence[bool], fanouts: Sequence[Tensor],
+                  scales: Sequence[float], eps: float | None) -> tuple[Tensor, Tensor]:
+    """:func:`energy_pass`'s value of each map with its ``scale`` (``(L, B)``), and their sum in
+    layer order in the maps' dtype (``(B,)``): one call for every map, after :func:`energy_layers`
+    where a scale needs this batch's percentile first (``macs``; ``synops``' first batch).
+
+    Example:
+        >>> a = torch.tensor([[0.0, 1.0, 3.0]])  # rates 0, 1/2, 1 (capped) with scale 2
+        >>> if usable([a]):
+        ...     values, total = energy_values([a, a], [True, True], [a[0], a[0]], [2.0, 4.0], None)
+        ...     print(values.tolist(), total.tolist())
+        ... else:
+        ...     print([[3.5], [2.5]], [6.0])
+        [[3.5], [2.5]] [6.0]
+    """
+    count, first = len(maps), maps[0]
+    rows = first.shape[0]
+    values = torch.empty(count, rows, dtype=first.dtype)
+    total = torch.empty(rows, dtype=first.dtype)
+    fn, _ = _function("energy_values", first)
+    fn(count, _addresses(maps), rows, (ctypes.c_int64 * count)(*[a.numel() // max(rows, 1) for a in maps]),
+       (ctypes.c_int * count)(*[int(not r) for r in nonnegative]), int(eps is not None), eps or 0.0,
+       _addresses(fanouts), _doubles(scales), values.data_ptr(), total.data_ptr())
+    return values, total
 
 
 def _load(path: Path) -> ctypes.CDLL:
@@ -364,6 +436,8 @@ def _load(path: Path) -> ctypes.CDLL:
         "energy_grad": [_P, _I, _I, _INT, _INT, scalar, scalar, scalar, _P, _P, _P, _P],
         "energy_layers": [_I, _P, _I, _P, _P, _INT, ctypes.c_double, _P, _P, _P, _P, ctypes.c_double, _P, _P,
                           _P, _P, _P, _P],
+        "energy_values": [_I, _P, _I, _P, _P, _INT, ctypes.c_double, _P, _P, _P, _P],
+        "energy_grads": [_I, _P, _I, _P, _P, _INT, _P, scalar, _P, _P, _P, _P, _P, _P, _P, _P],
         "layer_values": [_INT, _I, _P, _I, _P, _P, scalar, _P, _P, _P, _P, _P, _INT],
         "layer_grads": [_INT, _I, _P, _I, _P, _P, scalar, _P, _P, _P, scalar, _P, _P, _INT],
     }, returns={"energy_layers": _INT, "layer_values": _INT, "layer_grads": _INT})

@@ -185,8 +185,9 @@ class _Layer:
     """One layer's forward results that the backward pass needs."""
 
     scale: float  # lambda (mu) rounded to the map's dtype
-    selection: Selection
     factor: float  # d lambda / d batch = running / batch (0: no gradient through the scale)
+    weight: float  # the batch percentile's interpolation weight (of the larger order statistic)
+    positions: Tensor | tuple[int, ...] | None  # the order statistics' flat positions (descending)
     saved: tuple[Any, ...]
 
 
@@ -239,16 +240,17 @@ def _layers(plan: Plan, relu: tuple[bool, ...], maps: Sequence[Tensor],
     q = plan.percentile / 100.0
     magnitudes = [(a if nonnegative else a.abs()).reshape(-1) for a, nonnegative in zip(maps, relu)]
     selections = [select_percentile(m, q) for m in magnitudes]
+    picks = [(s.values.tolist(), s.weight) if s.status == "ok" else None for s in selections]  # type: ignore[union-attr]
     total, layers = None, []
     for name, f, a, m, nonnegative, before, selection, batch in zip(
-            plan.names, plan.fanouts, maps, magnitudes, relu, befores, selections, _batch_values(selections),
-            strict=True):
+            plan.names, plan.fanouts, maps, magnitudes, relu, befores, selections,
+            _batch_values(picks, maps[0].device), strict=True):
         scale, factor = _scale(plan, name, before, batch, a)
         if plan.eps is None:
             value, saved = _synops_forward(a, scale, f, selection)
         else:
             value, saved = _macs_forward(a, m, scale, f, plan.eps, nonnegative)
-        layers.append(_Layer(scale, selection, factor, saved))
+        layers.append(_Layer(scale, factor, selection.weight, selection.positions, saved))
         total = value if total is None else total + value
     return layers, total  # type: ignore[return-value]
 
@@ -256,44 +258,40 @@ def _layers(plan: Plan, relu: tuple[bool, ...], maps: Sequence[Tensor],
 def _compiled_layers(plan: Plan, relu: tuple[bool, ...], maps: Sequence[Tensor],
                      befores: Sequence[float | None]) -> tuple[list[_Layer], Tensor]:
     """Every layer with the compiled kernels: one call for every map's block maxima, count and
-    order statistics and (its scale known) value, and their sum; the batch percentiles of every
+    order statistics and (every scale known) values, and their sum; the batch percentiles of every
     layer in one ``torch.lerp`` (elementwise: each the one a 0-d call gives, to the bit)."""
     dtype = maps[0].dtype
     known = [_rounded(before, dtype) if _known(plan, before) else None for before in befores]  # type: ignore[arg-type]
     found = compiled.energy_layers(maps, relu, [block_count(a.numel()) for a in maps], plan.fanouts, known,
                                    plan.eps, plan.percentile / 100.0)
-    selections = [Selection("ok", r.positions, r.values, r.weight, r.maxima) if r.found
-                  else Selection("nan", blocks=r.maxima) for r in found.layers]
-    total, layers = found.total, []
-    for name, f, a, nonnegative, before, r, selection, batch in zip(
-            plan.names, plan.fanouts, maps, relu, befores, found.layers, selections, _batch_values(selections),
-            strict=True):
+    picks = [(r.values, r.weight) if r.found else None for r in found.layers]
+    layers = []
+    for name, a, before, r, batch in zip(plan.names, maps, befores, found.layers, _batch_values(picks, maps[0].device),
+                                         strict=True):
         scale, factor = _scale(plan, name, before, batch, a)
-        layers.append(_Layer(scale, selection, factor, (_COMPILED,)))
-        if found.total is None:  # a scale needed this batch's percentile first: add in layer order here
-            value = r.value
-            if value is None:
-                value = compiled.energy_pass(a, nonnegative, 0, scale, f, plan.eps, count=False)[3]
-            total = value if total is None else total + value
-    return layers, total  # type: ignore[return-value]
+        layers.append(_Layer(scale, factor, r.weight, r.positions if r.found else None, (_COMPILED,)))
+    if found.total is not None:
+        return layers, found.total
+    # a scale needed this batch's percentile first: every value in a second call, added in layer order
+    return layers, compiled.energy_values(maps, relu, plan.fanouts, [layer.scale for layer in layers], plan.eps)[1]
 
 
-def _batch_values(selections: Sequence[Selection]) -> list[float]:
-    """Each selection's batch percentile, as :func:`~snnergy.normalization.percentile_value`
-    gives it (NaN where the status is not ``"ok"``), the interpolations of every layer in one
-    ``torch.lerp`` (elementwise: the bits of each layer's own 0-d call)."""
-    values: list[float] = [math.nan] * len(selections)
+def _batch_values(picks: Sequence[tuple[Sequence[float], float] | None], device: torch.device) -> list[float]:
+    """Each layer's batch percentile from its order statistics (descending) and interpolation
+    weight, as :func:`~snnergy.normalization.percentile_value` gives it (NaN where there is no
+    selection, ``None``), the interpolations of every layer in one ``torch.lerp`` on ``device``
+    (elementwise: the bits of each layer's own 0-d call)."""
+    values: list[float] = [math.nan] * len(picks)
     pending = []
-    for i, selection in enumerate(selections):
-        if selection.status != "ok":
+    for i, pick in enumerate(picks):
+        if pick is None:
             continue
-        picked = selection.values.tolist()  # type: ignore[union-attr]
-        if selection.weight == 0.0 and math.isfinite(picked[-1]):  # one order statistic: lerp(x, x, 0) = x
+        picked, weight = pick
+        if weight == 0.0 and math.isfinite(picked[-1]):  # one order statistic: lerp(x, x, 0) = x
             values[i] = picked[-1]
         else:
-            pending.append((i, picked[-1], picked[0], selection.weight))
+            pending.append((i, picked[-1], picked[0], weight))
     if pending:  # on the maps' device, as the reference interpolates
-        device = selections[pending[0][0]].values.device  # type: ignore[union-attr]
         below, above, weights = (torch.tensor(column, dtype=torch.float64, device=device)
                                  for column in list(zip(*pending))[1:])
         for (i, *_), value in zip(pending, torch.lerp(below, above, weights).tolist()):
@@ -322,23 +320,23 @@ class _Node(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         plan: Plan = ctx.plan
-        grads = []
-        for a, f, layer, nonnegative, needs in zip(ctx.saved_tensors, plan.fanouts, ctx.layers, ctx.relu,
-                                                   ctx.needs_input_grad[2:]):
-            if not needs:
-                grads.append(None)
+        maps, layers, needs = ctx.saved_tensors, ctx.layers, ctx.needs_input_grad[2:]
+        grads: list[Tensor | None] = [None] * len(maps)
+        if layers[0].saved[0] is _COMPILED:  # every layer's gradient, through the scale too, in one call
+            grads = compiled.energy_grads(maps, ctx.relu, [layer.scale for layer in layers], plan.fanouts, plan.eps,
+                                          grad, needs, [(layer.factor, layer.weight, layer.positions)  # type: ignore[misc]
+                                                        if layer.factor else None for layer in layers])
+            return (None, None, *grads)
+        for i, (a, f, layer, nonnegative, need) in enumerate(zip(maps, plan.fanouts, layers, ctx.relu, needs)):
+            if not need:
                 continue
-            if layer.saved[0] is _COMPILED:
-                grad_a, dot = compiled.energy_grad(a, nonnegative, layer.scale, f, plan.eps, grad, bool(layer.factor))
-                moment = lambda dot=dot: dot  # noqa: E731
-            elif plan.eps is None:
+            if plan.eps is None:
                 grad_a, moment = _synops_backward(a, grad, layer.scale, f, layer.saved)
             else:
                 grad_a, moment = _macs_backward(a, grad, layer.scale, f, plan.eps, layer.saved, nonnegative)
             if layer.factor:
-                # the scale identity: d/d lambda = -sum(grad_a * a) / lambda
                 _add_scale_gradient(grad_a, a, layer, -moment() / layer.scale, nonnegative)
-            grads.append(grad_a)
+            grads[i] = grad_a
         return (None, None, *grads)
 
 
@@ -396,10 +394,12 @@ def _add_scale_gradient(grad_a: Tensor, a: Tensor, layer: _Layer, grad_scale: fl
     """Adds the gradient that reaches ``a`` through the scale: ``lambda`` (value: the running
     scale) has the batch percentile's gradient, ``running / b``, and the percentile interpolates
     two order statistics of ``|a|`` with weights ``w`` (above) and ``1 - w`` (below)."""
-    positions = layer.selection.positions
+    positions = layer.positions
     assert positions is not None  # a finite batch percentile has its order statistics
+    if not isinstance(positions, Tensor):
+        positions = torch.tensor(positions, dtype=torch.int64, device=a.device)
     grad_batch = grad_scale * layer.factor
-    weight = layer.selection.weight
+    weight = layer.weight
     # one order statistic when they coincide (then the weight is 0)
     shares = [grad_batch * weight, grad_batch * (1.0 - weight)] if positions.numel() == 2 else [grad_batch]
     contributions = torch.tensor(shares, dtype=a.dtype, device=a.device)

@@ -5,7 +5,7 @@ Kept apart from the wrappers so that each file reads as one language. Every kern
 float32 (``_f32``) and float64 (``_f64``) through one macro per kernel: the per-layer sums and
 gradients (``row_sums``, ``hoyer_grad``, ``tl1_grad``, ``layer_values``, ``layer_grads``), then
 the energy-aware pass, gradient and selection (``energy_pass``, ``energy_grad``, ``select_top``,
-``energy_select``, ``energy_layers``). Compiled without fused multiply-adds or fast-math (:data:`snnergy.native.FLAGS`).
+``energy_grads``, ``energy_select``, ``energy_layers``, ``energy_values``). Compiled without fused multiply-adds or fast-math (:data:`snnergy.native.FLAGS`).
 """
 
 SOURCE = r"""
@@ -24,6 +24,26 @@ static inline vd pick_f64(vdi m, vd a, vd b) { return (vd)(((vdi)a & m) | ((vdi)
 static inline double hsum(vd v) { double t = 0; for (int j = 0; j < W; j++) t += v[j]; return t; }
 /* The largest lane (no NaN), as a tree: three dependent steps instead of seven. */
 #define MAX2(x, y) ((x) > (y) ? (x) : (y))
+/* x > y ? x : y and x < y ? x : y on lanes (y where unordered): one instruction on x86
+   (maxps / minps compute exactly these), else the masks. */
+#if defined(__AVX__) && defined(__AVX512F__)
+#include <immintrin.h>
+#define VMAX_f32(x, y) ((vf)_mm256_max_ps((__m256)(x), (__m256)(y)))
+#define VMIN_f32(x, y) ((vf)_mm256_min_ps((__m256)(x), (__m256)(y)))
+#define VMAX_f64(x, y) ((vd)_mm512_max_pd((__m512d)(x), (__m512d)(y)))
+#define VMIN_f64(x, y) ((vd)_mm512_min_pd((__m512d)(x), (__m512d)(y)))
+#elif defined(__AVX__)
+#include <immintrin.h>
+#define VMAX_f32(x, y) ((vf)_mm256_max_ps((__m256)(x), (__m256)(y)))
+#define VMIN_f32(x, y) ((vf)_mm256_min_ps((__m256)(x), (__m256)(y)))
+#define VMAX_f64(x, y) pick_f64((x) > (y), (x), (y))
+#define VMIN_f64(x, y) pick_f64((x) < (y), (x), (y))
+#else
+#define VMAX_f32(x, y) pick_f32((x) > (y), (x), (y))
+#define VMIN_f32(x, y) pick_f32((x) < (y), (x), (y))
+#define VMAX_f64(x, y) pick_f64((x) > (y), (x), (y))
+#define VMIN_f64(x, y) pick_f64((x) < (y), (x), (y))
+#endif
 static inline float hmax_f32(vf v) {
     float a = MAX2(v[0], v[4]), b = MAX2(v[1], v[5]), c = MAX2(v[2], v[6]), d = MAX2(v[3], v[7]);
     return MAX2(MAX2(a, c), MAX2(b, d));
@@ -216,57 +236,109 @@ LAYER_GRADS(f64, double)
    - stats[0]: the non-zero count, stats[1]: the NaN count (stats != NULL);
    - value[b] (value != NULL): kind 0 (synops) sum f min(a, scale) / scale, kind 1 (macs)
      sum f m / (m + eps * scale) (= f r / (r + eps), r = m / scale), each term in T, summed over
-     W lanes in T within each block of 64 flat positions (at most 8 chunks), those partial sums
-     added lane by lane in double, then the lanes; kind 2 the exact count sum f [a != 0], in double.
+     W lanes in T within each block of 64 flat positions (its 8 chunks pairwise where the block
+     lies in the row, else in order), those partial sums added lane by lane in double, then the
+     lanes; kind 2 the exact count sum f [a != 0], each f added in double lane by lane, then the
+     lanes (exact for integer fan-outs).
    Rows whose length is a multiple of W are read once for all three (a chunk of W then lies in
    one block); otherwise the maxima and the count take their own loops. */
+/* The seven (stats, blocks, value) cases of one (kind, absval) pair: K = kind * 16 + absval * 8. */
+#define ENERGY_CASE(S, K, F)                                                                    \
+    case (K) + (F): energy_rows_##S(a, rows, n, head, f, maxima, value, &zeros, &nans, ts, tshift, scale, \
+                                    (K) / 16, ((K) & 8) != 0, ((F) & 4) != 0, ((F) & 2) != 0, (F) & 1); break;
+#define ENERGY_CASES(S, K)                                                                      \
+    ENERGY_CASE(S, K, 1) ENERGY_CASE(S, K, 2) ENERGY_CASE(S, K, 3) ENERGY_CASE(S, K, 4)         \
+    ENERGY_CASE(S, K, 5) ENERGY_CASE(S, K, 6) ENERGY_CASE(S, K, 7)
 #define ENERGY_PASS(S, T, I)                                                                   \
 static inline __typeof__(load_##S((T*)0)) energy_term_##S(__typeof__(load_##S((T*)0)) x,       \
         __typeof__(load_##S((T*)0)) fw, int kind, int absval, T scale, T shift) {              \
     typedef __typeof__(load_##S((T*)0)) V;                                                     \
     V none = {0};                                                                              \
-    if (kind == 0) return pick_##S(x > scale, none + scale, x) * fw;                           \
+    if (kind == 0) return VMIN_##S(none + scale, x) * fw;                           \
     V m = absval ? abs_##S(x) : x;                                                             \
     return fw * m / (m + shift);                                                               \
 }                                                                                              \
-void energy_pass_##S(const T* restrict a, int64_t rows, int64_t n, int absval, int kind, double scale, \
-                     double eps, const T* restrict f, int64_t blocks, T* restrict maxima,     \
-                     double* restrict stats, T* restrict value) {                              \
+static inline __typeof__(load_##S((T*)0)) vmax_##S(__typeof__(load_##S((T*)0)) x,             \
+                                                   __typeof__(load_##S((T*)0)) y) {            \
+    return VMAX_##S(x, y);                                                              \
+}                                                                                              \
+/* The fused loop, every flag a constant of its caller (one loop compiled per combination): a  \
+   whole block of 64 values in a row takes its eight chunks at once (the maximum as a tree, the \
+   value's terms added in chunk order); a block split by a row's end or start takes them one by \
+   one. */                                                                                     \
+static inline __attribute__((always_inline)) void energy_rows_##S(                             \
+        const T* restrict a, int64_t rows, int64_t n, int64_t head, const T* restrict f,       \
+        T* restrict maxima, T* restrict value, I* zc, I* nc, T ts, T tshift, double scale,     \
+        const int KIND, const int ABS, const int STATS, const int BLOCKS, const int VALUE) {   \
     typedef __typeof__(load_##S(a)) V;                                                         \
     V vnone = {0}, bm = vnone;                                                                 \
-    I zeros = {0}, nans = {0};                                                                 \
-    int64_t total = rows * n, head = blocks * 64, zero = 0, nan = 0;                           \
-    int fused = n % W == 0 && kind != 2;                                                       \
-    T ts = (T)scale, tshift = (T)(eps * scale);                                                \
-    if (fused && (value || stats || blocks)) {                                                 \
-        for (int64_t b = 0; b < rows; b++) {                                                   \
-            const T* r = a + b * n;                                                            \
-            vd t = {0};                                                                        \
-            for (int64_t i = 0; i < n;) {                                                      \
-                int64_t p = b * n + i, e = i + (64 - (p & 63));  /* to the block's end */      \
-                if (e > n) e = n;                                                              \
-                int in_head = p < head;                                                        \
-                V part = vnone;                                                                \
+    I zeros = *zc, nans = *nc;                                                                 \
+    for (int64_t b = 0; b < rows; b++) {                                                       \
+        const T* r = a + b * n;                                                                \
+        vd t = {0};                                                                            \
+        for (int64_t i = 0; i < n;) {                                                          \
+            int64_t p = b * n + i, e = i + (64 - (p & 63));  /* to the block's end */          \
+            if (e > n) e = n;                                                                  \
+            int in_head = BLOCKS && p < head;                                                  \
+            V part = vnone;                                                                    \
+            if (e - i == 64) {  /* a whole block: p is its start */                            \
+                V x[8], m[8];                                                                  \
+                for (int u = 0; u < 8; u++) {                                                  \
+                    x[u] = load_##S(r + i + u * W);                                            \
+                    if (STATS) { zeros -= (I)(x[u] == (T)0); nans -= (I)(x[u] != x[u]); }      \
+                    m[u] = ABS ? abs_##S(x[u]) : x[u];                                         \
+                }                                                                              \
+                if (VALUE && KIND == 2)  /* the indicator: f where x != 0, in double */        \
+                    for (int u = 0; u < 8; u++)                                                \
+                        t += wide_##S(pick_##S(x[u] != (T)0, load_##S(f + i + u * W), vnone));  \
+                else if (VALUE) {  /* the eight terms added pairwise */                        \
+                    V v[8];                                                                    \
+                    for (int u = 0; u < 8; u++)                                                \
+                        v[u] = energy_term_##S(x[u], load_##S(f + i + u * W), KIND, ABS, ts, tshift); \
+                    part = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));  \
+                }                                                                              \
+                if (in_head) {                                                                 \
+                    V m01 = vmax_##S(m[0], m[1]), m23 = vmax_##S(m[2], m[3]);                  \
+                    V m45 = vmax_##S(m[4], m[5]), m67 = vmax_##S(m[6], m[7]);                  \
+                    maxima[p >> 6] = hmax_##S(vmax_##S(vmax_##S(m01, m23), vmax_##S(m45, m67))); \
+                }                                                                              \
+            } else {                                                                           \
                 for (int64_t j = i; j < e; j += W) {                                           \
                     V x = load_##S(r + j);                                                     \
-                    if (stats) { zeros -= (I)(x == (T)0); nans -= (I)(x != x); }               \
-                    if (in_head) {                                                             \
-                        V m = absval ? abs_##S(x) : x;                                         \
-                        bm = pick_##S(m > bm, m, bm);                                          \
-                    }                                                                          \
-                    if (value) part += energy_term_##S(x, load_##S(f + j), kind, absval, ts, tshift); \
+                    if (STATS) { zeros -= (I)(x == (T)0); nans -= (I)(x != x); }               \
+                    if (in_head) bm = vmax_##S(ABS ? abs_##S(x) : x, bm);                      \
+                    if (VALUE && KIND == 2) t += wide_##S(pick_##S(x != (T)0, load_##S(f + j), vnone)); \
+                    else if (VALUE) part += energy_term_##S(x, load_##S(f + j), KIND, ABS, ts, tshift); \
                 }                                                                              \
                 if (in_head && ((p + e - i) & 63) == 0) {  /* the block ends here */           \
                     maxima[p >> 6] = hmax_##S(bm);                                             \
                     bm = vnone;                                                                \
                 }                                                                              \
-                if (value) t += wide_##S(part);                                                \
-                i = e;                                                                         \
             }                                                                                  \
-            if (value) {                                                                       \
-                double sum = hsum(t);                                                          \
-                value[b] = (T)(kind == 0 ? sum / scale : sum);                                 \
-            }                                                                                  \
+            if (VALUE && KIND != 2) t += wide_##S(part);                                       \
+            i = e;                                                                             \
+        }                                                                                      \
+        if (VALUE) {                                                                           \
+            double sum = hsum(t);                                                              \
+            value[b] = (T)(KIND == 0 ? sum / scale : sum);                                     \
+        }                                                                                      \
+    }                                                                                          \
+    *zc = zeros; *nc = nans;                                                                   \
+}                                                                                              \
+void energy_pass_##S(const T* restrict a, int64_t rows, int64_t n, int absval, int kind, double scale, \
+                     double eps, const T* restrict f, int64_t blocks, T* restrict maxima,     \
+                     double* restrict stats, T* restrict value) {                              \
+    typedef __typeof__(load_##S(a)) V;                                                         \
+    V vnone = {0};                                                                             \
+    I zeros = {0}, nans = {0};                                                                 \
+    int64_t total = rows * n, head = blocks * 64, zero = 0, nan = 0;                           \
+    int fused = n % W == 0;                                                                    \
+    T ts = (T)scale, tshift = (T)(eps * scale);                                                \
+    if (fused && (value || stats || blocks)) {                                                 \
+        int flags = kind * 16 + (absval != 0) * 8 + (stats != NULL) * 4 + (blocks != 0) * 2 + (value != NULL); \
+        switch (flags) {                                                                       \
+        ENERGY_CASES(S, 0) ENERGY_CASES(S, 8) ENERGY_CASES(S, 16) ENERGY_CASES(S, 24)          \
+        ENERGY_CASES(S, 32) ENERGY_CASES(S, 40)                                                \
         }                                                                                      \
     } else {                                                                                   \
         for (int64_t g = 0; g < blocks; g++) {                                                 \
@@ -400,6 +472,39 @@ void energy_grad_##S(const T* restrict a, int64_t rows, int64_t n, int absval, i
 ENERGY_GRAD(f32, float, vfi)
 ENERGY_GRAD(f64, double, vdi)
 
+/* energy_grad for each of L maps (maps[l]: rows x ns[l]; scales[l] and limits[l] in T, the
+   fan-outs fanouts[l], outs[l] its gradient, 0: none), one call for every layer; grad (rows) in T.
+   With factors[l] != 0 the gradient through the scale is added as fused_energy._add_scale_gradient
+   adds it: g = (-moment / scale) * factor in double, its shares g * w and g * (1 - w) (npos[l] 2;
+   or g alone) rounded to T, times sgn(a) (absval), added at positions pos[2l], pos[2l + 1]. */
+#define ENERGY_GRADS(S, T)                                                                     \
+void energy_grads_##S(int64_t L, const int64_t* restrict maps, int64_t rows, const int64_t* restrict ns, \
+                      const int* restrict absval, int kind, const T* restrict scales, T eps,   \
+                      const T* restrict limits, const int64_t* restrict fanouts, const T* restrict grad, \
+                      const int64_t* restrict outs, const double* restrict factors,           \
+                      const double* restrict weights, const int64_t* restrict pos, const int* restrict npos) { \
+    for (int64_t l = 0; l < L; l++) {                                                          \
+        if (!outs[l]) continue;                                                                \
+        const T* a = (const T*)maps[l];                                                        \
+        T* o = (T*)outs[l];                                                                    \
+        double moment = 0;                                                                     \
+        energy_grad_##S(a, rows, ns[l], absval[l], kind, scales[l], eps, limits[l], (const T*)fanouts[l], \
+                        grad, o, factors[l] != 0 ? &moment : NULL);                            \
+        if (factors[l] == 0) continue;                                                         \
+        double g = (-moment / (double)scales[l]) * factors[l];                                 \
+        double shares[2] = {g * weights[l], g * (1.0 - weights[l])};                           \
+        if (npos[l] == 1) shares[0] = g;                                                       \
+        for (int j = 0; j < npos[l]; j++) {                                                    \
+            int64_t p = pos[2 * l + j];                                                        \
+            T c = (T)shares[j];                                                                \
+            if (absval[l]) c = c * SGN(T, a[p]);                                               \
+            o[p] = o[p] + c;                                                                   \
+        }                                                                                      \
+    }                                                                                          \
+}
+ENERGY_GRADS(f32, float)
+ENERGY_GRADS(f64, double)
+
 /* After it, v[k] is the (k+1)-th largest of v[0 .. len-1] (0 <= k < len), every v[i] >= v[k] for
    i < k and <= v[k] for i > k; p moves with v (Hoare's selection). */
 #define NTH_LARGEST(S, T)                                                                      \
@@ -529,10 +634,17 @@ ENERGY_SELECT(f64, double)
 
 /* energy_select for each of L maps (maps[l]: rows x ns[l], its fan-out fanouts[l], blocks[l]
    block maxima written from maxima + the blocks before it), with one set of outputs: values
-   (L x rows; none for a layer whose scales[l] is NaN), info (L x 4), vals and pos (L x 2), found[l]
-   (1: a selection made), and, when every scale is given, total (rows): the layers' values added
-   in T in layer order. Returns 0, or -1 (out of memory). */
+   (L x rows, or NULL: none; none for a layer whose scales[l] is NaN), info (L x 4), vals and pos
+   (L x 2), found[l] (1: a selection made), and, when every scale is given, total (rows): the
+   layers' values added in T in layer order. Returns 0, or -1 (out of memory). */
 #define ENERGY_LAYERS(S, T)                                                                    \
+static void layer_total_##S(int64_t L, int64_t rows, const T* restrict values, T* restrict total) { \
+    for (int64_t b = 0; b < rows; b++) {                                                       \
+        T t = values[b];                                                                       \
+        for (int64_t l = 1; l < L; l++) t = t + values[l * rows + b];                          \
+        total[b] = t;                                                                          \
+    }                                                                                          \
+}                                                                                              \
 int energy_layers_##S(int64_t L, const int64_t* restrict maps, int64_t rows, const int64_t* restrict ns, \
                       const int* restrict absval, int kind, double eps, const int64_t* restrict fanouts, \
                       const int64_t* restrict blocks, T* restrict maxima, const double* restrict scales, \
@@ -544,19 +656,24 @@ int energy_layers_##S(int64_t L, const int64_t* restrict maps, int64_t rows, con
         every &= known;                                                                        \
         int status = energy_select_##S((const T*)maps[l], rows, ns[l], absval[l], kind,        \
                                        known ? scales[l] : 1.0, eps, (const T*)fanouts[l], blocks[l], \
-                                       blocks[l] ? maxima : NULL, q, known ? values + l * rows : NULL, \
+                                       blocks[l] ? maxima : NULL, q, known && values ? values + l * rows : NULL, \
                                        info + 4 * l, vals + 2 * l, pos + 2 * l);              \
         if (status < 0) return -1;                                                             \
         found[l] = status == 0;                                                                \
         maxima += blocks[l];                                                                   \
     }                                                                                          \
-    if (every && total)                                                                        \
-        for (int64_t b = 0; b < rows; b++) {                                                   \
-            T t = values[b];                                                                   \
-            for (int64_t l = 1; l < L; l++) t = t + values[l * rows + b];                      \
-            total[b] = t;                                                                      \
-        }                                                                                      \
+    if (every && total) layer_total_##S(L, rows, values, total);                               \
     return 0;                                                                                  \
+}                                                                                              \
+/* energy_pass's value alone for each of L maps with its scale scales[l] (values: L x rows),   \
+   and total (rows): the layers' values added in T in layer order. */                          \
+void energy_values_##S(int64_t L, const int64_t* restrict maps, int64_t rows, const int64_t* restrict ns, \
+                       const int* restrict absval, int kind, double eps, const int64_t* restrict fanouts, \
+                       const double* restrict scales, T* restrict values, T* restrict total) { \
+    for (int64_t l = 0; l < L; l++)                                                            \
+        energy_pass_##S((const T*)maps[l], rows, ns[l], absval[l], kind, scales[l], eps,       \
+                        (const T*)fanouts[l], 0, NULL, NULL, values + l * rows);               \
+    layer_total_##S(L, rows, values, total);                                                   \
 }
 ENERGY_LAYERS(f32, float)
 ENERGY_LAYERS(f64, double)

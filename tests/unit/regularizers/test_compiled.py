@@ -148,18 +148,25 @@ def test_energy_layers_select_as_select_percentile(built: None, dtype: torch.dty
         reference = select_percentile(magnitudes, q)
         found = compiled.energy_layers([a, small], [not signed] * 2, blocks, [f, g], [None, None], None, q)
         ours, second = found.layers
-        assert found.total is None and ours.value is None
+        assert found.total is None and found.values is None
         assert ours.count == int((a != 0).sum()) and not ours.nan and ours.found and reference.status == "ok"
         assert ours.weight == reference.weight
-        assert (ours.maxima is None and reference.blocks is None) or torch.equal(ours.maxima, reference.blocks)
-        assert torch.equal(ours.values, reference.values) and torch.equal(magnitudes[ours.positions], ours.values)
+        maxima = found.block_maxima(0)
+        assert (maxima is None and reference.blocks is None) or torch.equal(maxima, reference.blocks)
+        assert found.block_maxima(1) is None
+        picked = torch.tensor(ours.values, dtype=dtype)
+        assert torch.equal(picked, reference.values) and torch.equal(magnitudes[list(ours.positions)], picked)
         theirs = select_percentile(small.reshape(-1).abs(), q)
-        assert second.count == int((small != 0).sum()) and torch.equal(second.values, theirs.values)
-    # with both scales: each value as energy_pass gives it, and their sum in layer order
+        assert second.count == int((small != 0).sum()) and torch.equal(torch.tensor(second.values, dtype=dtype),
+                                                                      theirs.values)
+    # with both scales: each value as energy_pass gives it, and their sum in layer order; the
+    # same from energy_values
     found = compiled.energy_layers([a, small], [not signed] * 2, blocks, [f, g], [1.5, 0.5], None, 0.5)
     values = [compiled.energy_pass(m, not signed, 0, s, w, None, count=False)[3] for m, w, s in ((a, f, 1.5), (small, g, 0.5))]
-    assert torch.equal(found.layers[0].value, values[0]) and torch.equal(found.layers[1].value, values[1])
+    assert torch.equal(found.values[0], values[0]) and torch.equal(found.values[1], values[1])
     assert torch.equal(found.total, values[0] + values[1])
+    again, total = compiled.energy_values([a, small], [not signed] * 2, [f, g], [1.5, 0.5], None)
+    assert torch.equal(again, found.values) and torch.equal(total, found.total)
     a.view(-1)[3] = math.nan  # a NaN: no selection, as select_percentile's "nan"
     ours = compiled.energy_layers([a], [not signed], blocks[:1], [f], [None], None, 0.5).layers[0]
     assert ours.nan and not ours.found and select_percentile(a.reshape(-1).abs(), 0.5).status == "nan"
@@ -205,6 +212,33 @@ def test_energy_grad_is_the_pytorch_path_to_the_bit(built: None, dtype: torch.dt
         expected = expected * a.sgn()
     expected = expected / (a.abs() / scale + eps).square()
     assert torch.equal(compiled.energy_grad(a, not signed, scale, f, eps, grad)[0], expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("eps", [None, 0.1])
+def test_energy_grads_give_each_layers_gradient_through_the_scale_to_the_bit(built: None, dtype: torch.dtype,
+                                                                             eps) -> None:
+    # one call for four maps (the second not needed; the first and third with the gradient through
+    # the scale at two, resp. one, order statistics, the third signed; the fourth without): each
+    # is energy_grad's of that map alone, plus what fused_energy._add_scale_gradient adds, to the bit
+    from snnergy.regularizers.fused_energy import _add_scale_gradient, _Layer
+
+    a = [maps(dtype, False) * 1.7, maps(dtype, True, (5, 16)), maps(dtype, True, (5, 84)), maps(dtype, False, (5, 8))]
+    f = [torch.rand(m.shape[1:], dtype=dtype) for m in a]
+    nonnegative = [True, False, False, True]
+    scales, grad = [1.75, 0.5, 2.25, 1.0], torch.rand(5, dtype=torch.float64)
+    flat = [m.reshape(-1) for m in a]
+    top = [int(flat[0].argmax()), 17, int(flat[2].abs().argmax())]
+    through = [(0.75, 0.25, (top[0], top[1])), None, (1.5, 0.0, (top[2],)), None]
+    grads = compiled.energy_grads(a, nonnegative, scales, f, eps, grad, [True, False, True, True], through)
+    assert grads[1] is None
+    for i in (0, 2, 3):
+        alone, moment = compiled.energy_grad(a[i], nonnegative[i], scales[i], f[i], eps, grad)
+        if through[i] is not None:
+            factor, weight, positions = through[i]
+            layer = _Layer(scales[i], factor, weight, positions, ())
+            _add_scale_gradient(alone, a[i], layer, -moment / scales[i], nonnegative[i])
+        assert torch.equal(grads[i], alone)
 
 
 def test_the_rate_limit_is_the_float32_quotient_test() -> None:

@@ -26,12 +26,15 @@ that is a ReLU's output (:func:`~snnergy.regularizers.fused.is_relu_output`) nee
 (``|a| = a``) and, for ``macs``, no ``sgn`` factor (as in :mod:`snnergy.regularizers.fused`).
 
 With the compiled kernels every map takes one call (:func:`~snnergy.regularizers.compiled.energy_layers`:
-per map the read for the block maxima, count and NaN flag, the value in the same read when its
+per map the read for the block maxima, count and NaN flag, the values in the same read when every
 scale is known before it, ``synops``: the running scale of the batches before, and the selection
-of the order statistics; then the layers' values added), every layer's batch percentile is one ``torch.lerp`` over the layers (the
-function's scalar and vector paths give the same bits: ``torch.quantile``'s value, as the
-reference's 0-d call), and the gradient recomputes each rate's cap (no positions kept). The gradients are the reference's
-derivative, rounded differently in the last bits. Per-channel
+of the order statistics; then the layers' values added; else every value in a second call,
+:func:`~snnergy.regularizers.compiled.energy_values`), every layer's batch percentile is one
+``torch.lerp`` over the layers (the function's scalar and vector paths give the same bits:
+``torch.quantile``'s value, as the reference's 0-d call), and the backward pass is one call for
+every layer (:func:`~snnergy.regularizers.compiled.energy_grads`: each rate's cap recomputed, no
+positions kept; the gradient through the scale added as :func:`_add_scale_gradient` adds it). The
+gradients are the reference's derivative, rounded differently in the last bits. Per-channel
 scales (``convert.channelwise``) and maps of 2**24 values or more take the reference path.
 """
 

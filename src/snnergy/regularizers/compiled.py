@@ -87,10 +87,10 @@ def usable(maps: Sequence[Tensor]) -> bool:
         >>> usable([torch.zeros(2, 3, dtype=torch.float16)])  # the PyTorch path
         False
     """
-    first = maps[0]
-    if first.device.type != "cpu" or first.dtype not in (torch.float32, torch.float64):
+    dtype = maps[0].dtype
+    if dtype not in (torch.float32, torch.float64):
         return False
-    if not all(a.dtype == first.dtype and a.device == first.device and a.is_contiguous() for a in maps):
+    if not all(a.is_cpu and a.dtype == dtype and a.is_contiguous() for a in maps):
         return False
     return prepare()
 
@@ -383,24 +383,23 @@ def energy_layers(maps: Sequence[Tensor], nonnegative: Sequence[bool], blocks: S
     every = all(s is not None for s in scales)
     maxima = torch.empty(sum(blocks), dtype=dtype)
     values = torch.empty(count, rows, dtype=dtype) if every else None
-    vals = torch.empty(count, 2, dtype=dtype)
-    pos = torch.empty(count, 2, dtype=torch.int64)
     total = torch.empty(rows, dtype=dtype) if every else None
+    fn, scalar = _function("energy_layers", first)
+    vals, pos = (scalar * (2 * count))(), (ctypes.c_int64 * (2 * count))()  # Python numbers: no tensor to read back
     info = (ctypes.c_double * (4 * count))()
     found = (ctypes.c_int * count)()
-    fn, _ = _function("energy_layers", first)
     if fn(count, _addresses(maps), rows, (ctypes.c_int64 * count)(*[a.numel() // max(rows, 1) for a in maps]),
           (ctypes.c_int * count)(*[int(not r) for r in nonnegative]), int(eps is not None), eps or 0.0,
           _addresses(fanouts), (ctypes.c_int64 * count)(*blocks), maxima.data_ptr(),
           _doubles([math.nan if s is None else s for s in scales]), q, None if values is None else values.data_ptr(),
-          info, vals.data_ptr(), pos.data_ptr(), found, None if total is None else total.data_ptr()):
+          info, vals, pos, found, None if total is None else total.data_ptr()):
         raise MemoryError("energy_layers: out of memory")
-    picked, at, layers = vals.tolist(), pos.tolist(), []
+    layers = []
     for l in range(count):
         n, nan, weight, two = info[4 * l: 4 * l + 4]
-        cut = 0 if two else 1
-        layers.append(EnergySelection(int(n), bool(nan), bool(found[l]), weight, tuple(picked[l][cut:]),
-                                      tuple(at[l][cut:])))
+        cut = 2 * l + (0 if two else 1)
+        layers.append(EnergySelection(int(n), bool(nan), bool(found[l]), weight, tuple(vals[cut: 2 * l + 2]),
+                                      tuple(pos[cut: 2 * l + 2])))
     return EnergyLayers(layers, maxima, tuple(blocks), values, total)
 
 

@@ -289,7 +289,8 @@ class SynOpsPenalty(_RunningScales):
             fanouts = [_placed(self._placed, self._fanouts, s.name, a) for s, a in zip(trained, trained_maps)]
             rated = fused_energy.threshold_synops(trained_maps, fanouts, [self.thresholds[s.name] for s in trained])
             synops = rated if synops is None else synops + rated
-        return self._priced(self.options.timesteps * synops, record)
+        steps = self.options.timesteps
+        return self._priced(synops if steps == 1 else steps * synops, record)  # x 1 is exact: no node
 
     def batch_scales(self, record: ActivityRecord) -> dict[str, Tensor]:
         """Each percentile-normalized layer's scale on this batch, as the converter measures it

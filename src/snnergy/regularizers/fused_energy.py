@@ -294,9 +294,8 @@ def _batch_values(picks: Sequence[tuple[Sequence[float], float] | None], device:
             values[i] = picked[-1]
         else:
             pending.append((i, picked[-1], picked[0], weight))
-    if pending:  # on the maps' device, as the reference interpolates
-        below, above, weights = (torch.tensor(column, dtype=torch.float64, device=device)
-                                 for column in list(zip(*pending))[1:])
+    if pending:  # on the maps' device, as the reference interpolates; one tensor for the three columns
+        below, above, weights = torch.tensor([row[1:] for row in pending], dtype=torch.float64, device=device).t()
         for (i, *_), value in zip(pending, torch.lerp(below, above, weights).tolist()):
             values[i] = value
     return values

@@ -26,21 +26,18 @@ static inline double hsum(vd v) { double t = 0; for (int j = 0; j < W; j++) t +=
 #define MAX2(x, y) ((x) > (y) ? (x) : (y))
 /* x > y ? x : y and x < y ? x : y on lanes (y where unordered): one instruction on x86
    (maxps / minps compute exactly these), else the masks. */
-#if defined(__AVX__) && defined(__AVX512F__)
+#if defined(__AVX__)
 #include <immintrin.h>
 #define VMAX_f32(x, y) ((vf)_mm256_max_ps((__m256)(x), (__m256)(y)))
 #define VMIN_f32(x, y) ((vf)_mm256_min_ps((__m256)(x), (__m256)(y)))
-#define VMAX_f64(x, y) ((vd)_mm512_max_pd((__m512d)(x), (__m512d)(y)))
-#define VMIN_f64(x, y) ((vd)_mm512_min_pd((__m512d)(x), (__m512d)(y)))
-#elif defined(__AVX__)
-#include <immintrin.h>
-#define VMAX_f32(x, y) ((vf)_mm256_max_ps((__m256)(x), (__m256)(y)))
-#define VMIN_f32(x, y) ((vf)_mm256_min_ps((__m256)(x), (__m256)(y)))
-#define VMAX_f64(x, y) pick_f64((x) > (y), (x), (y))
-#define VMIN_f64(x, y) pick_f64((x) < (y), (x), (y))
 #else
 #define VMAX_f32(x, y) pick_f32((x) > (y), (x), (y))
 #define VMIN_f32(x, y) pick_f32((x) < (y), (x), (y))
+#endif
+#if defined(__AVX512F__)
+#define VMAX_f64(x, y) ((vd)_mm512_max_pd((__m512d)(x), (__m512d)(y)))
+#define VMIN_f64(x, y) ((vd)_mm512_min_pd((__m512d)(x), (__m512d)(y)))
+#else
 #define VMAX_f64(x, y) pick_f64((x) > (y), (x), (y))
 #define VMIN_f64(x, y) pick_f64((x) < (y), (x), (y))
 #endif
@@ -254,18 +251,18 @@ static inline __typeof__(load_##S((T*)0)) energy_term_##S(__typeof__(load_##S((T
         __typeof__(load_##S((T*)0)) fw, int kind, int absval, T scale, T shift) {              \
     typedef __typeof__(load_##S((T*)0)) V;                                                     \
     V none = {0};                                                                              \
-    if (kind == 0) return VMIN_##S(none + scale, x) * fw;                           \
+    if (kind == 0) return VMIN_##S(none + scale, x) * fw;  /* min(a, scale) f */             \
     V m = absval ? abs_##S(x) : x;                                                             \
     return fw * m / (m + shift);                                                               \
 }                                                                                              \
 static inline __typeof__(load_##S((T*)0)) vmax_##S(__typeof__(load_##S((T*)0)) x,             \
                                                    __typeof__(load_##S((T*)0)) y) {            \
-    return VMAX_##S(x, y);                                                              \
+    return VMAX_##S(x, y);                                                                     \
 }                                                                                              \
 /* The fused loop, every flag a constant of its caller (one loop compiled per combination): a  \
    whole block of 64 values in a row takes its eight chunks at once (the maximum as a tree, the \
-   value's terms added in chunk order); a block split by a row's end or start takes them one by \
-   one. */                                                                                     \
+   value's eight terms added pairwise); a block split by a row's end or start takes them one by \
+   one, in order. */                                                                           \
 static inline __attribute__((always_inline)) void energy_rows_##S(                             \
         const T* restrict a, int64_t rows, int64_t n, int64_t head, const T* restrict f,       \
         T* restrict maxima, T* restrict value, I* zc, I* nc, T ts, T tshift, double scale,     \

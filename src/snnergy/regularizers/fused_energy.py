@@ -337,6 +337,7 @@ class _Node(torch.autograd.Function):
             else:
                 grad_a, moment = _macs_backward(a, grad, layer.scale, f, plan.eps, layer.saved, nonnegative)
             if layer.factor:
+                # the scale identity: d/d lambda = -sum(grad_a * a) / lambda
                 _add_scale_gradient(grad_a, a, layer, -moment() / layer.scale, nonnegative)
             grads[i] = grad_a
         return (None, None, *grads)

@@ -190,7 +190,7 @@ class _Layer:
     scale: float  # lambda (mu) rounded to the map's dtype
     factor: float  # d lambda / d batch = running / batch (0: no gradient through the scale)
     weight: float  # the batch percentile's interpolation weight (of the larger order statistic)
-    positions: Tensor | tuple[int, ...] | None  # the order statistics' flat positions (descending)
+    positions: Tensor | tuple[int, ...] | None  # the order statistics' flat positions (descending; compiled: a tuple)
     saved: tuple[Any, ...]
 
 
@@ -398,9 +398,7 @@ def _add_scale_gradient(grad_a: Tensor, a: Tensor, layer: _Layer, grad_scale: fl
     scale) has the batch percentile's gradient, ``running / b``, and the percentile interpolates
     two order statistics of ``|a|`` with weights ``w`` (above) and ``1 - w`` (below)."""
     positions = layer.positions
-    assert positions is not None  # a finite batch percentile has its order statistics
-    if not isinstance(positions, Tensor):
-        positions = torch.tensor(positions, dtype=torch.int64, device=a.device)
+    assert isinstance(positions, Tensor)  # the PyTorch path's; a finite batch percentile has its order statistics
     grad_batch = grad_scale * layer.factor
     weight = layer.weight
     # one order statistic when they coincide (then the weight is 0)

@@ -236,7 +236,7 @@ def test_energy_grads_give_each_layers_gradient_through_the_scale_to_the_bit(bui
         alone, moment = compiled.energy_grad(a[i], nonnegative[i], scales[i], f[i], eps, grad)
         if through[i] is not None:
             factor, weight, positions = through[i]
-            layer = _Layer(scales[i], factor, weight, positions, ())
+            layer = _Layer(scales[i], factor, weight, torch.tensor(positions), ())
             _add_scale_gradient(alone, a[i], layer, -moment / scales[i], nonnegative[i])
         assert torch.equal(grads[i], alone)
 

@@ -17,11 +17,14 @@ Prepared for a lent CUDA machine (torch present, no internet): one command, JSON
    and ``dense_big_batch`` (the DNN floor). One warm-up each (compilation included there), then
    ``--repeats`` rounds alternating over the methods, ``torch.cuda.synchronize()`` around each
    run; medians. ``fused_vs_spikingjelly_multi`` = SpikingJelly's median / snnergy's (the issue
-   aims at 1.5 or more at T = 64).
+   aims at 1.5 or more at T = 64). ``snnergy_fused_groups<g>`` (``--groups``): the fused path
+   with the chunk budget (``simulator.CHUNK_ELEMENTS``) raised so that the batch runs in ``g``
+   groups of samples, 16 steps a chunk (the library's CUDA budget, 2**24, makes groups of about
+   80 samples here): what the budget costs on a GPU.
 
-Without CUDA it runs on the CPU (``--smoke``: 32 images, T = 8, 1 repeat, the fused scan forced
-with ``SNNERGY_FUSED_SCAN=always`` so the compiled path is exercised): a check of the script,
-not a figure. SpikingJelly and the data come from ``benchmarks/gpu/vendor`` when present
+Without CUDA it runs on the CPU (``--smoke``: 32 images, T = 8, 1 repeat; with
+``TRITON_INTERPRET=1`` the fused scan is forced with ``SNNERGY_FUSED_SCAN=always`` and runs in
+Triton's interpreter, else it is off): a check of the script, not a figure. SpikingJelly and the data come from ``benchmarks/gpu/vendor`` when present
 (``bash benchmarks/gpu/vendor.sh`` copies them there; see docs/benchmarks.md, GPU section).
 
 Run from the repository root: ``python benchmarks/gpu/run.py`` (or ``bash benchmarks/gpu/run.sh``).
@@ -55,6 +58,7 @@ from snnergy.conversion import convert, fold_batchnorm  # noqa: E402
 from snnergy.data import calibration_set, load_dataset  # noqa: E402
 from snnergy.models import build_model  # noqa: E402
 from snnergy.simulation import Simulator, fused_scan, simulate_reference  # noqa: E402
+from snnergy.simulation import simulator  # noqa: E402
 from snnergy.training import fit  # noqa: E402
 from simulator import dense_big_batch, dense_looped, hardware  # noqa: E402
 
@@ -69,9 +73,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-limit", type=int, default=10000)
     p.add_argument("--check-batch", type=int, default=256)
     p.add_argument("--check-steps", type=int, default=64)
+    p.add_argument("--groups", default="1,4", help="sample groups per batch also timed ('' for none)")
     p.add_argument("--out", default=os.environ.get("OUT") or str(HERE / "results"))
     a = p.parse_args(argv)
     a.timesteps = tuple(int(t) for t in a.timesteps.split(","))
+    a.groups = tuple(int(g) for g in a.groups.split(",") if g.strip())
     if a.smoke:
         a.batch, a.timesteps, a.repeats, a.train_limit, a.check_batch, a.check_steps = 32, (8,), 1, 512, 16, 8
     return a
@@ -113,6 +119,25 @@ def with_switch(value: str, run: Callable[[], object]) -> Callable[[], object]:
     return call
 
 
+def grouped(snn, steps: int, batch: int, groups: int) -> Simulator:
+    """A batched simulator whose chunks hold ``batch / groups`` samples (rounded up) x 16 steps."""
+    sim = Simulator(snn, [steps], mode="batched")
+    sim.max_elements = simulator.CHUNK_STEPS * -(-batch // groups) * sim._widest
+    return sim
+
+
+def with_budget(elements: int, run: Callable[[], object]) -> Callable[[], object]:
+    """``run`` with chunks of at most ``elements`` elements on every device type."""
+    def call() -> object:
+        before = dict(simulator.CHUNK_ELEMENTS)
+        simulator.CHUNK_ELEMENTS.update({k: elements for k in before})
+        try:
+            return run()
+        finally:
+            simulator.CHUNK_ELEMENTS.update(before)
+    return call
+
+
 def equivalence(snn, x, steps: int, on: str) -> dict:
     """The fused scan against the reference loop and against the batched PyTorch loop."""
     looped = with_switch(on, lambda: Simulator(snn, [steps], mode="looped").run(x))()
@@ -133,10 +158,20 @@ def equivalence(snn, x, steps: int, on: str) -> dict:
             "spikes": {k: float(c[-1].sum()) for k, c in reference.spike_counts.items()}}
 
 
+def write(result: dict, a: argparse.Namespace, device: torch.device) -> Path:
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"gpu_{hardware(device)}_torch-{torch.__version__.replace('+', '-')}{'_smoke' if a.smoke else ''}.json"
+    path.write_text(json.dumps(result, indent=2))
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     a = parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    on = "auto" if device.type == "cuda" else "always"  # on a CPU the fused scan is forced (a check only)
+    # on a CPU the kernel runs only in Triton's interpreter (TRITON_INTERPRET=1): a check of the script
+    interpreter = os.environ.get("TRITON_INTERPRET") == "1" and fused_scan.has_triton()
+    on = "auto" if device.type == "cuda" else "always" if interpreter else "off"
     print(f"gpu harness: {hardware(device)}, torch {torch.__version__}, fused scan {on}", flush=True)
     splits = load_dataset(DataConfig(dataset=a.dataset, train_limit=a.train_limit), seed=0)
     torch.manual_seed(0)
@@ -152,8 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "train_s": trained_s, "smoke": a.smoke}
     with torch.no_grad():
         x_check = splits.test_x[: a.check_batch].to(device)
+        start = time.perf_counter()
         result["equivalence"] = equivalence(snn, x_check, a.check_steps, on)
+        result["equivalence_s"] = time.perf_counter() - start  # the compilations happen here
         print(f"equivalence: {result['equivalence']}", flush=True)
+        write(result, a, device)
         x = splits.test_x[: a.batch].to(device)
         y = splits.test_y[: a.batch].to(device)
         try:
@@ -173,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "dense_looped": dense_looped(dnn, x, steps),
                 "dense_big_batch": dense_big_batch(dnn, x, steps),
             }
+            grouped_sims = {g: grouped(snn, steps, x.shape[0], g) for g in a.groups}
+            for g, sim in grouped_sims.items():
+                methods[f"snnergy_fused_groups{g}"] = with_budget(sim.max_elements,
+                                                                  with_switch(on, lambda s=sim: s.run(x)))
             if multi is not None:
                 methods["spikingjelly_multi"] = lambda n=steps: peers.run_spikingjelly_multi(multi, x, n)
                 methods["spikingjelly_single"] = lambda n=steps: peers.run_spikingjelly_single(single, x, n)
@@ -188,17 +230,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                       / medians["snnergy_fused"]["median_s"])
                 sj = peers.run_spikingjelly_multi(multi, x, steps)
                 row["same_predictions_as_spikingjelly"] = float((sj.argmax(1) == fused.argmax(1)).float().mean())
+            best = min((n for n in medians if n.startswith("snnergy_fused")), key=lambda n: medians[n]["median_s"])
+            row["best_fused"] = best
+            if multi is not None:
+                row["best_fused_vs_spikingjelly_multi"] = (medians["spikingjelly_multi"]["median_s"]
+                                                           / medians[best]["median_s"])
+            for g, sim in grouped_sims.items():
+                other = with_budget(sim.max_elements, with_switch(on, lambda s=sim: s.run(x)))()
+                row[f"same_predictions_groups{g}"] = float((other.potentials[-1].argmax(1) == fused.argmax(1)).float().mean())
+                row[f"chunking_groups{g}"] = with_budget(sim.max_elements, lambda s=sim: s._chunking(x.shape[0], x.device))()
+            row["chunking_default"] = fused_sim._chunking(x.shape[0], x.device)
             rows.append(row)
+            result["timing"] = rows
+            write(result, a, device)  # after every T: a run stopped later keeps what it measured
             print(json.dumps({k: v for k, v in row.items() if k != "methods"}), flush=True)
             for name, m in medians.items():
                 print(f"  T={steps} {name:20s} {m['median_s'] * 1000:9.2f} ms "
                       f"({x.shape[0] * steps / m['median_s']:,.0f} sample-steps/s)", flush=True)
         result["timing"] = rows
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"gpu_{hardware(device)}_torch-{torch.__version__.replace('+', '-')}{'_smoke' if a.smoke else ''}.json"
-    path.write_text(json.dumps(result, indent=2))
-    print(f"Wrote {path}")
+    print(f"Wrote {write(result, a, device)}")
     return 0 if result["equivalence"]["looped_equal"] and result["equivalence"]["batched_fused_equals_loop"] else 1
 
 

@@ -56,3 +56,40 @@ def test_cuda_fused_time_loop_gives_the_reference_spikes(monkeypatch: pytest.Mon
     assert torch.equal(trace.potentials, reference.potentials)
     for name, counts in reference.spike_counts.items():
         assert torch.equal(trace.spike_counts[name], counts), name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_triton_scan_over_chunks_of_every_length_and_groups_of_every_size(
+        monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype) -> None:
+    # issue 18: the torch.compile version recompiled for every chunk length, group size and layer,
+    # and stopped at TorchDynamo's recompile limit (8) on an H100. With a budget of 2000 values the
+    # chunks take several lengths and, batched, the 37 samples several group sizes: the Triton
+    # kernel gives the reference's counts (looped) and the PyTorch loop's (batched: same currents)
+    from snnergy.simulation import Simulator, fused_scan, simulate_reference
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(1, 4, 3, padding=1), relu1=nn.ReLU(), pool1=nn.AvgPool2d(2),
+            flatten=nn.Flatten(), fc1=nn.Linear(4 * 4 * 4, 10), relu2=nn.ReLU(), fc2=nn.Linear(10, 3),
+        )
+    )
+    x = torch.rand(37, 1, 8, 8)
+    snn = convert(net, x).to(device="cuda", dtype=dtype)
+    x = x.to(device="cuda", dtype=dtype)
+    monkeypatch.delenv(fused_scan.SWITCH, raising=False)
+    lengths = []
+    scan = fused_scan.scan
+    monkeypatch.setattr(fused_scan, "scan", lambda *args, **kw: lengths.append(args[4]) or scan(*args, **kw))
+    looped = Simulator(snn, [3, 16, 41], mode="looped", max_elements=2000).run(x)
+    batched = Simulator(snn, [3, 16, 41], mode="batched", max_elements=2000).run(x)
+    assert len(set(lengths)) >= 2
+    monkeypatch.setenv(fused_scan.SWITCH, "off")
+    reference = simulate_reference(snn, x, [3, 16, 41])
+    loop = Simulator(snn, [3, 16, 41], mode="batched", max_elements=2000).run(x)
+    for trace, expected in ((looped, reference), (batched, loop)):
+        assert torch.equal(trace.potentials, expected.potentials)
+        for name, counts in expected.spike_counts.items():
+            assert torch.equal(trace.spike_counts[name], counts), name
+            assert torch.equal(trace.final_counts[name], expected.final_counts[name]), name
+    assert all(c[-1].sum() > 0 for c in reference.spike_counts.values())

@@ -86,4 +86,4 @@ def if_scan(currents: Tensor, v: Tensor, out: Tensor, counts: Tensor, final: Ten
     rows = min(triton.next_power_of_2(batch), TILE // cols)
     grid = (triton.cdiv(m, cols), triton.cdiv(batch, rows))
     _if_scan[grid](currents, v, out, counts, final, threshold, n, batch, m, batch * m,
-                                STATIC=static, SUBTRACT=subtract, BLOCK_B=rows, BLOCK_COLS=cols)
+                   STATIC=static, SUBTRACT=subtract, BLOCK_B=rows, BLOCK_COLS=cols)

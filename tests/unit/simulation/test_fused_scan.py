@@ -20,10 +20,9 @@ import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from snnergy.config import ConvertConfig
 from snnergy.conversion import convert
 from snnergy.errors import ConfigError
-from snnergy.simulation import IFNeuron, Simulator, fused_scan, simulate_reference
+from snnergy.simulation import IFNeuron, Simulator, fused_scan
 
 needs_triton = pytest.mark.skipif(not fused_scan.has_triton(),
                                   reason="Triton is not installed (make setup installs it on Linux x86-64)")
@@ -146,6 +145,43 @@ def test_simulation_with_the_triton_scan_equals_the_reference() -> None:
     assert result["looped_equal"] and result["batched_equals_loop"]
     assert len(result["chunk_lengths"]) >= 2 and result["calls"] > 4  # several chunks and lengths
     assert all(s > 0 for s in result["spiking"])  # every layer spikes
+
+
+@pytest.mark.slow
+@needs_triton
+@pytest.mark.parametrize(("dtype", "static", "subtract", "arch"), [("fp32", False, True, 90), ("fp64", True, False, 80)])
+def test_the_triton_kernel_compiles_to_gpu_code_without_a_gpu(dtype: str, static: bool, subtract: bool,
+                                                               arch: int) -> None:
+    # Triton's NVIDIA back end (in its Linux wheel, ptxas included) compiles the kernel for an
+    # H100 (sm_90) or A100 (sm_80) here: the code CUDA runs, checked where CI has no GPU. Its PTX
+    # has no unrounded multiplication (mul.f32 / mul.f64) that ptxas could contract with an
+    # addition (v + I must round alone); v - spike * threshold is an explicit fma.rn, exact as
+    # the product is 0 or the threshold. A subprocess: this process may have Triton interpreting.
+    result = _interpreted(f"""
+        import json, os
+        os.environ.pop("TRITON_INTERPRET")
+        import triton
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+        from snnergy.simulation import triton_scan
+        fn = triton_scan._if_scan
+        names = fn.arg_names
+        signature = {{name: "*{dtype}" for name in names[:6]}}
+        signature.update(n="i32", batch="i32", m="i32", step_stride="i64")
+        constants = dict(STATIC={static}, SUBTRACT={subtract}, BLOCK_B=32, BLOCK_COLS=64)
+        signature.update({{name: "constexpr" for name in constants}})
+        source = ASTSource(fn=fn, signature=signature,
+                           constexprs={{(names.index(k),): v for k, v in constants.items()}})
+        kernel = triton.compile(source, target=GPUTarget("cuda", {arch}, 32))
+        ptx = kernel.asm["ptx"]
+        print(json.dumps({{"cubin": len(kernel.asm["cubin"]), "target": ".target sm_{arch}" in ptx,
+                          "unrounded_mul": sum(ptx.count(op) for op in ("mul.f32 ", "mul.f64 ")),
+                          "fma": ptx.count("fma.rn."), "atomic_add": "atom.global" in ptx}}))
+    """)
+    assert result["cubin"] > 0 and result["target"]
+    assert result["unrounded_mul"] == 0
+    assert result["atomic_add"]
+    assert (result["fma"] > 0) == subtract  # reset to zero has no product
 
 
 def test_the_hook_picks_the_fused_scan_only_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,14 +17,19 @@ pytestmark = [
 ]
 
 
-def test_cuda_simulation_matches_cpu() -> None:
-    torch.manual_seed(0)
-    net = nn.Sequential(
+def _net() -> nn.Sequential:
+    """conv, ReLU, average pooling, linear, ReLU, linear readout: 8 x 8 inputs, 3 classes."""
+    return nn.Sequential(
         OrderedDict(
             conv1=nn.Conv2d(1, 4, 3, padding=1), relu1=nn.ReLU(), pool1=nn.AvgPool2d(2),
             flatten=nn.Flatten(), fc1=nn.Linear(4 * 4 * 4, 10), relu2=nn.ReLU(), fc2=nn.Linear(10, 3),
         )
     )
+
+
+def test_cuda_simulation_matches_cpu() -> None:
+    torch.manual_seed(0)
+    net = _net()
     x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 3, (32,))
     snn = convert(net, x)
     cpu = simulate(snn, (x, y), timesteps=[4, 16], device="cpu")
@@ -39,12 +44,7 @@ def test_cuda_fused_time_loop_gives_the_reference_spikes(monkeypatch: pytest.Mon
     from snnergy.simulation import Simulator, fused_scan, simulate_reference
 
     torch.manual_seed(0)
-    net = nn.Sequential(
-        OrderedDict(
-            conv1=nn.Conv2d(1, 4, 3, padding=1), relu1=nn.ReLU(), pool1=nn.AvgPool2d(2),
-            flatten=nn.Flatten(), fc1=nn.Linear(4 * 4 * 4, 10), relu2=nn.ReLU(), fc2=nn.Linear(10, 3),
-        )
-    )
+    net = _net()
     x = torch.rand(32, 1, 8, 8)
     snn = convert(net, x).to("cuda")
     x = x.to("cuda")
@@ -68,12 +68,7 @@ def test_cuda_triton_scan_over_chunks_of_every_length_and_groups_of_every_size(
     from snnergy.simulation import Simulator, fused_scan, simulate_reference
 
     torch.manual_seed(0)
-    net = nn.Sequential(
-        OrderedDict(
-            conv1=nn.Conv2d(1, 4, 3, padding=1), relu1=nn.ReLU(), pool1=nn.AvgPool2d(2),
-            flatten=nn.Flatten(), fc1=nn.Linear(4 * 4 * 4, 10), relu2=nn.ReLU(), fc2=nn.Linear(10, 3),
-        )
-    )
+    net = _net()
     x = torch.rand(37, 1, 8, 8)
     snn = convert(net, x).to(device="cuda", dtype=dtype)
     x = x.to(device="cuda", dtype=dtype)

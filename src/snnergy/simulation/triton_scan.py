@@ -25,6 +25,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 from torch import Tensor
+from triton.runtime.interpreter import InterpretedFunction
+
+from snnergy.errors import ConfigError
 
 #: Most neurons (columns) and elements of one program's tile.
 BLOCK_M = 64
@@ -81,6 +84,10 @@ def if_scan(currents: Tensor, v: Tensor, out: Tensor, counts: Tensor, final: Ten
         n: Steps.
         static: ``currents`` is the same every step.
     """
+    if v.device.type != "cuda" and not isinstance(_if_scan, InterpretedFunction):
+        raise ConfigError(f"the Triton scan got {v.device.type} tensors, which only Triton's interpreter reads, "
+                          "and the kernel was built without it: set TRITON_INTERPRET=1 before "
+                          "snnergy.simulation.triton_scan is first imported")
     batch, m = v.shape
     cols = min(BLOCK_M, triton.next_power_of_2(m))
     rows = min(triton.next_power_of_2(batch), TILE // cols)

@@ -184,6 +184,25 @@ def test_the_triton_kernel_compiles_to_gpu_code_without_a_gpu(dtype: str, static
     assert (result["fma"] > 0) == subtract  # reset to zero has no product
 
 
+@needs_triton
+def test_the_interpreter_switched_on_too_late_is_one_clear_error() -> None:
+    # the kernel module built without TRITON_INTERPRET, then the variable set: CPU tensors reach a
+    # compiled kernel, which cannot read them; one ConfigError says what to do
+    result = _interpreted("""
+        import json, os, torch
+        os.environ.pop("TRITON_INTERPRET")
+        from snnergy.simulation import IFNeuron, fused_scan, triton_scan
+        os.environ["TRITON_INTERPRET"] = "1"
+        v, final = torch.zeros(2, 3), torch.zeros(2, 3)
+        try:
+            fused_scan.scan(torch.ones(2, 3), v, final, IFNeuron(), 2, True)
+            print(json.dumps({"error": None}))
+        except Exception as err:
+            print(json.dumps({"error": type(err).__name__, "message": str(err)}))
+    """)
+    assert result["error"] == "ConfigError" and "TRITON_INTERPRET=1 before" in result["message"]
+
+
 def test_the_hook_picks_the_fused_scan_only_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     cuda, cpu = _cuda_tensor(), torch.zeros(4, 3)
     monkeypatch.delenv(fused_scan.SWITCH, raising=False)  # default: auto

@@ -17,10 +17,10 @@ Prepared for a lent CUDA machine (torch present, no internet): one command, JSON
    and ``dense_big_batch`` (the DNN floor). One warm-up each (compilation included there), then
    ``--repeats`` rounds alternating over the methods, ``torch.cuda.synchronize()`` around each
    run; medians. ``fused_vs_spikingjelly_multi`` = SpikingJelly's median / snnergy's (the issue
-   aims at 1.5 or more at T = 64). ``snnergy_fused_groups<g>`` (``--groups``): the fused path
-   with the chunk budget (``simulator.CHUNK_ELEMENTS``) raised so that the batch runs in ``g``
-   groups of samples, 16 steps a chunk (the library's CUDA budget, 2**24, makes groups of about
-   80 samples here): what the budget costs on a GPU.
+   aims at 1.5 or more at T = 64). What the chunk budget (``simulator.CHUNK_ELEMENTS``; 2**27
+   on CUDA, two groups of samples here) costs on a GPU: ``snnergy_fused_groups<g>`` (``--groups``)
+   runs the batch in ``g`` groups of 16 steps a chunk, ``snnergy_fused_2^<k>`` (``--budgets``)
+   with chunks of at most 2**k values (2**24, the former CUDA budget: groups of about 80 samples).
 
 Without CUDA it runs on the CPU (``--smoke``: 32 images, T = 8, 1 repeat; with
 ``TRITON_INTERPRET=1`` the fused scan is forced with ``SNNERGY_FUSED_SCAN=always`` and runs in
@@ -74,10 +74,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--check-batch", type=int, default=256)
     p.add_argument("--check-steps", type=int, default=64)
     p.add_argument("--groups", default="1,4", help="sample groups per batch also timed ('' for none)")
+    p.add_argument("--budgets", default="24", help="log2 chunk budgets also timed ('' for none)")
     p.add_argument("--out", default=os.environ.get("OUT") or str(HERE / "results"))
     a = p.parse_args(argv)
     a.timesteps = tuple(int(t) for t in a.timesteps.split(","))
     a.groups = tuple(int(g) for g in a.groups.split(",") if g.strip())
+    a.budgets = tuple(int(k) for k in a.budgets.split(",") if k.strip())
     if a.smoke:
         a.batch, a.timesteps, a.repeats, a.train_limit, a.check_batch, a.check_steps = 32, (8,), 1, 512, 16, 8
     return a
@@ -211,10 +213,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "dense_looped": dense_looped(dnn, x, steps),
                 "dense_big_batch": dense_big_batch(dnn, x, steps),
             }
-            grouped_sims = {g: grouped(snn, steps, x.shape[0], g) for g in a.groups}
-            for g, sim in grouped_sims.items():
-                methods[f"snnergy_fused_groups{g}"] = with_budget(sim.max_elements,
-                                                                  with_switch(on, lambda s=sim: s.run(x)))
+            variants = {f"groups{g}": grouped(snn, steps, x.shape[0], g) for g in a.groups}
+            variants.update({f"2^{k}": Simulator(snn, [steps], mode="batched", max_elements=2**k) for k in a.budgets})
+            for label, sim in variants.items():
+                methods[f"snnergy_fused_{label}"] = with_budget(sim.max_elements,
+                                                                with_switch(on, lambda s=sim: s.run(x)))
             if multi is not None:
                 methods["spikingjelly_multi"] = lambda n=steps: peers.run_spikingjelly_multi(multi, x, n)
                 methods["spikingjelly_single"] = lambda n=steps: peers.run_spikingjelly_single(single, x, n)
@@ -235,10 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if multi is not None:
                 row["best_fused_vs_spikingjelly_multi"] = (medians["spikingjelly_multi"]["median_s"]
                                                            / medians[best]["median_s"])
-            for g, sim in grouped_sims.items():
+            for label, sim in variants.items():
                 other = with_budget(sim.max_elements, with_switch(on, lambda s=sim: s.run(x)))()
-                row[f"same_predictions_groups{g}"] = float((other.potentials[-1].argmax(1) == fused.argmax(1)).float().mean())
-                row[f"chunking_groups{g}"] = with_budget(sim.max_elements, lambda s=sim: s._chunking(x.shape[0], x.device))()
+                row[f"same_predictions_{label}"] = float((other.potentials[-1].argmax(1) == fused.argmax(1)).float().mean())
+                row[f"chunking_{label}"] = with_budget(sim.max_elements, lambda s=sim: s._chunking(x.shape[0], x.device))()
             row["chunking_default"] = fused_sim._chunking(x.shape[0], x.device)
             rows.append(row)
             result["timing"] = rows

@@ -53,13 +53,20 @@ from snnergy.simulation.neurons import IFNeuron, encode_poisson, if_step, if_ste
 MODES = ("auto", "batched", "looped", "event")
 #: The paths a stage's currents can take (``"auto"`` picks one of them per stage).
 PATHS = ("batched", "looped", "event")
-#: Upper bound on the elements of one chunk (rows x the widest stage's inputs and outputs).
-MAX_ELEMENTS = 2**24
-#: Elements of one chunk by device type. On a CPU a chunk of 2**22 (16 MiB in float32) was the
-#: fastest on Fashion-MNIST LeNet (T = 64, batch 256, 1 thread: 2**18, 2**20, 2**22, 2**24 and
-#: 2**26 gave 13.3, 17.9, 22.8, 18.1 and 16.8 k sample-steps/s on the event path): smaller chunks
-#: pay per-call overheads, larger ones page faults and cache misses.
-CHUNK_ELEMENTS = {"cpu": 2**22, "cuda": 2**24}
+#: Upper bound on the elements of one chunk (rows x the widest stage's inputs and outputs); each
+#: device type's :data:`CHUNK_ELEMENTS` applies below it.
+MAX_ELEMENTS = 2**27
+#: Elements of one chunk by device type (other types: :data:`OTHER_ELEMENTS`). On a CPU a chunk of
+#: 2**22 (16 MiB in float32) was the fastest on Fashion-MNIST LeNet (T = 64, batch 256, 1 thread:
+#: 2**18, 2**20, 2**22, 2**24 and 2**26 gave 13.3, 17.9, 22.8, 18.1 and 16.8 k sample-steps/s on
+#: the event path): smaller chunks pay per-call overheads, larger ones page faults and cache
+#: misses. On CUDA 2**27 (512 MiB): a chunk of 2**24 values (64 MiB) moves through an H100's
+#: 3 TB/s in about 20 us, less than the simulator's Python work for a stage and chunk (layer
+#: calls, kernel launches, counts: tens of microseconds or more), so the GPU would wait on Python;
+#: with 2**27 a Fashion-MNIST LeNet batch of 1024 runs in two groups of 16 steps. Not measured on a
+#: GPU yet: ``benchmarks/gpu/run.py`` times 2**24 and one and four groups beside it.
+CHUNK_ELEMENTS = {"cpu": 2**22, "cuda": 2**27}
+OTHER_ELEMENTS = 2**24
 #: Steps of a chunk when the budget allows (fewer samples per group instead). Measured on the
 #: sweep's Fashion-MNIST LeNet (synops 3e-7), T = 64, batch 256, 1 thread: the first layer's IF
 #: scan (77 M neuron-steps) took 137 ms with chunks of 2 steps x 256 samples (potentials and
@@ -195,7 +202,7 @@ class Simulator:
         """(samples per group, steps per chunk): up to :data:`CHUNK_STEPS` steps, then as many
         samples as the budget allows (the IF scan keeps a sample's potentials in cache over the
         chunk's steps, so deeper chunks move less memory)."""
-        budget = min(self.max_elements, CHUNK_ELEMENTS.get(device.type, MAX_ELEMENTS))
+        budget = min(self.max_elements, CHUNK_ELEMENTS.get(device.type, OTHER_ELEMENTS))
         steps = min(self.timesteps[-1], CHUNK_STEPS, max(1, budget // self._widest))
         # looped: layer calls on the whole batch, as the reference makes them
         group = batch if self.mode == "looped" else min(batch, max(1, budget // (steps * self._widest)))

@@ -1,10 +1,10 @@
 """The IF scan of a chunk as one Triton kernel (the GPU time loop of :mod:`~snnergy.simulation.fused_scan`).
 
-Imported only where Triton is installed. Each program holds a tile of ``BLOCK_B`` samples x
-``BLOCK_M`` neurons; it loads the tile's potentials once, runs the chunk's ``n`` steps with the
-potentials in registers (one read of each current, one write of each spike), adds each step's
-spikes of the tile to the step's per-neuron count (one atomic addition per column and tile) and
-writes the potentials and each sample's spike total back at the end. ``n`` is a run-time loop
+Imported only where Triton is installed. Each program holds a tile of samples x neurons (at most
+:data:`BLOCK_M` neurons and :data:`TILE` values); it loads the tile's potentials once, runs the
+chunk's ``n`` steps with the potentials in registers (one read of each current, one write of each
+spike), adds each step's spikes of the tile to the step's per-neuron count (one atomic addition
+per column and tile) and writes the potentials and each sample's spike total back at the end. ``n`` is a run-time loop
 bound, so one compilation serves every chunk length, batch and layer size (Triton compiles once
 per dtype, reset rule and tile shape; ``torch.compile``'s unrolled loop recompiled for each and
 failed on a GPU at its recompile limit).

@@ -93,13 +93,15 @@ def test_the_triton_kernel_equals_the_reference_loop_bit_for_bit() -> None:
                         final_ref += spikes.sum(0)
                         cases[f"{dtype} {reset} {static} {batch}x{m}x{n}"] = [
                             torch.equal(out, spikes), torch.equal(counts, spikes.sum(1)),
-                            torch.equal(v, v_ref), torch.equal(final, final_ref), int(spikes.sum())]
+                            torch.equal(v, v_ref), torch.equal(final, final_ref), int(spikes.sum()),
+                            spikes.numel()]
         print(json.dumps(cases))
     """)
     assert len(result) == 24
-    for case, (spikes, counts, potentials, totals, fired) in result.items():
+    for case, (spikes, counts, potentials, totals, fired, neuron_steps) in result.items():
         assert spikes and counts and potentials and totals, case
-        assert fired > 0, case  # some fire (and, with v0 = 0.35 and currents below 1, not all every step)
+        assert fired > 0, case  # some fire; and in every layer of more than one neuron, not all at every step
+        assert fired < neuron_steps or case.endswith("1x1x4"), case
 
 
 @pytest.mark.slow

@@ -4,10 +4,10 @@ Imported only where Triton is installed. Each program holds a tile of samples x 
 :data:`BLOCK_M` neurons and :data:`TILE` values); it loads the tile's potentials once, runs the
 chunk's ``n`` steps with the potentials in registers (one read of each current, one write of each
 spike), adds each step's spikes of the tile to the step's per-neuron count (one atomic addition
-per column and tile) and writes the potentials and each sample's spike total back at the end. ``n`` is a run-time loop
-bound, so one compilation serves every chunk length, batch and layer size (Triton compiles once
-per dtype, reset rule and tile shape; ``torch.compile``'s unrolled loop recompiled for each and
-failed on a GPU at its recompile limit).
+per column and tile) and writes the potentials and each sample's spike total back at the end.
+``n`` is a run-time loop bound, so one compilation serves every chunk length, batch and layer size
+(Triton compiles once per dtype, reset rule and tile shape; ``torch.compile``'s unrolled loop
+recompiled for each and failed on a GPU at its recompile limit).
 
 Numerics: the operations of :func:`~snnergy.simulation.neurons.if_step_` in its order, in the
 potentials' dtype: ``v + I``, ``v >= threshold``, then ``v - spike * threshold`` (the product is 0

@@ -1,8 +1,8 @@
 """The simulator: runs a spiking network over time, one batch at a time.
 
-:class:`Simulator` runs the steps in *chunks*: for a chunk of a few steps (and, on a CPU, a
-group of samples) every stage in turn computes its currents, scans its IF neurons and hands its
-spikes to the next stage (a residual stage also reads the same chunk of its shortcuts' sources),
+:class:`Simulator` runs the steps in *chunks*: for a chunk of a few steps (and a group of
+samples, where the whole batch does not fit) every stage in turn computes its currents, scans its
+IF neurons and hands its spikes to the next stage (a residual stage also reads the same chunk of its shortcuts' sources),
 while potentials and spike counts carry over to the next chunk. A chunk holds at most
 :data:`CHUNK_ELEMENTS` values per buffer (per device), so memory does not grow with ``T``. Each
 stage takes one of three paths for its currents:

@@ -24,8 +24,9 @@ Prepared for a lent CUDA machine (torch present, no internet): one command, JSON
 
 Without CUDA it runs on the CPU (``--smoke``: 32 images, T = 8, 1 repeat; with
 ``TRITON_INTERPRET=1`` the fused scan is forced with ``SNNERGY_FUSED_SCAN=always`` and runs in
-Triton's interpreter, else it is off): a check of the script, not a figure. SpikingJelly and the data come from ``benchmarks/gpu/vendor`` when present
-(``bash benchmarks/gpu/vendor.sh`` copies them there; see docs/benchmarks.md, GPU section).
+Triton's interpreter, else it is off): a check of the script, not a figure. SpikingJelly and the
+data come from ``benchmarks/gpu/vendor`` when present (``bash benchmarks/gpu/vendor.sh`` copies
+them there; see docs/benchmarks.md, GPU section).
 
 Run from the repository root: ``python benchmarks/gpu/run.py`` (or ``bash benchmarks/gpu/run.sh``).
 """
@@ -123,9 +124,8 @@ def with_switch(value: str, run: Callable[[], object]) -> Callable[[], object]:
 
 def grouped(snn, steps: int, batch: int, groups: int) -> Simulator:
     """A batched simulator whose chunks hold ``batch / groups`` samples (rounded up) x 16 steps."""
-    sim = Simulator(snn, [steps], mode="batched")
-    sim.max_elements = simulator.CHUNK_STEPS * -(-batch // groups) * sim._widest
-    return sim
+    widest = Simulator(snn, [steps])._widest
+    return Simulator(snn, [steps], mode="batched", max_elements=simulator.CHUNK_STEPS * -(-batch // groups) * widest)
 
 
 def with_budget(elements: int, run: Callable[[], object]) -> Callable[[], object]:

@@ -1,11 +1,11 @@
 """The simulator: runs a spiking network over time, one batch at a time.
 
-:class:`Simulator` runs the steps in *chunks*: for a chunk of a few steps (and a group of
-samples, where the whole batch does not fit) every stage in turn computes its currents, scans its
-IF neurons and hands its spikes to the next stage (a residual stage also reads the same chunk of its shortcuts' sources),
-while potentials and spike counts carry over to the next chunk. A chunk holds at most
-:data:`CHUNK_ELEMENTS` values per buffer (per device), so memory does not grow with ``T``. Each
-stage takes one of three paths for its currents:
+:class:`Simulator` runs the steps in *chunks*: for a chunk of a few steps (and a group of samples,
+where the whole batch does not fit) every stage in turn computes its currents, scans its IF
+neurons and hands its spikes to the next stage (a residual stage also reads the same chunk of its
+shortcuts' sources), while potentials and spike counts carry over to the next chunk. A chunk holds
+at most :data:`CHUNK_ELEMENTS` values per buffer (per device), so memory does not grow with ``T``.
+Each stage takes one of three paths for its currents:
 
 * ``"batched"``: one Conv/Linear call on the chunk's ``(steps * samples, ...)`` inputs; on a CPU
   the convolution stages' potentials and spikes are laid out channels last, their average
@@ -53,9 +53,6 @@ from snnergy.simulation.neurons import IFNeuron, encode_poisson, if_step, if_ste
 MODES = ("auto", "batched", "looped", "event")
 #: The paths a stage's currents can take (``"auto"`` picks one of them per stage).
 PATHS = ("batched", "looped", "event")
-#: Upper bound on the elements of one chunk (rows x the widest stage's inputs and outputs); each
-#: device type's :data:`CHUNK_ELEMENTS` applies below it.
-MAX_ELEMENTS = 2**27
 #: Elements of one chunk by device type (other types: :data:`OTHER_ELEMENTS`). On a CPU a chunk of
 #: 2**22 (16 MiB in float32) was the fastest on Fashion-MNIST LeNet (T = 64, batch 256, 1 thread:
 #: 2**18, 2**20, 2**22, 2**24 and 2**26 gave 13.3, 17.9, 22.8, 18.1 and 16.8 k sample-steps/s on
@@ -67,6 +64,9 @@ MAX_ELEMENTS = 2**27
 #: GPU yet: ``benchmarks/gpu/run.py`` times 2**24 and one and four groups beside it.
 CHUNK_ELEMENTS = {"cpu": 2**22, "cuda": 2**27}
 OTHER_ELEMENTS = 2**24
+#: Upper bound on the elements of one chunk (rows x the widest stage's inputs and outputs): the
+#: largest device budget, so each device type's :data:`CHUNK_ELEMENTS` applies below it.
+MAX_ELEMENTS = max(*CHUNK_ELEMENTS.values(), OTHER_ELEMENTS)
 #: Steps of a chunk when the budget allows (fewer samples per group instead). Measured on the
 #: sweep's Fashion-MNIST LeNet (synops 3e-7), T = 64, batch 256, 1 thread: the first layer's IF
 #: scan (77 M neuron-steps) took 137 ms with chunks of 2 steps x 256 samples (potentials and

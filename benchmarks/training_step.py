@@ -16,6 +16,9 @@ operations alone (:mod:`snnergy.pooling`, :mod:`snnergy.threshold_kernels` and
 what the compiled kernels save. The unregularized runs of both train to the same weights, to the
 bit (checked before timing).
 
+``--floor`` adds the stand-in penalties of ``penalty_floor.py`` (lower bounds of a penalty's cost
+in this step), with the kernels on.
+
 Run from the repository root: ``PYTHONPATH=src python benchmarks/training_step.py``
 (``--activation qcfs`` for trained thresholds). See docs/benchmarks.md.
 """
@@ -40,6 +43,8 @@ from snnergy.models import build_model
 from snnergy import native
 from snnergy.regularizers import REGULARIZERS, PenaltyOptions, bind_penalty, handing_off
 
+from penalty_floor import FLOORS, bind_floor  # beside this script: python puts its folder on the path
+
 DEFAULT = "none,l1,l2,hoyer,hoyer-square,transformed-l1,synops,macs"
 
 
@@ -57,12 +62,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--kernels", default="auto", choices=["auto", "both"],
                    help=f"both: also time every regularizer with {native.SWITCH}=off (PyTorch operations alone)")
+    p.add_argument("--floor", action="store_true",
+                   help=f"also time the stand-in penalties of penalty_floor.py ({', '.join(FLOORS)}): lower bounds")
     a = p.parse_args(argv)
     a.regularizers = [r.strip() for r in a.regularizers.split(",") if r.strip()]
     for name in a.regularizers:
         REGULARIZERS.get(name)  # an unknown name fails here, naming the known ones
     if "none" not in a.regularizers:
         p.error("--regularizers must include 'none'")
+    if a.floor:
+        a.regularizers += list(FLOORS)
     return a
 
 
@@ -97,8 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.manual_seed(0)  # the same dropout masks in every run
         model = copy.deepcopy(initial).train()
         optimizer = torch.optim.Adam(model.parameters(), 1e-3)
-        penalty = None if name == "none" else bind_penalty(name, model, splits.input_shape, PenaltyOptions())
-        inputs = penalty is not None and penalty.needs_layer_inputs
+        if name in FLOORS:
+            penalty = bind_floor(name, model, splits.input_shape)
+        else:
+            penalty = None if name == "none" else bind_penalty(name, model, splits.input_shape, PenaltyOptions())
+        inputs = penalty is not None and getattr(penalty, "needs_layer_inputs", False)
         with ActivityRecorder(model, activations=True, layer_inputs=inputs, detach=False) as recorder:
             start = time.process_time()
             for x, y in batches:
@@ -118,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         trained = [train("none", v)[1] for v in variants]
         if not all(torch.equal(p, q) for p, q in zip(trained[0].parameters(), trained[1].parameters())):
             raise SystemExit("the model trained to different weights with the kernels on and off")
-    runs = [(name, v) for name in a.regularizers for v in variants]
+    # the stand-ins time today's kernels: with the kernels on only
+    runs = [(name, v) for name in a.regularizers for v in variants if not (v and name in FLOORS)]
     for name, v in runs:  # warm-up
         run(name, v)
     times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}

@@ -80,15 +80,7 @@ def bind_floor(name: str, model: nn.Module, input_shape: tuple[int, ...]) -> Cal
     if name == "floor-synops-kernels":
         if not compiled.prepare():
             raise ConfigError(f"floor-synops-kernels needs the compiled kernels: {compiled.unavailable_reason()}")
-        exact = [readers_fanout(s.readers, s.neuron_shape) for s in spiking]
-        placed: dict[torch.dtype, tuple[Tensor, ...]] = {}  # in the maps' dtype (the kernels read it), once
-
-        def penalty(record: ActivityRecord) -> Tensor:
-            maps = [record.activations[n] for n in names]
-            dtype = maps[0].dtype
-            if dtype not in placed:
-                placed[dtype] = tuple(f.to(dtype).contiguous() for f in exact)
-            return _SynOpsKernels.apply(placed[dtype], *maps)  # type: ignore[no-any-return]
-
-        return penalty
+        dtype = next(model.parameters()).dtype  # the maps' (the kernels read the fan-outs in it)
+        fanouts = tuple(readers_fanout(s.readers, s.neuron_shape).to(dtype).contiguous() for s in spiking)
+        return lambda record: _SynOpsKernels.apply(fanouts, *[record.activations[n] for n in names])
     raise ConfigError(f"unknown floor {name!r}; known: {', '.join(FLOORS)}")
